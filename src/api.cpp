@@ -1,0 +1,666 @@
+// api.cpp — every function of spmla.h: argument checks (src/validate), then the backend.
+// Plain C entry points; no exception crosses them (std::bad_alloc -> OUT_OF_MEMORY, anything
+// else -> INTERNAL). A failed call sets the thread's last error and writes no output.
+#include <cmath>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "error.h"
+#include "registry.h"
+#include "spmla.h"
+#include "spmla_backend.h"
+#include "validate.h"
+
+struct spmla_handle_s {
+  const spmla::BackendEntry *backend;
+  const spmla_backend_table_t *table;
+  void *ctx;
+  int32_t device;
+};
+
+namespace spmla {
+namespace {
+
+using Table = spmla_backend_table_t;
+const spmla_status_t OK = SPMLA_STATUS_SUCCESS;
+const spmla_status_t INVALID = SPMLA_STATUS_INVALID_ARGUMENT;
+
+#define SPMLA_TRY(expr)                          \
+  do {                                           \
+    spmla_status_t _st = (expr);                 \
+    if (_st != SPMLA_STATUS_SUCCESS) return _st; \
+  } while (0)
+
+template <class F>
+spmla_status_t guard(const char *fn, F &&f) noexcept {
+  try {
+    return f();
+  } catch (const std::bad_alloc &) {
+    return fail_msg(SPMLA_STATUS_OUT_OF_MEMORY, fn, "out of host memory");
+  } catch (const std::exception &e) {
+    return fail_msg(SPMLA_STATUS_INTERNAL, fn,
+                    std::string("internal error (please report): ") + e.what());
+  } catch (...) {
+    return fail_msg(SPMLA_STATUS_INTERNAL, fn, "internal error (please report): unknown exception");
+  }
+}
+
+spmla_status_t null_arg(const char *fn, const char *name, const char *what) {
+  return fail(INVALID, fn, name, what, "NULL");
+}
+
+spmla_status_t check_handle(const char *fn, spmla_handle_t h) {
+  if (!h) return null_arg(fn, "handle", "a handle from spmla_handle_create");
+  return OK;
+}
+
+// The backend implements member `m` (inside its struct_size, non-NULL), else UNSUPPORTED.
+template <class M>
+spmla_status_t require(const char *fn, spmla_handle_t h, M Table::*m, const char *member) {
+  if (table_has(h->table, m)) return OK;
+  return fail_msg(SPMLA_STATUS_UNSUPPORTED, fn,
+                  "backend '" + h->backend->name + "' does not implement " + member);
+}
+#define SPMLA_REQUIRE(fn, h, member) \
+  SPMLA_TRY(require(fn, h, &spmla_backend_table_t::member, #member))
+
+// Runs a backend call; a failure without a message gets a generic one.
+template <class F>
+spmla_status_t call_backend(const char *fn, const std::string &backend, F &&f) {
+  const uint64_t gen = error_generation();
+  const spmla_status_t st = f();
+  if (st != OK && error_generation() == gen)
+    fail_msg(st, fn, "backend '" + backend + "' failed with " + spmla_status_string(st));
+  return st;
+}
+#define SPMLA_CALL(fn, h, member, ...) \
+  call_backend(fn, (h)->backend->name, [&] { return (h)->table->member(__VA_ARGS__); })
+
+// Resolves a backend name (NULL / "auto" = first available of cuda, hip, cpu) to an
+// available registry entry.
+spmla_status_t resolve_backend(const char *fn, const char *name, const BackendEntry **out) {
+  if (!name || std::strcmp(name, "auto") == 0) {
+    for (const char *n : {"cuda", "hip", "cpu"}) {
+      const BackendEntry *b = find_backend(n);
+      if (b && b->available) {
+        *out = b;
+        return OK;
+      }
+    }
+    return fail_msg(SPMLA_STATUS_BACKEND_UNAVAILABLE, fn,
+                    "backend \"auto\": no backend of cuda, hip, cpu is available");
+  }
+  const BackendEntry *b = find_backend(name);
+  if (!b)
+    return fail(SPMLA_STATUS_BACKEND_UNAVAILABLE, fn, "backend",
+                "one of " + known_backend_names() + " or \"auto\"",
+                std::string("\"") + name + "\" (unknown backend)");
+  if (!b->available)
+    return fail_msg(SPMLA_STATUS_BACKEND_UNAVAILABLE, fn,
+                    "backend '" + b->name + "' is unavailable: " + b->reason);
+  *out = b;
+  return OK;
+}
+
+spmla_status_t check_device(const char *fn, const BackendEntry *b, int32_t device) {
+  if (device >= 0 && device < b->device_count) return OK;
+  return fail(INVALID, fn, "device",
+              "0 .. " + std::to_string(b->device_count - 1) + " (backend '" + b->name + "' has " +
+                  std::to_string(b->device_count) + " device(s))",
+              std::to_string(device));
+}
+
+}  // namespace
+}  // namespace spmla
+
+using namespace spmla;
+
+extern "C" {
+
+// ---------------------------------------------------------------------------------------------
+// Versions, status, dtypes
+// ---------------------------------------------------------------------------------------------
+SPMLA_API unsigned spmla_version_number(void) { return SPMLA_VERSION_NUMBER; }
+SPMLA_API const char *spmla_version_string(void) { return SPMLA_VERSION_STRING; }
+SPMLA_API uint32_t spmla_abi_version(void) {
+  return (uint32_t(SPMLA_ABI_VERSION_MAJOR) << 16) | uint32_t(SPMLA_ABI_VERSION_MINOR);
+}
+
+SPMLA_API const char *spmla_status_string(spmla_status_t status) {
+  switch (status) {
+    case SPMLA_STATUS_SUCCESS: return "SPMLA_STATUS_SUCCESS";
+    case SPMLA_STATUS_INVALID_ARGUMENT: return "SPMLA_STATUS_INVALID_ARGUMENT";
+    case SPMLA_STATUS_UNSUPPORTED: return "SPMLA_STATUS_UNSUPPORTED";
+    case SPMLA_STATUS_BACKEND_UNAVAILABLE: return "SPMLA_STATUS_BACKEND_UNAVAILABLE";
+    case SPMLA_STATUS_OUT_OF_MEMORY: return "SPMLA_STATUS_OUT_OF_MEMORY";
+    case SPMLA_STATUS_WORKSPACE_TOO_SMALL: return "SPMLA_STATUS_WORKSPACE_TOO_SMALL";
+    case SPMLA_STATUS_MISALIGNED: return "SPMLA_STATUS_MISALIGNED";
+    case SPMLA_STATUS_SIZE_OVERFLOW: return "SPMLA_STATUS_SIZE_OVERFLOW";
+    case SPMLA_STATUS_DEVICE_ERROR: return "SPMLA_STATUS_DEVICE_ERROR";
+    case SPMLA_STATUS_ABI_MISMATCH: return "SPMLA_STATUS_ABI_MISMATCH";
+    case SPMLA_STATUS_INTERNAL: return "SPMLA_STATUS_INTERNAL";
+  }
+  return "SPMLA_STATUS_UNKNOWN";
+}
+
+SPMLA_API const char *spmla_last_error_message(void) { return spmla::last_error(); }
+SPMLA_API void spmla_clear_last_error(void) { spmla::clear_error(); }
+
+SPMLA_API size_t spmla_dtype_size(spmla_dtype_t dtype) {
+  switch (dtype) {
+    case SPMLA_DTYPE_BF16:
+    case SPMLA_DTYPE_FP16: return 2;
+    case SPMLA_DTYPE_FP32:
+    case SPMLA_DTYPE_INT32: return 4;
+    case SPMLA_DTYPE_INT64: return 8;
+    case SPMLA_DTYPE_UINT8:
+    case SPMLA_DTYPE_FP8_E4M3FN:
+    case SPMLA_DTYPE_FP8_E4M3FNUZ:
+    case SPMLA_DTYPE_UE8M0: return 1;
+    case SPMLA_DTYPE_INVALID: break;
+  }
+  return 0;
+}
+
+SPMLA_API const char *spmla_dtype_name(spmla_dtype_t dtype) {
+  switch (dtype) {
+    case SPMLA_DTYPE_BF16: return "bf16";
+    case SPMLA_DTYPE_FP16: return "fp16";
+    case SPMLA_DTYPE_FP32: return "fp32";
+    case SPMLA_DTYPE_INT32: return "int32";
+    case SPMLA_DTYPE_INT64: return "int64";
+    case SPMLA_DTYPE_UINT8: return "uint8";
+    case SPMLA_DTYPE_FP8_E4M3FN: return "fp8_e4m3fn";
+    case SPMLA_DTYPE_FP8_E4M3FNUZ: return "fp8_e4m3fnuz";
+    case SPMLA_DTYPE_UE8M0: return "ue8m0";
+    case SPMLA_DTYPE_INVALID: break;
+  }
+  return "invalid";
+}
+
+SPMLA_API spmla_status_t spmla_tensor_make_contiguous(spmla_tensor_t *t, void *data,
+                                                      spmla_dtype_t dtype, int32_t ndim,
+                                                      const int64_t *shape) {
+  static const char fn[] = "spmla_tensor_make_contiguous";
+  return guard(fn, [&]() -> spmla_status_t {
+    if (!t) return null_arg(fn, "t", "a tensor to fill");
+    if (ndim < 0 || ndim > SPMLA_MAX_DIMS)
+      return fail(INVALID, fn, "ndim", "0 .. " + std::to_string(SPMLA_MAX_DIMS),
+                  std::to_string(ndim));
+    if (ndim > 0 && !shape) return null_arg(fn, "shape", "an array of ndim sizes");
+    for (int d = 0; d < ndim; ++d)
+      if (shape[d] < 0)
+        return fail(INVALID, fn, "shape[" + std::to_string(d) + "]", ">= 0",
+                    std::to_string(shape[d]));
+    spmla_tensor_t r;
+    std::memset(&r, 0, sizeof r);
+    r.struct_size = sizeof(spmla_tensor_t);
+    r.data = data;
+    r.dtype = dtype;
+    r.ndim = ndim;
+    int64_t stride = 1;
+    for (int d = ndim - 1; d >= 0; --d) {
+      r.shape[d] = shape[d];
+      r.strides[d] = stride;
+      if (__builtin_mul_overflow(stride, shape[d], &stride))
+        return fail(SPMLA_STATUS_SIZE_OVERFLOW, fn, "shape", "an element count below 2^63",
+                    "an overflowing product");
+    }
+    *t = r;
+    return OK;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// KV cache geometry
+// ---------------------------------------------------------------------------------------------
+SPMLA_API spmla_status_t spmla_kv_cache_page_bytes(const spmla_kv_cache_t *cache, size_t *bytes) {
+  static const char fn[] = "spmla_kv_cache_page_bytes";
+  return guard(fn, [&]() -> spmla_status_t {
+    CacheGeometry g{};
+    SPMLA_TRY(validate_cache(fn, "cache", cache, false, &g));
+    if (!bytes) return null_arg(fn, "bytes", "a size_t to write");
+    *bytes = static_cast<size_t>(packed_page_bytes(g.layout, g.dim, g.block_size));
+    return OK;
+  });
+}
+
+SPMLA_API spmla_status_t spmla_kv_cache_size_bytes(const spmla_kv_cache_t *cache, size_t *bytes) {
+  static const char fn[] = "spmla_kv_cache_size_bytes";
+  return guard(fn, [&]() -> spmla_status_t {
+    CacheGeometry g{};
+    SPMLA_TRY(validate_cache(fn, "cache", cache, false, &g));
+    if (!bytes) return null_arg(fn, "bytes", "a size_t to write");
+    *bytes = static_cast<size_t>(g.page_stride) * static_cast<size_t>(g.num_pages);
+    return OK;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backends, devices, handles
+// ---------------------------------------------------------------------------------------------
+SPMLA_API spmla_status_t spmla_backend_count(int32_t *count) {
+  static const char fn[] = "spmla_backend_count";
+  return guard(fn, [&]() -> spmla_status_t {
+    if (!count) return null_arg(fn, "count", "an int32_t to write");
+    *count = static_cast<int32_t>(registry().size());
+    return OK;
+  });
+}
+
+SPMLA_API spmla_status_t spmla_backend_get_info(int32_t index, spmla_backend_info_t *info) {
+  static const char fn[] = "spmla_backend_get_info";
+  return guard(fn, [&]() -> spmla_status_t {
+    const auto &reg = registry();
+    if (index < 0 || static_cast<size_t>(index) >= reg.size())
+      return fail(INVALID, fn, "index", "0 .. " + std::to_string(int64_t(reg.size()) - 1),
+                  std::to_string(index));
+    if (!info) return null_arg(fn, "info", "a spmla_backend_info_t (SPMLA_BACKEND_INFO_INIT)");
+    if (info->struct_size < sizeof(spmla_backend_info_t))
+      return fail(INVALID, fn, "info->struct_size",
+                  ">= " + std::to_string(sizeof(spmla_backend_info_t)) +
+                      " (SPMLA_BACKEND_INFO_INIT)",
+                  std::to_string(info->struct_size));
+    const BackendEntry &b = reg[static_cast<size_t>(index)];
+    info->name = b.name.c_str();
+    info->available = b.available ? 1 : 0;
+    info->reason = b.reason.c_str();
+    info->device_count = b.device_count;
+    info->library = b.library.c_str();
+    return OK;
+  });
+}
+
+SPMLA_API spmla_status_t spmla_device_get_info(const char *backend, int32_t device,
+                                               spmla_device_info_t *info) {
+  static const char fn[] = "spmla_device_get_info";
+  return guard(fn, [&]() -> spmla_status_t {
+    const BackendEntry *b = nullptr;
+    SPMLA_TRY(resolve_backend(fn, backend, &b));
+    SPMLA_TRY(check_device(fn, b, device));
+    if (!info) return null_arg(fn, "info", "a spmla_device_info_t (SPMLA_DEVICE_INFO_INIT)");
+    if (info->struct_size < sizeof(spmla_device_info_t))
+      return fail(INVALID, fn, "info->struct_size",
+                  ">= " + std::to_string(sizeof(spmla_device_info_t)) +
+                      " (SPMLA_DEVICE_INFO_INIT)",
+                  std::to_string(info->struct_size));
+    spmla_device_info_t local = SPMLA_DEVICE_INFO_INIT;
+    const spmla_status_t st =
+        call_backend(fn, b->name, [&] { return b->table->device_info(device, &local); });
+    if (st != OK) return st;
+    local.struct_size = sizeof(spmla_device_info_t);
+    local.name[sizeof local.name - 1] = '\0';
+    local.arch[sizeof local.arch - 1] = '\0';
+    std::memcpy(info, &local, sizeof local);
+    return OK;
+  });
+}
+
+SPMLA_API spmla_status_t spmla_handle_create(const char *backend, int32_t device,
+                                             spmla_handle_t *handle) {
+  static const char fn[] = "spmla_handle_create";
+  return guard(fn, [&]() -> spmla_status_t {
+    if (!handle) return null_arg(fn, "handle", "a spmla_handle_t to write");
+    const BackendEntry *b = nullptr;
+    SPMLA_TRY(resolve_backend(fn, backend, &b));
+    SPMLA_TRY(check_device(fn, b, device));
+    auto *h = new spmla_handle_s{b, b->table, nullptr, device};
+    void *ctx = nullptr;
+    const spmla_status_t st =
+        call_backend(fn, b->name, [&] { return b->table->context_create(device, &ctx); });
+    if (st != OK) {
+      delete h;
+      return st;
+    }
+    h->ctx = ctx;
+    *handle = h;
+    return OK;
+  });
+}
+
+SPMLA_API spmla_status_t spmla_handle_destroy(spmla_handle_t handle) {
+  static const char fn[] = "spmla_handle_destroy";
+  return guard(fn, [&]() -> spmla_status_t {
+    if (!handle) return OK;
+    handle->table->context_destroy(handle->ctx);
+    delete handle;
+    return OK;
+  });
+}
+
+SPMLA_API const char *spmla_handle_backend_name(spmla_handle_t handle) {
+  return handle ? handle->backend->name.c_str() : nullptr;
+}
+
+SPMLA_API spmla_status_t spmla_handle_device(spmla_handle_t handle, int32_t *device) {
+  static const char fn[] = "spmla_handle_device";
+  return guard(fn, [&]() -> spmla_status_t {
+    SPMLA_TRY(check_handle(fn, handle));
+    if (!device) return null_arg(fn, "device", "an int32_t to write");
+    *device = handle->device;
+    return OK;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory, streams, events
+// ---------------------------------------------------------------------------------------------
+SPMLA_API spmla_status_t spmla_device_malloc(spmla_handle_t handle, size_t bytes, void **ptr) {
+  static const char fn[] = "spmla_device_malloc";
+  return guard(fn, [&]() -> spmla_status_t {
+    SPMLA_TRY(check_handle(fn, handle));
+    if (!ptr) return null_arg(fn, "ptr", "a void* to write");
+    SPMLA_REQUIRE(fn, handle, malloc_fn);
+    void *p = nullptr;
+    SPMLA_TRY(SPMLA_CALL(fn, handle, malloc_fn, handle->ctx, bytes, &p));
+    *ptr = p;
+    return OK;
+  });
+}
+
+SPMLA_API spmla_status_t spmla_device_free(spmla_handle_t handle, void *ptr) {
+  static const char fn[] = "spmla_device_free";
+  return guard(fn, [&]() -> spmla_status_t {
+    SPMLA_TRY(check_handle(fn, handle));
+    if (!ptr) return OK;
+    SPMLA_REQUIRE(fn, handle, free_fn);
+    return SPMLA_CALL(fn, handle, free_fn, handle->ctx, ptr);
+  });
+}
+
+SPMLA_API spmla_status_t spmla_memcpy(spmla_handle_t handle, void *dst, const void *src,
+                                      size_t bytes, spmla_memcpy_kind_t kind, void *stream) {
+  static const char fn[] = "spmla_memcpy";
+  return guard(fn, [&]() -> spmla_status_t {
+    SPMLA_TRY(check_handle(fn, handle));
+    if (kind != SPMLA_MEMCPY_HOST_TO_DEVICE && kind != SPMLA_MEMCPY_DEVICE_TO_HOST &&
+        kind != SPMLA_MEMCPY_DEVICE_TO_DEVICE)
+      return fail(INVALID, fn, "kind", "HOST_TO_DEVICE (1), DEVICE_TO_HOST (2) or DEVICE_TO_DEVICE (3)",
+                  std::to_string(static_cast<int>(kind)));
+    if (bytes == 0) return OK;
+    if (!dst) return null_arg(fn, "dst", "a destination pointer");
+    if (!src) return null_arg(fn, "src", "a source pointer");
+    SPMLA_REQUIRE(fn, handle, memcpy_fn);
+    return SPMLA_CALL(fn, handle, memcpy_fn, handle->ctx, dst, src, bytes, kind, stream);
+  });
+}
+
+SPMLA_API spmla_status_t spmla_memset(spmla_handle_t handle, void *dst, int value, size_t bytes,
+                                      void *stream) {
+  static const char fn[] = "spmla_memset";
+  return guard(fn, [&]() -> spmla_status_t {
+    SPMLA_TRY(check_handle(fn, handle));
+    if (bytes == 0) return OK;
+    if (!dst) return null_arg(fn, "dst", "a destination pointer");
+    SPMLA_REQUIRE(fn, handle, memset_fn);
+    return SPMLA_CALL(fn, handle, memset_fn, handle->ctx, dst, value, bytes, stream);
+  });
+}
+
+SPMLA_API spmla_status_t spmla_stream_synchronize(spmla_handle_t handle, void *stream) {
+  static const char fn[] = "spmla_stream_synchronize";
+  return guard(fn, [&]() -> spmla_status_t {
+    SPMLA_TRY(check_handle(fn, handle));
+    SPMLA_REQUIRE(fn, handle, stream_synchronize);
+    return SPMLA_CALL(fn, handle, stream_synchronize, handle->ctx, stream);
+  });
+}
+
+SPMLA_API spmla_status_t spmla_event_create(spmla_handle_t handle, spmla_event_t *event) {
+  static const char fn[] = "spmla_event_create";
+  return guard(fn, [&]() -> spmla_status_t {
+    SPMLA_TRY(check_handle(fn, handle));
+    if (!event) return null_arg(fn, "event", "a spmla_event_t to write");
+    SPMLA_REQUIRE(fn, handle, event_create);
+    void *ev = nullptr;
+    SPMLA_TRY(SPMLA_CALL(fn, handle, event_create, handle->ctx, &ev));
+    *event = static_cast<spmla_event_t>(ev);
+    return OK;
+  });
+}
+
+SPMLA_API spmla_status_t spmla_event_destroy(spmla_handle_t handle, spmla_event_t event) {
+  static const char fn[] = "spmla_event_destroy";
+  return guard(fn, [&]() -> spmla_status_t {
+    SPMLA_TRY(check_handle(fn, handle));
+    if (!event) return OK;
+    SPMLA_REQUIRE(fn, handle, event_destroy);
+    return SPMLA_CALL(fn, handle, event_destroy, handle->ctx, static_cast<void *>(event));
+  });
+}
+
+SPMLA_API spmla_status_t spmla_event_record(spmla_handle_t handle, spmla_event_t event,
+                                            void *stream) {
+  static const char fn[] = "spmla_event_record";
+  return guard(fn, [&]() -> spmla_status_t {
+    SPMLA_TRY(check_handle(fn, handle));
+    if (!event) return null_arg(fn, "event", "an event from spmla_event_create");
+    SPMLA_REQUIRE(fn, handle, event_record);
+    return SPMLA_CALL(fn, handle, event_record, handle->ctx, static_cast<void *>(event), stream);
+  });
+}
+
+SPMLA_API spmla_status_t spmla_event_elapsed_ms(spmla_handle_t handle, spmla_event_t start,
+                                                spmla_event_t end, float *ms) {
+  static const char fn[] = "spmla_event_elapsed_ms";
+  return guard(fn, [&]() -> spmla_status_t {
+    SPMLA_TRY(check_handle(fn, handle));
+    if (!start) return null_arg(fn, "start", "an event from spmla_event_create");
+    if (!end) return null_arg(fn, "end", "an event from spmla_event_create");
+    if (!ms) return null_arg(fn, "ms", "a float to write");
+    SPMLA_REQUIRE(fn, handle, event_elapsed_ms);
+    float v = 0.0f;
+    SPMLA_TRY(SPMLA_CALL(fn, handle, event_elapsed_ms, handle->ctx, static_cast<void *>(start),
+                         static_cast<void *>(end), &v));
+    *ms = v;
+    return OK;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations: validate -> (workspace query) -> backend
+// ---------------------------------------------------------------------------------------------
+
+// A workspace query through the backend's optional member (absent = no workspace).
+#define SPMLA_WORKSPACE_QUERY(fn, h, member, args, out)                             \
+  do {                                                                              \
+    *(out) = 0;                                                                     \
+    if (table_has((h)->table, &spmla_backend_table_t::member))                      \
+      SPMLA_TRY(SPMLA_CALL(fn, h, member, (h)->ctx, args, out));                    \
+  } while (0)
+
+#define SPMLA_GET_WORKSPACE_SIZE(fn, validate_call, member)                          \
+  return guard(fn, [&]() -> spmla_status_t {                                        \
+    SPMLA_TRY(check_handle(fn, handle));                                            \
+    SPMLA_TRY(validate_call);                                                       \
+    if (!workspace_bytes) return null_arg(fn, "workspace_bytes", "a size_t to write"); \
+    size_t need = 0;                                                                \
+    SPMLA_WORKSPACE_QUERY(fn, handle, member, args, &need);                         \
+    *workspace_bytes = need;                                                        \
+    return OK;                                                                      \
+  })
+
+#define SPMLA_RUN_WITH_WORKSPACE(fn, validate_call, ws_member, member)                      \
+  return guard(fn, [&]() -> spmla_status_t {                                                \
+    SPMLA_TRY(check_handle(fn, handle));                                                    \
+    SPMLA_TRY(validate_call);                                                               \
+    SPMLA_REQUIRE(fn, handle, member);                                                      \
+    size_t need = 0;                                                                        \
+    SPMLA_WORKSPACE_QUERY(fn, handle, ws_member, args, &need);                              \
+    SPMLA_TRY(validate_workspace(fn, workspace, workspace_bytes, need));                    \
+    return SPMLA_CALL(fn, handle, member, handle->ctx, args, workspace, workspace_bytes,     \
+                      stream);                                                              \
+  })
+
+#define SPMLA_RUN(fn, validate_call, member)                                     \
+  return guard(fn, [&]() -> spmla_status_t {                                     \
+    SPMLA_TRY(check_handle(fn, handle));                                         \
+    SPMLA_TRY(validate_call);                                                    \
+    SPMLA_REQUIRE(fn, handle, member);                                           \
+    return SPMLA_CALL(fn, handle, member, handle->ctx, args, stream);            \
+  })
+
+SPMLA_API spmla_status_t spmla_sparse_attention_get_workspace_size(
+    spmla_handle_t handle, const spmla_sparse_attention_args_t *args, size_t *workspace_bytes) {
+  static const char fn[] = "spmla_sparse_attention_get_workspace_size";
+  SPMLA_GET_WORKSPACE_SIZE(fn, validate_sparse_attention(fn, args, false),
+                           sparse_attention_workspace);
+}
+
+SPMLA_API spmla_status_t spmla_sparse_attention_plan(spmla_handle_t handle,
+                                                     const spmla_sparse_attention_args_t *args,
+                                                     void *workspace, size_t workspace_bytes,
+                                                     void *stream) {
+  static const char fn[] = "spmla_sparse_attention_plan";
+  SPMLA_RUN_WITH_WORKSPACE(fn, validate_sparse_attention(fn, args, true),
+                           sparse_attention_workspace, sparse_attention_plan);
+}
+
+SPMLA_API spmla_status_t spmla_sparse_attention_run(spmla_handle_t handle,
+                                                    const spmla_sparse_attention_args_t *args,
+                                                    void *workspace, size_t workspace_bytes,
+                                                    void *stream) {
+  static const char fn[] = "spmla_sparse_attention_run";
+  SPMLA_RUN_WITH_WORKSPACE(fn, validate_sparse_attention(fn, args, true),
+                           sparse_attention_workspace, sparse_attention_run);
+}
+
+SPMLA_API spmla_status_t spmla_indices_to_slots_run(spmla_handle_t handle,
+                                                    const spmla_indices_to_slots_args_t *args,
+                                                    void *stream) {
+  static const char fn[] = "spmla_indices_to_slots_run";
+  SPMLA_RUN(fn, validate_indices_to_slots(fn, args), indices_to_slots);
+}
+
+SPMLA_API spmla_status_t spmla_window_indices_run(spmla_handle_t handle,
+                                                  const spmla_window_indices_args_t *args,
+                                                  void *stream) {
+  static const char fn[] = "spmla_window_indices_run";
+  SPMLA_RUN(fn, validate_window_indices(fn, args), window_indices);
+}
+
+SPMLA_API spmla_status_t spmla_indexer_logits_get_workspace_size(
+    spmla_handle_t handle, const spmla_indexer_logits_args_t *args, size_t *workspace_bytes) {
+  static const char fn[] = "spmla_indexer_logits_get_workspace_size";
+  SPMLA_GET_WORKSPACE_SIZE(fn, validate_indexer_logits(fn, args, false),
+                           indexer_logits_workspace);
+}
+
+SPMLA_API spmla_status_t spmla_indexer_logits_run(spmla_handle_t handle,
+                                                  const spmla_indexer_logits_args_t *args,
+                                                  void *workspace, size_t workspace_bytes,
+                                                  void *stream) {
+  static const char fn[] = "spmla_indexer_logits_run";
+  SPMLA_RUN_WITH_WORKSPACE(fn, validate_indexer_logits(fn, args, true), indexer_logits_workspace,
+                           indexer_logits);
+}
+
+SPMLA_API spmla_status_t spmla_indexer_logits_paged_get_workspace_size(
+    spmla_handle_t handle, const spmla_indexer_logits_paged_args_t *args,
+    size_t *workspace_bytes) {
+  static const char fn[] = "spmla_indexer_logits_paged_get_workspace_size";
+  SPMLA_GET_WORKSPACE_SIZE(fn, validate_indexer_logits_paged(fn, args, false),
+                           indexer_logits_paged_workspace);
+}
+
+SPMLA_API spmla_status_t spmla_indexer_logits_paged_run(
+    spmla_handle_t handle, const spmla_indexer_logits_paged_args_t *args, void *workspace,
+    size_t workspace_bytes, void *stream) {
+  static const char fn[] = "spmla_indexer_logits_paged_run";
+  SPMLA_RUN_WITH_WORKSPACE(fn, validate_indexer_logits_paged(fn, args, true),
+                           indexer_logits_paged_workspace, indexer_logits_paged);
+}
+
+SPMLA_API spmla_status_t spmla_topk_per_row_get_workspace_size(
+    spmla_handle_t handle, const spmla_topk_per_row_args_t *args, size_t *workspace_bytes) {
+  static const char fn[] = "spmla_topk_per_row_get_workspace_size";
+  SPMLA_GET_WORKSPACE_SIZE(fn, validate_topk_per_row(fn, args, false), topk_per_row_workspace);
+}
+
+SPMLA_API spmla_status_t spmla_topk_per_row_run(spmla_handle_t handle,
+                                                const spmla_topk_per_row_args_t *args,
+                                                void *workspace, size_t workspace_bytes,
+                                                void *stream) {
+  static const char fn[] = "spmla_topk_per_row_run";
+  SPMLA_RUN_WITH_WORKSPACE(fn, validate_topk_per_row(fn, args, true), topk_per_row_workspace,
+                           topk_per_row);
+}
+
+SPMLA_API spmla_status_t spmla_kv_cache_store_run(spmla_handle_t handle,
+                                                  const spmla_kv_cache_store_args_t *args,
+                                                  void *stream) {
+  static const char fn[] = "spmla_kv_cache_store_run";
+  SPMLA_RUN(fn, validate_kv_cache_store(fn, args), kv_cache_store);
+}
+
+SPMLA_API spmla_status_t spmla_kv_cache_gather_run(spmla_handle_t handle,
+                                                   const spmla_kv_cache_gather_args_t *args,
+                                                   void *stream) {
+  static const char fn[] = "spmla_kv_cache_gather_run";
+  SPMLA_RUN(fn, validate_kv_cache_gather(fn, args), kv_cache_gather);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The function table
+// ---------------------------------------------------------------------------------------------
+static const spmla_api_t k_api = {
+    sizeof(spmla_api_t),
+    (uint32_t(SPMLA_ABI_VERSION_MAJOR) << 16) | uint32_t(SPMLA_ABI_VERSION_MINOR),
+    spmla_version_number,
+    spmla_version_string,
+    spmla_abi_version,
+    spmla_status_string,
+    spmla_last_error_message,
+    spmla_clear_last_error,
+    spmla_dtype_size,
+    spmla_dtype_name,
+    spmla_tensor_make_contiguous,
+    spmla_kv_cache_page_bytes,
+    spmla_kv_cache_size_bytes,
+    spmla_backend_count,
+    spmla_backend_get_info,
+    spmla_device_get_info,
+    spmla_handle_create,
+    spmla_handle_destroy,
+    spmla_handle_backend_name,
+    spmla_handle_device,
+    spmla_device_malloc,
+    spmla_device_free,
+    spmla_memcpy,
+    spmla_memset,
+    spmla_stream_synchronize,
+    spmla_event_create,
+    spmla_event_destroy,
+    spmla_event_record,
+    spmla_event_elapsed_ms,
+    spmla_sparse_attention_get_workspace_size,
+    spmla_sparse_attention_plan,
+    spmla_sparse_attention_run,
+    spmla_indices_to_slots_run,
+    spmla_window_indices_run,
+    spmla_indexer_logits_get_workspace_size,
+    spmla_indexer_logits_run,
+    spmla_indexer_logits_paged_get_workspace_size,
+    spmla_indexer_logits_paged_run,
+    spmla_topk_per_row_get_workspace_size,
+    spmla_topk_per_row_run,
+    spmla_kv_cache_store_run,
+    spmla_kv_cache_gather_run,
+};
+
+SPMLA_API const spmla_api_t *spmla_get_api(uint32_t abi_major) {
+  if (abi_major != SPMLA_ABI_VERSION_MAJOR) {
+    try {
+      set_error("spmla_get_api: abi_major: expected " + std::to_string(SPMLA_ABI_VERSION_MAJOR) +
+                " (this libspmla is ABI " + std::to_string(SPMLA_ABI_VERSION_MAJOR) + "." +
+                std::to_string(SPMLA_ABI_VERSION_MINOR) + "), got " + std::to_string(abi_major));
+    } catch (...) {
+    }
+    return nullptr;
+  }
+  return &k_api;
+}
+
+}  // extern "C"

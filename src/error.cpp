@@ -1,0 +1,103 @@
+// error.cpp — per-thread last error and message formatting.
+#include "error.h"
+
+#include <cinttypes>
+#include <cstdio>
+
+namespace spmla {
+namespace {
+thread_local std::string t_last_error;
+thread_local uint64_t t_generation = 0;
+
+extern "C" void host_set_error(const char *message) {
+  try {
+    set_error(message ? std::string(message) : std::string("(backend gave no message)"));
+  } catch (...) {
+    // Nothing may escape into a plugin; an allocation failure loses the message only.
+  }
+}
+
+const spmla_backend_host_t k_host = {sizeof(spmla_backend_host_t), SPMLA_BACKEND_ABI_VERSION,
+                                     host_set_error};
+}  // namespace
+
+void set_error(std::string message) {
+  t_last_error = std::move(message);
+  ++t_generation;
+}
+
+const char *last_error() { return t_last_error.c_str(); }
+
+void clear_error() {
+  t_last_error.clear();
+  t_last_error.shrink_to_fit();
+}
+
+uint64_t error_generation() { return t_generation; }
+
+spmla_status_t fail(spmla_status_t status, const char *fn, const std::string &arg,
+                    const std::string &expected, const std::string &got) {
+  try {
+    std::string m;
+    m.reserve(64 + arg.size() + expected.size() + got.size());
+    m += fn;
+    m += ": ";
+    m += arg;
+    m += ": expected ";
+    m += expected;
+    m += ", got ";
+    m += got;
+    set_error(std::move(m));
+  } catch (...) {
+  }
+  return status;
+}
+
+spmla_status_t fail_msg(spmla_status_t status, const char *fn, const std::string &message) {
+  try {
+    set_error(std::string(fn) + ": " + message);
+  } catch (...) {
+  }
+  return status;
+}
+
+std::string str(int64_t v) { return std::to_string(v); }
+
+std::string str_float(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+std::string ptr_str(const void *p) {
+  if (!p) return "NULL";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%" PRIxPTR, reinterpret_cast<uintptr_t>(p));
+  return buf;
+}
+
+const char *dtype_str(spmla_dtype_t d) { return spmla_dtype_name(d); }
+
+std::string layout_str(spmla_kv_layout_t l) {
+  switch (l) {
+    case SPMLA_KV_LAYOUT_BF16: return "BF16";
+    case SPMLA_KV_LAYOUT_FP8_PER_TENSOR: return "FP8_PER_TENSOR";
+    case SPMLA_KV_LAYOUT_V32_FP8: return "V32_FP8";
+    case SPMLA_KV_LAYOUT_V4_FP8: return "V4_FP8";
+    case SPMLA_KV_LAYOUT_INDEXER_FP8: return "INDEXER_FP8";
+    default: return "unknown layout " + str(static_cast<int64_t>(l));
+  }
+}
+
+std::string flavor_str(spmla_fp8_flavor_t f) {
+  switch (f) {
+    case SPMLA_FP8_NONE: return "NONE";
+    case SPMLA_FP8_E4M3FN: return "E4M3FN";
+    case SPMLA_FP8_E4M3FNUZ: return "E4M3FNUZ";
+    default: return "unknown flavour " + str(static_cast<int64_t>(f));
+  }
+}
+
+const spmla_backend_host_t *backend_host() { return &k_host; }
+
+}  // namespace spmla

@@ -1,0 +1,575 @@
+// validate.cpp — argument validation of every public entry point.
+//
+// VALIDATION RULES (checked by the core before any backend is called; a call that fails
+// any of them returns the status in brackets, sets a message
+// "spmla_<fn>: <argument>: expected <x>, got <y>" and writes nothing to its outputs).
+//
+// Calls
+//  - handle non-NULL; args non-NULL; args->struct_size >= sizeof(the args struct of this
+//    release) [INVALID_ARGUMENT, message names "args->struct_size"]. Output pointers of
+//    queries (workspace_bytes, count, info, ...) non-NULL [INVALID_ARGUMENT].
+//
+// Tensors (spmla_tensor_t), in this order
+//  - required tensors non-NULL, optional ones may be NULL [INVALID_ARGUMENT];
+//  - struct_size >= sizeof(spmla_tensor_t) [INVALID_ARGUMENT];
+//  - dtype exactly one of those the argument allows; ndim exactly the argument's rank;
+//  - every shape[d] in [0, 2^31); every stride >= 0;
+//  - innermost stride == 1, except that a size-1 innermost dim may have any stride;
+//  - the element count and the byte extent (1 + sum (shape[d]-1)*stride[d]) * elemsize fit
+//    in 64 bits, and data + extent does not wrap the address space [SIZE_OVERFLOW];
+//  - data == NULL only if the tensor has zero elements [INVALID_ARGUMENT];
+//  - data aligned to the element size; q, out, the kv input of kv_cache_store, the out of
+//    kv_cache_gather and indexer q/k 16-byte aligned, and for those every outer stride (of a
+//    dim with size > 1) times the element size a multiple of 16 [MISALIGNED];
+//  - outputs do not overlap themselves, in row-major order: for every dim d of size > 1,
+//    strides[d] >= 1 + sum_{e>d} (shape[e]-1)*strides[e] (for a contiguous inner block this
+//    is strides[d] >= strides[d+1]*shape[d+1]) [INVALID_ARGUMENT];
+//  - workspace-size queries never touch memory: they skip the data-pointer rules (NULL,
+//    pointer alignment, address wrap) and check everything else.
+//
+// KV caches (spmla_kv_cache_t)
+//  - struct_size >= sizeof(spmla_kv_cache_t); layout is one of BF16, FP8_PER_TENSOR,
+//    V32_FP8, V4_FP8, INDEXER_FP8; BF16 requires fp8_flavor NONE, every FP8 layout
+//    (INDEXER_FP8 included) E4M3FN or E4M3FNUZ [INVALID_ARGUMENT];
+//  - head_dim: V32_FP8 0 or 576; V4_FP8 0 or 512; BF16 and FP8_PER_TENSOR 512 or 576;
+//    INDEXER_FP8 64 or 128; block_size in 1 .. 2^20; num_pages >= 0;
+//  - page_stride_bytes 0 (packed, spmla_kv_cache_page_bytes) or >= the packed page size and a
+//    multiple of 16 [INVALID_ARGUMENT];
+//  - num_pages * page stride fits in 64 bits and data + that does not wrap [SIZE_OVERFLOW];
+//  - data NULL only if num_pages == 0 [INVALID_ARGUMENT]; data 16-byte aligned [MISALIGNED];
+//  - FP8_PER_TENSOR: scale finite and > 0 [INVALID_ARGUMENT].
+//
+// Operations (T, H, K, ... are read from the first tensor that carries them)
+//  sparse_attention: q [T,H,D] bf16, H 1..128; kv required, layout not INDEXER_FP8, D == its
+//    head_dim; indices [T,K] int32, K >= 1; lengths optional [T] int32; extra_kv optional,
+//    same rules and the same D, and then extra_indices [T,K2] int32 (K2 >= 1) is required
+//    and extra_lengths optional [T] int32; extra_indices/extra_lengths without extra_kv are
+//    an error; attn_sink optional [H] fp32; scale finite (0 = 1/sqrt(D)); out [T,H,512]
+//    bf16; lse [T,H] fp32; max_logits optional [T,H] fp32.
+//  plan/run of ops with a workspace: workspace_bytes >= the backend's query for the same
+//    args [WORKSPACE_TOO_SMALL]; workspace NULL only if workspace_bytes == 0
+//    [INVALID_ARGUMENT]; workspace 16-byte aligned [MISALIGNED].
+//  indices_to_slots: positions [T,K] int32; token_to_req [T] int32; block_table [R,P] int32;
+//    block_size >= 1; token_valid optional [T] uint8; slots [T,K] int32; lengths [T] int32;
+//    indptr and ragged_slots both or neither: indptr [T+1] int32, ragged_slots [M] int32
+//    with M >= T*K.
+//  window_indices: positions [T] int32; token_to_req [T] int32; block_table [R,P] int32;
+//    block_size >= 1; ratio >= 1; slots [T,W] int32 with W >= 1; lengths [T] int32.
+//  indexer_logits: q [T,Hi,Di] fp8_e4m3fn or fp8_e4m3fnuz, Hi 1..64, Di 64 or 128;
+//    k [S,Di] of q's dtype; k_scale [S] fp32; weights [T,Hi] fp32; k_start, k_end [T] int32;
+//    logits [T,S] fp32 (row stride free).
+//  indexer_logits_paged: q [B,N,Hi,Di] fp8, Hi 1..64, Di 64 or 128; cache INDEXER_FP8 with
+//    head_dim Di; q's dtype must match the cache's fp8_flavor (E4M3FN <-> fp8_e4m3fn,
+//    E4M3FNUZ <-> fp8_e4m3fnuz); block_table [B,P] int32; context_lens [B] int32;
+//    weights [B*N,Hi] fp32; logits [B*N,C] fp32 (row stride free).
+//  topk_per_row: logits [R,C] fp32 (row stride free); row_starts, row_ends optional [R]
+//    int32; next_n >= 1; context_lens optional [R/next_n] int32 with R % next_n == 0, not
+//    together with row_starts/row_ends; indices [R,k] int32 with k >= 1.
+//  kv_cache_store: kv [N,D] bf16 with D == the cache's head_dim (any layout, INDEXER_FP8
+//    included); slot_mapping [N] int32 or int64; the cache is the output.
+//  kv_cache_gather: cache (any layout); slots [N] int32; out [N,D] bf16, D == head_dim.
+#include "validate.h"
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "error.h"
+
+namespace spmla {
+namespace {
+
+constexpr int64_t kMaxDim = int64_t(1) << 31;      // shapes are < 2^31
+constexpr int32_t kMaxBlockSize = int32_t(1) << 20;
+
+const spmla_status_t OK = SPMLA_STATUS_SUCCESS;
+const spmla_status_t INVALID = SPMLA_STATUS_INVALID_ARGUMENT;
+
+#define SPMLA_TRY(expr)                          \
+  do {                                           \
+    spmla_status_t _st = (expr);                 \
+    if (_st != SPMLA_STATUS_SUCCESS) return _st; \
+  } while (0)
+
+std::string field(const char *name, const char *member) { return std::string(name) + member; }
+std::string dim_name(const char *name, int d) {
+  return std::string(name) + ".shape[" + std::to_string(d) + "]";
+}
+std::string stride_name(const char *name, int d) {
+  return std::string(name) + ".strides[" + std::to_string(d) + "]";
+}
+
+std::string dtypes_str(const TensorRule &r) {
+  std::string s = dtype_str(r.dtypes[0]);
+  if (r.dtypes[1] != SPMLA_DTYPE_INVALID) s += std::string(" or ") + dtype_str(r.dtypes[1]);
+  return s;
+}
+
+// Rank of a tensor known to be valid (helpers below only use validated tensors).
+int64_t dim(const spmla_tensor_t *t, int d) { return t->shape[d]; }
+
+// shape[d] of `t` (argument `name`) must equal `value` (`what` explains where it comes from).
+spmla_status_t dim_eq(const char *fn, const char *name, const spmla_tensor_t *t, int d,
+                      int64_t value, const std::string &what) {
+  if (t->shape[d] == value) return OK;
+  return fail(INVALID, fn, dim_name(name, d), str(value) + " (" + what + ")", str(t->shape[d]));
+}
+
+spmla_status_t dim_range(const char *fn, const char *name, const spmla_tensor_t *t, int d,
+                         int64_t lo, int64_t hi, const char *what) {
+  if (t->shape[d] >= lo && t->shape[d] <= hi) return OK;
+  return fail(INVALID, fn, dim_name(name, d) + " (" + what + ")",
+              str(lo) + ".." + str(hi), str(t->shape[d]));
+}
+
+spmla_status_t absent(const char *fn, const char *name, const void *p, const char *why) {
+  if (!p) return OK;
+  return fail(INVALID, fn, name, std::string("NULL (") + why + ")", "a tensor");
+}
+
+}  // namespace
+
+spmla_status_t validate_tensor(const char *fn, const spmla_tensor_t *t, const TensorRule &r,
+                               bool check_data) {
+  const char *n = r.name;
+  if (!t) {
+    if (!r.required) return OK;
+    return fail(INVALID, fn, n, std::string("a tensor (") + dtypes_str(r) + ", rank " +
+                                     std::to_string(r.ndim) + ")",
+                "NULL");
+  }
+  if (t->struct_size < sizeof(spmla_tensor_t))
+    return fail(INVALID, fn, field(n, "->struct_size"),
+                ">= " + str(int64_t(sizeof(spmla_tensor_t))) + " (SPMLA_TENSOR_INIT)",
+                str(int64_t(t->struct_size)));
+  if (t->dtype == SPMLA_DTYPE_INVALID ||
+      (t->dtype != r.dtypes[0] && t->dtype != r.dtypes[1]))
+    return fail(INVALID, fn, field(n, ".dtype"), dtypes_str(r),
+                std::string(dtype_str(t->dtype)) + " (" + str(int64_t(t->dtype)) + ")");
+  if (t->ndim != r.ndim)
+    return fail(INVALID, fn, field(n, ".ndim"), str(r.ndim), str(t->ndim));
+  const int nd = r.ndim;
+  for (int d = 0; d < nd; ++d)
+    if (t->shape[d] < 0 || t->shape[d] >= kMaxDim)
+      return fail(t->shape[d] < 0 ? INVALID : SPMLA_STATUS_SIZE_OVERFLOW, fn, dim_name(n, d),
+                  "0 .. 2^31-1", str(t->shape[d]));
+  for (int d = 0; d < nd; ++d)
+    if (t->strides[d] < 0)
+      return fail(INVALID, fn, stride_name(n, d), ">= 0", str(t->strides[d]));
+  if (nd > 0 && t->shape[nd - 1] > 1 && t->strides[nd - 1] != 1)
+    return fail(INVALID, fn, stride_name(n, nd - 1), "1 (innermost dim contiguous)",
+                str(t->strides[nd - 1]));
+
+  const int64_t esize = static_cast<int64_t>(spmla_dtype_size(t->dtype));
+  int64_t numel = 1;
+  for (int d = 0; d < nd; ++d)
+    if (__builtin_mul_overflow(numel, t->shape[d], &numel))
+      return fail(SPMLA_STATUS_SIZE_OVERFLOW, fn, field(n, ".shape"),
+                  "an element count below 2^63", "an overflowing product");
+  // Byte extent: (1 + sum (shape-1)*stride) * esize, checked for overflow.
+  int64_t extent = 0;
+  if (numel > 0) {
+    extent = 1;
+    for (int d = 0; d < nd; ++d) {
+      int64_t term;
+      if (__builtin_mul_overflow(t->shape[d] - 1, t->strides[d], &term) ||
+          __builtin_add_overflow(extent, term, &extent))
+        return fail(SPMLA_STATUS_SIZE_OVERFLOW, fn, stride_name(n, d),
+                    "a byte extent below 2^63", str(t->strides[d]) + " (overflows)");
+    }
+    if (__builtin_mul_overflow(extent, esize, &extent))
+      return fail(SPMLA_STATUS_SIZE_OVERFLOW, fn, field(n, ".strides"),
+                  "a byte extent below 2^63", "an overflowing extent");
+  }
+  if (check_data) {
+    if (!t->data && numel > 0)
+      return fail(INVALID, fn, field(n, ".data"),
+                  "non-NULL (" + str(numel) + " elements)", "NULL");
+    if (t->data) {
+      const uintptr_t p = reinterpret_cast<uintptr_t>(t->data);
+      if (static_cast<uint64_t>(extent) > std::numeric_limits<uintptr_t>::max() - p)
+        return fail(SPMLA_STATUS_SIZE_OVERFLOW, fn, field(n, ".data"),
+                    "data + " + str(extent) + " bytes inside the address space", ptr_str(t->data));
+      if (p % static_cast<uintptr_t>(esize) != 0)
+        return fail(SPMLA_STATUS_MISALIGNED, fn, field(n, ".data"),
+                    "alignment " + str(esize) + " (" + dtype_str(t->dtype) + ")",
+                    ptr_str(t->data));
+      if (r.align16 && p % 16 != 0)
+        return fail(SPMLA_STATUS_MISALIGNED, fn, field(n, ".data"), "16-byte alignment",
+                    ptr_str(t->data));
+    }
+  }
+  if (r.align16) {
+    for (int d = 0; d + 1 < nd; ++d)
+      if (t->shape[d] > 1 && (t->strides[d] * esize) % 16 != 0)
+        return fail(SPMLA_STATUS_MISALIGNED, fn, stride_name(n, d),
+                    "a multiple of " + str(16 / esize) + " elements (16 bytes)",
+                    str(t->strides[d]));
+  }
+  if (r.output && numel > 0) {
+    // Row-major non-overlap: each dim of size > 1 steps past everything inside it.
+    int64_t span = 1;  // 1 + sum_{e>d} (shape[e]-1)*stride[e], no overflow (extent fits)
+    for (int d = nd - 1; d >= 0; --d) {
+      if (d + 1 < nd) span += (t->shape[d + 1] - 1) * t->strides[d + 1];
+      if (t->shape[d] > 1 && d + 1 < nd && t->strides[d] < span)
+        return fail(INVALID, fn, stride_name(n, d),
+                    ">= " + str(span) + " (an output must not overlap itself)",
+                    str(t->strides[d]));
+    }
+  }
+  return OK;
+}
+
+spmla_status_t validate_cache(const char *fn, const char *n, const spmla_kv_cache_t *c,
+                              bool check_data, CacheGeometry *geom) {
+  if (!c) return fail(INVALID, fn, n, "a KV cache descriptor", "NULL");
+  if (c->struct_size < sizeof(spmla_kv_cache_t))
+    return fail(INVALID, fn, field(n, "->struct_size"),
+                ">= " + str(int64_t(sizeof(spmla_kv_cache_t))) + " (SPMLA_KV_CACHE_INIT)",
+                str(int64_t(c->struct_size)));
+  const spmla_kv_layout_t L = c->layout;
+  switch (L) {
+    case SPMLA_KV_LAYOUT_BF16:
+    case SPMLA_KV_LAYOUT_FP8_PER_TENSOR:
+    case SPMLA_KV_LAYOUT_V32_FP8:
+    case SPMLA_KV_LAYOUT_V4_FP8:
+    case SPMLA_KV_LAYOUT_INDEXER_FP8: break;
+    default:
+      return fail(INVALID, fn, field(n, ".layout"),
+                  "BF16, FP8_PER_TENSOR, V32_FP8, V4_FP8 or INDEXER_FP8", layout_str(L));
+  }
+  const spmla_fp8_flavor_t F = c->fp8_flavor;
+  if (L == SPMLA_KV_LAYOUT_BF16) {
+    if (F != SPMLA_FP8_NONE)
+      return fail(INVALID, fn, field(n, ".fp8_flavor"), "NONE (layout BF16)", flavor_str(F));
+  } else if (F != SPMLA_FP8_E4M3FN && F != SPMLA_FP8_E4M3FNUZ) {
+    return fail(INVALID, fn, field(n, ".fp8_flavor"),
+                "E4M3FN or E4M3FNUZ (layout " + layout_str(L) + ")", flavor_str(F));
+  }
+  const int32_t hd = c->head_dim;
+  bool dim_ok = false;
+  const char *dims = "";
+  switch (L) {
+    case SPMLA_KV_LAYOUT_V32_FP8: dim_ok = hd == 0 || hd == 576; dims = "0 or 576"; break;
+    case SPMLA_KV_LAYOUT_V4_FP8: dim_ok = hd == 0 || hd == 512; dims = "0 or 512"; break;
+    case SPMLA_KV_LAYOUT_INDEXER_FP8: dim_ok = hd == 64 || hd == 128; dims = "64 or 128"; break;
+    default: dim_ok = hd == 512 || hd == 576; dims = "512 or 576"; break;
+  }
+  if (!dim_ok)
+    return fail(INVALID, fn, field(n, ".head_dim"),
+                std::string(dims) + " (layout " + layout_str(L) + ")", str(hd));
+  if (c->block_size < 1 || c->block_size > kMaxBlockSize)
+    return fail(INVALID, fn, field(n, ".block_size"), "1 .. 2^20", str(c->block_size));
+  if (c->num_pages < 0)
+    return fail(INVALID, fn, field(n, ".num_pages"), ">= 0", str(c->num_pages));
+  const int32_t D = hd ? hd : layout_fixed_dim(L);
+  const int64_t packed = packed_page_bytes(L, D, c->block_size);
+  if (c->page_stride_bytes != 0 &&
+      (c->page_stride_bytes < packed || c->page_stride_bytes % 16 != 0))
+    return fail(INVALID, fn, field(n, ".page_stride_bytes"),
+                "0 or >= " + str(packed) + " (packed page) and a multiple of 16",
+                str(c->page_stride_bytes));
+  const int64_t stride = c->page_stride_bytes ? c->page_stride_bytes : packed;
+  int64_t total;
+  if (__builtin_mul_overflow(c->num_pages, stride, &total))
+    return fail(SPMLA_STATUS_SIZE_OVERFLOW, fn, field(n, ".num_pages"),
+                "num_pages * page stride (" + str(stride) + " B) below 2^63", str(c->num_pages));
+  if (L == SPMLA_KV_LAYOUT_FP8_PER_TENSOR && !(std::isfinite(c->scale) && c->scale > 0.0f))
+    return fail(INVALID, fn, field(n, ".scale"), "a finite value > 0 (FP8_PER_TENSOR)",
+                str_float(c->scale));
+  if (check_data) {
+    if (!c->data && c->num_pages > 0)
+      return fail(INVALID, fn, field(n, ".data"),
+                  "non-NULL (" + str(c->num_pages) + " pages)", "NULL");
+    if (c->data) {
+      const uintptr_t p = reinterpret_cast<uintptr_t>(c->data);
+      if (static_cast<uint64_t>(total) > std::numeric_limits<uintptr_t>::max() - p)
+        return fail(SPMLA_STATUS_SIZE_OVERFLOW, fn, field(n, ".data"),
+                    "data + " + str(total) + " bytes inside the address space", ptr_str(c->data));
+      if (p % 16 != 0)
+        return fail(SPMLA_STATUS_MISALIGNED, fn, field(n, ".data"), "16-byte alignment",
+                    ptr_str(c->data));
+    }
+  }
+  if (geom) *geom = resolve_geometry(*c);
+  return OK;
+}
+
+// --------------------------------------------------------------------------------------------
+// Operations
+// --------------------------------------------------------------------------------------------
+namespace {
+constexpr spmla_dtype_t NONE = SPMLA_DTYPE_INVALID;
+constexpr spmla_dtype_t BF16 = SPMLA_DTYPE_BF16;
+constexpr spmla_dtype_t F32 = SPMLA_DTYPE_FP32;
+constexpr spmla_dtype_t I32 = SPMLA_DTYPE_INT32;
+constexpr spmla_dtype_t I64 = SPMLA_DTYPE_INT64;
+constexpr spmla_dtype_t U8 = SPMLA_DTYPE_UINT8;
+constexpr spmla_dtype_t FN = SPMLA_DTYPE_FP8_E4M3FN;
+constexpr spmla_dtype_t FNUZ = SPMLA_DTYPE_FP8_E4M3FNUZ;
+
+// Rule constructors: in(put), out(put), req(uired) / opt(ional).
+TensorRule in_req(const char *n, int nd, spmla_dtype_t a, spmla_dtype_t b = NONE,
+                  bool al16 = false) {
+  return TensorRule{n, true, false, nd, {a, b}, al16};
+}
+TensorRule in_opt(const char *n, int nd, spmla_dtype_t a) {
+  return TensorRule{n, false, false, nd, {a, NONE}, false};
+}
+TensorRule out_req(const char *n, int nd, spmla_dtype_t a, bool al16 = false) {
+  return TensorRule{n, true, true, nd, {a, NONE}, al16};
+}
+TensorRule out_opt(const char *n, int nd, spmla_dtype_t a) {
+  return TensorRule{n, false, true, nd, {a, NONE}, false};
+}
+
+spmla_status_t args_header(const char *fn, const void *a, size_t struct_size, size_t need) {
+  if (!a) return fail(INVALID, fn, "args", "an argument struct", "NULL");
+  if (struct_size < need)
+    return fail(INVALID, fn, "args->struct_size",
+                ">= " + str(int64_t(need)) + " (use the *_ARGS_INIT macro)",
+                str(int64_t(struct_size)));
+  return OK;
+}
+#define SPMLA_ARGS_HEADER(fn, a) \
+  SPMLA_TRY(args_header(fn, a, (a) ? (a)->struct_size : 0, sizeof(*(a))))
+
+spmla_status_t block_size_ok(const char *fn, int32_t bs) {
+  if (bs >= 1) return OK;
+  return fail(INVALID, fn, "args->block_size", ">= 1", str(bs));
+}
+}  // namespace
+
+spmla_status_t validate_sparse_attention(const char *fn, const spmla_sparse_attention_args_t *a,
+                                         bool cd) {
+  SPMLA_ARGS_HEADER(fn, a);
+  SPMLA_TRY(validate_tensor(fn, a->q, in_req("q", 3, BF16, NONE, true), cd));
+  const int64_t T = dim(a->q, 0), H = dim(a->q, 1), D = dim(a->q, 2);
+  SPMLA_TRY(dim_range(fn, "q", a->q, 1, 1, 128, "H"));
+  CacheGeometry g{};
+  SPMLA_TRY(validate_cache(fn, "kv", a->kv, cd, &g));
+  if (g.layout == SPMLA_KV_LAYOUT_INDEXER_FP8)
+    return fail(INVALID, fn, "kv.layout", "an attention layout (BF16, FP8_PER_TENSOR, V32_FP8, V4_FP8)",
+                "INDEXER_FP8");
+  if (D != g.dim) return dim_eq(fn, "q", a->q, 2, g.dim, "D_qk = kv.head_dim");
+  SPMLA_TRY(validate_tensor(fn, a->indices, in_req("indices", 2, I32), cd));
+  SPMLA_TRY(dim_eq(fn, "indices", a->indices, 0, T, "T = q.shape[0]"));
+  SPMLA_TRY(dim_range(fn, "indices", a->indices, 1, 1, kMaxDim - 1, "K"));
+  SPMLA_TRY(validate_tensor(fn, a->lengths, in_opt("lengths", 1, I32), cd));
+  if (a->lengths) SPMLA_TRY(dim_eq(fn, "lengths", a->lengths, 0, T, "T = q.shape[0]"));
+  if (a->extra_kv) {
+    CacheGeometry ge{};
+    SPMLA_TRY(validate_cache(fn, "extra_kv", a->extra_kv, cd, &ge));
+    if (ge.layout == SPMLA_KV_LAYOUT_INDEXER_FP8)
+      return fail(INVALID, fn, "extra_kv.layout",
+                  "an attention layout (BF16, FP8_PER_TENSOR, V32_FP8, V4_FP8)", "INDEXER_FP8");
+    if (ge.dim != D)
+      return fail(INVALID, fn, "extra_kv.head_dim", str(D) + " (D_qk = q.shape[2])",
+                  str(ge.dim));
+    if (!a->extra_indices)
+      return fail(INVALID, fn, "extra_indices", "a tensor [T, K2] int32 (extra_kv is given)",
+                  "NULL");
+    SPMLA_TRY(validate_tensor(fn, a->extra_indices, in_req("extra_indices", 2, I32), cd));
+    SPMLA_TRY(dim_eq(fn, "extra_indices", a->extra_indices, 0, T, "T = q.shape[0]"));
+    SPMLA_TRY(dim_range(fn, "extra_indices", a->extra_indices, 1, 1, kMaxDim - 1, "K2"));
+    SPMLA_TRY(validate_tensor(fn, a->extra_lengths, in_opt("extra_lengths", 1, I32), cd));
+    if (a->extra_lengths)
+      SPMLA_TRY(dim_eq(fn, "extra_lengths", a->extra_lengths, 0, T, "T = q.shape[0]"));
+  } else {
+    SPMLA_TRY(absent(fn, "extra_indices", a->extra_indices, "no extra_kv"));
+    SPMLA_TRY(absent(fn, "extra_lengths", a->extra_lengths, "no extra_kv"));
+  }
+  SPMLA_TRY(validate_tensor(fn, a->attn_sink, in_opt("attn_sink", 1, F32), cd));
+  if (a->attn_sink) SPMLA_TRY(dim_eq(fn, "attn_sink", a->attn_sink, 0, H, "H = q.shape[1]"));
+  if (!std::isfinite(a->scale))
+    return fail(INVALID, fn, "args->scale", "a finite value (0 = 1/sqrt(D_qk))",
+                str_float(a->scale));
+  SPMLA_TRY(validate_tensor(fn, a->out, out_req("out", 3, BF16, true), cd));
+  SPMLA_TRY(dim_eq(fn, "out", a->out, 0, T, "T = q.shape[0]"));
+  SPMLA_TRY(dim_eq(fn, "out", a->out, 1, H, "H = q.shape[1]"));
+  SPMLA_TRY(dim_eq(fn, "out", a->out, 2, 512, "D_v"));
+  SPMLA_TRY(validate_tensor(fn, a->lse, out_req("lse", 2, F32), cd));
+  SPMLA_TRY(dim_eq(fn, "lse", a->lse, 0, T, "T = q.shape[0]"));
+  SPMLA_TRY(dim_eq(fn, "lse", a->lse, 1, H, "H = q.shape[1]"));
+  SPMLA_TRY(validate_tensor(fn, a->max_logits, out_opt("max_logits", 2, F32), cd));
+  if (a->max_logits) {
+    SPMLA_TRY(dim_eq(fn, "max_logits", a->max_logits, 0, T, "T = q.shape[0]"));
+    SPMLA_TRY(dim_eq(fn, "max_logits", a->max_logits, 1, H, "H = q.shape[1]"));
+  }
+  return OK;
+}
+
+spmla_status_t validate_indices_to_slots(const char *fn, const spmla_indices_to_slots_args_t *a) {
+  SPMLA_ARGS_HEADER(fn, a);
+  SPMLA_TRY(validate_tensor(fn, a->positions, in_req("positions", 2, I32), true));
+  const int64_t T = dim(a->positions, 0), K = dim(a->positions, 1);
+  SPMLA_TRY(validate_tensor(fn, a->token_to_req, in_req("token_to_req", 1, I32), true));
+  SPMLA_TRY(dim_eq(fn, "token_to_req", a->token_to_req, 0, T, "T = positions.shape[0]"));
+  SPMLA_TRY(validate_tensor(fn, a->block_table, in_req("block_table", 2, I32), true));
+  SPMLA_TRY(block_size_ok(fn, a->block_size));
+  SPMLA_TRY(validate_tensor(fn, a->token_valid, in_opt("token_valid", 1, U8), true));
+  if (a->token_valid)
+    SPMLA_TRY(dim_eq(fn, "token_valid", a->token_valid, 0, T, "T = positions.shape[0]"));
+  SPMLA_TRY(validate_tensor(fn, a->slots, out_req("slots", 2, I32), true));
+  SPMLA_TRY(dim_eq(fn, "slots", a->slots, 0, T, "T = positions.shape[0]"));
+  SPMLA_TRY(dim_eq(fn, "slots", a->slots, 1, K, "K = positions.shape[1]"));
+  SPMLA_TRY(validate_tensor(fn, a->lengths, out_req("lengths", 1, I32), true));
+  SPMLA_TRY(dim_eq(fn, "lengths", a->lengths, 0, T, "T = positions.shape[0]"));
+  if (!a->indptr != !a->ragged_slots) {
+    const char *given = a->indptr ? "indptr" : "ragged_slots";
+    const char *missing = a->indptr ? "ragged_slots" : "indptr";
+    return fail(INVALID, fn, missing,
+                std::string("a tensor (") + given + " is given; pass both or neither)", "NULL");
+  }
+  if (a->indptr) {
+    SPMLA_TRY(validate_tensor(fn, a->indptr, out_req("indptr", 1, I32), true));
+    SPMLA_TRY(dim_eq(fn, "indptr", a->indptr, 0, T + 1, "T + 1"));
+    SPMLA_TRY(validate_tensor(fn, a->ragged_slots, out_req("ragged_slots", 1, I32), true));
+    if (dim(a->ragged_slots, 0) < T * K)
+      return fail(INVALID, fn, "ragged_slots.shape[0]", ">= " + str(T * K) + " (T * K)",
+                  str(dim(a->ragged_slots, 0)));
+  }
+  return OK;
+}
+
+spmla_status_t validate_window_indices(const char *fn, const spmla_window_indices_args_t *a) {
+  SPMLA_ARGS_HEADER(fn, a);
+  SPMLA_TRY(validate_tensor(fn, a->positions, in_req("positions", 1, I32), true));
+  const int64_t T = dim(a->positions, 0);
+  SPMLA_TRY(validate_tensor(fn, a->token_to_req, in_req("token_to_req", 1, I32), true));
+  SPMLA_TRY(dim_eq(fn, "token_to_req", a->token_to_req, 0, T, "T = positions.shape[0]"));
+  SPMLA_TRY(validate_tensor(fn, a->block_table, in_req("block_table", 2, I32), true));
+  SPMLA_TRY(block_size_ok(fn, a->block_size));
+  if (a->ratio < 1) return fail(INVALID, fn, "args->ratio", ">= 1", str(a->ratio));
+  SPMLA_TRY(validate_tensor(fn, a->slots, out_req("slots", 2, I32), true));
+  SPMLA_TRY(dim_eq(fn, "slots", a->slots, 0, T, "T = positions.shape[0]"));
+  SPMLA_TRY(dim_range(fn, "slots", a->slots, 1, 1, kMaxDim - 1, "W"));
+  SPMLA_TRY(validate_tensor(fn, a->lengths, out_req("lengths", 1, I32), true));
+  SPMLA_TRY(dim_eq(fn, "lengths", a->lengths, 0, T, "T = positions.shape[0]"));
+  return OK;
+}
+
+spmla_status_t validate_indexer_logits(const char *fn, const spmla_indexer_logits_args_t *a,
+                                       bool cd) {
+  SPMLA_ARGS_HEADER(fn, a);
+  SPMLA_TRY(validate_tensor(fn, a->q, in_req("q", 3, FN, FNUZ, true), cd));
+  const int64_t T = dim(a->q, 0), Hi = dim(a->q, 1), Di = dim(a->q, 2);
+  SPMLA_TRY(dim_range(fn, "q", a->q, 1, 1, 64, "Hi"));
+  if (Di != 64 && Di != 128) return fail(INVALID, fn, "q.shape[2] (Di)", "64 or 128", str(Di));
+  SPMLA_TRY(validate_tensor(fn, a->k, in_req("k", 2, a->q->dtype, NONE, true), cd));
+  const int64_t S = dim(a->k, 0);
+  SPMLA_TRY(dim_eq(fn, "k", a->k, 1, Di, "Di = q.shape[2]"));
+  SPMLA_TRY(validate_tensor(fn, a->k_scale, in_req("k_scale", 1, F32), cd));
+  SPMLA_TRY(dim_eq(fn, "k_scale", a->k_scale, 0, S, "S = k.shape[0]"));
+  SPMLA_TRY(validate_tensor(fn, a->weights, in_req("weights", 2, F32), cd));
+  SPMLA_TRY(dim_eq(fn, "weights", a->weights, 0, T, "T = q.shape[0]"));
+  SPMLA_TRY(dim_eq(fn, "weights", a->weights, 1, Hi, "Hi = q.shape[1]"));
+  SPMLA_TRY(validate_tensor(fn, a->k_start, in_req("k_start", 1, I32), cd));
+  SPMLA_TRY(dim_eq(fn, "k_start", a->k_start, 0, T, "T = q.shape[0]"));
+  SPMLA_TRY(validate_tensor(fn, a->k_end, in_req("k_end", 1, I32), cd));
+  SPMLA_TRY(dim_eq(fn, "k_end", a->k_end, 0, T, "T = q.shape[0]"));
+  SPMLA_TRY(validate_tensor(fn, a->logits, out_req("logits", 2, F32), cd));
+  SPMLA_TRY(dim_eq(fn, "logits", a->logits, 0, T, "T = q.shape[0]"));
+  SPMLA_TRY(dim_eq(fn, "logits", a->logits, 1, S, "S = k.shape[0]"));
+  return OK;
+}
+
+spmla_status_t validate_indexer_logits_paged(const char *fn,
+                                             const spmla_indexer_logits_paged_args_t *a,
+                                             bool cd) {
+  SPMLA_ARGS_HEADER(fn, a);
+  SPMLA_TRY(validate_tensor(fn, a->q, in_req("q", 4, FN, FNUZ, true), cd));
+  const int64_t B = dim(a->q, 0), N = dim(a->q, 1), Hi = dim(a->q, 2), Di = dim(a->q, 3);
+  SPMLA_TRY(dim_range(fn, "q", a->q, 2, 1, 64, "Hi"));
+  if (Di != 64 && Di != 128) return fail(INVALID, fn, "q.shape[3] (Di)", "64 or 128", str(Di));
+  CacheGeometry g{};
+  SPMLA_TRY(validate_cache(fn, "cache", a->cache, cd, &g));
+  if (g.layout != SPMLA_KV_LAYOUT_INDEXER_FP8)
+    return fail(INVALID, fn, "cache.layout", "INDEXER_FP8", layout_str(g.layout));
+  const spmla_dtype_t want = g.flavor == SPMLA_FP8_E4M3FN ? FN : FNUZ;
+  if (a->q->dtype != want)
+    return fail(INVALID, fn, "q.dtype",
+                std::string(dtype_str(want)) + " (cache.fp8_flavor is " + flavor_str(g.flavor) +
+                    "; FP8 flavours must match)",
+                dtype_str(a->q->dtype));
+  if (g.dim != Di)
+    return fail(INVALID, fn, "cache.head_dim", str(Di) + " (Di = q.shape[3])", str(g.dim));
+  SPMLA_TRY(validate_tensor(fn, a->block_table, in_req("block_table", 2, I32), cd));
+  SPMLA_TRY(dim_eq(fn, "block_table", a->block_table, 0, B, "B = q.shape[0]"));
+  SPMLA_TRY(validate_tensor(fn, a->context_lens, in_req("context_lens", 1, I32), cd));
+  SPMLA_TRY(dim_eq(fn, "context_lens", a->context_lens, 0, B, "B = q.shape[0]"));
+  SPMLA_TRY(validate_tensor(fn, a->weights, in_req("weights", 2, F32), cd));
+  SPMLA_TRY(dim_eq(fn, "weights", a->weights, 0, B * N, "B * N = q.shape[0] * q.shape[1]"));
+  SPMLA_TRY(dim_eq(fn, "weights", a->weights, 1, Hi, "Hi = q.shape[2]"));
+  SPMLA_TRY(validate_tensor(fn, a->logits, out_req("logits", 2, F32), cd));
+  SPMLA_TRY(dim_eq(fn, "logits", a->logits, 0, B * N, "B * N = q.shape[0] * q.shape[1]"));
+  return OK;
+}
+
+spmla_status_t validate_topk_per_row(const char *fn, const spmla_topk_per_row_args_t *a,
+                                     bool cd) {
+  SPMLA_ARGS_HEADER(fn, a);
+  SPMLA_TRY(validate_tensor(fn, a->logits, in_req("logits", 2, F32), cd));
+  const int64_t R = dim(a->logits, 0);
+  SPMLA_TRY(validate_tensor(fn, a->row_starts, in_opt("row_starts", 1, I32), cd));
+  if (a->row_starts) SPMLA_TRY(dim_eq(fn, "row_starts", a->row_starts, 0, R, "R = logits.shape[0]"));
+  SPMLA_TRY(validate_tensor(fn, a->row_ends, in_opt("row_ends", 1, I32), cd));
+  if (a->row_ends) SPMLA_TRY(dim_eq(fn, "row_ends", a->row_ends, 0, R, "R = logits.shape[0]"));
+  if (a->next_n < 1) return fail(INVALID, fn, "args->next_n", ">= 1", str(a->next_n));
+  if (a->context_lens) {
+    if (a->row_starts || a->row_ends)
+      return fail(INVALID, fn, "context_lens",
+                  std::string("NULL (") + (a->row_starts ? "row_starts" : "row_ends") +
+                      " is given; the paged rule and explicit ranges exclude each other)",
+                  "a tensor");
+    if (R % a->next_n != 0)
+      return fail(INVALID, fn, "logits.shape[0] (R)",
+                  "a multiple of next_n = " + str(a->next_n), str(R));
+    SPMLA_TRY(validate_tensor(fn, a->context_lens, in_req("context_lens", 1, I32), cd));
+    SPMLA_TRY(dim_eq(fn, "context_lens", a->context_lens, 0, R / a->next_n,
+                     "R / next_n = logits.shape[0] / " + str(a->next_n)));
+  }
+  SPMLA_TRY(validate_tensor(fn, a->indices, out_req("indices", 2, I32), cd));
+  SPMLA_TRY(dim_eq(fn, "indices", a->indices, 0, R, "R = logits.shape[0]"));
+  SPMLA_TRY(dim_range(fn, "indices", a->indices, 1, 1, kMaxDim - 1, "k"));
+  return OK;
+}
+
+spmla_status_t validate_kv_cache_store(const char *fn, const spmla_kv_cache_store_args_t *a) {
+  SPMLA_ARGS_HEADER(fn, a);
+  CacheGeometry g{};
+  SPMLA_TRY(validate_cache(fn, "cache", a->cache, true, &g));
+  SPMLA_TRY(validate_tensor(fn, a->kv, in_req("kv", 2, BF16, NONE, true), true));
+  const int64_t N = dim(a->kv, 0);
+  SPMLA_TRY(dim_eq(fn, "kv", a->kv, 1, g.dim, "D = cache.head_dim"));
+  SPMLA_TRY(validate_tensor(fn, a->slot_mapping, in_req("slot_mapping", 1, I32, I64), true));
+  SPMLA_TRY(dim_eq(fn, "slot_mapping", a->slot_mapping, 0, N, "N = kv.shape[0]"));
+  return OK;
+}
+
+spmla_status_t validate_kv_cache_gather(const char *fn, const spmla_kv_cache_gather_args_t *a) {
+  SPMLA_ARGS_HEADER(fn, a);
+  CacheGeometry g{};
+  SPMLA_TRY(validate_cache(fn, "cache", a->cache, true, &g));
+  SPMLA_TRY(validate_tensor(fn, a->slots, in_req("slots", 1, I32), true));
+  const int64_t N = dim(a->slots, 0);
+  SPMLA_TRY(validate_tensor(fn, a->out, out_req("out", 2, BF16, true), true));
+  SPMLA_TRY(dim_eq(fn, "out", a->out, 0, N, "N = slots.shape[0]"));
+  SPMLA_TRY(dim_eq(fn, "out", a->out, 1, g.dim, "D = cache.head_dim"));
+  return OK;
+}
+
+spmla_status_t validate_workspace(const char *fn, const void *ws, size_t bytes, size_t required) {
+  if (bytes < required)
+    return fail(SPMLA_STATUS_WORKSPACE_TOO_SMALL, fn, "workspace_bytes",
+                ">= " + std::to_string(required) + " (the backend's workspace query)",
+                std::to_string(bytes));
+  if (!ws && bytes > 0)
+    return fail(INVALID, fn, "workspace",
+                "non-NULL (workspace_bytes = " + std::to_string(bytes) + ")", "NULL");
+  if (ws && reinterpret_cast<uintptr_t>(ws) % 16 != 0)
+    return fail(SPMLA_STATUS_MISALIGNED, fn, "workspace", "16-byte alignment", ptr_str(ws));
+  return OK;
+}
+
+}  // namespace spmla
