@@ -1,0 +1,235 @@
+// test_support.h — helpers shared by the CPU backend tests: a handle on "cpu", tensor and cache
+// descriptors over std::vectors, an independent double-precision attention reference, random
+// inputs and the public test vectors reader.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <initializer_list>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kv_layout.h"
+#include "numerics.h"
+#include "spmla.h"
+
+namespace tst {
+
+// ---------------------------------------------------------------------------------------------
+// handle
+// ---------------------------------------------------------------------------------------------
+struct Handle {
+  spmla_handle_t h = nullptr;
+  Handle() {
+    spmla_status_t st = spmla_handle_create("cpu", 0, &h);
+    INFO(spmla_last_error_message());
+    REQUIRE(st == SPMLA_STATUS_SUCCESS);
+  }
+  // A handle created while SPMLA_NUM_THREADS = n (the CPU backend reads it per handle).
+  explicit Handle(int threads) {
+    const char *old = std::getenv("SPMLA_NUM_THREADS");
+    std::string saved = old ? old : "";
+    setenv("SPMLA_NUM_THREADS", std::to_string(threads).c_str(), 1);
+    spmla_status_t st = spmla_handle_create("cpu", 0, &h);
+    if (old)
+      setenv("SPMLA_NUM_THREADS", saved.c_str(), 1);
+    else
+      unsetenv("SPMLA_NUM_THREADS");
+    INFO(spmla_last_error_message());
+    REQUIRE(st == SPMLA_STATUS_SUCCESS);
+  }
+  ~Handle() { spmla_handle_destroy(h); }
+  Handle(const Handle &) = delete;
+  Handle &operator=(const Handle &) = delete;
+  operator spmla_handle_t() const { return h; }
+};
+
+inline void check(spmla_status_t st) {
+  INFO(spmla_last_error_message());
+  REQUIRE(st == SPMLA_STATUS_SUCCESS);
+}
+
+// ---------------------------------------------------------------------------------------------
+// tensors
+// ---------------------------------------------------------------------------------------------
+inline spmla_tensor_t tensor(void *data, spmla_dtype_t dt, std::initializer_list<int64_t> shape) {
+  spmla_tensor_t t = SPMLA_TENSOR_INIT;
+  t.data = data;
+  t.dtype = dt;
+  t.ndim = static_cast<int32_t>(shape.size());
+  int i = 0;
+  for (int64_t s : shape) t.shape[i++] = s;
+  int64_t st = 1;
+  for (int d = t.ndim - 1; d >= 0; --d) {
+    t.strides[d] = st;
+    st *= t.shape[d];
+  }
+  return t;
+}
+// Same with explicit strides (elements).
+inline spmla_tensor_t tensor(void *data, spmla_dtype_t dt, std::initializer_list<int64_t> shape,
+                             std::initializer_list<int64_t> strides) {
+  spmla_tensor_t t = tensor(data, dt, shape);
+  int i = 0;
+  for (int64_t s : strides) t.strides[i++] = s;
+  return t;
+}
+
+inline spmla_kv_cache_t cache(void *data, spmla_kv_layout_t layout, spmla_fp8_flavor_t flavor,
+                              int32_t dim, int64_t pages, int32_t bs, int64_t stride = 0,
+                              float scale = 1.0f) {
+  spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
+  c.data = data;
+  c.layout = layout;
+  c.fp8_flavor = layout == SPMLA_KV_LAYOUT_BF16 ? SPMLA_FP8_NONE : flavor;
+  c.head_dim = dim;
+  c.num_pages = pages;
+  c.block_size = bs;
+  c.page_stride_bytes = stride;
+  c.scale = scale;
+  return c;
+}
+
+inline int64_t page_bytes(spmla_kv_layout_t l, int64_t d, int64_t bs) {
+  return spmla::packed_page_bytes(l, d, bs);
+}
+
+// Host buffer with 256-byte alignment (caches want 16).
+struct Bytes {
+  std::vector<uint8_t> v;
+  uint8_t *p = nullptr;
+  explicit Bytes(size_t n, uint8_t fill = 0) : v(n + 256, fill) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(v.data());
+    p = v.data() + ((256 - a % 256) % 256);
+  }
+  uint8_t *data() { return p; }
+};
+
+// ---------------------------------------------------------------------------------------------
+// numbers
+// ---------------------------------------------------------------------------------------------
+inline uint16_t bf(float x) { return spmla::f32_to_bf16(x); }
+inline float fb(uint16_t h) { return spmla::bf16_to_f32(h); }
+inline float qnan() { return std::numeric_limits<float>::quiet_NaN(); }
+inline float inf() { return std::numeric_limits<float>::infinity(); }
+
+// Independent FP8 decode for the test references (ldexp based, not numerics.h's bit assembly).
+inline double fp8_ref(uint8_t b, bool fnuz) {
+  const int bias = fnuz ? 8 : 7;
+  const int s = b >> 7, e = (b >> 3) & 15, m = b & 7;
+  if (!fnuz && (b & 0x7F) == 0x7F) return std::nan("");
+  if (fnuz && b == 0x80) return std::nan("");
+  double v = e == 0 ? std::ldexp(double(m), 1 - bias - 3) : std::ldexp(1.0 + m / 8.0, e - bias);
+  return s ? -v : v;
+}
+
+struct Rng {
+  std::mt19937_64 g;
+  explicit Rng(uint64_t seed) : g(seed) {}
+  float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(g); }
+  float normal() { return std::normal_distribution<float>(0.0f, 1.0f)(g); }
+  int64_t integer(int64_t lo, int64_t hi) {  // inclusive
+    return std::uniform_int_distribution<int64_t>(lo, hi)(g);
+  }
+};
+
+inline std::vector<uint16_t> random_bf16(Rng &r, size_t n, float sigma) {
+  std::vector<uint16_t> v(n);
+  for (auto &x : v) x = bf(r.normal() * sigma);
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Independent reference attention (double precision) over explicit key rows.
+// keys[t] = the dequantized rows attended by token t (duplicates included), each of length D_qk.
+// ---------------------------------------------------------------------------------------------
+struct RefOut {
+  std::vector<double> out;  // [T, H, Dv]
+  std::vector<double> lse;  // [T, H]
+  std::vector<double> mx;   // [T, H]
+};
+inline RefOut ref_attention(const std::vector<uint16_t> &q, int64_t T, int64_t H, int64_t Dqk,
+                            int64_t Dv, const std::vector<std::vector<std::vector<double>>> &keys,
+                            double scale, const float *sink) {
+  RefOut r;
+  r.out.assign(size_t(T * H * Dv), 0.0);
+  r.lse.assign(size_t(T * H), 0.0);
+  r.mx.assign(size_t(T * H), 0.0);
+  for (int64_t t = 0; t < T; ++t) {
+    const auto &ks = keys[size_t(t)];
+    for (int64_t h = 0; h < H; ++h) {
+      const size_t th = size_t(t * H + h);
+      if (ks.empty()) {
+        r.lse[th] = std::numeric_limits<double>::infinity();
+        r.mx[th] = -std::numeric_limits<double>::infinity();
+        continue;
+      }
+      std::vector<double> lg(ks.size());
+      double m = -std::numeric_limits<double>::infinity();
+      for (size_t j = 0; j < ks.size(); ++j) {
+        double s = 0;
+        for (int64_t d = 0; d < Dqk; ++d) s += double(fb(q[size_t((t * H + h) * Dqk + d)])) * ks[j][size_t(d)];
+        lg[j] = scale * s;
+        m = std::max(m, lg[j]);
+      }
+      double sum = 0;
+      for (double l : lg) sum += std::exp(l - m);
+      const double lse = m + std::log(sum);
+      double f = 1.0;
+      if (sink) f = 1.0 / (1.0 + std::exp(double(sink[h]) - lse));
+      for (size_t j = 0; j < ks.size(); ++j) {
+        const double w = std::exp(lg[j] - lse) * f;
+        for (int64_t d = 0; d < Dv; ++d) r.out[size_t(th * Dv + d)] += w * ks[j][size_t(d)];
+      }
+      r.lse[th] = lse;
+      r.mx[th] = m;
+    }
+  }
+  return r;
+}
+
+// ‖a − b‖ / ‖b‖ over bf16 outputs a and a double reference b (0 when both are zero).
+inline double rel_l2(const std::vector<uint16_t> &a, const std::vector<double> &b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    const double d = double(fb(a[i])) - b[i];
+    num += d * d;
+    den += b[i] * b[i];
+  }
+  if (den == 0) return num == 0 ? 0 : std::numeric_limits<double>::infinity();
+  return std::sqrt(num / den);
+}
+
+// ---------------------------------------------------------------------------------------------
+// public test vectors
+// ---------------------------------------------------------------------------------------------
+inline std::string vectors_dir() { return SPMLA_VECTORS_DIR; }
+
+template <class T>
+std::vector<T> read_bin(const std::string &path, size_t expected_count) {
+  std::ifstream f(path, std::ios::binary);
+  INFO(path);
+  REQUIRE(f.good());
+  f.seekg(0, std::ios::end);
+  const size_t bytes = size_t(f.tellg());
+  f.seekg(0);
+  REQUIRE(bytes == expected_count * sizeof(T));
+  std::vector<T> v(expected_count);
+  f.read(reinterpret_cast<char *>(v.data()), std::streamsize(bytes));
+  return v;
+}
+
+inline bool same_float(double a, double b) {  // bitwise-ish: NaN == NaN, -0 != +0
+  if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
+  return a == b && std::signbit(a) == std::signbit(b);
+}
+
+}  // namespace tst
