@@ -1,0 +1,55 @@
+# checks.cmake — tests that are scripts rather than Catch2 cases (included by tests/CMakeLists.txt).
+#  - check_symbols: the exported symbols of libspmla equal src/libspmla.symbols, all spmla_*.
+#  - header_c99_* / header_cxx17_*: each public header compiles alone, with every *_INIT macro
+#    used, as C99 and as C++17 with -Wall -Wextra -pedantic -Werror.
+
+find_program(SPMLA_BASH bash)
+find_program(SPMLA_NM NAMES nm)
+if(SPMLA_BASH AND SPMLA_NM)
+  add_test(NAME check_symbols
+           COMMAND ${SPMLA_BASH} ${PROJECT_SOURCE_DIR}/scripts/check-symbols
+                   $<TARGET_FILE:spmla> ${PROJECT_SOURCE_DIR}/src/libspmla.symbols)
+  set_tests_properties(check_symbols PROPERTIES LABELS "abi")
+endif()
+
+set(_spmla_hdr_dir ${CMAKE_CURRENT_BINARY_DIR}/header-checks)
+file(MAKE_DIRECTORY ${_spmla_hdr_dir})
+set(_spmla_init_uses [=[
+static int spmla_header_check_uses_inits(void) {
+  spmla_tensor_t t = SPMLA_TENSOR_INIT;
+  spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
+  spmla_backend_info_t b = SPMLA_BACKEND_INFO_INIT;
+  spmla_device_info_t d = SPMLA_DEVICE_INFO_INIT;
+  spmla_sparse_attention_args_t a1 = SPMLA_SPARSE_ATTENTION_ARGS_INIT;
+  spmla_indices_to_slots_args_t a2 = SPMLA_INDICES_TO_SLOTS_ARGS_INIT;
+  spmla_window_indices_args_t a3 = SPMLA_WINDOW_INDICES_ARGS_INIT;
+  spmla_indexer_logits_args_t a4 = SPMLA_INDEXER_LOGITS_ARGS_INIT;
+  spmla_indexer_logits_paged_args_t a5 = SPMLA_INDEXER_LOGITS_PAGED_ARGS_INIT;
+  spmla_topk_per_row_args_t a6 = SPMLA_TOPK_PER_ROW_ARGS_INIT;
+  spmla_kv_cache_store_args_t a7 = SPMLA_KV_CACHE_STORE_ARGS_INIT;
+  spmla_kv_cache_gather_args_t a8 = SPMLA_KV_CACHE_GATHER_ARGS_INIT;
+  spmla_get_api_fn f = spmla_get_api;
+  return (int)(t.struct_size + c.struct_size + b.struct_size + d.struct_size + a1.struct_size +
+               a2.struct_size + a3.struct_size + a4.struct_size + a5.struct_size +
+               a6.struct_size + a7.struct_size + a8.struct_size) + (f != 0);
+}
+int main(void) { return spmla_header_check_uses_inits() == 0; }
+]=])
+
+foreach(_hdr spmla spmla_backend)
+  set(_body "#include \"${_hdr}.h\"\n")
+  if(_hdr STREQUAL "spmla")
+    string(APPEND _body "${_spmla_init_uses}")
+  else()
+    string(APPEND _body "static const spmla_backend_host_t *h;\nint main(void) { return h != 0; }\n")
+  endif()
+  file(WRITE ${_spmla_hdr_dir}/${_hdr}_alone.c "${_body}")
+  file(WRITE ${_spmla_hdr_dir}/${_hdr}_alone.cpp "${_body}")
+  add_test(NAME header_c99_${_hdr}
+           COMMAND ${CMAKE_C_COMPILER} -std=c99 -Wall -Wextra -pedantic -Werror -fsyntax-only
+                   -I${PROJECT_SOURCE_DIR}/include ${_spmla_hdr_dir}/${_hdr}_alone.c)
+  add_test(NAME header_cxx17_${_hdr}
+           COMMAND ${CMAKE_CXX_COMPILER} -std=c++17 -Wall -Wextra -pedantic -Werror -fsyntax-only
+                   -I${PROJECT_SOURCE_DIR}/include ${_spmla_hdr_dir}/${_hdr}_alone.cpp)
+  set_tests_properties(header_c99_${_hdr} header_cxx17_${_hdr} PROPERTIES LABELS "abi")
+endforeach()
