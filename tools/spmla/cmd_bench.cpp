@@ -1,0 +1,548 @@
+// spmla bench: times the operations with spmla events (warm-up, then the median of repeats) and
+// compares each with a ceiling measured in the same run.
+//
+// Extending it: every benchmark is a Case {op, shape label, run}. The shape lists live in
+// small_cases() (CPU-sized) and spec_cases() (SPEC.md "Sizes to support and benchmark"); add a
+// shape to a list, or a new op with a make_<op>_case() factory that sets up inputs, calls
+// time_op() with one queued call of the op, and returns the FLOPs and bytes of one call.
+// GPU work still to add here: rotating input sets larger than L2 so repeats do not hit a warm
+// cache, and a measured bf16 matmul ceiling (until then pass --peak-tflops).
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include "check.h"
+#include "cli.h"
+#include "device_buffer.h"
+#include "host_numerics.h"
+
+namespace spmla_cli {
+namespace {
+
+using nlohmann::json;
+
+struct Env {
+  Handle &h;
+  const BenchOptions &o;
+};
+
+struct Measurement {
+  double time_ms = 0;
+  double flops = 0;  // per call, 0 for memory-bound ops
+  double bytes = 0;  // moved per call (read + write)
+};
+
+struct Case {
+  std::string op;
+  std::string shape;
+  std::function<Measurement(Env &)> run;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Warm-up calls, then `repeats` calls each between two events; the median in ms.
+double time_op(Env &e, const std::function<void()> &call) {
+  for (int i = 0; i < e.o.warmup; ++i) call();
+  e.h.sync();
+  EventTimer timer(e.h);
+  std::vector<double> ms;
+  for (int r = 0; r < e.o.repeats; ++r) {
+    timer.start();
+    call();
+    timer.stop();
+    ms.push_back(timer.elapsed_ms());
+  }
+  return median(ms);
+}
+
+// --- random device data -------------------------------------------------------------------
+std::vector<uint16_t> random_bf16(uint64_t seed, uint64_t stream, size_t n, double std = 1.0) {
+  std::vector<uint16_t> v(n);
+  Rng r(seed, stream, n);
+  for (auto &x : v) x = f32_to_bf16(float(std * r.normal()));
+  return v;
+}
+std::vector<uint8_t> random_fp8(uint64_t seed, uint64_t stream, size_t n, spmla_fp8_flavor_t f) {
+  const Fp8Encoder enc(f);
+  std::vector<uint8_t> v(n);
+  Rng r(seed, stream, n);
+  for (auto &x : v) x = enc.encode(r.normal());
+  return v;
+}
+std::vector<float> random_f32(uint64_t seed, uint64_t stream, size_t n) {
+  std::vector<float> v(n);
+  Rng r(seed, stream, n);
+  for (auto &x : v) x = float(r.normal());
+  return v;
+}
+// A permutation of 0..n-1 (as slot ids).
+std::vector<int32_t> shuffled(uint64_t seed, uint64_t stream, int64_t n) {
+  std::vector<int32_t> v(n);
+  for (int64_t i = 0; i < n; ++i) v[i] = int32_t(i);
+  Rng r(seed, stream, 0);
+  for (int64_t i = n - 1; i > 0; --i) std::swap(v[i], v[r.below(i + 1)]);
+  return v;
+}
+
+int64_t token_bytes(spmla_kv_layout_t l, int dim) {
+  switch (l) {
+    case SPMLA_KV_LAYOUT_BF16: return 2 * dim;
+    case SPMLA_KV_LAYOUT_FP8_PER_TENSOR: return dim;
+    case SPMLA_KV_LAYOUT_V32_FP8: return 656;
+    case SPMLA_KV_LAYOUT_V4_FP8: return 584;
+    case SPMLA_KV_LAYOUT_INDEXER_FP8: return dim + 4;
+    default: return 0;
+  }
+}
+const char *layout_name(spmla_kv_layout_t l) {
+  switch (l) {
+    case SPMLA_KV_LAYOUT_BF16: return "BF16";
+    case SPMLA_KV_LAYOUT_FP8_PER_TENSOR: return "FP8_PER_TENSOR";
+    case SPMLA_KV_LAYOUT_V32_FP8: return "V32_FP8";
+    case SPMLA_KV_LAYOUT_V4_FP8: return "V4_FP8";
+    case SPMLA_KV_LAYOUT_INDEXER_FP8: return "INDEXER_FP8";
+    default: return "?";
+  }
+}
+
+// A cache of `tokens` slots (block 64) filled by kv_cache_store from random bf16 rows (one chunk
+// of random rows repeated, which is as good as fresh data for timing and quick for GPU-sized caches).
+struct FilledCache {
+  DeviceBuffer buf;
+  spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
+};
+std::unique_ptr<FilledCache> filled_cache(Env &e, spmla_kv_layout_t layout, int dim, int64_t tokens,
+                                          int block_size = 64) {
+  auto fc = std::make_unique<FilledCache>();
+  fc->c.layout = layout;
+  fc->c.fp8_flavor = layout == SPMLA_KV_LAYOUT_BF16 ? SPMLA_FP8_NONE : SPMLA_FP8_E4M3FN;
+  fc->c.head_dim = dim;
+  fc->c.block_size = block_size;
+  fc->c.num_pages = (tokens + block_size - 1) / block_size;
+  size_t bytes = 0;
+  SPMLA_CHECK(spmla_kv_cache_size_bytes(&fc->c, &bytes));
+  fc->buf = DeviceBuffer(e.h, bytes);
+  fc->c.data = fc->buf.data();
+  const int64_t chunk = std::min<int64_t>(tokens, 32768);
+  DeviceTensor kv(e.h, SPMLA_DTYPE_BF16, {chunk, dim}), slots(e.h, SPMLA_DTYPE_INT32, {chunk});
+  kv.upload(random_bf16(e.o.seed, 100, size_t(chunk) * dim));  // one random chunk, stored everywhere
+  for (int64_t t0 = 0; t0 < tokens; t0 += chunk) {
+    const int64_t n = std::min(chunk, tokens - t0);
+    std::vector<int32_t> s(n);
+    for (int64_t i = 0; i < n; ++i) s[i] = int32_t(t0 + i);
+    slots.buf.upload(s.data(), s.size() * 4);
+    spmla_tensor_t kv_v = kv.t, sl_v = slots.t;
+    kv_v.shape[0] = sl_v.shape[0] = n;
+    spmla_kv_cache_store_args_t a = SPMLA_KV_CACHE_STORE_ARGS_INIT;
+    a.kv = &kv_v;
+    a.slot_mapping = &sl_v;
+    a.cache = &fc->c;
+    SPMLA_CHECK(spmla_kv_cache_store_run(e.h, &a, nullptr));
+    e.h.sync();
+  }
+  return fc;
+}
+
+// --- sparse_attention ---------------------------------------------------------------------
+struct AttnShape {
+  const char *model;  // "v32" | "v4"
+  const char *phase;  // label only
+  int64_t T;
+  int H, K, W;
+  int64_t S;  // KV tokens in the cache
+};
+Case make_attention_case(AttnShape sh) {
+  const bool v4 = std::strcmp(sh.model, "v4") == 0;
+  char label[160];
+  std::snprintf(label, sizeof label, "%s %s T=%lld H=%d K=%d%s S_kv=%lld", sh.model, sh.phase, (long long)sh.T,
+                sh.H, sh.K, sh.W ? ("+" + std::to_string(sh.W)).c_str() : "", (long long)sh.S);
+  return {"sparse_attention", label, [sh, v4](Env &e) {
+            const int d = v4 ? 512 : 576;
+            auto cache = filled_cache(e, v4 ? SPMLA_KV_LAYOUT_V4_FP8 : SPMLA_KV_LAYOUT_V32_FP8, d, sh.S);
+            DeviceTensor q(e.h, SPMLA_DTYPE_BF16, {sh.T, sh.H, d});
+            q.upload(random_bf16(e.o.seed, 1, size_t(sh.T) * sh.H * d));
+            // Sorted random slot lists, like a top-k output; the window is a contiguous run.
+            DeviceTensor idx(e.h, SPMLA_DTYPE_INT32, {sh.T, sh.K});
+            std::vector<int32_t> ih(size_t(sh.T) * sh.K);
+            Rng r(e.o.seed, 2, 0);
+            for (int64_t t = 0; t < sh.T; ++t) {
+              int32_t *row = &ih[size_t(t) * sh.K];
+              for (int k = 0; k < sh.K; ++k) row[k] = int32_t(r.below(uint64_t(sh.S)));
+              std::sort(row, row + sh.K);
+            }
+            idx.upload(ih);
+            DeviceTensor widx, sink;
+            if (sh.W) {
+              widx = DeviceTensor(e.h, SPMLA_DTYPE_INT32, {sh.T, sh.W});
+              std::vector<int32_t> wh(size_t(sh.T) * sh.W);
+              for (int64_t t = 0; t < sh.T; ++t) {
+                const int64_t start = int64_t(r.below(uint64_t(std::max<int64_t>(1, sh.S - sh.W))));
+                for (int k = 0; k < sh.W; ++k) wh[size_t(t) * sh.W + k] = int32_t(std::min(start + k, sh.S - 1));
+              }
+              widx.upload(wh);
+            }
+            if (v4) {
+              sink = DeviceTensor(e.h, SPMLA_DTYPE_FP32, {sh.H});
+              sink.upload(random_f32(e.o.seed, 3, sh.H));
+            }
+            DeviceTensor out(e.h, SPMLA_DTYPE_BF16, {sh.T, sh.H, 512}), lse(e.h, SPMLA_DTYPE_FP32, {sh.T, sh.H});
+            spmla_sparse_attention_args_t a = SPMLA_SPARSE_ATTENTION_ARGS_INIT;
+            a.q = q.desc();
+            a.kv = &cache->c;
+            a.indices = idx.desc();
+            if (sh.W) {
+              a.extra_kv = &cache->c;
+              a.extra_indices = widx.desc();
+            }
+            if (v4) a.attn_sink = sink.desc();
+            a.out = out.desc();
+            a.lse = lse.desc();
+            size_t wsb = 0;
+            SPMLA_CHECK(spmla_sparse_attention_get_workspace_size(e.h, &a, &wsb));
+            DeviceBuffer ws(e.h, wsb);
+            SPMLA_CHECK(spmla_sparse_attention_plan(e.h, &a, ws.data(), wsb, nullptr));
+            Measurement m;
+            m.time_ms = time_op(e, [&] { SPMLA_CHECK(spmla_sparse_attention_run(e.h, &a, ws.data(), wsb, nullptr)); });
+            m.flops = 2.0 * double(sh.T) * sh.H * double(sh.K + sh.W) * (d + 512);
+            return m;
+          }};
+}
+
+// --- topk_per_row -------------------------------------------------------------------------
+struct TopkShape {
+  int64_t R, C;
+  int k;
+};
+Case make_topk_case(TopkShape sh) {
+  char label[96];
+  std::snprintf(label, sizeof label, "rows=%lld cols=%lld k=%d", (long long)sh.R, (long long)sh.C, sh.k);
+  return {"topk", label, [sh](Env &e) {
+            DeviceTensor logits(e.h, SPMLA_DTYPE_FP32, {sh.R, sh.C}), idx(e.h, SPMLA_DTYPE_INT32, {sh.R, sh.k});
+            logits.upload(random_f32(e.o.seed, 4, size_t(sh.R) * sh.C));
+            spmla_topk_per_row_args_t a = SPMLA_TOPK_PER_ROW_ARGS_INIT;
+            a.logits = logits.desc();
+            a.indices = idx.desc();
+            size_t wsb = 0;
+            SPMLA_CHECK(spmla_topk_per_row_get_workspace_size(e.h, &a, &wsb));
+            DeviceBuffer ws(e.h, wsb);
+            Measurement m;
+            m.time_ms = time_op(e, [&] { SPMLA_CHECK(spmla_topk_per_row_run(e.h, &a, ws.data(), wsb, nullptr)); });
+            m.bytes = double(sh.R) * sh.C * 4 + double(sh.R) * sh.k * 4;
+            return m;
+          }};
+}
+
+// --- indexer_logits (ragged prefill form and paged decode form) --------------------------
+struct IndexerShape {
+  bool paged;
+  int64_t B, N;  // ragged: T = B * N query rows over all S keys; paged: B requests x N tokens
+  int Hi, Di;
+  int64_t S;     // keys (ragged) or context per request (paged)
+};
+Case make_indexer_case(IndexerShape sh) {
+  char label[128];
+  if (sh.paged)
+    std::snprintf(label, sizeof label, "paged B=%lld N=%lld Hi=%d Di=%d ctx=%lld", (long long)sh.B, (long long)sh.N,
+                  sh.Hi, sh.Di, (long long)sh.S);
+  else
+    std::snprintf(label, sizeof label, "ragged T=%lld Hi=%d Di=%d S=%lld", (long long)(sh.B * sh.N), sh.Hi, sh.Di,
+                  (long long)sh.S);
+  return {"indexer", label, [sh](Env &e) {
+            const int64_t T = sh.B * sh.N;
+            DeviceTensor w(e.h, SPMLA_DTYPE_FP32, {T, sh.Hi}), logits(e.h, SPMLA_DTYPE_FP32, {T, sh.S});
+            w.upload(random_f32(e.o.seed, 5, size_t(T) * sh.Hi));
+            Measurement m;
+            m.flops = 2.0 * double(T) * double(sh.S) * sh.Hi * sh.Di;
+            size_t wsb = 0;
+            if (sh.paged) {
+              auto cache = filled_cache(e, SPMLA_KV_LAYOUT_INDEXER_FP8, sh.Di, sh.B * sh.S);
+              const int64_t pages_per_req = (sh.S + 63) / 64;
+              DeviceTensor q(e.h, SPMLA_DTYPE_FP8_E4M3FN, {sh.B, sh.N, sh.Hi, sh.Di});
+              q.upload(random_fp8(e.o.seed, 6, size_t(T) * sh.Hi * sh.Di, SPMLA_FP8_E4M3FN));
+              DeviceTensor table(e.h, SPMLA_DTYPE_INT32, {sh.B, pages_per_req}), lens(e.h, SPMLA_DTYPE_INT32, {sh.B});
+              std::vector<int32_t> perm = shuffled(e.o.seed, 7, cache->c.num_pages);
+              perm.resize(size_t(sh.B * pages_per_req));
+              table.upload(perm);
+              lens.upload(std::vector<int32_t>(size_t(sh.B), int32_t(sh.S)));
+              spmla_indexer_logits_paged_args_t a = SPMLA_INDEXER_LOGITS_PAGED_ARGS_INIT;
+              a.q = q.desc();
+              a.cache = &cache->c;
+              a.block_table = table.desc();
+              a.context_lens = lens.desc();
+              a.weights = w.desc();
+              a.logits = logits.desc();
+              SPMLA_CHECK(spmla_indexer_logits_paged_get_workspace_size(e.h, &a, &wsb));
+              DeviceBuffer ws(e.h, wsb);
+              m.time_ms = time_op(e, [&] { SPMLA_CHECK(spmla_indexer_logits_paged_run(e.h, &a, ws.data(), wsb, nullptr)); });
+            } else {
+              DeviceTensor q(e.h, SPMLA_DTYPE_FP8_E4M3FN, {T, sh.Hi, sh.Di}), k(e.h, SPMLA_DTYPE_FP8_E4M3FN, {sh.S, sh.Di});
+              DeviceTensor ks(e.h, SPMLA_DTYPE_FP32, {sh.S}), k0(e.h, SPMLA_DTYPE_INT32, {T}), k1(e.h, SPMLA_DTYPE_INT32, {T});
+              q.upload(random_fp8(e.o.seed, 6, size_t(T) * sh.Hi * sh.Di, SPMLA_FP8_E4M3FN));
+              k.upload(random_fp8(e.o.seed, 8, size_t(sh.S) * sh.Di, SPMLA_FP8_E4M3FN));
+              std::vector<float> scales = random_f32(e.o.seed, 9, size_t(sh.S));
+              for (float &x : scales) x = std::fabs(x) * 0.01f;
+              ks.upload(scales);
+              k0.upload(std::vector<int32_t>(size_t(T), 0));
+              k1.upload(std::vector<int32_t>(size_t(T), int32_t(sh.S)));
+              spmla_indexer_logits_args_t a = SPMLA_INDEXER_LOGITS_ARGS_INIT;
+              a.q = q.desc();
+              a.k = k.desc();
+              a.k_scale = ks.desc();
+              a.weights = w.desc();
+              a.k_start = k0.desc();
+              a.k_end = k1.desc();
+              a.logits = logits.desc();
+              SPMLA_CHECK(spmla_indexer_logits_get_workspace_size(e.h, &a, &wsb));
+              DeviceBuffer ws(e.h, wsb);
+              m.time_ms = time_op(e, [&] { SPMLA_CHECK(spmla_indexer_logits_run(e.h, &a, ws.data(), wsb, nullptr)); });
+            }
+            return m;
+          }};
+}
+
+// --- kv_cache_store and kv_cache_gather ---------------------------------------------------
+struct CacheOpShape {
+  spmla_kv_layout_t layout;
+  int dim;
+  int64_t N;  // rows stored / gathered (the cache holds N slots, visited in shuffled order)
+};
+std::string cache_label(const CacheOpShape &sh) {
+  return std::string(layout_name(sh.layout)) + " D=" + std::to_string(sh.dim) + " N=" + std::to_string(sh.N);
+}
+Case make_store_case(CacheOpShape sh) {
+  return {"store", cache_label(sh), [sh](Env &e) {
+            auto cache = filled_cache(e, sh.layout, sh.dim, sh.N);
+            DeviceTensor kv(e.h, SPMLA_DTYPE_BF16, {sh.N, sh.dim}), slots(e.h, SPMLA_DTYPE_INT32, {sh.N});
+            kv.upload(random_bf16(e.o.seed, 10, size_t(sh.N) * sh.dim));
+            slots.upload(shuffled(e.o.seed, 11, sh.N));
+            spmla_kv_cache_store_args_t a = SPMLA_KV_CACHE_STORE_ARGS_INIT;
+            a.kv = kv.desc();
+            a.slot_mapping = slots.desc();
+            a.cache = &cache->c;
+            Measurement m;
+            m.time_ms = time_op(e, [&] { SPMLA_CHECK(spmla_kv_cache_store_run(e.h, &a, nullptr)); });
+            m.bytes = double(sh.N) * (2.0 * sh.dim + 4 + token_bytes(sh.layout, sh.dim));
+            return m;
+          }};
+}
+Case make_gather_case(CacheOpShape sh) {
+  return {"gather", cache_label(sh), [sh](Env &e) {
+            auto cache = filled_cache(e, sh.layout, sh.dim, sh.N);
+            DeviceTensor out(e.h, SPMLA_DTYPE_BF16, {sh.N, sh.dim}), slots(e.h, SPMLA_DTYPE_INT32, {sh.N});
+            slots.upload(shuffled(e.o.seed, 12, sh.N));
+            spmla_kv_cache_gather_args_t a = SPMLA_KV_CACHE_GATHER_ARGS_INIT;
+            a.cache = &cache->c;
+            a.slots = slots.desc();
+            a.out = out.desc();
+            Measurement m;
+            m.time_ms = time_op(e, [&] { SPMLA_CHECK(spmla_kv_cache_gather_run(e.h, &a, nullptr)); });
+            m.bytes = double(sh.N) * (2.0 * sh.dim + 4 + token_bytes(sh.layout, sh.dim));
+            return m;
+          }};
+}
+
+// --- the shape tables ---------------------------------------------------------------------
+// CPU-sized: every case runs in well under a second per call on 2 cores.
+std::vector<Case> small_cases() {
+  std::vector<Case> c;
+  for (AttnShape s : {AttnShape{"v32", "decode", 4, 128, 2048, 0, 8192}, AttnShape{"v4", "decode", 4, 64, 512, 128, 8192},
+                      AttnShape{"v32", "prefill", 16, 128, 2048, 0, 4096}})
+    c.push_back(make_attention_case(s));
+  for (TopkShape s : {TopkShape{4, 4096, 2048}, TopkShape{64, 8192, 2048}, TopkShape{64, 4096, 512}})
+    c.push_back(make_topk_case(s));
+  for (IndexerShape s : {IndexerShape{true, 2, 2, 64, 128, 4096}, IndexerShape{false, 1, 16, 64, 128, 4096}})
+    c.push_back(make_indexer_case(s));
+  for (CacheOpShape s : {CacheOpShape{SPMLA_KV_LAYOUT_V32_FP8, 576, 8192}, CacheOpShape{SPMLA_KV_LAYOUT_V4_FP8, 512, 8192},
+                         CacheOpShape{SPMLA_KV_LAYOUT_INDEXER_FP8, 128, 8192}, CacheOpShape{SPMLA_KV_LAYOUT_BF16, 576, 8192}}) {
+    c.push_back(make_store_case(s));
+    c.push_back(make_gather_case(s));
+  }
+  return c;
+}
+
+// SPEC.md "Sizes to support and benchmark" (for GPU backends).
+std::vector<Case> spec_cases() {
+  std::vector<Case> c;
+  for (int64_t b : {2, 32, 64, 128})  // V3.2 decode: 2 tokens per request (MTP), context 32K
+    c.push_back(make_attention_case({"v32", "decode", 2 * b, 128, 2048, 0, b * 32768}));
+  for (int64_t s : {8192, 32768, 131072})  // V3.2 prefill: T 4096, S_kv 8K..128K
+    c.push_back(make_attention_case({"v32", "prefill", 4096, 128, 2048, 0, s}));
+  for (int h : {64, 128})
+    for (int k : {512, 1024}) {
+      c.push_back(make_attention_case({"v4", "decode", 2 * 64, h, k, 128, 64 * 32768}));
+      c.push_back(make_attention_case({"v4", "prefill", 4096, h, k, 128, 32768}));
+    }
+  for (TopkShape s : {TopkShape{256, 32768, 2048}, TopkShape{4096, 32768, 2048}, TopkShape{4096, 131072, 2048}})
+    c.push_back(make_topk_case(s));
+  for (IndexerShape s : {IndexerShape{true, 64, 2, 64, 128, 32768}, IndexerShape{false, 1, 4096, 64, 128, 32768}})
+    c.push_back(make_indexer_case(s));
+  for (CacheOpShape s : {CacheOpShape{SPMLA_KV_LAYOUT_V32_FP8, 576, 262144}, CacheOpShape{SPMLA_KV_LAYOUT_V4_FP8, 512, 262144},
+                         CacheOpShape{SPMLA_KV_LAYOUT_INDEXER_FP8, 128, 262144}}) {
+    c.push_back(make_store_case(s));
+    c.push_back(make_gather_case(s));
+  }
+  return c;
+}
+
+// --- ceilings -----------------------------------------------------------------------------
+// fp32 multiply-add rate of a plain dot-product loop on every hardware thread (the same compiler
+// and flags as the CPU backend), in TFLOP/s.
+double measure_cpu_flops() {
+  const int nt = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<double> rate(nt);
+  std::vector<std::thread> th;
+  for (int w = 0; w < nt; ++w)
+    th.emplace_back([&rate, w] {
+      constexpr int n = 2048, lanes = 32;
+      std::vector<float> a(n), b(n);
+      for (int i = 0; i < n; ++i) a[i] = 1.0f + i * 1e-6f, b[i] = 1.0f - i * 1e-6f;
+      float acc[lanes] = {};
+      Stopwatch sw;
+      int64_t iters = 0;
+      do {
+        for (int it = 0; it < 64; ++it, ++iters)
+          for (int i = 0; i < n; i += lanes)
+            for (int l = 0; l < lanes; ++l) acc[l] += a[i + l] * b[i + l];
+      } while (sw.ms() < 200);
+      const double secs = sw.ms() * 1e-3;
+      float s = 0;
+      for (float x : acc) s += x;
+      volatile float sink = s;
+      (void)sink;
+      rate[w] = 2.0 * n * double(iters) / secs;
+    });
+  for (auto &t : th) t.join();
+  double total = 0;
+  for (double r : rate) total += r;
+  return total / 1e12;
+}
+
+// Host copy bandwidth on every hardware thread (read + write counted), GB/s.
+double measure_cpu_copy_gbps() {
+  const int nt = std::max(1u, std::thread::hardware_concurrency());
+  const size_t bytes = size_t(128) << 20, part = bytes / nt;
+  std::vector<char> src(bytes, 1), dst(bytes, 0);
+  double best = 0;
+  for (int rep = 0; rep < 4; ++rep) {
+    Stopwatch sw;
+    std::vector<std::thread> th;
+    for (int w = 0; w < nt; ++w)
+      th.emplace_back([&, w] { std::memcpy(dst.data() + w * part, src.data() + w * part, part); });
+    for (auto &t : th) t.join();
+    best = std::max(best, 2.0 * double(part * nt) / (sw.ms() * 1e-3) / 1e9);
+  }
+  return best;
+}
+
+// Device-to-device copy bandwidth through spmla_memcpy (read + write counted), GB/s.
+double measure_device_copy_gbps(Env &e) {
+  const size_t bytes = size_t(1) << 30;
+  DeviceBuffer a(e.h, bytes), b(e.h, bytes);
+  a.fill(1);
+  std::vector<double> ms;
+  EventTimer timer(e.h);
+  for (int r = 0; r < 1 + 5; ++r) {
+    timer.start();
+    SPMLA_CHECK(spmla_memcpy(e.h, b.data(), a.data(), bytes, SPMLA_MEMCPY_DEVICE_TO_DEVICE, nullptr));
+    timer.stop();
+    if (r) ms.push_back(timer.elapsed_ms());
+  }
+  return 2.0 * double(bytes) / (median(ms) * 1e-3) / 1e9;
+}
+
+json num_or_null(double v) { return v > 0 && std::isfinite(v) ? json(v) : json(nullptr); }
+
+}  // namespace
+
+int cmd_bench(const BenchOptions &o) {
+  Handle h(o.backend.c_str(), o.device);
+  const std::string backend = h.backend();
+  spmla_device_info_t dev = SPMLA_DEVICE_INFO_INIT;
+  SPMLA_CHECK(spmla_device_get_info(backend.c_str(), h.device(), &dev));
+  Env env{h, o};
+  const bool cpu = backend == "cpu";
+  const bool small = o.sizes == "small" || (o.sizes == "auto" && cpu);
+
+  // Ceilings, measured in this run unless given.
+  double peak_tflops = o.peak_tflops, peak_gbps = o.peak_gbps;
+  std::string tflops_src = "given (--peak-tflops)", gbps_src = "given (--peak-gbps)";
+  if (peak_tflops <= 0) {
+    if (cpu) {
+      peak_tflops = measure_cpu_flops();
+      tflops_src = "measured: fp32 dot-product loop on " + std::to_string(std::thread::hardware_concurrency()) + " threads";
+    } else {
+      peak_tflops = 0;
+      tflops_src = "unknown: pass --peak-tflops (e.g. a measured dense bf16 matmul rate)";
+    }
+  }
+  if (peak_gbps <= 0) {
+    if (cpu) {
+      peak_gbps = measure_cpu_copy_gbps();
+      gbps_src = "measured: host memcpy on " + std::to_string(std::thread::hardware_concurrency()) + " threads, read+write";
+    } else {
+      peak_gbps = measure_device_copy_gbps(env);
+      gbps_src = "measured: spmla_memcpy device to device, 1 GiB, read+write";
+    }
+  }
+
+  std::vector<Case> cases = small ? small_cases() : spec_cases();
+  if (!o.json) {
+    std::printf("spmla bench: backend %s (device %d: %s), %s sizes, warm-up %d, median of %d\n", backend.c_str(),
+                h.device(), dev.name, small ? "small" : "SPEC", o.warmup, o.repeats);
+    std::printf("ceilings: %s TFLOP/s (%s); %.1f GB/s (%s)\n",
+                peak_tflops > 0 ? std::to_string(peak_tflops).c_str() : "-", tflops_src.c_str(), peak_gbps,
+                gbps_src.c_str());
+    std::printf("%-17s %-48s %12s %10s %10s %8s\n", "op", "shape", "time_ms", "TFLOP/s", "GB/s", "ratio");
+  }
+  json rows = json::array();
+  for (Case &c : cases) {
+    if (o.op != "all" && o.op != c.op) continue;
+    const Measurement m = c.run(env);
+    const double tflops = m.flops > 0 ? m.flops / (m.time_ms * 1e-3) / 1e12 : 0;
+    const double gbps = m.bytes > 0 ? m.bytes / (m.time_ms * 1e-3) / 1e9 : 0;
+    const double ratio = m.flops > 0 ? (peak_tflops > 0 ? tflops / peak_tflops : 0) : (peak_gbps > 0 ? gbps / peak_gbps : 0);
+    rows.push_back({{"op", c.op},
+                    {"shape", c.shape},
+                    {"backend", backend},
+                    {"time_ms", m.time_ms},
+                    {"tflops", num_or_null(tflops)},
+                    {"gbps", num_or_null(gbps)},
+                    {"ratio_to_peak", num_or_null(ratio)}});
+    if (!o.json) {
+      std::printf("%-17s %-48s %12.4f %10s %10s %8s\n", c.op.c_str(), c.shape.c_str(), m.time_ms,
+                  tflops > 0 ? std::to_string(tflops).substr(0, 8).c_str() : "-",
+                  gbps > 0 ? std::to_string(gbps).substr(0, 8).c_str() : "-",
+                  ratio > 0 ? std::to_string(ratio).substr(0, 6).c_str() : "-");
+      std::fflush(stdout);
+    }
+  }
+  if (o.json) {
+    json j = {{"backend", backend},
+              {"device", h.device()},
+              {"device_name", std::string(dev.name)},
+              {"sizes", small ? "small" : "spec"},
+              {"warmup", o.warmup},
+              {"repeats", o.repeats},
+              {"ceilings",
+               {{"tflops", num_or_null(peak_tflops)},
+                {"tflops_source", tflops_src},
+                {"gbps", num_or_null(peak_gbps)},
+                {"gbps_source", gbps_src}}},
+              {"rows", rows}};
+    std::cout << j.dump(2) << std::endl;
+  }
+  return 0;
+}
+
+}  // namespace spmla_cli

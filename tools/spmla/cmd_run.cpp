@@ -1,0 +1,751 @@
+// spmla run: one full DeepSeek sparse-attention step on random, realistic data, checked against an
+// independent fp64 computation.
+//
+// The step, as an inference engine runs it for one layer:
+//   1. store every context token's KV into the model's paged cache (V32_FP8 or V4_FP8) through a
+//      shuffled block table, and its indexer key into an INDEXER_FP8 cache (v4: also the last
+//      tokens into a separate sliding-window cache);
+//   2. indexer logits of the query tokens (decode: paged form over the indexer cache; prefill:
+//      ragged form over the indexer keys copied out of the cache, causal k_start/k_end);
+//   3. top-k per row -> request-local positions;  4. indices_to_slots through the block table;
+//   5. v4: window_indices for the sliding window;   6. sparse attention (workspace -> plan -> run).
+// The checker then recomputes a sample of query tokens in double from the cache bytes themselves
+// (decoded here from SPEC.md's layout table, not by the library) and compares out, lse and
+// max_logits, plus the indexer logits, top-k selection and slot lists of the same rows.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <thread>
+
+#include "cache_reader.h"
+#include "check.h"
+#include "cli.h"
+#include "device_buffer.h"
+#include "host_numerics.h"
+
+namespace spmla_cli {
+namespace {
+
+using nlohmann::json;
+
+// Random streams (see Rng): one per kind of input, so every row can be regenerated.
+enum Stream : uint64_t { kKv = 1, kIndexerK, kWindowKv, kQ, kIndexerQ, kWeights, kSink, kPages };
+
+struct Model {
+  const char *name;
+  spmla_kv_layout_t layout;
+  const char *layout_name;
+  int d_qk, d_v, heads, topk, window;
+  bool sink;
+};
+const Model kV32 = {"v32", SPMLA_KV_LAYOUT_V32_FP8, "V32_FP8", 576, 512, 128, 2048, 0, false};
+const Model kV4 = {"v4", SPMLA_KV_LAYOUT_V4_FP8, "V4_FP8", 512, 512, 64, 512, 128, true};
+
+// Query activations: N(0, 1) clipped to +-4; keys/values: N(0, 1) (so the scaled logits
+// q.k/sqrt(D) have a standard deviation near 1); everything rounded to bf16.
+constexpr double kQClip = 4.0;
+constexpr double kKvStd = 1.0;
+
+struct Shapes {
+  const Model *m;
+  int B, N, H, K, W, bs, Hi, Di, ctx_max, max_pages;
+  int64_t T;
+  std::vector<int> ctx;         // tokens of each request (its queries are the last N)
+  std::vector<int64_t> offset;  // first flat token of each request (prefill's ragged k)
+  int64_t S;                    // total context tokens
+  int64_t pos_of(int64_t t) const { return ctx[t / N] - N + t % N; }
+};
+
+void fill_kv_row(uint64_t seed, Stream s, int64_t id, int d, uint16_t *out) {
+  Rng r(seed, s, static_cast<uint64_t>(id));
+  for (int i = 0; i < d; ++i) out[i] = f32_to_bf16(static_cast<float>(kKvStd * r.normal()));
+}
+void fill_q_row(uint64_t seed, int64_t t, int n, uint16_t *out) {
+  Rng r(seed, kQ, static_cast<uint64_t>(t));
+  for (int i = 0; i < n; ++i)
+    out[i] = f32_to_bf16(static_cast<float>(std::clamp(r.normal(), -kQClip, kQClip)));
+}
+void fill_indexer_q_row(uint64_t seed, int64_t t, int n, const Fp8Encoder &enc, uint8_t *out) {
+  Rng r(seed, kIndexerQ, static_cast<uint64_t>(t));
+  for (int i = 0; i < n; ++i) out[i] = enc.encode(r.normal());
+}
+void fill_weights_row(uint64_t seed, int64_t t, int hi, float *out) {
+  Rng r(seed, kWeights, static_cast<uint64_t>(t));
+  for (int i = 0; i < hi; ++i) out[i] = static_cast<float>(r.normal() / std::sqrt(double(hi)));
+}
+
+// A shuffled page allocation: table[b][j] = page of logical page j of request b, for the logical
+// pages in [first[b], last[b]]; -1 elsewhere. Returns the number of pages used.
+int64_t make_block_table(const Shapes &s, uint64_t seed, uint64_t salt, const std::vector<int> &first,
+                         const std::vector<int> &last, std::vector<int32_t> &table) {
+  int64_t n = 0;
+  for (int b = 0; b < s.B; ++b) n += std::max(0, last[b] - first[b] + 1);
+  std::vector<int32_t> pages(n);
+  std::iota(pages.begin(), pages.end(), 0);
+  Rng r(seed, kPages, salt);
+  for (int64_t i = n - 1; i > 0; --i) std::swap(pages[i], pages[r.below(i + 1)]);
+  table.assign(size_t(s.B) * s.max_pages, -1);
+  int64_t k = 0;
+  for (int b = 0; b < s.B; ++b)
+    for (int j = first[b]; j <= last[b]; ++j) table[size_t(b) * s.max_pages + j] = pages[k++];
+  return n;
+}
+
+int32_t slot_of(const std::vector<int32_t> &table, const Shapes &s, int b, int64_t pos) {
+  const int32_t page = table[size_t(b) * s.max_pages + pos / s.bs];
+  return page < 0 ? -1 : static_cast<int32_t>(int64_t(page) * s.bs + pos % s.bs);
+}
+
+// A view of the first n rows of a contiguous tensor.
+spmla_tensor_t rows(const spmla_tensor_t &t, int64_t n) {
+  spmla_tensor_t v = t;
+  v.shape[0] = n;
+  return v;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Runs f(i) for i in [0, n) on all hardware threads.
+template <class F>
+void parallel_for(int64_t n, F f) {
+  const int nt = std::max(1, std::min<int>(int(std::thread::hardware_concurrency()), int(n)));
+  std::vector<std::thread> th;
+  for (int w = 0; w < nt; ++w)
+    th.emplace_back([&, w] {
+      for (int64_t i = w; i < n; i += nt) f(i);
+    });
+  for (auto &x : th) x.join();
+}
+
+struct CheckResult {
+  int tokens = 0;
+  double max_rel_err = 0, max_lse_err = 0, max_lse_err_norm = 0, max_maxlogit_err_norm = 0;
+  double indexer_err = 0;
+  bool attention_ok = true, indexer_ok = true, topk_ok = true, slots_ok = true, window_ok = true;
+  double logit_std = 0;
+  std::vector<std::string> failures;
+  void fail(const std::string &s) {
+    if (failures.size() < 20) failures.push_back(s);
+  }
+};
+
+}  // namespace
+
+int cmd_run(const RunOptions &o) {
+  Stopwatch step_clock;
+  Progress progress("spmla run", o.verbose);
+  const Model &m = o.model == "v4" ? kV4 : kV32;
+  const bool decode = o.phase == "decode";
+  const spmla_fp8_flavor_t flavor = o.fp8_flavor == "e4m3fnuz" ? SPMLA_FP8_E4M3FNUZ : SPMLA_FP8_E4M3FN;
+  const spmla_dtype_t fp8_dtype = flavor == SPMLA_FP8_E4M3FNUZ ? SPMLA_DTYPE_FP8_E4M3FNUZ : SPMLA_DTYPE_FP8_E4M3FN;
+
+  // --- shapes ---------------------------------------------------------------------------------
+  Shapes s;
+  s.m = &m;
+  s.B = o.batch ? o.batch : (decode ? 2 : 1);
+  s.N = o.tokens_per_request ? o.tokens_per_request : (decode ? 2 : 256);
+  s.H = o.heads ? o.heads : m.heads;
+  s.K = o.topk ? o.topk : m.topk;
+  s.W = m.window ? (o.window >= 0 ? o.window : m.window) : 0;
+  s.bs = o.block_size;
+  s.Hi = o.indexer_heads;
+  s.Di = o.indexer_dim;
+  s.ctx_max = o.context ? o.context : 4096;
+  if (s.ctx_max < s.N)
+    throw Error("--context " + std::to_string(s.ctx_max) + " is smaller than the query tokens per request (" +
+                std::to_string(s.N) + ")");
+  s.T = int64_t(s.B) * s.N;
+  s.max_pages = (s.ctx_max + s.bs - 1) / s.bs;
+  // Requests after the first get somewhat shorter contexts, as in a real batch.
+  s.S = 0;
+  for (int b = 0; b < s.B; ++b) {
+    const int spread = std::max(1, s.ctx_max / 8);
+    const int c = b == 0 ? s.ctx_max : std::max(s.N, s.ctx_max - int((uint64_t(b) * 7919u) % uint64_t(spread)));
+    s.ctx.push_back(c);
+    s.offset.push_back(s.S);
+    s.S += c;
+  }
+  const int64_t K_eff = int64_t(s.K) + s.W;
+  const double flops = 2.0 * double(s.T) * s.H * double(K_eff) * (m.d_qk + m.d_v);
+
+  Handle h(o.backend.c_str(), o.device);
+  const std::string backend = h.backend();
+  spmla_device_info_t dev = SPMLA_DEVICE_INFO_INIT;
+  SPMLA_CHECK(spmla_device_get_info(backend.c_str(), h.device(), &dev));
+  progress(std::string("model ") + m.name + ", " + o.phase + ", backend " + backend + " (" + dev.name + ")");
+
+  json stages = json::object();
+  Stopwatch stage_clock;
+  auto stage_done = [&](const char *name) {
+    h.sync();
+    stages[name] = stage_clock.ms();
+    stage_clock = Stopwatch();
+  };
+
+  // --- 1. caches and stores -------------------------------------------------------------------
+  std::vector<int> first(s.B, 0), last(s.B);
+  for (int b = 0; b < s.B; ++b) last[b] = (s.ctx[b] - 1) / s.bs;
+  std::vector<int32_t> table;
+  const int64_t pages = make_block_table(s, o.seed, 0, first, last, table);
+
+  auto make_cache = [&](spmla_kv_layout_t layout, int dim, int64_t num_pages, DeviceBuffer &buf) {
+    spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
+    c.layout = layout;
+    c.fp8_flavor = flavor;
+    c.head_dim = dim;
+    c.num_pages = num_pages;
+    c.block_size = s.bs;
+    size_t bytes = 0;
+    SPMLA_CHECK(spmla_kv_cache_size_bytes(&c, &bytes));
+    buf = DeviceBuffer(h, bytes);
+    buf.fill(0xFF);  // never-written bytes are NaN in both flavours: they must not reach outputs
+    c.data = buf.data();
+    return c;
+  };
+  // One spare page beyond what the block table uses: bytes no slot list points at.
+  DeviceBuffer kv_buf, idx_buf, win_buf;
+  const spmla_kv_cache_t kv_cache = make_cache(m.layout, m.d_qk, pages + 1, kv_buf);
+  const spmla_kv_cache_t idx_cache = make_cache(SPMLA_KV_LAYOUT_INDEXER_FP8, s.Di, pages + 1, idx_buf);
+
+  // v4's sliding-window cache holds only the pages the window of some query token reaches.
+  std::vector<int32_t> win_table;
+  spmla_kv_cache_t win_cache = SPMLA_KV_CACHE_INIT;
+  std::vector<int64_t> win_lo(s.B, 0);
+  if (s.W > 0) {
+    std::vector<int> wfirst(s.B);
+    for (int b = 0; b < s.B; ++b) {
+      win_lo[b] = std::max<int64_t>(0, int64_t(s.ctx[b]) - s.N + 1 - s.W);
+      wfirst[b] = int(win_lo[b] / s.bs);
+    }
+    const int64_t wpages = make_block_table(s, o.seed, 1, wfirst, last, win_table);
+    win_cache = make_cache(m.layout, m.d_qk, wpages + 1, win_buf);
+  }
+
+  {
+    progress("storing " + std::to_string(s.S) + " tokens into " + m.layout_name + " and INDEXER_FP8 caches" +
+             (s.W ? " (+ the sliding-window cache)" : "") + "...");
+    const int64_t chunk = std::min<int64_t>(16384, s.S);
+    DeviceTensor kv_t(h, SPMLA_DTYPE_BF16, {chunk, m.d_qk}), ik_t(h, SPMLA_DTYPE_BF16, {chunk, s.Di});
+    DeviceTensor slot_t(h, SPMLA_DTYPE_INT32, {chunk});
+    std::vector<uint16_t> kv_h(size_t(chunk) * m.d_qk), ik_h(size_t(chunk) * s.Di);
+    std::vector<int32_t> slot_h(chunk);
+    auto flush = [&](int64_t n, const spmla_kv_cache_t &cache, bool with_indexer) {
+      if (n == 0) return;
+      kv_t.buf.upload(kv_h.data(), size_t(n) * m.d_qk * 2);
+      slot_t.buf.upload(slot_h.data(), size_t(n) * 4);
+      const spmla_tensor_t kv_v = rows(kv_t.t, n), slot_v = rows(slot_t.t, n);
+      spmla_kv_cache_store_args_t a = SPMLA_KV_CACHE_STORE_ARGS_INIT;
+      a.kv = &kv_v;
+      a.slot_mapping = &slot_v;
+      a.cache = &cache;
+      SPMLA_CHECK(spmla_kv_cache_store_run(h, &a, nullptr));
+      if (with_indexer) {
+        ik_t.buf.upload(ik_h.data(), size_t(n) * s.Di * 2);
+        const spmla_tensor_t ik_v = rows(ik_t.t, n);
+        a.kv = &ik_v;
+        a.cache = &idx_cache;
+        SPMLA_CHECK(spmla_kv_cache_store_run(h, &a, nullptr));
+      }
+      h.sync();  // the host buffers are refilled next
+    };
+    int64_t n = 0;
+    for (int b = 0; b < s.B; ++b)
+      for (int64_t p = 0; p < s.ctx[b]; ++p) {
+        const int64_t id = int64_t(b) * s.ctx_max + p;
+        fill_kv_row(o.seed, kKv, id, m.d_qk, &kv_h[size_t(n) * m.d_qk]);
+        fill_kv_row(o.seed, kIndexerK, id, s.Di, &ik_h[size_t(n) * s.Di]);
+        slot_h[n] = slot_of(table, s, b, p);
+        if (++n == chunk) flush(n, kv_cache, true), n = 0;
+      }
+    flush(n, kv_cache, true);
+    n = 0;
+    for (int b = 0; s.W && b < s.B; ++b)
+      for (int64_t p = win_lo[b]; p < s.ctx[b]; ++p) {
+        fill_kv_row(o.seed, kWindowKv, int64_t(b) * s.ctx_max + p, m.d_qk, &kv_h[size_t(n) * m.d_qk]);
+        slot_h[n] = slot_of(win_table, s, b, p);
+        if (++n == chunk) flush(n, win_cache, false), n = 0;
+      }
+    flush(n, win_cache, false);
+    stage_done("store");
+  }
+
+  // --- query-side inputs ----------------------------------------------------------------------
+  progress("generating " + std::to_string(s.T) + " query tokens (H " + std::to_string(s.H) + ", indexer " +
+           std::to_string(s.Hi) + "x" + std::to_string(s.Di) + ")...");
+  const Fp8Encoder enc(flavor);
+  DeviceTensor q_t(h, SPMLA_DTYPE_BF16, {s.T, s.H, m.d_qk});
+  {
+    const int64_t row = int64_t(s.H) * m.d_qk, chunk = std::max<int64_t>(1, (64 << 20) / (row * 2));
+    std::vector<uint16_t> qh(size_t(std::min(chunk, s.T)) * row);
+    for (int64_t t0 = 0; t0 < s.T; t0 += chunk) {
+      const int64_t n = std::min(chunk, s.T - t0);
+      for (int64_t t = 0; t < n; ++t) fill_q_row(o.seed, t0 + t, int(row), &qh[size_t(t) * row]);
+      q_t.buf.upload(qh.data(), size_t(n) * row * 2, size_t(t0) * row * 2);
+      h.sync();
+    }
+  }
+  DeviceTensor iq_t(h, fp8_dtype, decode ? std::vector<int64_t>{s.B, s.N, s.Hi, s.Di}
+                                          : std::vector<int64_t>{s.T, s.Hi, s.Di});
+  DeviceTensor w_t(h, SPMLA_DTYPE_FP32, {s.T, s.Hi});
+  {
+    std::vector<uint8_t> iq(size_t(s.T) * s.Hi * s.Di);
+    std::vector<float> w(size_t(s.T) * s.Hi);
+    for (int64_t t = 0; t < s.T; ++t) {
+      fill_indexer_q_row(o.seed, t, s.Hi * s.Di, enc, &iq[size_t(t) * s.Hi * s.Di]);
+      fill_weights_row(o.seed, t, s.Hi, &w[size_t(t) * s.Hi]);
+    }
+    iq_t.upload(iq);
+    w_t.upload(w);
+  }
+  std::vector<int32_t> tok_req(s.T), positions(s.T), ctx_lens(s.ctx.begin(), s.ctx.end());
+  for (int64_t t = 0; t < s.T; ++t) tok_req[t] = int32_t(t / s.N), positions[t] = int32_t(s.pos_of(t));
+  DeviceTensor tok_req_t(h, SPMLA_DTYPE_INT32, {s.T}), pos_t(h, SPMLA_DTYPE_INT32, {s.T});
+  DeviceTensor table_t(h, SPMLA_DTYPE_INT32, {s.B, s.max_pages}), ctx_t(h, SPMLA_DTYPE_INT32, {s.B});
+  tok_req_t.upload(tok_req);
+  pos_t.upload(positions);
+  table_t.upload(table);
+  ctx_t.upload(ctx_lens);
+  std::vector<float> sink_h;
+  DeviceTensor sink_t;
+  if (m.sink) {
+    // Sinks near the typical lse (log of the attended count) so that they visibly matter.
+    Rng r(o.seed, kSink, 0);
+    for (int i = 0; i < s.H; ++i) sink_h.push_back(float(std::log(double(K_eff)) + r.normal()));
+    sink_t = DeviceTensor(h, SPMLA_DTYPE_FP32, {s.H});
+    sink_t.upload(sink_h);
+  }
+  stage_done("inputs");
+
+  // --- 2. indexer logits ----------------------------------------------------------------------
+  const int64_t C = decode ? s.ctx_max : s.S;  // logits columns
+  DeviceTensor logits_t(h, SPMLA_DTYPE_FP32, {s.T, C});
+  DeviceTensor kstart_t, kend_t, ik_flat, ks_flat;
+  if (decode) {
+    progress("indexer logits (paged) for " + std::to_string(s.T) + " rows x " + std::to_string(C) + " keys...");
+    spmla_indexer_logits_paged_args_t a = SPMLA_INDEXER_LOGITS_PAGED_ARGS_INIT;
+    a.q = iq_t.desc();
+    a.cache = &idx_cache;
+    a.block_table = table_t.desc();
+    a.context_lens = ctx_t.desc();
+    a.weights = w_t.desc();
+    a.logits = logits_t.desc();
+    size_t ws = 0;
+    SPMLA_CHECK(spmla_indexer_logits_paged_get_workspace_size(h, &a, &ws));
+    DeviceBuffer wsb(h, ws);
+    SPMLA_CHECK(spmla_indexer_logits_paged_run(h, &a, wsb.data(), ws, nullptr));
+    stage_done("indexer_logits");
+  } else {
+    // Prefill reads the indexer keys as one ragged [S, Di] tensor: copy them out of the cache
+    // page by page (fp8 bytes and scales), as an engine's gather step does.
+    progress("copying " + std::to_string(s.S) + " indexer keys out of the cache, then indexer logits (ragged) for " +
+             std::to_string(s.T) + " rows...");
+    ik_flat = DeviceTensor(h, fp8_dtype, {s.S, s.Di});
+    ks_flat = DeviceTensor(h, SPMLA_DTYPE_FP32, {s.S});
+    size_t page_bytes = 0;
+    SPMLA_CHECK(spmla_kv_cache_page_bytes(&idx_cache, &page_bytes));
+    auto *base = static_cast<uint8_t *>(idx_buf.data());
+    for (int b = 0; b < s.B; ++b)
+      for (int j = 0; j * s.bs < s.ctx[b]; ++j) {
+        const int64_t n = std::min<int64_t>(s.bs, s.ctx[b] - int64_t(j) * s.bs);
+        const int64_t dst_tok = s.offset[b] + int64_t(j) * s.bs;
+        const uint8_t *page = base + size_t(table[size_t(b) * s.max_pages + j]) * page_bytes;
+        SPMLA_CHECK(spmla_memcpy(h, static_cast<uint8_t *>(ik_flat.buf.data()) + dst_tok * s.Di, page,
+                                 size_t(n) * s.Di, SPMLA_MEMCPY_DEVICE_TO_DEVICE, nullptr));
+        SPMLA_CHECK(spmla_memcpy(h, static_cast<uint8_t *>(ks_flat.buf.data()) + dst_tok * 4,
+                                 page + size_t(s.bs) * s.Di, size_t(n) * 4, SPMLA_MEMCPY_DEVICE_TO_DEVICE,
+                                 nullptr));
+      }
+    std::vector<int32_t> ks(s.T), ke(s.T);
+    for (int64_t t = 0; t < s.T; ++t) {
+      ks[t] = int32_t(s.offset[t / s.N]);
+      ke[t] = int32_t(s.offset[t / s.N] + s.pos_of(t) + 1);  // causal
+    }
+    kstart_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T});
+    kend_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T});
+    kstart_t.upload(ks);
+    kend_t.upload(ke);
+    spmla_indexer_logits_args_t a = SPMLA_INDEXER_LOGITS_ARGS_INIT;
+    a.q = iq_t.desc();
+    a.k = ik_flat.desc();
+    a.k_scale = ks_flat.desc();
+    a.weights = w_t.desc();
+    a.k_start = kstart_t.desc();
+    a.k_end = kend_t.desc();
+    a.logits = logits_t.desc();
+    size_t ws = 0;
+    SPMLA_CHECK(spmla_indexer_logits_get_workspace_size(h, &a, &ws));
+    DeviceBuffer wsb(h, ws);
+    SPMLA_CHECK(spmla_indexer_logits_run(h, &a, wsb.data(), ws, nullptr));
+    stage_done("indexer_logits");
+  }
+
+  // --- 3. top-k, 4. slots, 5. window ----------------------------------------------------------
+  progress("top-" + std::to_string(s.K) + " per row, slots from the block table" +
+           (s.W ? ", sliding-window lists" : "") + "...");
+  DeviceTensor topk_t(h, SPMLA_DTYPE_INT32, {s.T, s.K});
+  {
+    spmla_topk_per_row_args_t a = SPMLA_TOPK_PER_ROW_ARGS_INIT;
+    a.logits = logits_t.desc();
+    if (decode) {
+      a.context_lens = ctx_t.desc();
+      a.next_n = s.N;
+    } else {
+      a.row_starts = kstart_t.desc();
+      a.row_ends = kend_t.desc();
+    }
+    a.indices = topk_t.desc();
+    size_t ws = 0;
+    SPMLA_CHECK(spmla_topk_per_row_get_workspace_size(h, &a, &ws));
+    DeviceBuffer wsb(h, ws);
+    SPMLA_CHECK(spmla_topk_per_row_run(h, &a, wsb.data(), ws, nullptr));
+    stage_done("topk");
+  }
+  DeviceTensor slots_t(h, SPMLA_DTYPE_INT32, {s.T, s.K}), lens_t(h, SPMLA_DTYPE_INT32, {s.T});
+  {
+    spmla_indices_to_slots_args_t a = SPMLA_INDICES_TO_SLOTS_ARGS_INIT;
+    a.positions = topk_t.desc();
+    a.token_to_req = tok_req_t.desc();
+    a.block_table = table_t.desc();
+    a.block_size = s.bs;
+    a.slots = slots_t.desc();
+    a.lengths = lens_t.desc();
+    SPMLA_CHECK(spmla_indices_to_slots_run(h, &a, nullptr));
+    stage_done("indices_to_slots");
+  }
+  DeviceTensor wslots_t, wlens_t, wtable_t;
+  if (s.W) {
+    wslots_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T, s.W});
+    wlens_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T});
+    wtable_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.B, s.max_pages});
+    wtable_t.upload(win_table);
+    spmla_window_indices_args_t a = SPMLA_WINDOW_INDICES_ARGS_INIT;
+    a.positions = pos_t.desc();
+    a.token_to_req = tok_req_t.desc();
+    a.block_table = wtable_t.desc();
+    a.block_size = s.bs;
+    a.ratio = 1;
+    a.slots = wslots_t.desc();
+    a.lengths = wlens_t.desc();
+    SPMLA_CHECK(spmla_window_indices_run(h, &a, nullptr));
+    stage_done("window_indices");
+  }
+
+  // --- 6. sparse attention --------------------------------------------------------------------
+  DeviceTensor out_t(h, SPMLA_DTYPE_BF16, {s.T, s.H, m.d_v}), lse_t(h, SPMLA_DTYPE_FP32, {s.T, s.H});
+  DeviceTensor maxl_t(h, SPMLA_DTYPE_FP32, {s.T, s.H});
+  spmla_sparse_attention_args_t aa = SPMLA_SPARSE_ATTENTION_ARGS_INIT;
+  aa.q = q_t.desc();
+  aa.kv = &kv_cache;
+  aa.indices = slots_t.desc();
+  aa.lengths = lens_t.desc();
+  if (s.W) {
+    aa.extra_kv = &win_cache;
+    aa.extra_indices = wslots_t.desc();
+    aa.extra_lengths = wlens_t.desc();
+  }
+  if (m.sink) aa.attn_sink = sink_t.desc();
+  aa.scale = 0.0f;  // 1/sqrt(D_qk)
+  aa.out = out_t.desc();
+  aa.lse = lse_t.desc();
+  aa.max_logits = maxl_t.desc();
+  size_t ws_bytes = 0;
+  SPMLA_CHECK(spmla_sparse_attention_get_workspace_size(h, &aa, &ws_bytes));
+  DeviceBuffer ws(h, ws_bytes);
+  progress("sparse attention: T " + std::to_string(s.T) + ", H " + std::to_string(s.H) + ", K " +
+           std::to_string(s.K) + (s.W ? " + window " + std::to_string(s.W) : std::string()) + ", D " +
+           std::to_string(m.d_qk) + ", workspace " + format_bytes(double(ws_bytes)) + "...");
+  EventTimer timer(h);
+  timer.start();
+  SPMLA_CHECK(spmla_sparse_attention_plan(h, &aa, ws.data(), ws_bytes, nullptr));
+  timer.stop();
+  const double plan_ms = timer.elapsed_ms();
+  std::vector<double> times;
+  for (int r = 0; r < o.repeats; ++r) {
+    timer.start();
+    SPMLA_CHECK(spmla_sparse_attention_run(h, &aa, ws.data(), ws_bytes, nullptr));
+    timer.stop();
+    times.push_back(timer.elapsed_ms());
+  }
+  const double attn_ms = median(times);
+  const double tflops = flops / (attn_ms * 1e-3) / 1e12;
+  stage_done("sparse_attention");
+  const double step_ms = step_clock.ms();
+
+  // --- check ----------------------------------------------------------------------------------
+  CheckResult cr;
+  const int nchk = int(std::min<int64_t>(o.check_tokens, s.T));
+  if (nchk > 0) {
+    progress("checking " + std::to_string(nchk) + " query tokens against an fp64 computation...");
+    CacheReader kv_rd(h, kv_cache), idx_rd(h, idx_cache);
+    std::unique_ptr<CacheReader> win_rd;
+    if (s.W) win_rd.reset(new CacheReader(h, win_cache));
+    const double scale = 1.0 / std::sqrt(double(m.d_qk));
+    double logit_sum2 = 0;
+    int64_t logit_count = 0;
+    for (int c = 0; c < nchk; ++c) {
+      const int64_t t = nchk == 1 ? s.T - 1 : int64_t(c) * (s.T - 1) / (nchk - 1);
+      const int b = int(t / s.N);
+      const int64_t pos = s.pos_of(t), L = pos + 1;  // keys the token may see
+      const std::string tag = "token " + std::to_string(t) + " (request " + std::to_string(b) + ", position " +
+                              std::to_string(pos) + ")";
+      ++cr.tokens;
+
+      // Indexer logits of the row, over request-local positions 0..C-1.
+      const int64_t col0 = decode ? 0 : s.offset[b];
+      const int64_t ncols = decode ? C : s.ctx[b];
+      std::vector<float> lrow = logits_t.buf.download_vec<float>(size_t(ncols), size_t(t * C + col0) * 4);
+      {
+        std::vector<uint8_t> iq(size_t(s.Hi) * s.Di);
+        std::vector<float> w(s.Hi);
+        fill_indexer_q_row(o.seed, t, s.Hi * s.Di, enc, iq.data());
+        fill_weights_row(o.seed, t, s.Hi, w.data());
+        std::vector<double> qd(iq.size());
+        for (size_t i = 0; i < iq.size(); ++i) qd[i] = decode_fp8(iq[i], flavor);
+        std::vector<std::vector<double>> krows(L);
+        for (int64_t j = 0; j < L; ++j) idx_rd.row(slot_of(table, s, b, j), krows[j]);
+        std::vector<double> ref(L);
+        parallel_for(L, [&](int64_t j) {
+          double acc = 0;
+          for (int hh = 0; hh < s.Hi; ++hh) {
+            double d = 0;
+            for (int i = 0; i < s.Di; ++i) d += qd[size_t(hh) * s.Di + i] * krows[j][i];
+            acc += double(w[hh]) * std::max(0.0, d);
+          }
+          ref[j] = acc;
+        });
+        double rs = 0, err = 0;
+        for (int64_t j = 0; j < L; ++j) rs = std::max(rs, std::fabs(ref[j]));
+        for (int64_t j = 0; j < L; ++j) err = std::max(err, std::fabs(double(lrow[j]) - ref[j]) / std::max(rs, 1e-30));
+        bool masked_ok = true;
+        for (int64_t j = L; j < ncols; ++j) masked_ok &= std::isinf(lrow[j]) && lrow[j] < 0;
+        cr.indexer_err = std::max(cr.indexer_err, err);
+        if (!(err < 1e-3) || !masked_ok) {
+          cr.indexer_ok = false;
+          cr.fail(tag + ": indexer logits error " + std::to_string(err) + " of the row's scale" +
+                  (masked_ok ? "" : ", columns beyond the causal range are not -inf"));
+        }
+      }
+
+      // Top-k: exactly the k largest of the row's range, ascending, then -1.
+      std::vector<int32_t> sel = topk_t.buf.download_vec<int32_t>(size_t(s.K), size_t(t) * s.K * 4);
+      {
+        const int64_t want = std::min<int64_t>(s.K, L);
+        bool ok = true;
+        std::vector<char> chosen(L, 0);
+        for (int64_t k = 0; k < s.K; ++k) {
+          if (k < want) {
+            ok &= sel[k] >= 0 && sel[k] < L && (k == 0 || sel[k] > sel[k - 1]);
+            if (sel[k] >= 0 && sel[k] < L) chosen[sel[k]] = 1;
+          } else {
+            ok &= sel[k] == -1;
+          }
+        }
+        if (ok) {
+          // every chosen column beats every other: larger value, or equal value and smaller column
+          float min_sel = std::numeric_limits<float>::infinity();
+          int64_t min_sel_col = -1;
+          for (int64_t j = 0; j < L; ++j)
+            if (chosen[j] && (lrow[j] < min_sel || (lrow[j] == min_sel))) min_sel = lrow[j], min_sel_col = j;
+          for (int64_t j = 0; j < L && ok; ++j)
+            if (!chosen[j] && (lrow[j] > min_sel || (lrow[j] == min_sel && j < min_sel_col))) ok = false;
+        }
+        if (!ok) {
+          cr.topk_ok = false;
+          cr.fail(tag + ": top-k indices are not the " + std::to_string(want) + " largest logits in ascending order");
+        }
+      }
+
+      // Slots and lengths through the block table.
+      std::vector<int32_t> slots = slots_t.buf.download_vec<int32_t>(size_t(s.K), size_t(t) * s.K * 4);
+      const int32_t len = lens_t.buf.download_vec<int32_t>(1, size_t(t) * 4)[0];
+      {
+        int32_t valid = 0;
+        bool ok = true;
+        for (int k = 0; k < s.K; ++k) {
+          const int32_t expect = sel[k] < 0 ? -1 : slot_of(table, s, b, sel[k]);
+          ok &= slots[k] == expect;
+          valid += expect >= 0;
+        }
+        ok &= len == valid;
+        if (!ok) {
+          cr.slots_ok = false;
+          cr.fail(tag + ": indices_to_slots output differs from the block table mapping");
+        }
+      }
+      std::vector<int32_t> wslots;
+      int32_t wlen = 0;
+      if (s.W) {
+        wslots = wslots_t.buf.download_vec<int32_t>(size_t(s.W), size_t(t) * s.W * 4);
+        wlen = wlens_t.buf.download_vec<int32_t>(1, size_t(t) * 4)[0];
+        const int64_t hi = pos + 1, lo = std::max<int64_t>(0, hi - s.W);
+        bool ok = wlen == hi - lo;
+        for (int k = 0; k < s.W; ++k)
+          ok &= wslots[k] == (k < hi - lo ? slot_of(win_table, s, b, lo + k) : -1);
+        if (!ok) {
+          cr.window_ok = false;
+          cr.fail(tag + ": window_indices output differs from the sliding-window rule");
+        }
+      }
+
+      // Attention in double from the decoded cache rows, by SPEC.md's definition.
+      std::vector<std::vector<double>> keys;
+      auto add = [&](CacheReader &rd, const std::vector<int32_t> &list, int32_t n) {
+        for (int32_t k = 0; k < int32_t(list.size()) && k < n; ++k)
+          if (rd.valid_slot(list[k])) {
+            keys.emplace_back();
+            rd.row(list[k], keys.back());
+          }
+      };
+      add(kv_rd, slots, len);
+      if (s.W) add(*win_rd, wslots, wlen);
+      std::vector<uint16_t> qb(size_t(s.H) * m.d_qk);
+      fill_q_row(o.seed, t, int(qb.size()), qb.data());
+      std::vector<uint16_t> out = out_t.buf.download_vec<uint16_t>(size_t(s.H) * m.d_v, size_t(t) * s.H * m.d_v * 2);
+      std::vector<float> lse = lse_t.buf.download_vec<float>(size_t(s.H), size_t(t) * s.H * 4);
+      std::vector<float> mxl = maxl_t.buf.download_vec<float>(size_t(s.H), size_t(t) * s.H * 4);
+      std::vector<double> num(s.H, 0), den(s.H, 0), lse_err(s.H, 0), lse_norm(s.H, 0), mx_norm(s.H, 0), lsum2(s.H, 0);
+      std::vector<char> empty_bad(s.H, 0);
+      const int64_t J = int64_t(keys.size());
+      parallel_for(s.H, [&](int64_t hh) {
+        std::vector<double> lg(J);
+        double mx = -std::numeric_limits<double>::infinity();
+        for (int64_t j = 0; j < J; ++j) {
+          double d = 0;
+          for (int i = 0; i < m.d_qk; ++i) d += double(bf16_to_f32(qb[size_t(hh) * m.d_qk + i])) * keys[j][i];
+          lg[j] = scale * d;
+          mx = std::max(mx, lg[j]);
+          lsum2[hh] += lg[j] * lg[j];
+        }
+        const uint16_t *o_dev = &out[size_t(hh) * m.d_v];
+        if (J == 0) {  // empty set: exact zeros, lse +inf, max_logits -inf
+          bool ok = std::isinf(lse[hh]) && lse[hh] > 0 && std::isinf(mxl[hh]) && mxl[hh] < 0;
+          for (int i = 0; i < m.d_v; ++i) ok &= bf16_to_f32(o_dev[i]) == 0.0f;
+          empty_bad[hh] = !ok;
+          return;
+        }
+        double sum = 0;
+        for (int64_t j = 0; j < J; ++j) sum += std::exp(lg[j] - mx);
+        const double l = mx + std::log(sum);
+        const double sink_f = m.sink ? 1.0 / (1.0 + std::exp(double(sink_h[hh]) - l)) : 1.0;
+        std::vector<double> ref(m.d_v, 0.0);
+        for (int64_t j = 0; j < J; ++j) {
+          const double p = std::exp(lg[j] - l) * sink_f;
+          for (int i = 0; i < m.d_v; ++i) ref[i] += p * keys[j][i];
+        }
+        for (int i = 0; i < m.d_v; ++i) {
+          const double d = double(bf16_to_f32(o_dev[i])) - ref[i];
+          num[hh] += d * d;
+          den[hh] += ref[i] * ref[i];
+        }
+        lse_err[hh] = std::fabs(double(lse[hh]) - l);
+        lse_norm[hh] = lse_err[hh] / std::max(1.0, std::fabs(l));
+        mx_norm[hh] = std::fabs(double(mxl[hh]) - mx) / std::max(1.0, std::fabs(mx));
+        if (std::isnan(lse_norm[hh])) lse_norm[hh] = lse_err[hh] = INFINITY;
+        if (std::isnan(mx_norm[hh])) mx_norm[hh] = INFINITY;
+      });
+      const double n2 = std::accumulate(num.begin(), num.end(), 0.0), d2 = std::accumulate(den.begin(), den.end(), 0.0);
+      double rel = d2 > 0 ? std::sqrt(n2 / d2) : std::sqrt(n2);
+      if (std::isnan(rel)) rel = INFINITY;
+      cr.max_rel_err = std::max(cr.max_rel_err, rel);
+      for (int hh = 0; hh < s.H; ++hh) {
+        cr.max_lse_err = std::max(cr.max_lse_err, lse_err[hh]);
+        cr.max_lse_err_norm = std::max(cr.max_lse_err_norm, lse_norm[hh]);
+        cr.max_maxlogit_err_norm = std::max(cr.max_maxlogit_err_norm, mx_norm[hh]);
+        logit_sum2 += lsum2[hh];
+      }
+      logit_count += J * s.H;
+      const bool any_empty_bad = std::any_of(empty_bad.begin(), empty_bad.end(), [](char x) { return x != 0; });
+      if (!(rel < 1e-2) || any_empty_bad) {
+        cr.attention_ok = false;
+        cr.fail(tag + ": out relative error " + std::to_string(rel) + (any_empty_bad ? " (empty set not exact)" : ""));
+      }
+    }
+    if (!(cr.max_lse_err_norm < 1e-3)) {
+      cr.attention_ok = false;
+      cr.fail("lse error " + std::to_string(cr.max_lse_err_norm) + " x max(1,|lse|) exceeds 1e-3");
+    }
+    if (!(cr.max_maxlogit_err_norm < 1e-3)) {
+      cr.attention_ok = false;
+      cr.fail("max_logits error " + std::to_string(cr.max_maxlogit_err_norm) + " x max(1,|max|) exceeds 1e-3");
+    }
+    cr.logit_std = logit_count ? std::sqrt(logit_sum2 / double(logit_count)) : 0;
+  }
+  stage_done("check");
+  progress.finish();
+  const bool checked = nchk > 0;
+  const bool ok = cr.attention_ok && cr.indexer_ok && cr.topk_ok && cr.slots_ok && cr.window_ok;
+
+  // --- report ---------------------------------------------------------------------------------
+  json shapes = {{"T", s.T},           {"batch", s.B},          {"tokens_per_request", s.N},
+                 {"heads", s.H},       {"d_qk", m.d_qk},        {"d_v", m.d_v},
+                 {"topk", s.K},        {"window", s.W},         {"k_eff", K_eff},
+                 {"context", s.ctx_max}, {"contexts", s.ctx},  {"block_size", s.bs},
+                 {"layout", m.layout_name}, {"fp8_flavor", o.fp8_flavor}, {"indexer_heads", s.Hi},
+                 {"indexer_dim", s.Di}, {"attn_sink", m.sink}, {"cache_pages", pages + 1}};
+  json j = {{"ok", ok},
+            {"backend", backend},
+            {"device", h.device()},
+            {"device_name", std::string(dev.name)},
+            {"model", m.name},
+            {"phase", o.phase},
+            {"time_ms", attn_ms},
+            {"plan_ms", plan_ms},
+            {"step_ms", step_ms},
+            {"repeats", o.repeats},
+            {"flops", flops},
+            {"tflops", tflops},
+            {"max_rel_err", cr.max_rel_err},
+            {"max_lse_err", cr.max_lse_err},
+            {"max_lse_err_normalized", cr.max_lse_err_norm},
+            {"max_logits_err_normalized", cr.max_maxlogit_err_norm},
+            {"indexer_err", cr.indexer_err},
+            {"checked_tokens", cr.tokens},
+            {"checks",
+             {{"attention", cr.attention_ok}, {"indexer_logits", cr.indexer_ok}, {"topk", cr.topk_ok},
+              {"indices_to_slots", cr.slots_ok}, {"window_indices", cr.window_ok}}},
+            {"logit_std", cr.logit_std},
+            {"tolerances", {{"out_rel", 1e-2}, {"lse", "1e-3*max(1,|lse|)"}, {"indexer", "1e-3 of the row scale"}}},
+            {"stages_ms", stages},
+            {"seed", o.seed},
+            {"shapes", shapes},
+            {"failures", cr.failures}};
+  if (o.json) {
+    std::cout << j.dump(2) << std::endl;
+  } else {
+    std::printf("spmla run: DeepSeek-%s %s on %s (device %d: %s)\n", m.name[1] == '3' ? "V3.2" : "V4",
+                o.phase.c_str(), backend.c_str(), h.device(), dev.name);
+    std::printf("  shapes     T %lld (%d request%s x %d), H %d, D_qk %d, D_v %d, K %d%s, context %d, block %d,\n"
+                "             %s cache (%s)%s, indexer %dx%d\n",
+                (long long)s.T, s.B, s.B == 1 ? "" : "s", s.N, s.H, m.d_qk, m.d_v, s.K,
+                s.W ? (" + window " + std::to_string(s.W)).c_str() : "", s.ctx_max, s.bs, m.layout_name,
+                o.fp8_flavor.c_str(), m.sink ? ", attention sink" : "", s.Hi, s.Di);
+    std::printf("  attention  %.3f ms (median of %d; plan %.3f ms), %.3f TFLOP/s\n", attn_ms, o.repeats, plan_ms, tflops);
+    std::printf("  step       %.1f ms (store %.1f, indexer %.1f, top-k %.1f, attention %.1f); check %.1f ms\n", step_ms,
+                stages.value("store", 0.0), stages.value("indexer_logits", 0.0), stages.value("topk", 0.0),
+                stages.value("sparse_attention", 0.0), stages.value("check", 0.0));
+    if (checked) {
+      std::printf("  check      %d tokens vs fp64: max_rel_err %.3g (tol 1e-2), lse err %.3g (tol 1e-3*max(1,|lse|)),\n"
+                  "             max_logits err %.3g, indexer err %.3g (tol 1e-3), top-k %s, slots %s%s; logit std %.2f\n",
+                  cr.tokens, cr.max_rel_err, cr.max_lse_err_norm, cr.max_maxlogit_err_norm, cr.indexer_err,
+                  cr.topk_ok ? "ok" : "WRONG", cr.slots_ok ? "ok" : "WRONG",
+                  s.W ? (cr.window_ok ? ", window ok" : ", window WRONG") : "", cr.logit_std);
+      for (const std::string &f : cr.failures) std::printf("  FAIL       %s\n", f.c_str());
+      std::printf("%s\n", ok ? "PASS" : "FAIL");
+    } else {
+      std::printf("  check      skipped (--check-tokens 0)\nPASS (unchecked)\n");
+    }
+  }
+  return ok ? 0 : 1;
+}
+
+}  // namespace spmla_cli
