@@ -208,6 +208,154 @@ inline double rel_l2(const std::vector<uint16_t> &a, const std::vector<double> &
   return std::sqrt(num / den);
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// A test KV cache filled with random contents, with an independent decoder (test-side offsets and
+// fp8_ref, not the backend's code) and a poisoner that fills a slot with NaN bytes.
+// ---------------------------------------------------------------------------------------------
+struct TestCache {
+  spmla_kv_layout_t layout;
+  spmla_fp8_flavor_t flavor;
+  int32_t dim, bs;
+  int64_t pages, stride;
+  float tensor_scale = 0.0078125f * 1.5f;  // FP8_PER_TENSOR scale (not a power of two)
+  Bytes buf;
+  spmla_kv_cache_t desc;
+
+  TestCache(spmla_kv_layout_t l, spmla_fp8_flavor_t f, int32_t d, int64_t np, int32_t block,
+            int64_t extra_stride = 0)
+      : layout(l), flavor(l == SPMLA_KV_LAYOUT_BF16 ? SPMLA_FP8_NONE : f), dim(d), bs(block),
+        pages(np), stride(page_bytes(l, d, block) + extra_stride),
+        buf(size_t(stride * np), 0xEE) {
+    desc = cache(buf.data(), layout, flavor, dim, pages, bs, extra_stride ? stride : 0,
+                 tensor_scale);
+  }
+  int64_t slots() const { return pages * bs; }
+  bool fnuz() const { return flavor == SPMLA_FP8_E4M3FNUZ; }
+  uint8_t *page(int64_t slot) { return buf.data() + (slot / bs) * stride; }
+  int64_t off(int64_t slot) const { return slot % bs; }
+
+  uint8_t fp8_of(float x) const {
+    return spmla::f32_to_fp8_e4m3(x, fnuz() ? spmla::Fp8Kind::E4M3FNUZ : spmla::Fp8Kind::E4M3FN);
+  }
+  // Random contents for every slot: values of magnitude ~ sigma.
+  void fill_random(Rng &r, float sigma = 0.5f) {
+    for (int64_t s = 0; s < slots(); ++s) {
+      uint8_t *p = page(s);
+      const int64_t o = off(s);
+      auto put16 = [](uint8_t *q, uint16_t v) { std::memcpy(q, &v, 2); };
+      switch (layout) {
+        case SPMLA_KV_LAYOUT_BF16:
+          for (int i = 0; i < dim; ++i) put16(p + (o * dim + i) * 2, bf(r.normal() * sigma));
+          break;
+        case SPMLA_KV_LAYOUT_FP8_PER_TENSOR:
+          for (int i = 0; i < dim; ++i) p[o * dim + i] = fp8_of(r.normal() * sigma / tensor_scale);
+          break;
+        case SPMLA_KV_LAYOUT_V32_FP8: {
+          uint8_t *row = p + o * 656;
+          for (int t = 0; t < 4; ++t) {
+            const float sc = std::ldexp(1.0f, int(r.integer(-8, -5)));
+            std::memcpy(row + 512 + 4 * t, &sc, 4);
+            for (int i = 0; i < 128; ++i) row[t * 128 + i] = fp8_of(r.normal() * sigma / sc);
+          }
+          for (int i = 0; i < 64; ++i) put16(row + 528 + 2 * i, bf(r.normal() * sigma));
+          break;
+        }
+        case SPMLA_KV_LAYOUT_V4_FP8: {
+          uint8_t *row = p + o * 576;
+          uint8_t *sc = p + int64_t(bs) * 576 + o * 8;
+          for (int t = 0; t < 7; ++t) {
+            const int k = int(r.integer(-8, -5));
+            sc[t] = uint8_t(k + 127);
+            for (int i = 0; i < 64; ++i)
+              row[t * 64 + i] = fp8_of(r.normal() * sigma / std::ldexp(1.0f, k));
+          }
+          sc[7] = 0;
+          for (int i = 0; i < 64; ++i) put16(row + 448 + 2 * i, bf(r.normal() * sigma));
+          break;
+        }
+        case SPMLA_KV_LAYOUT_INDEXER_FP8: {
+          const float sc = 0.01f + 0.001f * float(r.integer(0, 9));
+          std::memcpy(p + int64_t(bs) * dim + o * 4, &sc, 4);
+          for (int i = 0; i < dim; ++i) p[o * dim + i] = fp8_of(r.normal() * sigma / sc);
+          break;
+        }
+        default:
+          break;
+      }
+    }
+  }
+  // Every byte of the slot becomes a NaN pattern (0xFF: bf16/fp32/ue8m0/E4M3FN NaN; FNUZ fp8
+  // bytes get 0x80, its only NaN).
+  void poison(int64_t s) {
+    uint8_t *p = page(s);
+    const int64_t o = off(s);
+    const uint8_t f8 = fnuz() ? 0x80 : 0xFF;
+    switch (layout) {
+      case SPMLA_KV_LAYOUT_BF16: std::memset(p + o * dim * 2, 0xFF, size_t(dim) * 2); break;
+      case SPMLA_KV_LAYOUT_FP8_PER_TENSOR: std::memset(p + o * dim, f8, size_t(dim)); break;
+      case SPMLA_KV_LAYOUT_V32_FP8:
+        std::memset(p + o * 656, f8, 512);
+        std::memset(p + o * 656 + 512, 0xFF, 144);
+        break;
+      case SPMLA_KV_LAYOUT_V4_FP8:
+        std::memset(p + o * 576, f8, 448);
+        std::memset(p + o * 576 + 448, 0xFF, 128);
+        std::memset(p + int64_t(bs) * 576 + o * 8, 0xFF, 8);
+        break;
+      case SPMLA_KV_LAYOUT_INDEXER_FP8:
+        std::memset(p + o * dim, f8, size_t(dim));
+        std::memset(p + int64_t(bs) * dim + o * 4, 0xFF, 4);
+        break;
+      default: break;
+    }
+  }
+  // Independent decode of all dim values of a slot, in double.
+  std::vector<double> row(int64_t s) {
+    std::vector<double> v(static_cast<size_t>(dim));
+    uint8_t *p = page(s);
+    const int64_t o = off(s);
+    auto get16 = [](const uint8_t *q) {
+      uint16_t h;
+      std::memcpy(&h, q, 2);
+      return double(fb(h));
+    };
+    auto getf = [](const uint8_t *q) {
+      float f;
+      std::memcpy(&f, q, 4);
+      return double(f);
+    };
+    switch (layout) {
+      case SPMLA_KV_LAYOUT_BF16:
+        for (int i = 0; i < dim; ++i) v[size_t(i)] = get16(p + (o * dim + i) * 2);
+        break;
+      case SPMLA_KV_LAYOUT_FP8_PER_TENSOR:
+        for (int i = 0; i < dim; ++i) v[size_t(i)] = fp8_ref(p[o * dim + i], fnuz()) * double(tensor_scale);
+        break;
+      case SPMLA_KV_LAYOUT_V32_FP8: {
+        const uint8_t *row = p + o * 656;
+        for (int i = 0; i < 512; ++i) v[size_t(i)] = fp8_ref(row[i], fnuz()) * getf(row + 512 + 4 * (i / 128));
+        for (int i = 0; i < 64; ++i) v[size_t(512 + i)] = get16(row + 528 + 2 * i);
+        break;
+      }
+      case SPMLA_KV_LAYOUT_V4_FP8: {
+        const uint8_t *row = p + o * 576;
+        const uint8_t *sc = p + int64_t(bs) * 576 + o * 8;
+        for (int i = 0; i < 448; ++i) v[size_t(i)] = fp8_ref(row[i], fnuz()) * std::ldexp(1.0, int(sc[i / 64]) - 127);
+        for (int i = 0; i < 64; ++i) v[size_t(448 + i)] = get16(row + 448 + 2 * i);
+        break;
+      }
+      case SPMLA_KV_LAYOUT_INDEXER_FP8: {
+        const double sc = getf(p + int64_t(bs) * dim + o * 4);
+        for (int i = 0; i < dim; ++i) v[size_t(i)] = fp8_ref(p[o * dim + i], fnuz()) * sc;
+        break;
+      }
+      default: break;
+    }
+    return v;
+  }
+};
+
 // ---------------------------------------------------------------------------------------------
 // public test vectors
 // ---------------------------------------------------------------------------------------------
