@@ -1,0 +1,28 @@
+// launchers.h — host-side entry points of the kernels (one translation unit per configuration,
+// so the build parallelises). Each returns the launch's cudaError_t.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "../common/params.h"
+
+namespace spmla {
+namespace cuda {
+
+// Dynamic shared memory of the attention kernel for D = 512 / 576.
+size_t attention_smem_bytes(int D);
+cudaError_t attention_prepare(int D);  // raises the kernel's dynamic shared-memory limit
+cudaError_t launch_attention_d576(const kern::AttnParams &p, int q_vec16, dim3 grid, cudaStream_t s);
+cudaError_t launch_attention_d512(const kern::AttnParams &p, int q_vec16, dim3 grid, cudaStream_t s);
+cudaError_t launch_attention_combine(const kern::AttnParams &p, cudaStream_t s);
+cudaError_t launch_attention_plan(void *ws, unsigned splits, unsigned T, unsigned H, cudaStream_t s);
+
+cudaError_t launch_indices_to_slots(const kern::IndicesToSlotsParams &p, cudaStream_t s);
+cudaError_t launch_window_indices(const kern::WindowParams &p, cudaStream_t s);
+cudaError_t indexer_prepare();
+cudaError_t launch_indexer(const kern::IndexerParams &p, int groups, cudaStream_t s);
+cudaError_t launch_topk(const kern::TopkParams &p, cudaStream_t s);
+cudaError_t launch_kv_store(const kern::StoreParams &p, int vec, cudaStream_t s);
+cudaError_t launch_kv_gather(const kern::GatherParams &p, int vec, cudaStream_t s);
+
+}  // namespace cuda
+}  // namespace spmla
