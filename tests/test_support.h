@@ -225,7 +225,9 @@ struct TestCache {
   TestCache(spmla_kv_layout_t l, spmla_fp8_flavor_t f, int32_t d, int64_t np, int32_t block,
             int64_t extra_stride = 0)
       : layout(l), flavor(l == SPMLA_KV_LAYOUT_BF16 ? SPMLA_FP8_NONE : f), dim(d), bs(block),
-        pages(np), stride(page_bytes(l, d, block) + extra_stride),
+        pages(np),
+        stride(extra_stride ? spmla::round_up(page_bytes(l, d, block), 16) + extra_stride
+                            : page_bytes(l, d, block)),
         buf(size_t(stride * np), 0xEE) {
     desc = cache(buf.data(), layout, flavor, dim, pages, bs, extra_stride ? stride : 0,
                  tensor_scale);
