@@ -114,8 +114,9 @@ fn main() {
         Some((lib, inc)) => {
             println!("cargo:rustc-link-search=native={}", lib.display());
             println!("cargo:lib_dir={}", lib.display());
-            // This crate's own tests run against the library they were linked with.
-            println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{}", lib.display());
+            // This crate's own test binary runs against the library it was linked with
+            // (link args are not passed on to dependent crates).
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
             if let Some(inc) = inc {
                 println!("cargo:include_dir={}", inc.display());
             }

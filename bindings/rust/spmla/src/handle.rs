@@ -175,7 +175,7 @@ impl Default for Stream {
 /// shared_between_threads::<spmla::Handle>();
 /// ```
 ///
-/// ```no_run
+/// ```
 /// let h = spmla::Handle::new("cpu", 0)?;
 /// std::thread::spawn(move || assert_eq!(h.backend_name(), "cpu")).join().unwrap();
 /// # Ok::<(), spmla::Error>(())
@@ -339,6 +339,8 @@ impl<'h> DeviceBuffer<'h> {
 
     /// A read-only tensor view of the buffer's start.
     pub fn tensor(&self, dtype: DType, shape: &[i64]) -> Result<TensorRef<'_>> {
+        // SAFETY: contiguous view of memory this buffer owns, checked below; the
+        // shared borrow of self keeps writable views away.
         let t = unsafe { TensorRef::from_raw_parts(self.ptr, dtype, shape, None)? };
         self.range(0, (t.numel() as usize) * dtype.size())?;
         Ok(t)
@@ -447,71 +449,86 @@ impl Drop for Event<'_> {
     }
 }
 
-/// Zeroed host memory aligned to 256 bytes, for KV caches and tensors used with
-/// the "cpu" backend (which wants caches 16-byte aligned, like every backend).
-pub struct HostBuffer {
-    ptr: NonNull<u8>,
+/// Host memory aligned to 256 bytes holding `len` elements of `T`: for the
+/// tensors and KV caches of the "cpu" backend, which (like every backend) wants
+/// `q`, `out`, caches and a few others 16-byte aligned, more than `Vec` promises.
+/// Dereferences to `[T]`.
+pub struct HostBuffer<T: crate::Element = u8> {
+    ptr: NonNull<T>,
     len: usize,
 }
 
-// SAFETY: owned memory, like Vec<u8>.
-unsafe impl Send for HostBuffer {}
-unsafe impl Sync for HostBuffer {}
+// SAFETY: owned memory of plain data, like Vec<T>.
+unsafe impl<T: crate::Element> Send for HostBuffer<T> {}
+unsafe impl<T: crate::Element> Sync for HostBuffer<T> {}
 
-impl HostBuffer {
+impl<T: crate::Element> HostBuffer<T> {
     const ALIGN: usize = 256;
 
-    /// `len` zero bytes.
-    pub fn zeroed(len: usize) -> HostBuffer {
+    fn layout(len: usize) -> Layout {
+        let bytes = len.checked_mul(std::mem::size_of::<T>()).expect("buffer size overflows");
+        Layout::from_size_align(bytes, Self::ALIGN).expect("buffer size overflows")
+    }
+
+    /// `len` elements with all bits zero (0, 0.0, or the zero FP8/bf16 code).
+    pub fn zeroed(len: usize) -> HostBuffer<T> {
         if len == 0 {
             return HostBuffer { ptr: NonNull::<[u8; 256]>::dangling().cast(), len: 0 };
         }
-        let layout = Layout::from_size_align(len, Self::ALIGN).expect("buffer size overflows");
-        // SAFETY: non-zero size.
+        let layout = Self::layout(len);
+        // SAFETY: non-zero size; every Element type is valid for all-zero bits.
         let p = unsafe { alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(p).unwrap_or_else(|| alloc::handle_alloc_error(layout));
+        let ptr = NonNull::new(p as *mut T).unwrap_or_else(|| alloc::handle_alloc_error(layout));
         HostBuffer { ptr, len }
     }
 
-    /// `len` bytes all equal to `value`.
-    pub fn filled(len: usize, value: u8) -> HostBuffer {
+    /// `len` copies of `value`.
+    pub fn filled(len: usize, value: T) -> HostBuffer<T> {
         let mut b = HostBuffer::zeroed(len);
         b.fill(value);
         b
     }
+
+    /// A copy of `src`.
+    pub fn from_slice(src: &[T]) -> HostBuffer<T> {
+        let mut b = HostBuffer::zeroed(src.len());
+        b.copy_from_slice(src);
+        b
+    }
 }
 
-impl std::ops::Deref for HostBuffer {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: len initialised bytes owned by self.
+impl<T: crate::Element> std::ops::Deref for HostBuffer<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: len initialised elements owned by self.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
-impl std::ops::DerefMut for HostBuffer {
-    fn deref_mut(&mut self) -> &mut [u8] {
+impl<T: crate::Element> std::ops::DerefMut for HostBuffer<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: as above, exclusively borrowed.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
-impl Drop for HostBuffer {
+impl<T: crate::Element> Clone for HostBuffer<T> {
+    fn clone(&self) -> HostBuffer<T> {
+        HostBuffer::from_slice(self)
+    }
+}
+
+impl<T: crate::Element> Drop for HostBuffer<T> {
     fn drop(&mut self) {
         if self.len != 0 {
             // SAFETY: allocated in zeroed() with this layout.
-            unsafe {
-                alloc::dealloc(
-                    self.ptr.as_ptr(),
-                    Layout::from_size_align_unchecked(self.len, Self::ALIGN),
-                )
-            }
+            unsafe { alloc::dealloc(self.ptr.as_ptr() as *mut u8, Self::layout(self.len)) }
         }
     }
 }
 
-impl std::fmt::Debug for HostBuffer {
+impl<T: crate::Element + std::fmt::Debug> std::fmt::Debug for HostBuffer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HostBuffer({} bytes)", self.len)
+        f.debug_list().entries(self.iter()).finish()
     }
 }

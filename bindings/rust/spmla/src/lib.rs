@@ -17,7 +17,7 @@
 //!   that need scratch memory take a reusable [`Workspace`].
 //!
 //! # A DeepSeek-V3.2 decode step on the CPU backend
-//! ```no_run
+//! ```
 //! use spmla::*;
 //! # fn main() -> Result<()> {
 //! let h = Handle::cpu()?;
@@ -26,14 +26,15 @@
 //! let mut mem = HostBuffer::zeroed(desc.size_bytes()?);
 //! let mut cache = KvCache::new(&mut mem, desc)?;
 //! // Store 3 tokens (bf16 rows of 576) into slots 0, 1, 2.
-//! let rows = vec![Bf16::from_f32(0.5); 3 * 576];
+//! let rows = HostBuffer::filled(3 * 576, Bf16::from_f32(0.5));
 //! let slots = [0i32, 1, 2];
 //! h.kv_cache_store(&TensorRef::new(&rows, &[3, 576])?, &TensorRef::new(&slots, &[3])?,
 //!                  &mut cache, Stream::DEFAULT)?;
 //! // One token, 16 heads, attends those 3 slots.
-//! let q = vec![Bf16::from_f32(0.1); 16 * 576];
+//! // q and out 16-byte aligned, as every backend wants: HostBuffer is.
+//! let q = HostBuffer::filled(16 * 576, Bf16::from_f32(0.1));
 //! let idx = [0i32, 1, 2];
-//! let (mut out, mut lse) = (vec![Bf16::default(); 16 * 512], vec![0f32; 16]);
+//! let (mut out, mut lse) = (HostBuffer::<Bf16>::zeroed(16 * 512), vec![0f32; 16]);
 //! let mut args = SparseAttentionArgs::new(
 //!     TensorRef::new(&q, &[1, 16, 576])?, &cache, TensorRef::new(&idx, &[1, 3])?,
 //!     TensorMut::new(&mut out, &[1, 16, 512])?, TensorMut::new(&mut lse, &[1, 16])?);

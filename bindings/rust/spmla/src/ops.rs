@@ -107,20 +107,24 @@ impl<'a> SparseAttentionArgs<'a> {
     /// and the lengths tensors' addresses.
     fn signature(&self) -> Vec<i64> {
         let mut s = Vec::new();
-        let mut push = |t: Option<&TensorRef<'_>>| match t {
+        // Shapes of every tensor the schedule may depend on; for the lengths
+        // tensors also their address (a plan may have read their contents).
+        let mut push = |t: Option<&TensorRef<'_>>, address: bool| match t {
             Some(t) => {
                 s.push(t.shape().len() as i64);
                 s.extend_from_slice(t.shape());
-                s.push(t.as_ptr() as usize as i64);
+                if address {
+                    s.push(t.as_ptr() as usize as i64);
+                }
             }
             None => s.push(-1),
         };
-        push(Some(&self.q));
-        push(Some(&self.indices));
-        push(self.lengths.as_ref());
-        push(self.extra.as_ref().map(|e| &e.indices));
-        push(self.extra.as_ref().and_then(|e| e.lengths.as_ref()));
-        push(self.attn_sink.as_ref());
+        push(Some(&self.q), false);
+        push(Some(&self.indices), false);
+        push(self.lengths.as_ref(), true);
+        push(self.extra.as_ref().map(|e| &e.indices), false);
+        push(self.extra.as_ref().and_then(|e| e.lengths.as_ref()), true);
+        push(self.attn_sink.as_ref(), false);
         let mut kv = |c: Option<&KvCache<'_>>| match c {
             Some(c) => {
                 let d = c.desc();
@@ -141,7 +145,7 @@ impl<'a> SparseAttentionArgs<'a> {
 /// shapes, lengths tensors and lengths contents are those it was planned with;
 /// call [`Plan::replan`] when they change.
 ///
-/// ```no_run
+/// ```
 /// # fn f(h: &spmla::Handle, mut args: spmla::SparseAttentionArgs<'_>) -> spmla::Result<()> {
 /// let mut plan = h.plan_sparse_attention(&args, spmla::Stream::DEFAULT)?;
 /// for _layer in 0..61 {
