@@ -1,0 +1,142 @@
+"""KVCache: a paged KV-cache descriptor over memory of any framework."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from . import _spmla
+from ._errors import InvalidArgumentError
+from ._runtime import Call, framework_of, unwrap
+from ._types import FP8Flavor, Layout, as_flavor, as_layout
+
+__all__ = ["KVCache", "page_bytes"]
+
+_FIXED_DIM = {Layout.V32_FP8: 576, Layout.V4_FP8: 512}
+_DEFAULT = object()
+
+
+def _flavor_for(layout: Layout, fp8_flavor: Any) -> FP8Flavor:
+    if fp8_flavor is _DEFAULT:
+        return FP8Flavor.NONE if layout is Layout.BF16 else FP8Flavor.E4M3FN
+    return as_flavor(fp8_flavor)
+
+
+def page_bytes(layout: Any, block_size: int, *, head_dim: int = 0,
+               fp8_flavor: Any = _DEFAULT) -> int:
+    """Bytes of one packed page of ``block_size`` tokens in ``layout``.
+
+    BF16 ``2*D*bs``; FP8_PER_TENSOR ``D*bs``; V32_FP8 ``656*bs``; V4_FP8 ``584*bs`` rounded up to
+    a multiple of 576; INDEXER_FP8 ``(D + 4)*bs`` (D = ``head_dim``; V32/V4 imply theirs).
+    """
+    lay = as_layout(layout)
+    return int(_spmla.page_bytes(int(lay), int(block_size), int(head_dim),
+                                 int(_flavor_for(lay, fp8_flavor))))
+
+
+class KVCache:
+    """A paged KV cache: ``num_pages`` pages of ``block_size`` tokens in one layout, over memory
+    the caller owns (torch, cupy, jax, numpy or any DLPack / buffer-protocol array).
+
+    Slot id ``s`` is token ``s % block_size`` of page ``s // block_size``. The memory is read and
+    written in place, never copied. Accepted shapes of ``data``:
+
+    * ``[num_pages, ...]`` whose dimensions after the first hold one page contiguously (e.g.
+      ``uint8 [num_pages, page_bytes]``, FlashMLA's ``[num_pages, block_size, 1, 656]`` view, or
+      ``bf16 [num_pages, block_size, D]`` for the BF16 layout); the page stride is the first
+      dimension's stride and may exceed the page (padding), as in FlashMLA's V4 kernel view.
+    * a flat contiguous buffer: pages are ``page_stride_bytes`` apart (default: packed).
+
+    Args:
+        data: the page memory.
+        layout: ``"bf16"``, ``"fp8_per_tensor"``, ``"v32_fp8"`` (DeepSeek-V3.2 fp8_ds_mla, D 576),
+            ``"v4_fp8"`` (DeepSeek-V4, D 512), ``"indexer_fp8"`` (lightning indexer) or a
+            :class:`Layout`.
+        block_size: tokens per page (>= 1).
+        fp8_flavor: ``"e4m3fn"`` (OCP; the default for FP8 layouts) or ``"e4m3fnuz"``; always
+            explicit in the descriptor, never guessed from the device. ``None`` for BF16.
+        head_dim: D (576 or 512; Di 64 or 128 for the indexer). 0 = the layout's own.
+        num_pages: default: as many as the array holds.
+        page_stride_bytes: default: from the array's first stride, or packed for a flat buffer.
+        scale: FP8_PER_TENSOR only: dequantised value = fp8 * scale.
+    """
+
+    def __init__(self, data: Any, layout: Any, *, block_size: int, fp8_flavor: Any = _DEFAULT,
+                 head_dim: int = 0, num_pages: Optional[int] = None,
+                 page_stride_bytes: Optional[int] = None, scale: float = 1.0) -> None:
+        if data is None:
+            raise InvalidArgumentError("KVCache: data is None")
+        self.data = data
+        self.layout = as_layout(layout)
+        self.fp8_flavor = _flavor_for(self.layout, fp8_flavor)
+        self.block_size = int(block_size)
+        self.head_dim = int(head_dim)
+        self._num_pages = None if num_pages is None else int(num_pages)
+        self._page_stride = None if page_stride_bytes is None else int(page_stride_bytes)
+        self.scale = float(scale)
+
+    @classmethod
+    def zeros(cls, layout: Any, num_pages: int, block_size: int, *, fp8_flavor: Any = _DEFAULT,
+              head_dim: int = 0, scale: float = 1.0, like: Any = None) -> "KVCache":
+        """A zero-filled cache of packed pages, allocated as ``uint8 [num_pages, page_bytes]``
+        by the framework of ``like`` (numpy when None; torch on ``like.device``; cupy)."""
+        lay = as_layout(layout)
+        pb = page_bytes(lay, block_size, head_dim=head_dim, fp8_flavor=fp8_flavor)
+        shape = (int(num_pages), pb)
+        fw = framework_of(like) if like is not None else "numpy"
+        if fw == "torch":
+            import torch
+
+            data = torch.zeros(shape, dtype=torch.uint8, device=unwrap(like).device)
+        elif fw == "cupy":
+            import cupy
+
+            data = cupy.zeros(shape, dtype=np.uint8)
+        else:
+            data = np.zeros(shape, dtype=np.uint8)
+        return cls(data, lay, block_size=block_size, fp8_flavor=fp8_flavor, head_dim=head_dim,
+                   scale=scale)
+
+    @property
+    def dim(self) -> int:
+        """D: values per token (576 for V32_FP8, 512 for V4_FP8, else head_dim)."""
+        return _FIXED_DIM.get(self.layout, self.head_dim) if self.head_dim == 0 else self.head_dim
+
+    def _view(self, call: Call, name: str, writable: bool = False) -> Any:
+        data = call.raw_view(self.data, name, writable=writable)
+        return _spmla.Cache(data, int(self.layout), int(self.fp8_flavor), self.head_dim,
+                            -1 if self._num_pages is None else self._num_pages, self.block_size,
+                            -1 if self._page_stride is None else self._page_stride, self.scale)
+
+    def _describe(self) -> Any:
+        """The resolved descriptor, validated (num_pages, page_stride_bytes, page_bytes)."""
+        call = Call(self.data, None, None)
+        return self._view(call, "cache")
+
+    @property
+    def num_pages(self) -> int:
+        return int(self._describe().num_pages)
+
+    @property
+    def page_stride_bytes(self) -> int:
+        return int(self._describe().page_stride_bytes)
+
+    @property
+    def page_bytes(self) -> int:
+        """Bytes of one packed page of this layout."""
+        return page_bytes(self.layout, self.block_size, head_dim=self.head_dim,
+                          fp8_flavor=self.fp8_flavor)
+
+    @property
+    def num_slots(self) -> int:
+        return self.num_pages * self.block_size
+
+    def _geometry(self) -> tuple:
+        return (self.layout, self.fp8_flavor, self.head_dim, self.block_size, self._num_pages,
+                self._page_stride, self.scale)
+
+    def __repr__(self) -> str:
+        return (f"spmla.KVCache(layout={self.layout.name.lower()!r}, "
+                f"fp8_flavor={self.fp8_flavor.name.lower()!r}, block_size={self.block_size}, "
+                f"dim={self.dim}, data={type(unwrap(self.data)).__name__})")
