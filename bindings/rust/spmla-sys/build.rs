@@ -15,7 +15,11 @@ fn has_lib(dir: &Path) -> bool {
 }
 
 fn lib_dirs_of_prefix(prefix: &Path) -> Vec<PathBuf> {
-    let mut v = vec![prefix.to_path_buf(), prefix.join("lib"), prefix.join("lib64")];
+    let mut v = vec![
+        prefix.to_path_buf(),
+        prefix.join("lib"),
+        prefix.join("lib64"),
+    ];
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env_ = env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
@@ -38,7 +42,10 @@ fn include_of_lib_dir(lib: &Path) -> Option<PathBuf> {
 
 fn pkg_config() -> Option<(PathBuf, Option<PathBuf>)> {
     let exe = env::var("PKG_CONFIG").unwrap_or_else(|_| "pkg-config".to_string());
-    let out = Command::new(&exe).args(["--variable=libdir", "spmla"]).output().ok()?;
+    let out = Command::new(&exe)
+        .args(["--variable=libdir", "spmla"])
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
@@ -72,9 +79,8 @@ fn main() {
         for cand in lib_dirs_of_prefix(&dir) {
             tried.push(cand.display().to_string());
             if has_lib(&cand) {
-                let inc = include_of_lib_dir(&cand).or_else(|| {
-                    Some(dir.join("include")).filter(|i| i.join("spmla.h").exists())
-                });
+                let inc = include_of_lib_dir(&cand)
+                    .or_else(|| Some(dir.join("include")).filter(|i| i.join("spmla.h").exists()));
                 found = Some((cand, inc));
                 break;
             }

@@ -16,6 +16,7 @@
 #![allow(non_camel_case_types, non_upper_case_globals, non_snake_case)]
 #![allow(clippy::all)]
 
+#[rustfmt::skip]
 mod bindings;
 pub use bindings::*;
 

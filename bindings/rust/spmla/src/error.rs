@@ -102,7 +102,10 @@ pub struct Error {
 impl Error {
     /// An error with the given status and message.
     pub fn new(status: Status, message: impl Into<String>) -> Error {
-        Error { status, message: message.into() }
+        Error {
+            status,
+            message: message.into(),
+        }
     }
 
     /// The error of a failed library call: its status and this thread's last message.
@@ -112,12 +115,18 @@ impl Error {
         let message = unsafe { CStr::from_ptr(sys::spmla_last_error_message()) }
             .to_string_lossy()
             .into_owned();
-        Error { status: Status::from_raw(code), message }
+        Error {
+            status: Status::from_raw(code),
+            message,
+        }
     }
 
     /// A crate-side invalid-argument error.
     pub(crate) fn invalid(message: impl Into<String>) -> Error {
-        Error::new(Status::InvalidArgument, format!("spmla-rs: {}", message.into()))
+        Error::new(
+            Status::InvalidArgument,
+            format!("spmla-rs: {}", message.into()),
+        )
     }
 
     /// The status.

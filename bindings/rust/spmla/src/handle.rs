@@ -74,7 +74,11 @@ fn lossy(p: *const c_char) -> String {
 }
 
 fn lossy_array(a: &[c_char]) -> String {
-    let bytes: Vec<u8> = a.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let bytes: Vec<u8> = a
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -199,7 +203,10 @@ impl Handle {
         let mut raw: sys::spmla_handle_t = ptr::null_mut();
         // SAFETY: valid C string and output pointer.
         check(unsafe { sys::spmla_handle_create(name.as_ptr(), device, &mut raw) })?;
-        Ok(Handle { raw, _not_sync: PhantomData })
+        Ok(Handle {
+            raw,
+            _not_sync: PhantomData,
+        })
     }
 
     /// A handle on the built-in CPU reference backend.
@@ -231,7 +238,11 @@ impl Handle {
         let mut p: *mut c_void = ptr::null_mut();
         // SAFETY: live handle, valid output pointer.
         check(unsafe { sys::spmla_device_malloc(self.raw, bytes, &mut p) })?;
-        Ok(DeviceBuffer { handle: self, ptr: p, len: bytes })
+        Ok(DeviceBuffer {
+            handle: self,
+            ptr: p,
+            len: bytes,
+        })
     }
 
     /// Waits for all work queued on `stream`.
@@ -245,7 +256,10 @@ impl Handle {
         let mut e: sys::spmla_event_t = ptr::null_mut();
         // SAFETY: live handle, valid output pointer.
         check(unsafe { sys::spmla_event_create(self.raw, &mut e) })?;
-        Ok(Event { handle: self, raw: e })
+        Ok(Event {
+            handle: self,
+            raw: e,
+        })
     }
 }
 
@@ -466,14 +480,19 @@ impl<T: crate::Element> HostBuffer<T> {
     const ALIGN: usize = 256;
 
     fn layout(len: usize) -> Layout {
-        let bytes = len.checked_mul(std::mem::size_of::<T>()).expect("buffer size overflows");
+        let bytes = len
+            .checked_mul(std::mem::size_of::<T>())
+            .expect("buffer size overflows");
         Layout::from_size_align(bytes, Self::ALIGN).expect("buffer size overflows")
     }
 
     /// `len` elements with all bits zero (0, 0.0, or the zero FP8/bf16 code).
     pub fn zeroed(len: usize) -> HostBuffer<T> {
         if len == 0 {
-            return HostBuffer { ptr: NonNull::<[u8; 256]>::dangling().cast(), len: 0 };
+            return HostBuffer {
+                ptr: NonNull::<[u8; 256]>::dangling().cast(),
+                len: 0,
+            };
         }
         let layout = Self::layout(len);
         // SAFETY: non-zero size; every Element type is valid for all-zero bits.

@@ -101,17 +101,35 @@ impl KvCacheDesc {
 
     /// A bf16 cache of head dim `head_dim` (576 or 512).
     pub fn bf16(head_dim: i32, num_pages: i64, block_size: i32) -> KvCacheDesc {
-        Self::new(KvLayout::Bf16, Fp8Flavor::None, head_dim, num_pages, block_size)
+        Self::new(
+            KvLayout::Bf16,
+            Fp8Flavor::None,
+            head_dim,
+            num_pages,
+            block_size,
+        )
     }
 
     /// A DeepSeek-V3.2 "fp8_ds_mla" cache (D 576) in OCP E4M3FN, FlashMLA's format.
     pub fn v32_fp8(num_pages: i64, block_size: i32) -> KvCacheDesc {
-        Self::new(KvLayout::V32Fp8, Fp8Flavor::E4m3fn, 576, num_pages, block_size)
+        Self::new(
+            KvLayout::V32Fp8,
+            Fp8Flavor::E4m3fn,
+            576,
+            num_pages,
+            block_size,
+        )
     }
 
     /// A DeepSeek-V4 cache (D 512) in OCP E4M3FN.
     pub fn v4_fp8(num_pages: i64, block_size: i32) -> KvCacheDesc {
-        Self::new(KvLayout::V4Fp8, Fp8Flavor::E4m3fn, 512, num_pages, block_size)
+        Self::new(
+            KvLayout::V4Fp8,
+            Fp8Flavor::E4m3fn,
+            512,
+            num_pages,
+            block_size,
+        )
     }
 
     /// An FP8 cache with one scale for the whole cache.
@@ -124,7 +142,13 @@ impl KvCacheDesc {
     ) -> KvCacheDesc {
         KvCacheDesc {
             scale,
-            ..Self::new(KvLayout::Fp8PerTensor, flavor, head_dim, num_pages, block_size)
+            ..Self::new(
+                KvLayout::Fp8PerTensor,
+                flavor,
+                head_dim,
+                num_pages,
+                block_size,
+            )
         }
     }
 
@@ -135,7 +159,13 @@ impl KvCacheDesc {
         num_pages: i64,
         block_size: i32,
     ) -> KvCacheDesc {
-        Self::new(KvLayout::IndexerFp8, flavor, head_dim, num_pages, block_size)
+        Self::new(
+            KvLayout::IndexerFp8,
+            flavor,
+            head_dim,
+            num_pages,
+            block_size,
+        )
     }
 
     /// The same descriptor with another FP8 flavour.
@@ -145,7 +175,10 @@ impl KvCacheDesc {
 
     /// The same descriptor with a page stride in bytes (0 = packed).
     pub fn with_page_stride(self, page_stride_bytes: i64) -> KvCacheDesc {
-        KvCacheDesc { page_stride_bytes, ..self }
+        KvCacheDesc {
+            page_stride_bytes,
+            ..self
+        }
     }
 
     /// Number of slots, `num_pages · block_size`.
@@ -216,10 +249,17 @@ impl<'a> KvCache<'a> {
         if data.as_ptr() as usize % 16 != 0 {
             return Err(Error::new(
                 crate::Status::Misaligned,
-                format!("spmla-rs: kv cache data {:p} is not 16-byte aligned", data.as_ptr()),
+                format!(
+                    "spmla-rs: kv cache data {:p} is not 16-byte aligned",
+                    data.as_ptr()
+                ),
             ));
         }
-        Ok(KvCache { raw: desc.to_raw(data.as_mut_ptr() as *mut c_void), desc, _borrow: PhantomData })
+        Ok(KvCache {
+            raw: desc.to_raw(data.as_mut_ptr() as *mut c_void),
+            desc,
+            _borrow: PhantomData,
+        })
     }
 
     /// A cache over memory the crate cannot see (device memory).
@@ -230,7 +270,11 @@ impl<'a> KvCache<'a> {
     /// else while an operation writes it.
     pub unsafe fn from_raw_parts(data: *mut c_void, desc: KvCacheDesc) -> Result<KvCache<'a>> {
         desc.size_bytes()?;
-        Ok(KvCache { raw: desc.to_raw(data), desc, _borrow: PhantomData })
+        Ok(KvCache {
+            raw: desc.to_raw(data),
+            desc,
+            _borrow: PhantomData,
+        })
     }
 
     /// The geometry.

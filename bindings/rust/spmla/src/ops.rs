@@ -83,7 +83,11 @@ impl<'a> SparseAttentionArgs<'a> {
     /// The C arguments; they point into `self`.
     pub fn to_raw(&self) -> sys::spmla_sparse_attention_args_t {
         let (extra_kv, extra_indices, extra_lengths) = match &self.extra {
-            Some(e) => (e.kv.as_raw() as *const _, e.indices.as_raw() as *const _, opt(&e.lengths)),
+            Some(e) => (
+                e.kv.as_raw() as *const _,
+                e.indices.as_raw() as *const _,
+                opt(&e.lengths),
+            ),
             None => (ptr::null(), ptr::null(), ptr::null()),
         };
         sys::spmla_sparse_attention_args_t {
@@ -404,7 +408,9 @@ impl Handle {
         let raw = args.to_raw();
         let mut n = 0usize;
         // SAFETY: raw points into args, alive for the call.
-        check(unsafe { sys::spmla_sparse_attention_get_workspace_size(self.as_raw(), &raw, &mut n) })?;
+        check(unsafe {
+            sys::spmla_sparse_attention_get_workspace_size(self.as_raw(), &raw, &mut n)
+        })?;
         Ok(n)
     }
 
@@ -414,14 +420,21 @@ impl Handle {
         args: &SparseAttentionArgs<'_>,
         stream: Stream,
     ) -> Result<Plan<'_>> {
-        let mut plan = Plan { workspace: Workspace::new(self), signature: Vec::new() };
+        let mut plan = Plan {
+            workspace: Workspace::new(self),
+            signature: Vec::new(),
+        };
         plan.replan(args, stream)?;
         Ok(plan)
     }
 
     /// Plans and runs sparse attention once (a convenience for one-off calls;
     /// keep a [`Plan`] to reuse the schedule).
-    pub fn sparse_attention(&self, args: &mut SparseAttentionArgs<'_>, stream: Stream) -> Result<()> {
+    pub fn sparse_attention(
+        &self,
+        args: &mut SparseAttentionArgs<'_>,
+        stream: Stream,
+    ) -> Result<()> {
         let mut plan = self.plan_sparse_attention(args, stream)?;
         plan.run(args, stream)?;
         // The workspace is freed when the plan drops: wait for the queued work first.
@@ -429,7 +442,11 @@ impl Handle {
     }
 
     /// Request-local positions to slot ids (operation 2).
-    pub fn indices_to_slots(&self, args: &mut IndicesToSlotsArgs<'_>, stream: Stream) -> Result<()> {
+    pub fn indices_to_slots(
+        &self,
+        args: &mut IndicesToSlotsArgs<'_>,
+        stream: Stream,
+    ) -> Result<()> {
         let raw = sys::spmla_indices_to_slots_args_t {
             struct_size: std::mem::size_of::<sys::spmla_indices_to_slots_args_t>(),
             positions: args.positions.as_raw(),
@@ -467,7 +484,9 @@ impl Handle {
         let raw = args.to_raw();
         let mut n = 0usize;
         // SAFETY: raw points into args.
-        check(unsafe { sys::spmla_indexer_logits_get_workspace_size(self.as_raw(), &raw, &mut n) })?;
+        check(unsafe {
+            sys::spmla_indexer_logits_get_workspace_size(self.as_raw(), &raw, &mut n)
+        })?;
         Ok(n)
     }
 

@@ -26,7 +26,9 @@ fn describe(
         )));
     }
     if let Some(&d) = shape.iter().find(|&&d| d < 0) {
-        return Err(Error::invalid(format!("tensor shape {shape:?} has a negative size {d}")));
+        return Err(Error::invalid(format!(
+            "tensor shape {shape:?} has a negative size {d}"
+        )));
     }
     let mut raw = sys::spmla_tensor_t {
         struct_size: std::mem::size_of::<sys::spmla_tensor_t>(),
@@ -140,7 +142,10 @@ impl<'a> TensorRef<'a> {
             strides,
             Some(std::mem::size_of_val(data)),
         )?;
-        Ok(TensorRef { raw, _borrow: PhantomData })
+        Ok(TensorRef {
+            raw,
+            _borrow: PhantomData,
+        })
     }
 
     /// A view of raw bytes as elements of `dtype` (e.g. FP8 codes held as `u8`).
@@ -150,9 +155,17 @@ impl<'a> TensorRef<'a> {
         shape: &[i64],
         strides: Option<&[i64]>,
     ) -> Result<TensorRef<'a>> {
-        let raw =
-            describe(data.as_ptr() as *mut c_void, dtype, shape, strides, Some(data.len()))?;
-        Ok(TensorRef { raw, _borrow: PhantomData })
+        let raw = describe(
+            data.as_ptr() as *mut c_void,
+            dtype,
+            shape,
+            strides,
+            Some(data.len()),
+        )?;
+        Ok(TensorRef {
+            raw,
+            _borrow: PhantomData,
+        })
     }
 
     /// A view of memory the crate cannot see: a device pointer, or host memory
@@ -169,7 +182,10 @@ impl<'a> TensorRef<'a> {
         strides: Option<&[i64]>,
     ) -> Result<TensorRef<'a>> {
         let raw = describe(data as *mut c_void, dtype, shape, strides, None)?;
-        Ok(TensorRef { raw, _borrow: PhantomData })
+        Ok(TensorRef {
+            raw,
+            _borrow: PhantomData,
+        })
     }
 
     /// The dtype.
@@ -217,8 +233,17 @@ impl<'a> TensorMut<'a> {
         strides: Option<&[i64]>,
     ) -> Result<TensorMut<'a>> {
         let bytes = std::mem::size_of_val(data);
-        let raw = describe(data.as_mut_ptr() as *mut c_void, T::DTYPE, shape, strides, Some(bytes))?;
-        Ok(TensorMut { raw, _borrow: PhantomData })
+        let raw = describe(
+            data.as_mut_ptr() as *mut c_void,
+            T::DTYPE,
+            shape,
+            strides,
+            Some(bytes),
+        )?;
+        Ok(TensorMut {
+            raw,
+            _borrow: PhantomData,
+        })
     }
 
     /// A writable view of raw bytes as elements of `dtype`.
@@ -229,8 +254,17 @@ impl<'a> TensorMut<'a> {
         strides: Option<&[i64]>,
     ) -> Result<TensorMut<'a>> {
         let bytes = data.len();
-        let raw = describe(data.as_mut_ptr() as *mut c_void, dtype, shape, strides, Some(bytes))?;
-        Ok(TensorMut { raw, _borrow: PhantomData })
+        let raw = describe(
+            data.as_mut_ptr() as *mut c_void,
+            dtype,
+            shape,
+            strides,
+            Some(bytes),
+        )?;
+        Ok(TensorMut {
+            raw,
+            _borrow: PhantomData,
+        })
     }
 
     /// A writable view of memory the crate cannot see (a device pointer).
@@ -246,12 +280,18 @@ impl<'a> TensorMut<'a> {
         strides: Option<&[i64]>,
     ) -> Result<TensorMut<'a>> {
         let raw = describe(data, dtype, shape, strides, None)?;
-        Ok(TensorMut { raw, _borrow: PhantomData })
+        Ok(TensorMut {
+            raw,
+            _borrow: PhantomData,
+        })
     }
 
     /// A read-only view of the same memory, borrowing this one.
     pub fn as_ref(&self) -> TensorRef<'_> {
-        TensorRef { raw: self.raw, _borrow: PhantomData }
+        TensorRef {
+            raw: self.raw,
+            _borrow: PhantomData,
+        }
     }
 
     /// The dtype.

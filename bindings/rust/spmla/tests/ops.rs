@@ -23,7 +23,10 @@ fn versions_backends_and_dtypes() {
     assert_eq!(abi_version().0 as u32, sys::SPMLA_ABI_VERSION_MAJOR);
 
     let bs = backends().unwrap();
-    let cpu_info = bs.iter().find(|b| b.name == "cpu").expect("cpu backend listed");
+    let cpu_info = bs
+        .iter()
+        .find(|b| b.name == "cpu")
+        .expect("cpu backend listed");
     assert!(cpu_info.available, "cpu unavailable: {}", cpu_info.reason);
     assert!(cpu_info.device_count >= 1);
     let d = device_info("cpu", 0).unwrap();
@@ -42,12 +45,19 @@ fn versions_backends_and_dtypes() {
         DType::Fp8E4m3fnuz,
         DType::Ue8m0,
     ] {
-        assert_eq!(dt.size(), unsafe { sys::spmla_dtype_size(dt.to_raw()) }, "{dt:?}");
+        assert_eq!(
+            dt.size(),
+            unsafe { sys::spmla_dtype_size(dt.to_raw()) },
+            "{dt:?}"
+        );
         assert_eq!(DType::from_raw(dt.to_raw()), Some(dt));
         assert_ne!(dt.name(), "invalid");
     }
     assert_eq!(DType::Fp8E4m3fn.name(), "fp8_e4m3fn");
-    assert_eq!(Status::InvalidArgument.name(), "SPMLA_STATUS_INVALID_ARGUMENT");
+    assert_eq!(
+        Status::InvalidArgument.name(),
+        "SPMLA_STATUS_INVALID_ARGUMENT"
+    );
     assert_eq!(Status::from_raw(1234), Status::Unknown(1234));
     assert_eq!(Status::Unknown(1234).name(), "SPMLA_STATUS_UNKNOWN");
 
@@ -59,38 +69,63 @@ fn versions_backends_and_dtypes() {
 #[test]
 fn kv_cache_geometry() {
     assert_eq!(KvCacheDesc::v32_fp8(3, 64).page_bytes().unwrap(), 656 * 64);
-    assert_eq!(KvCacheDesc::v32_fp8(3, 64).size_bytes().unwrap(), 3 * 656 * 64);
+    assert_eq!(
+        KvCacheDesc::v32_fp8(3, 64).size_bytes().unwrap(),
+        3 * 656 * 64
+    );
     // 584 · 64 = 37376, rounded up to a multiple of 576: 65 · 576 = 37440.
     assert_eq!(KvCacheDesc::v4_fp8(1, 64).page_bytes().unwrap(), 37440);
-    assert_eq!(KvCacheDesc::bf16(512, 2, 5).page_bytes().unwrap(), 2 * 512 * 5);
     assert_eq!(
-        KvCacheDesc::fp8_per_tensor(576, Fp8Flavor::E4m3fnuz, 0.5, 2, 7).page_bytes().unwrap(),
+        KvCacheDesc::bf16(512, 2, 5).page_bytes().unwrap(),
+        2 * 512 * 5
+    );
+    assert_eq!(
+        KvCacheDesc::fp8_per_tensor(576, Fp8Flavor::E4m3fnuz, 0.5, 2, 7)
+            .page_bytes()
+            .unwrap(),
         576 * 7
     );
     assert_eq!(
-        KvCacheDesc::indexer_fp8(128, Fp8Flavor::E4m3fn, 4, 64).page_bytes().unwrap(),
+        KvCacheDesc::indexer_fp8(128, Fp8Flavor::E4m3fn, 4, 64)
+            .page_bytes()
+            .unwrap(),
         (128 + 4) * 64
     );
     let strided = KvCacheDesc::v32_fp8(3, 2).with_page_stride(2048);
     assert_eq!(strided.size_bytes().unwrap(), 3 * 2048);
 
-    let e = KvCacheDesc { head_dim: 512, ..KvCacheDesc::v32_fp8(1, 64) }.page_bytes().unwrap_err();
+    let e = KvCacheDesc {
+        head_dim: 512,
+        ..KvCacheDesc::v32_fp8(1, 64)
+    }
+    .page_bytes()
+    .unwrap_err();
     assert_eq!(e.status(), Status::InvalidArgument);
     assert!(e.message().contains("head_dim"), "{e}");
-    let e = KvCacheDesc::bf16(576, 1, 1).with_flavor(Fp8Flavor::E4m3fn).size_bytes().unwrap_err();
+    let e = KvCacheDesc::bf16(576, 1, 1)
+        .with_flavor(Fp8Flavor::E4m3fn)
+        .size_bytes()
+        .unwrap_err();
     assert_eq!(e.status(), Status::InvalidArgument);
-    let e = KvCacheDesc::v32_fp8(1, 64).with_page_stride(656 * 64 + 8).size_bytes().unwrap_err();
+    let e = KvCacheDesc::v32_fp8(1, 64)
+        .with_page_stride(656 * 64 + 8)
+        .size_bytes()
+        .unwrap_err();
     assert_eq!(e.status(), Status::InvalidArgument);
 
     // Crate-side checks of borrowed memory.
     let mut small = HostBuffer::<u8>::zeroed(100);
     assert_eq!(
-        KvCache::new(&mut small, KvCacheDesc::v32_fp8(1, 1)).unwrap_err().status(),
+        KvCache::new(&mut small, KvCacheDesc::v32_fp8(1, 1))
+            .unwrap_err()
+            .status(),
         Status::InvalidArgument
     );
     let mut big = HostBuffer::<u8>::zeroed(700);
     assert_eq!(
-        KvCache::new(&mut big[1..], KvCacheDesc::v32_fp8(1, 1)).unwrap_err().status(),
+        KvCache::new(&mut big[1..], KvCacheDesc::v32_fp8(1, 1))
+            .unwrap_err()
+            .status(),
         Status::Misaligned
     );
 }
@@ -140,7 +175,10 @@ fn store_and_gather_bf16() {
     assert_eq!(&out[2 * d..3 * d], &rows[3 * d..4 * d]); // slot 11 <- row 3
     for r in 3..6 {
         // -1, never written, and out of range (12 = 4 · 3): zero rows.
-        assert!(out[r * d..(r + 1) * d].iter().all(|b| b.to_f32() == 0.0), "row {r}");
+        assert!(
+            out[r * d..(r + 1) * d].iter().all(|b| b.to_f32() == 0.0),
+            "row {r}"
+        );
     }
 }
 
@@ -217,7 +255,10 @@ fn check_attention(
             let o = bf16s_to_f32(&out[(t * h_n + hh) * 512..(t * h_n + hh + 1) * 512]);
             let l = lse[t * h_n + hh];
             if keys.is_empty() {
-                assert!(o.iter().all(|&x| x == 0.0), "empty set: out must be 0 (t {t} h {hh})");
+                assert!(
+                    o.iter().all(|&x| x == 0.0),
+                    "empty set: out must be 0 (t {t} h {hh})"
+                );
                 assert_eq!(l, f32::INFINITY, "empty set: lse must be +inf");
                 if let Some(m) = maxl {
                     assert_eq!(m[t * h_n + hh], f32::NEG_INFINITY);
@@ -232,7 +273,10 @@ fn check_attention(
             );
             if let Some(m) = maxl {
                 let mv = m[t * h_n + hh] as f64;
-                assert!((mv - rm).abs() < 1e-3 * rm.abs().max(1.0), "max_logit {mv} vs {rm}");
+                assert!(
+                    (mv - rm).abs() < 1e-3 * rm.abs().max(1.0),
+                    "max_logit {mv} vs {rm}"
+                );
             }
         }
     }
@@ -278,7 +322,10 @@ fn sparse_attention_bf16_cache() {
             .collect()
     };
     let cache = KvCache::new(&mut mem, desc).unwrap();
-    for (scale, sink) in [(0.0f32, None), (0.07f32, Some([0.5f32, -1.0, 2.0, 0.0, 8.0]))] {
+    for (scale, sink) in [
+        (0.0f32, None),
+        (0.07f32, Some([0.5f32, -1.0, 2.0, 0.0, 8.0])),
+    ] {
         let mut out = HostBuffer::filled(t_n * h_n * 512, Bf16::from_f32(f32::NAN));
         let mut lse = vec![f32::NAN; t_n * h_n];
         let mut maxl = vec![f32::NAN; t_n * h_n];
@@ -301,7 +348,11 @@ fn sparse_attention_bf16_cache() {
             assert!(h.sparse_attention_workspace_size(&args).is_ok());
             h.sparse_attention(&mut args, Stream::DEFAULT).unwrap();
         }
-        let s = if scale == 0.0 { 1.0 / (d as f32).sqrt() } else { scale };
+        let s = if scale == 0.0 {
+            1.0 / (d as f32).sqrt()
+        } else {
+            scale
+        };
         check_attention(
             &q,
             t_n,
@@ -379,7 +430,11 @@ fn sparse_attention_v32_fp8_with_extra_source_and_sink() {
     let q = rng.bf16s(t_n * h_n * 576, 1.0);
     let sink: Vec<f32> = (0..h_n).map(|i| i as f32 * 0.3 - 2.0).collect();
 
-    let tok = |s: i32| v32_decode(&v32_encode(&kv_rows[s as usize * 576..(s as usize + 1) * 576]));
+    let tok = |s: i32| {
+        v32_decode(&v32_encode(
+            &kv_rows[s as usize * 576..(s as usize + 1) * 576],
+        ))
+    };
     let erow = |s: i32| bf16s_to_f32(&erows[s as usize * 576..(s as usize + 1) * 576]);
     let keys_of = |t: usize| -> Vec<Vec<f32>> {
         let mut v: Vec<Vec<f32>> = indices[t * k..(t + 1) * k]
@@ -420,8 +475,22 @@ fn sparse_attention_v32_fp8_with_extra_source_and_sink() {
         let mut plan = h.plan_sparse_attention(&args, Stream::DEFAULT).unwrap();
         plan.run(&mut args, Stream::DEFAULT).unwrap();
     }
-    assert!(out.iter().all(|x| !x.to_f32().is_nan()), "NaN reached the output");
-    check_attention(&q, t_n, h_n, 576, &keys_of, 1.0 / 24.0, Some(&sink), &out, &lse, None);
+    assert!(
+        out.iter().all(|x| !x.to_f32().is_nan()),
+        "NaN reached the output"
+    );
+    check_attention(
+        &q,
+        t_n,
+        h_n,
+        576,
+        &keys_of,
+        1.0 / 24.0,
+        Some(&sink),
+        &out,
+        &lse,
+        None,
+    );
 }
 
 #[test]
@@ -547,7 +616,6 @@ fn window_indices_hand_computed() {
             lengths: TensorMut::new(&mut lengths, &[t as i64]).unwrap(),
         };
         h.window_indices(&mut args, Stream::DEFAULT).unwrap();
-        drop(args);
         (slots, lengths)
     };
     // Sliding window of 4 (ratio 1). Position p lives in page table[p / 2], offset p % 2.
@@ -570,13 +638,20 @@ fn fp8_codes(rng: &mut Rng, n: usize, amp: f32, fnuz: bool) -> HostBuffer<u8> {
     let mut b = HostBuffer::<u8>::zeroed(n);
     for x in b.iter_mut() {
         let v = rng.uniform() * amp;
-        *x = if fnuz { Fp8E4m3fnuz::from_f32(v).0 } else { Fp8E4m3fn::from_f32(v).0 };
+        *x = if fnuz {
+            Fp8E4m3fnuz::from_f32(v).0
+        } else {
+            Fp8E4m3fn::from_f32(v).0
+        };
     }
     b
 }
 
 fn check_logit_row(got: &[f32], want: &[f64], what: &str) {
-    let row_scale = want.iter().filter(|x| x.is_finite()).fold(0f64, |m, x| m.max(x.abs()));
+    let row_scale = want
+        .iter()
+        .filter(|x| x.is_finite())
+        .fold(0f64, |m, x| m.max(x.abs()));
     for (j, (g, w)) in got.iter().zip(want).enumerate() {
         if w.is_infinite() {
             assert_eq!(*g as f64, *w, "{what} col {j}");
@@ -604,7 +679,11 @@ fn indexer_logits_ragged_both_flavours() {
         let k_end = [10i32, 7, 5];
         // Logits rows padded to a stride of 12 ("row stride free").
         let mut logits = vec![f32::NAN; t_n * 12];
-        let dt = if fnuz { DType::Fp8E4m3fnuz } else { DType::Fp8E4m3fn };
+        let dt = if fnuz {
+            DType::Fp8E4m3fnuz
+        } else {
+            DType::Fp8E4m3fn
+        };
         {
             let mut args = IndexerLogitsArgs {
                 q: TensorRef::from_bytes(&q, dt, &[t_n as i64, hi as i64, di as i64], None)
@@ -617,7 +696,8 @@ fn indexer_logits_ragged_both_flavours() {
                 logits: TensorMut::strided(&mut logits, &[t_n as i64, s_n as i64], Some(&[12, 1]))
                     .unwrap(),
             };
-            h.indexer_logits(&mut args, &mut ws, Stream::DEFAULT).unwrap();
+            h.indexer_logits(&mut args, &mut ws, Stream::DEFAULT)
+                .unwrap();
         }
         for t in 0..t_n {
             let want: Vec<f64> = (0..s_n)
@@ -638,9 +718,15 @@ fn indexer_logits_ragged_both_flavours() {
                         .sum()
                 })
                 .collect();
-            check_logit_row(&logits[t * 12..t * 12 + s_n], &want, &format!("fnuz {fnuz} row {t}"));
+            check_logit_row(
+                &logits[t * 12..t * 12 + s_n],
+                &want,
+                &format!("fnuz {fnuz} row {t}"),
+            );
             // The padding between rows is not part of the tensor: untouched.
-            assert!(logits[t * 12 + s_n..(t + 1) * 12].iter().all(|x| x.is_nan()));
+            assert!(logits[t * 12 + s_n..(t + 1) * 12]
+                .iter()
+                .all(|x| x.is_nan()));
         }
     }
 }
@@ -687,9 +773,9 @@ fn indexer_logits_paged_decode() {
             weights: TensorRef::new(&weights, &[(b_n * n_n) as i64, hi as i64]).unwrap(),
             logits: TensorMut::new(&mut logits, &[(b_n * n_n) as i64, c as i64]).unwrap(),
         };
-        h.indexer_logits_paged(&mut args, &mut ws, Stream::DEFAULT).unwrap();
+        h.indexer_logits_paged(&mut args, &mut ws, Stream::DEFAULT)
+            .unwrap();
     }
-    drop(cache);
     for b in 0..b_n {
         for i in 0..n_n {
             let r = b * n_n + i;
@@ -716,7 +802,11 @@ fn indexer_logits_paged_decode() {
                         .sum()
                 })
                 .collect();
-            check_logit_row(&logits[r * c..(r + 1) * c], &want, &format!("row ({b}, {i})"));
+            check_logit_row(
+                &logits[r * c..(r + 1) * c],
+                &want,
+                &format!("row ({b}, {i})"),
+            );
         }
     }
 }
@@ -746,7 +836,11 @@ fn indexer_cache_store_scales_per_token() {
         let amax = row.iter().fold(0f32, |m, x| m.max(x.abs()));
         let at = p * page_bytes + 4 * 64 + 4 * o;
         let scale = f32::from_le_bytes(mem[at..at + 4].try_into().unwrap());
-        assert!((scale - amax / 448.0).abs() <= 1e-6 * scale, "scale {scale} vs {}", amax / 448.0);
+        assert!(
+            (scale - amax / 448.0).abs() <= 1e-6 * scale,
+            "scale {scale} vs {}",
+            amax / 448.0
+        );
         for i in 0..64 {
             let deq = Fp8E4m3fn(mem[p * page_bytes + o * 64 + i]).to_f32() * scale;
             // One FP8 rounding: relative error at most 2^-4 of the value, or a
@@ -837,8 +931,14 @@ fn errors_carry_status_and_message_and_write_nothing() {
         let e = h.sparse_attention(&mut args, Stream::DEFAULT).unwrap_err();
         assert_eq!(e.status(), Status::InvalidArgument);
         assert!(e.message().contains("q"), "message names the argument: {e}");
-        assert!(e.message().contains("bf16"), "message says what was expected: {e}");
-        assert!(e.to_string().starts_with("SPMLA_STATUS_INVALID_ARGUMENT: "), "{e}");
+        assert!(
+            e.message().contains("bf16"),
+            "message says what was expected: {e}"
+        );
+        assert!(
+            e.to_string().starts_with("SPMLA_STATUS_INVALID_ARGUMENT: "),
+            "{e}"
+        );
     }
     assert!(out.iter().all(|&b| b == Bf16(0x1234)) && lse == [42.0, 42.0]);
 
@@ -853,8 +953,12 @@ fn errors_carry_status_and_message_and_write_nothing() {
         TensorMut::new(&mut out1, &[1, 1, 512]).unwrap(),
         TensorMut::new(&mut lse1, &[1, 1]).unwrap(),
     );
-    assert_eq!(h.plan_sparse_attention(&args, Stream::DEFAULT).unwrap_err().status(), Status::InvalidArgument);
-    drop(args);
+    assert_eq!(
+        h.plan_sparse_attention(&args, Stream::DEFAULT)
+            .unwrap_err()
+            .status(),
+        Status::InvalidArgument
+    );
 
     // A misaligned q (bf16 data at an odd multiple of 2 bytes).
     let qa = HostBuffer::<Bf16>::zeroed(513);
@@ -865,8 +969,12 @@ fn errors_carry_status_and_message_and_write_nothing() {
         TensorMut::new(&mut out1, &[1, 1, 512]).unwrap(),
         TensorMut::new(&mut lse1, &[1, 1]).unwrap(),
     );
-    assert_eq!(h.plan_sparse_attention(&args, Stream::DEFAULT).unwrap_err().status(), Status::Misaligned);
-    drop(args);
+    assert_eq!(
+        h.plan_sparse_attention(&args, Stream::DEFAULT)
+            .unwrap_err()
+            .status(),
+        Status::Misaligned
+    );
 
     // Unknown backend.
     let e = Handle::new("no-such-backend", 0).unwrap_err();
@@ -893,13 +1001,17 @@ fn errors_carry_status_and_message_and_write_nothing() {
         TensorRef::new(&l, &[1, 2]).unwrap(),
         TensorMut::new(&mut i, &[1, 1]).unwrap(),
     );
-    assert!(h.topk_per_row(&mut args, &mut ws2, Stream::DEFAULT).is_err());
+    assert!(h
+        .topk_per_row(&mut args, &mut ws2, Stream::DEFAULT)
+        .is_err());
     // k = 0 columns in indices is invalid in the library.
     let mut none: [i32; 0] = [];
     args.indices = TensorMut::new(&mut none, &[1, 0]).unwrap();
     let mut ws = Workspace::new(&h);
     assert_eq!(
-        h.topk_per_row(&mut args, &mut ws, Stream::DEFAULT).unwrap_err().status(),
+        h.topk_per_row(&mut args, &mut ws, Stream::DEFAULT)
+            .unwrap_err()
+            .status(),
         Status::InvalidArgument
     );
 }
@@ -960,12 +1072,11 @@ fn handles_on_two_threads_at_once() {
                         TensorMut::new(&mut idx, &[1, 4]).unwrap(),
                     );
                     h.topk_per_row(&mut args, &mut ws, Stream::DEFAULT).unwrap();
-                    drop(args);
                     let mut want: Vec<i32> = (0..32).filter(|&i| l[i as usize] >= 28.0).collect();
                     want.sort();
                     assert_eq!(idx.to_vec(), want);
                     // An error on this thread leaves the other thread's message alone.
-                    let e = Handle::new("no-such-backend", n as i32).unwrap_err();
+                    let e = Handle::new("no-such-backend", n).unwrap_err();
                     assert!(!e.message().is_empty());
                 }
                 drop(ws);

@@ -53,7 +53,10 @@ pub fn v32_encode(row: &[Bf16]) -> Vec<u8> {
     assert_eq!(row.len(), 576);
     let mut out = vec![0u8; 656];
     for t in 0..4 {
-        let tile: Vec<f32> = row[t * 128..(t + 1) * 128].iter().map(|b| b.to_f32()).collect();
+        let tile: Vec<f32> = row[t * 128..(t + 1) * 128]
+            .iter()
+            .map(|b| b.to_f32())
+            .collect();
         let amax = tile.iter().fold(0f32, |m, x| m.max(x.abs()));
         let s = tile_scale(amax, 448.0);
         for (i, x) in tile.iter().enumerate() {
@@ -99,7 +102,13 @@ pub fn attend(q: &[f32], keys: &[Vec<f32>], scale: f32, sink: Option<f32>) -> (V
     }
     let logits: Vec<f64> = keys
         .iter()
-        .map(|k| scale as f64 * q.iter().zip(k).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>())
+        .map(|k| {
+            scale as f64
+                * q.iter()
+                    .zip(k)
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum::<f64>()
+        })
         .collect();
     let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let sum: f64 = logits.iter().map(|l| (l - m).exp()).sum();
