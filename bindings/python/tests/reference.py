@@ -142,9 +142,11 @@ def quantize_token(x: np.ndarray, layout: str, flavor: str, scale: float = 1.0):
         data[V4_NOPE:] = f32_to_bf16_bits(x[V4_NOPE:512]).view(np.uint8)
         return data, sc
     if layout == "indexer_fp8":
-        amax = np.float32(np.max(np.abs(x)))
+        # SPEC: scale = amax / fp8_max; it is silent on tiny rows, where the anchor (vLLM's
+        # indexer_k_quant_and_cache) floors amax at 1e-4 before the division.
+        amax = max(np.float32(np.max(np.abs(x))), np.float32(1e-4))
         s = np.float32(amax / np.float32(fmax))
-        q = fp8_encode(x / s, flavor) if s > 0 else np.zeros(x.shape, dtype=np.uint8)
+        q = fp8_encode(x / s, flavor)
         return q, np.array([s], dtype=np.float32).view(np.uint8)
     raise ValueError(layout)
 

@@ -400,16 +400,19 @@ CacheView::CacheView(py::object data, int layout, int fp8_flavor, int head_dim, 
   } else if (!contiguous) {
     raise_invalid("argument '" + nm + "': a one-dimensional cache buffer must be contiguous");
   }
-  c_.page_stride_bytes = stride < 0 ? 0 : stride;
   // The packed page size validates the descriptor itself (layout, flavour, dims, block size).
   size_t packed = 0;
   c_.num_pages = 1;
+  c_.page_stride_bytes = 0;
   spmla_status_t st = spmla_kv_cache_page_bytes(&c_, &packed);
   if (st != SPMLA_STATUS_SUCCESS) {
     std::string msg = spmla_last_error_message();
     raise_status(st, msg.empty() ? spmla_status_string(st) : msg);
   }
   page_bytes_ = static_cast<int64_t>(packed);
+  // A stride equal to the packed page is "packed" (0): the C rules for explicit strides
+  // (a multiple of 16) are for padded pages.
+  c_.page_stride_bytes = (stride < 0 || stride == page_bytes_) ? 0 : stride;
   stride_ = c_.page_stride_bytes ? c_.page_stride_bytes : page_bytes_;
   // Bytes of the last page that are actually addressed (a V4 page's tail padding is not).
   int64_t needed = page_bytes_;
