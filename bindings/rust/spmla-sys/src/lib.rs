@@ -15,6 +15,8 @@
 //! Use the `spmla` crate for a safe interface.
 #![allow(non_camel_case_types, non_upper_case_globals, non_snake_case)]
 #![allow(clippy::all)]
+// The doc comments are the C header's, verbatim: not written for rustdoc.
+#![allow(rustdoc::all)]
 
 #[rustfmt::skip]
 mod bindings;
