@@ -1,0 +1,401 @@
+// GPU tier: indices_to_slots, window_indices, indexer_logits (ragged, paged), topk_per_row,
+// kv_cache_store (bit-identical cache bytes) and kv_cache_gather against the CPU reference.
+#include <algorithm>
+
+#include "gpu_test.h"
+
+using namespace gpu_test;
+
+namespace {
+
+template <typename T>
+void require_equal(const std::vector<T> &g, const std::vector<T> &r, const std::string &what) {
+  REQUIRE(g.size() == r.size());
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < g.size(); ++i)
+    if (memcmp(&g[i], &r[i], sizeof(T)) != 0) {
+      if (!bad) first = i;
+      ++bad;
+    }
+  INFO(what << ": " << bad << " of " << g.size() << " differ, first at " << first);
+  CHECK(bad == 0);
+}
+
+std::vector<int32_t> block_table(Rng &r, int R, int max_pages, int num_pages) {
+  std::vector<int32_t> bt((size_t)R * max_pages);
+  for (auto &x : bt) x = r.uni() < 0.05 ? -1 : (int32_t)r.range(0, num_pages);
+  return bt;
+}
+
+}  // namespace
+
+TEST_CASE("gpu indices_to_slots and window_indices", "[gpu][indices]") {
+  Rng r;
+  INFO("seed " << r.seed);
+  const int cases[][3] = {{1, 1, 1}, {37, 63, 2}, {200, 2048, 64}, {3000, 100, 53}, {5, 512, 256}};
+  for (auto &cs : cases) {
+    const int T = cs[0], K = cs[1], bs = cs[2];
+    const int R = 7, max_pages = std::max(1, 3000 / bs);
+    INFO("T=" << T << " K=" << K << " bs=" << bs);
+    std::vector<int32_t> bt = block_table(r, R, max_pages, 100000 / bs + 1);
+    std::vector<int32_t> pos((size_t)T * K), ttr(T);
+    std::vector<uint8_t> tv(T);
+    for (auto &p : pos) p = r.uni() < 0.1 ? -1 : (int32_t)r.range(0, max_pages * bs + 50);
+    for (auto &x : ttr) x = r.uni() < 0.05 ? R + 1 : (int32_t)r.range(0, R);
+    for (auto &x : tv) x = r.uni() < 0.1 ? 0 : 1;
+    DevBuf dpos(pos), dttr(ttr), dtv(tv), dbt(bt);
+    DevBuf dslots((size_t)T * K * 4), dlen((size_t)T * 4), dind((size_t)(T + 1) * 4), drag((size_t)T * K * 4);
+    for (DevBuf *b : {&dslots, &dlen, &dind, &drag}) b->poison();
+    auto hslots = poisoned<int32_t>((size_t)T * K), hlen = poisoned<int32_t>(T), hind = poisoned<int32_t>(T + 1),
+         hrag = poisoned<int32_t>((size_t)T * K);
+    auto run = [&](bool gpu) {
+      spmla_tensor_t a1 = tensor(gpu ? dpos.p : pos.data(), SPMLA_DTYPE_INT32, {T, K});
+      spmla_tensor_t a2 = tensor(gpu ? dttr.p : ttr.data(), SPMLA_DTYPE_INT32, {T});
+      spmla_tensor_t a3 = tensor(gpu ? dbt.p : bt.data(), SPMLA_DTYPE_INT32, {R, max_pages});
+      spmla_tensor_t a4 = tensor(gpu ? dtv.p : tv.data(), SPMLA_DTYPE_UINT8, {T});
+      spmla_tensor_t o1 = tensor(gpu ? dslots.p : hslots.data(), SPMLA_DTYPE_INT32, {T, K});
+      spmla_tensor_t o2 = tensor(gpu ? dlen.p : hlen.data(), SPMLA_DTYPE_INT32, {T});
+      spmla_tensor_t o3 = tensor(gpu ? dind.p : hind.data(), SPMLA_DTYPE_INT32, {T + 1});
+      spmla_tensor_t o4 = tensor(gpu ? drag.p : hrag.data(), SPMLA_DTYPE_INT32, {(int64_t)T * K});
+      spmla_indices_to_slots_args_t a = SPMLA_INDICES_TO_SLOTS_ARGS_INIT;
+      a.positions = &a1;
+      a.token_to_req = &a2;
+      a.block_table = &a3;
+      a.block_size = bs;
+      a.token_valid = &a4;
+      a.slots = &o1;
+      a.lengths = &o2;
+      a.indptr = &o3;
+      a.ragged_slots = &o4;
+      check(spmla_indices_to_slots_run(gpu ? G() : C(), &a, nullptr), "indices_to_slots");
+    };
+    run(false);
+    run(true);
+    sync();
+    require_equal(dslots.download<int32_t>(hslots.size()), hslots, "slots");
+    require_equal(dlen.download<int32_t>(hlen.size()), hlen, "lengths");
+    require_equal(dind.download<int32_t>(hind.size()), hind, "indptr");
+    const int total = hind[(size_t)T];
+    auto grag = drag.download<int32_t>((size_t)total);
+    require_equal(grag, std::vector<int32_t>(hrag.begin(), hrag.begin() + total), "ragged_slots");
+
+    // window_indices with ratios 1, 4, 128
+    for (int ratio : {1, 4, 128}) {
+      const int W = ratio == 128 ? 64 : std::min(K, 128);
+      std::vector<int32_t> wp(T);
+      for (auto &x : wp) x = r.uni() < 0.05 ? -3 : (int32_t)r.range(0, max_pages * bs + 100);
+      DevBuf dwp(wp), dws((size_t)T * W * 4), dwl((size_t)T * 4);
+      dws.poison();
+      dwl.poison();
+      auto hws = poisoned<int32_t>((size_t)T * W), hwl = poisoned<int32_t>(T);
+      auto runw = [&](bool gpu) {
+        spmla_tensor_t a1 = tensor(gpu ? dwp.p : wp.data(), SPMLA_DTYPE_INT32, {T});
+        spmla_tensor_t a2 = tensor(gpu ? dttr.p : ttr.data(), SPMLA_DTYPE_INT32, {T});
+        spmla_tensor_t a3 = tensor(gpu ? dbt.p : bt.data(), SPMLA_DTYPE_INT32, {R, max_pages});
+        spmla_tensor_t o1 = tensor(gpu ? dws.p : hws.data(), SPMLA_DTYPE_INT32, {T, W});
+        spmla_tensor_t o2 = tensor(gpu ? dwl.p : hwl.data(), SPMLA_DTYPE_INT32, {T});
+        spmla_window_indices_args_t a = SPMLA_WINDOW_INDICES_ARGS_INIT;
+        a.positions = &a1;
+        a.token_to_req = &a2;
+        a.block_table = &a3;
+        a.block_size = bs;
+        a.ratio = ratio;
+        a.slots = &o1;
+        a.lengths = &o2;
+        check(spmla_window_indices_run(gpu ? G() : C(), &a, nullptr), "window_indices");
+      };
+      runw(false);
+      runw(true);
+      sync();
+      require_equal(dws.download<int32_t>(hws.size()), hws, "window slots ratio " + std::to_string(ratio));
+      require_equal(dwl.download<int32_t>(hwl.size()), hwl, "window lengths ratio " + std::to_string(ratio));
+    }
+  }
+}
+
+namespace {
+// Random FP8 bytes that are finite numbers (no NaN codes).
+std::vector<uint8_t> random_fp8(Rng &r, size_t n, bool fnuz, float sd) {
+  std::vector<uint8_t> v(n);
+  for (auto &b : v) b = spmla::f32_to_fp8_e4m3(r.normal(sd), fnuz ? spmla::Fp8Kind::E4M3FNUZ : spmla::Fp8Kind::E4M3FN);
+  return v;
+}
+
+void compare_logits(const std::vector<float> &g, const std::vector<float> &ref, int rows, int C, const std::string &what) {
+  size_t bad = 0, first = 0;
+  for (int r = 0; r < rows; ++r) {
+    double scale = 1e-30;
+    for (int j = 0; j < C; ++j) {
+      const float v = ref[(size_t)r * C + j];
+      if (std::isfinite(v)) scale = std::max(scale, (double)std::fabs(v));
+    }
+    for (int j = 0; j < C; ++j) {
+      const size_t i = (size_t)r * C + j;
+      const float a = g[i], b = ref[i];
+      bool ok;
+      if (std::isinf(b)) ok = a == b;
+      else ok = std::isfinite(a) && std::fabs((double)a - b) <= 1e-3 * scale;
+      if (!ok) {
+        if (!bad) first = i;
+        ++bad;
+      }
+    }
+  }
+  INFO(what << ": " << bad << " bad of " << g.size() << ", first " << first
+            << (bad ? " got " + std::to_string(g[first]) + " ref " + std::to_string(ref[first]) : std::string()));
+  CHECK(bad == 0);
+}
+}  // namespace
+
+TEST_CASE("gpu indexer_logits ragged", "[gpu][indexer]") {
+  Rng r;
+  INFO("seed " << r.seed);
+  struct Cs { int T, S, Hi, Di; bool fnuz; } cases[] = {
+      {1, 100, 8, 64, false}, {5, 3000, 64, 128, false}, {37, 1000, 32, 128, true}, {9, 4100, 64, 64, true}, {3, 17, 13, 128, false}};
+  for (auto cs : cases) {
+    INFO("T=" << cs.T << " S=" << cs.S << " Hi=" << cs.Hi << " Di=" << cs.Di << " fnuz=" << cs.fnuz);
+    const int T = cs.T, S = cs.S, Hi = cs.Hi, Di = cs.Di;
+    auto q = random_fp8(r, (size_t)T * Hi * Di, cs.fnuz, 1.0f);
+    auto k = random_fp8(r, (size_t)S * Di, cs.fnuz, 1.0f);
+    std::vector<float> ks(S), w((size_t)T * Hi);
+    for (auto &x : ks) x = (float)(0.01 + r.uni());
+    for (auto &x : w) x = r.normal(1.0f);
+    std::vector<int32_t> st(T), en(T);
+    for (int t = 0; t < T; ++t) {
+      st[t] = (int32_t)r.range(-5, S / 2 + 1);
+      en[t] = (int32_t)r.range(st[t], S + 10);
+    }
+    DevBuf dq(q), dk(k), dks(ks), dw(w), dst(st), den(en), dout((size_t)T * S * 4);
+    dout.poison();
+    auto hout = poisoned<float>((size_t)T * S);
+    spmla_dtype_t dt = cs.fnuz ? SPMLA_DTYPE_FP8_E4M3FNUZ : SPMLA_DTYPE_FP8_E4M3FN;
+    for (bool gpu : {false, true}) {
+      spmla_tensor_t a1 = tensor(gpu ? dq.p : q.data(), dt, {T, Hi, Di});
+      spmla_tensor_t a2 = tensor(gpu ? dk.p : k.data(), dt, {S, Di});
+      spmla_tensor_t a3 = tensor(gpu ? dks.p : ks.data(), SPMLA_DTYPE_FP32, {S});
+      spmla_tensor_t a4 = tensor(gpu ? dw.p : w.data(), SPMLA_DTYPE_FP32, {T, Hi});
+      spmla_tensor_t a5 = tensor(gpu ? dst.p : st.data(), SPMLA_DTYPE_INT32, {T});
+      spmla_tensor_t a6 = tensor(gpu ? den.p : en.data(), SPMLA_DTYPE_INT32, {T});
+      spmla_tensor_t o = tensor(gpu ? dout.p : hout.data(), SPMLA_DTYPE_FP32, {T, S});
+      spmla_indexer_logits_args_t a = SPMLA_INDEXER_LOGITS_ARGS_INIT;
+      a.q = &a1, a.k = &a2, a.k_scale = &a3, a.weights = &a4, a.k_start = &a5, a.k_end = &a6, a.logits = &o;
+      size_t wsb = 0;
+      check(spmla_indexer_logits_get_workspace_size(gpu ? G() : C(), &a, &wsb), "ws");
+      DevBuf dws(gpu ? wsb : 0);
+      std::vector<uint8_t> hws(wsb + 16);
+      check(spmla_indexer_logits_run(gpu ? G() : C(), &a, gpu ? dws.p : hws.data(), wsb, nullptr), "indexer_logits");
+    }
+    sync();
+    compare_logits(dout.download<float>(hout.size()), hout, T, S, "indexer ragged");
+  }
+}
+
+TEST_CASE("gpu indexer_logits paged", "[gpu][indexer]") {
+  Rng r;
+  INFO("seed " << r.seed);
+  struct Cs { int B, N, Hi, Di, bs, C; bool fnuz; } cases[] = {
+      {1, 1, 64, 128, 64, 1000, false}, {3, 2, 64, 128, 64, 5000, false}, {2, 5, 16, 64, 53, 700, true}, {4, 4, 8, 128, 1, 300, true}};
+  for (auto cs : cases) {
+    INFO("B=" << cs.B << " N=" << cs.N << " Hi=" << cs.Hi << " Di=" << cs.Di << " bs=" << cs.bs << " C=" << cs.C);
+    const int B = cs.B, N = cs.N, Hi = cs.Hi, Di = cs.Di, bs = cs.bs, Cc = cs.C;
+    const int max_pages = (Cc + bs - 1) / bs + 2;
+    const int pages = B * max_pages;
+    spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
+    c.layout = SPMLA_KV_LAYOUT_INDEXER_FP8;
+    c.fp8_flavor = cs.fnuz ? SPMLA_FP8_E4M3FNUZ : SPMLA_FP8_E4M3FN;
+    c.head_dim = Di;
+    c.num_pages = pages;
+    c.block_size = bs;
+    size_t pb = 0;
+    check(spmla_kv_cache_page_bytes(&c, &pb), "page bytes");
+    std::vector<uint8_t> cache(pb * pages);
+    // fill via the CPU store from random bf16
+    {
+      std::vector<uint16_t> kv = random_bf16(r, (size_t)pages * bs * Di, 1.0f);
+      std::vector<int32_t> sm((size_t)pages * bs);
+      for (size_t i = 0; i < sm.size(); ++i) sm[i] = (int32_t)i;
+      c.data = cache.data();
+      spmla_tensor_t tkv = tensor(kv.data(), SPMLA_DTYPE_BF16, {(int64_t)sm.size(), Di});
+      spmla_tensor_t tsm = tensor(sm.data(), SPMLA_DTYPE_INT32, {(int64_t)sm.size()});
+      spmla_kv_cache_store_args_t a = SPMLA_KV_CACHE_STORE_ARGS_INIT;
+      a.kv = &tkv, a.slot_mapping = &tsm, a.cache = &c;
+      check(spmla_kv_cache_store_run(C(), &a, nullptr), "cpu indexer store");
+    }
+    std::vector<int32_t> bt((size_t)B * max_pages), cl(B);
+    for (auto &x : bt) x = r.uni() < 0.03 ? -1 : r.uni() < 0.03 ? pages + 3 : (int32_t)r.range(0, pages);
+    for (auto &x : cl) x = (int32_t)r.range(0, Cc + 20);
+    auto q = random_fp8(r, (size_t)B * N * Hi * Di, cs.fnuz, 1.0f);
+    std::vector<float> w((size_t)B * N * Hi);
+    for (auto &x : w) x = r.normal(1.0f);
+    DevBuf dc(cache), dbt(bt), dcl(cl), dq(q), dw(w), dout((size_t)B * N * Cc * 4);
+    dout.poison();
+    auto hout = poisoned<float>((size_t)B * N * Cc);
+    for (bool gpu : {false, true}) {
+      spmla_kv_cache_t cc = c;
+      cc.data = gpu ? dc.p : cache.data();
+      spmla_tensor_t a1 = tensor(gpu ? dq.p : q.data(), cs.fnuz ? SPMLA_DTYPE_FP8_E4M3FNUZ : SPMLA_DTYPE_FP8_E4M3FN, {B, N, Hi, Di});
+      spmla_tensor_t a2 = tensor(gpu ? dbt.p : bt.data(), SPMLA_DTYPE_INT32, {B, max_pages});
+      spmla_tensor_t a3 = tensor(gpu ? dcl.p : cl.data(), SPMLA_DTYPE_INT32, {B});
+      spmla_tensor_t a4 = tensor(gpu ? dw.p : w.data(), SPMLA_DTYPE_FP32, {B * N, Hi});
+      spmla_tensor_t o = tensor(gpu ? dout.p : hout.data(), SPMLA_DTYPE_FP32, {B * N, Cc});
+      spmla_indexer_logits_paged_args_t a = SPMLA_INDEXER_LOGITS_PAGED_ARGS_INIT;
+      a.q = &a1, a.cache = &cc, a.block_table = &a2, a.context_lens = &a3, a.weights = &a4, a.logits = &o;
+      size_t wsb = 0;
+      check(spmla_indexer_logits_paged_get_workspace_size(gpu ? G() : C(), &a, &wsb), "ws");
+      DevBuf dws(gpu ? wsb : 0);
+      std::vector<uint8_t> hws(wsb + 16);
+      check(spmla_indexer_logits_paged_run(gpu ? G() : C(), &a, gpu ? dws.p : hws.data(), wsb, nullptr), "paged");
+    }
+    sync();
+    compare_logits(dout.download<float>(hout.size()), hout, B * N, Cc, "indexer paged");
+  }
+}
+
+TEST_CASE("gpu topk_per_row", "[gpu][topk]") {
+  Rng r;
+  INFO("seed " << r.seed);
+  struct Cs { int R, C, k, mode; } cases[] = {
+      {3, 100, 1, 0},     {7, 5000, 7, 1},   {64, 32768, 2048, 0}, {33, 32768, 1024, 2}, {40, 8192, 512, 1},
+      {5, 600, 1000, 0},  {16, 4096, 2048, 3}, {9, 70000, 2048, 2}, {8, 3000, 100, 3}};
+  for (auto cs : cases) {
+    INFO("R=" << cs.R << " C=" << cs.C << " k=" << cs.k << " mode=" << cs.mode);
+    const int R = cs.R, Cc = cs.C, k = cs.k;
+    std::vector<float> v((size_t)R * Cc);
+    for (auto &x : v) {
+      const double u = r.uni();
+      if (cs.mode == 1) x = (float)(int)r.range(-20, 20);  // many ties
+      else x = r.normal(3.0f);
+      if (u < 0.01) x = qnan();
+      else if (u < 0.02) x = -inf();
+      else if (u < 0.025) x = inf();
+      else if (u < 0.04) x = r.uni() < 0.5 ? 0.0f : -0.0f;
+    }
+    std::vector<int32_t> rs(R), re(R), cl(R);
+    for (int i = 0; i < R; ++i) {
+      rs[i] = (int32_t)r.range(-3, Cc / 3 + 1);
+      re[i] = (int32_t)r.range(rs[i], Cc + 5);
+    }
+    const int next_n = 2;
+    for (auto &x : cl) x = (int32_t)r.range(0, Cc + 4);
+    DevBuf dv(v), drs(rs), dre(re), dcl(cl), dout((size_t)R * k * 4);
+    dout.poison();
+    auto hout = poisoned<int32_t>((size_t)R * k);
+    for (bool gpu : {false, true}) {
+      spmla_tensor_t a1 = tensor(gpu ? dv.p : v.data(), SPMLA_DTYPE_FP32, {R, Cc});
+      spmla_tensor_t a2 = tensor(gpu ? drs.p : rs.data(), SPMLA_DTYPE_INT32, {R});
+      spmla_tensor_t a3 = tensor(gpu ? dre.p : re.data(), SPMLA_DTYPE_INT32, {R});
+      spmla_tensor_t a4 = tensor(gpu ? dcl.p : cl.data(), SPMLA_DTYPE_INT32, {(R + next_n - 1) / next_n});
+      spmla_tensor_t o = tensor(gpu ? dout.p : hout.data(), SPMLA_DTYPE_INT32, {R, k});
+      spmla_topk_per_row_args_t a = SPMLA_TOPK_PER_ROW_ARGS_INIT;
+      a.logits = &a1;
+      if (cs.mode == 2) a.row_starts = &a2, a.row_ends = &a3;
+      if (cs.mode == 3) a.context_lens = &a4, a.next_n = next_n;
+      a.indices = &o;
+      if (cs.mode == 3 && R % next_n) continue;
+      size_t wsb = 0;
+      check(spmla_topk_per_row_get_workspace_size(gpu ? G() : C(), &a, &wsb), "ws");
+      DevBuf dws(gpu ? wsb : 0);
+      std::vector<uint8_t> hws(wsb + 16);
+      check(spmla_topk_per_row_run(gpu ? G() : C(), &a, gpu ? dws.p : hws.data(), wsb, nullptr), "topk");
+    }
+    sync();
+    require_equal(dout.download<int32_t>(hout.size()), hout, "topk indices");
+  }
+}
+
+TEST_CASE("gpu kv_cache_store bit-identical and kv_cache_gather", "[gpu][kv]") {
+  Rng r;
+  INFO("seed " << r.seed);
+  struct Cs { spmla_kv_layout_t l; spmla_fp8_flavor_t f; int D; } layouts[] = {
+      {SPMLA_KV_LAYOUT_BF16, SPMLA_FP8_NONE, 576},          {SPMLA_KV_LAYOUT_BF16, SPMLA_FP8_NONE, 512},
+      {SPMLA_KV_LAYOUT_FP8_PER_TENSOR, SPMLA_FP8_E4M3FN, 576}, {SPMLA_KV_LAYOUT_FP8_PER_TENSOR, SPMLA_FP8_E4M3FNUZ, 512},
+      {SPMLA_KV_LAYOUT_V32_FP8, SPMLA_FP8_E4M3FN, 576},     {SPMLA_KV_LAYOUT_V32_FP8, SPMLA_FP8_E4M3FNUZ, 576},
+      {SPMLA_KV_LAYOUT_V4_FP8, SPMLA_FP8_E4M3FN, 512},      {SPMLA_KV_LAYOUT_V4_FP8, SPMLA_FP8_E4M3FNUZ, 512},
+      {SPMLA_KV_LAYOUT_INDEXER_FP8, SPMLA_FP8_E4M3FN, 128}, {SPMLA_KV_LAYOUT_INDEXER_FP8, SPMLA_FP8_E4M3FNUZ, 64}};
+  const int BSs[] = {1, 2, 53, 64, 256};
+  int li = 0;
+  for (auto L : layouts) {
+    for (int bi = 0; bi < 2; ++bi) {
+      const int bs = BSs[(li + bi * 2) % 5];
+      INFO("layout " << L.l << " flavor " << L.f << " D " << L.D << " bs " << bs);
+      spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
+      c.layout = L.l;
+      c.fp8_flavor = L.f;
+      c.head_dim = L.D;
+      c.block_size = bs;
+      c.num_pages = std::max(2, 700 / bs);
+      c.scale = bi ? 0.0173f : 0.03125f;
+      size_t pb = 0;
+      check(spmla_kv_cache_page_bytes(&c, &pb), "page bytes");
+      if (bi) c.page_stride_bytes = (int64_t)pb + 32;
+      const size_t stride = c.page_stride_bytes ? (size_t)c.page_stride_bytes : pb;
+      std::vector<uint8_t> cache(stride * c.num_pages);
+      for (auto &b : cache) b = (uint8_t)r.range(0, 256);
+      const int64_t nslots = c.num_pages * bs;
+      const int N = (int)std::min<int64_t>(nslots, 500);
+      // distinct target slots (a random subset), some skipped (negative, out of range)
+      std::vector<int64_t> perm((size_t)nslots);
+      for (int64_t i = 0; i < nslots; ++i) perm[(size_t)i] = i;
+      std::shuffle(perm.begin(), perm.end(), r.g);
+      std::vector<int32_t> sm32(N);
+      std::vector<int64_t> sm64(N);
+      for (int i = 0; i < N; ++i) {
+        int64_t s = perm[(size_t)i];
+        const double u = r.uni();
+        if (u < 0.05) s = -1;
+        else if (u < 0.08) s = nslots + r.range(0, 10);
+        sm32[i] = (int32_t)s;
+        sm64[i] = s;
+      }
+      std::vector<uint16_t> kv = random_bf16(r, (size_t)N * L.D, 1.0f);
+      for (int i = 0; i < N; ++i) {  // special rows: zeros, huge, tiny, a NaN
+        const double u = r.uni();
+        for (int d = 0; d < L.D; ++d) {
+          uint16_t &x = kv[(size_t)i * L.D + d];
+          if (u < 0.05) x = 0;
+          else if (u < 0.1) x = spmla::f32_to_bf16(spmla::bf16_to_f32(x) * 1e4f);
+          else if (u < 0.15) x = spmla::f32_to_bf16(spmla::bf16_to_f32(x) * 1e-6f);
+        }
+        if (u > 0.97) kv[(size_t)i * L.D + (size_t)r.range(0, L.D)] = spmla::f32_to_bf16(qnan());
+      }
+      const bool use64 = bi == 1;
+      DevBuf dcache(cache), dkv(kv), dsm(use64 ? DevBuf(sm64) : DevBuf(sm32));
+      std::vector<uint8_t> hcache = cache;
+      for (bool gpu : {false, true}) {
+        spmla_kv_cache_t cc = c;
+        cc.data = gpu ? dcache.p : hcache.data();
+        spmla_tensor_t a1 = tensor(gpu ? dkv.p : kv.data(), SPMLA_DTYPE_BF16, {N, L.D});
+        spmla_tensor_t a2 = tensor(gpu ? dsm.p : (use64 ? (void *)sm64.data() : (void *)sm32.data()),
+                                   use64 ? SPMLA_DTYPE_INT64 : SPMLA_DTYPE_INT32, {N});
+        spmla_kv_cache_store_args_t a = SPMLA_KV_CACHE_STORE_ARGS_INIT;
+        a.kv = &a1, a.slot_mapping = &a2, a.cache = &cc;
+        check(spmla_kv_cache_store_run(gpu ? G() : C(), &a, nullptr), "store");
+      }
+      sync();
+      require_equal(dcache.download<uint8_t>(hcache.size()), hcache, "cache bytes after store");
+
+      // gather: listed slots only (including invalid ones) from the stored cache
+      const int M = 300;
+      std::vector<int32_t> gs(M);
+      for (auto &x : gs) {
+        const double u = r.uni();
+        x = u < 0.05 ? -1 : u < 0.08 ? (int32_t)(nslots + 7) : (int32_t)r.range(0, nslots);
+      }
+      DevBuf dgs(gs), dgo((size_t)M * L.D * 2);
+      dgo.poison();
+      auto hgo = poisoned<uint16_t>((size_t)M * L.D);
+      for (bool gpu : {false, true}) {
+        spmla_kv_cache_t cc = c;
+        cc.data = gpu ? dcache.p : hcache.data();
+        spmla_tensor_t a1 = tensor(gpu ? dgs.p : gs.data(), SPMLA_DTYPE_INT32, {M});
+        spmla_tensor_t o = tensor(gpu ? dgo.p : hgo.data(), SPMLA_DTYPE_BF16, {M, L.D});
+        spmla_kv_cache_gather_args_t a = SPMLA_KV_CACHE_GATHER_ARGS_INIT;
+        a.cache = &cc, a.slots = &a1, a.out = &o;
+        check(spmla_kv_cache_gather_run(gpu ? G() : C(), &a, nullptr), "gather");
+      }
+      sync();
+      require_equal(dgo.download<uint16_t>(hgo.size()), hgo, "gathered rows");
+    }
+    ++li;
+  }
+}
