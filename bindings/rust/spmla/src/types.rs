@@ -108,6 +108,15 @@ impl From<Bf16> for f32 {
     }
 }
 
+/// Rounds to the nearest integer, ties to even (`f64::round_ties_even` needs Rust 1.77).
+fn round_half_even(x: f64) -> f64 {
+    if (x - x.trunc()).abs() == 0.5 {
+        2.0 * (x / 2.0).round()
+    } else {
+        x.round()
+    }
+}
+
 /// floor(log2(v)) for a positive, normal f64.
 fn exponent_of(v: f64) -> i32 {
     ((v.to_bits() >> 52) & 0x7FF) as i32 - 1023
@@ -127,7 +136,7 @@ fn e4m3_magnitude(a: f64, bias: i32, max_finite: f64) -> u8 {
     }
     // Quantum of the binade: 3 mantissa bits.
     let q = (2.0f64).powi(e - 3);
-    let m = (a / q).round_ties_even();
+    let m = round_half_even(a / q);
     let v = m * q;
     if v >= max_finite {
         return encode_e4m3_exact(max_finite, bias);
