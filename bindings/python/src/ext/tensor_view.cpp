@@ -97,10 +97,15 @@ TensorView::TensorView(py::handle obj, std::string name, int dtype, py::object s
   if (writable && readonly_) {
     raise_invalid("argument '" + name_ + "': the array is read-only but the call writes to it");
   }
-}
-
-TensorView::~TensorView() {
-  if (has_buffer_) PyBuffer_Release(&buffer_);
+  // An empty tensor has no memory layout to speak of: give it compact strides, so the
+  // producer's conventions for empty arrays (some export 0 strides) do not matter.
+  if (numel() == 0) {
+    int64_t running = 1;
+    for (int i = t_.ndim - 1; i >= 0; --i) {
+      t_.strides[i] = running;
+      running *= t_.shape[i] > 0 ? t_.shape[i] : 1;
+    }
+  }
 }
 
 void TensorView::set_dtype(int kind, int bits, int override_dtype) {
@@ -247,7 +252,22 @@ void TensorView::from_dlpack(py::handle obj, py::object stream, bool writable) {
 
 void TensorView::from_buffer(py::handle obj, bool writable) {
   int flags = PyBUF_STRIDES | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-  if (PyObject_GetBuffer(obj.ptr(), &buffer_, flags) != 0) {
+  bool ok = PyObject_GetBuffer(obj.ptr(), &buffer_, flags) == 0;
+  if (!ok && writable) {
+    // Say "read-only" when that is why the writable export failed.
+    PyErr_Clear();
+    Py_buffer probe;
+    if (PyObject_GetBuffer(obj.ptr(), &probe, PyBUF_STRIDES | PyBUF_FORMAT) == 0) {
+      const bool ro = probe.readonly != 0;
+      PyBuffer_Release(&probe);
+      if (ro) {
+        raise_invalid("argument '" + name_ + "': the array is read-only but the call writes to it");
+      }
+    }
+    PyErr_Clear();
+    ok = PyObject_GetBuffer(obj.ptr(), &buffer_, flags) == 0;  // the exporter's own complaint
+  }
+  if (!ok) {
     raise_invalid("argument '" + name_ + "': the buffer could not be exported: " +
                   fetch_error_text());
   }
@@ -315,6 +335,7 @@ int64_t TensorView::numel() const {
 }
 
 bool TensorView::is_contiguous() const {
+  if (numel() == 0) return true;
   int64_t expect = 1;
   for (int i = t_.ndim - 1; i >= 0; --i) {
     if (t_.shape[i] != 1 && t_.strides[i] != expect) return false;
@@ -413,7 +434,15 @@ CacheView::CacheView(py::object data, int layout, int fp8_flavor, int head_dim, 
   // A stride equal to the packed page is "packed" (0): the C rules for explicit strides
   // (a multiple of 16) are for padded pages.
   c_.page_stride_bytes = (stride < 0 || stride == page_bytes_) ? 0 : stride;
+  if (c_.page_stride_bytes != 0) {  // let the C rules judge an explicit stride first
+    st = spmla_kv_cache_page_bytes(&c_, &packed);
+    if (st != SPMLA_STATUS_SUCCESS) {
+      std::string msg = spmla_last_error_message();
+      raise_status(st, msg.empty() ? spmla_status_string(st) : msg);
+    }
+  }
   stride_ = c_.page_stride_bytes ? c_.page_stride_bytes : page_bytes_;
+  stride = stride_;
   // Bytes of the last page that are actually addressed (a V4 page's tail padding is not).
   int64_t needed = page_bytes_;
   if (c_.layout == SPMLA_KV_LAYOUT_V4_FP8) needed = static_cast<int64_t>(584) * block_size;

@@ -32,7 +32,7 @@ class TensorView {
   // is reinterpreted); stream: the DLPack stream argument handed to a non-CPU producer
   // (None or int); writable: the call writes through this view.
   TensorView(py::handle obj, std::string name, int dtype, py::object stream, bool writable);
-  ~TensorView();
+  ~TensorView() = default;
   TensorView(const TensorView &) = delete;
   TensorView &operator=(const TensorView &) = delete;
 
@@ -56,10 +56,24 @@ class TensorView {
   void from_buffer(py::handle obj, bool writable);
   void set_dtype(int code_kind, int bits, int override_dtype);
 
+  // Releases the Py_buffer also when the constructor throws half-way (members are destroyed
+  // then, the destructor of the class is not run).
+  struct BufferHolder {
+    Py_buffer view{};
+    bool held = false;
+    BufferHolder() = default;
+    BufferHolder(const BufferHolder &) = delete;
+    BufferHolder &operator=(const BufferHolder &) = delete;
+    ~BufferHolder() {
+      if (held) PyBuffer_Release(&view);
+    }
+  };
+
   std::string name_;
   py::object keep_;  // capsule or buffer exporter
-  Py_buffer buffer_{};
-  bool has_buffer_ = false;
+  BufferHolder buffer_holder_;
+  Py_buffer &buffer_ = buffer_holder_.view;
+  bool &has_buffer_ = buffer_holder_.held;
   spmla_tensor_t t_ = SPMLA_TENSOR_INIT;
   int32_t device_type_ = 1;
   int32_t device_id_ = 0;

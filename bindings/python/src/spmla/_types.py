@@ -139,6 +139,8 @@ def as_flavor(x: Any) -> FP8Flavor:
             pass
     else:
         name = getattr(x, "name", None)
+        if isinstance(x, type):
+            name = x.__name__
         for candidate in ((name,) if isinstance(name, str) else ()) + (x,):
             d = _FLAVOR_NAMES.get(_key(candidate))
             if d is not None:
