@@ -394,7 +394,17 @@ TEST_CASE("gpu kv_cache_store bit-identical and kv_cache_gather", "[gpu][kv]") {
         check(spmla_kv_cache_gather_run(gpu ? G() : C(), &a, nullptr), "gather");
       }
       sync();
-      require_equal(dgo.download<uint16_t>(hgo.size()), hgo, "gathered rows");
+      {  // bit-exact except that any NaN equals any NaN (the sign/payload of a NaN times a scale
+         // is not portable between CPU and GPU arithmetic)
+        auto g = dgo.download<uint16_t>(hgo.size());
+        size_t bad = 0;
+        for (size_t i = 0; i < g.size(); ++i) {
+          const bool gn = (g[i] & 0x7fff) > 0x7f80, rn = (hgo[i] & 0x7fff) > 0x7f80;
+          if (gn != rn || (!gn && g[i] != hgo[i])) ++bad;
+        }
+        INFO("gathered rows: " << bad << " of " << g.size() << " differ");
+        CHECK(bad == 0);
+      }
     }
     ++li;
   }
