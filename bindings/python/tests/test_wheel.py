@@ -1,0 +1,133 @@
+"""Builds the wheel, installs it into a fresh venv and runs operations from outside the source
+tree: the wheel alone must carry libspmla, the extension and the backend plugins ($ORIGIN)."""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import numpy
+import pytest
+
+PKG = pathlib.Path(__file__).resolve().parent.parent
+
+CHECK = textwrap.dedent(r"""
+    import os, sys
+    import numpy as np
+    import spmla
+    here = os.path.dirname(spmla.__file__)
+    assert here.startswith(sys.prefix), (here, sys.prefix)
+    assert os.path.exists(os.path.join(here, "libspmla.so.1"))
+    info = spmla.info()
+    cpu = [b for b in info["backends"] if b["name"] == "cpu"][0]
+    assert cpu["available"]
+    for b in info["backends"]:
+        if b["library"]:
+            assert b["library"].startswith(here), b  # plugins come from the wheel
+    x = np.array([[0.5, 3.0, -1.0, 2.0, 9.0]], np.float32)
+    assert spmla.topk_per_row(x, 2).tolist() == [[1, 4]]
+    cache = spmla.KVCache.zeros("v32_fp8", 2, 4)
+    kv = np.zeros((1, 576), np.uint16)
+    kv[0, :3] = [0x3F80, 0x4000, 0xBF80]  # bf16 1, 2, -1
+    spmla.kv_cache_store(kv, np.array([5], np.int32), cache, dtype="bf16")
+    back = np.zeros((1, 576), np.uint16)
+    spmla.kv_cache_gather(cache, np.array([5], np.int32), out=back, dtype="bf16")
+    assert back[0, :4].tolist() == [0x3F80, 0x4000, 0xBF80, 0], back[0, :4]
+    try:
+        spmla.topk_per_row(x, 0)
+    except spmla.InvalidArgumentError as e:
+        assert "indices.shape[1]" in e.message
+    else:
+        raise AssertionError("no error")
+    print("wheel ok", spmla.__version__, [b["name"] for b in info["backends"] if b["available"]])
+""")
+
+
+def _run(cmd, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    assert r.returncode == 0, f"{cmd}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    return r
+
+
+@pytest.mark.slow
+def test_wheel_builds_installs_and_runs(tmp_path):
+    if os.environ.get("SPMLA_SKIP_WHEEL_TEST") == "1":
+        pytest.skip("SPMLA_SKIP_WHEEL_TEST=1")
+    if not (PKG / "pyproject.toml").exists():
+        pytest.skip("not run from a source checkout")
+    wheel_dir = tmp_path / "wheel"
+    cmd = [sys.executable, "-m", "pip", "wheel", str(PKG), "-w", str(wheel_dir), "--no-deps", "-q"]
+    try:
+        import pybind11  # noqa: F401
+        import scikit_build_core  # noqa: F401
+
+        cmd.append("--no-build-isolation")  # offline machines: use the installed build tools
+    except ImportError:
+        pass
+    extra = os.environ.get("SPMLA_WHEEL_CMAKE_DEFINES", "")  # e.g. "SPMLA_ENABLE_CUDA=OFF"
+    for d in extra.split():
+        cmd.append(f"-Ccmake.define.{d}")
+    _run(cmd, timeout=3600)
+    wheels = list(wheel_dir.glob("spmla-*.whl"))
+    assert len(wheels) == 1, wheels
+    names = zipfile.ZipFile(wheels[0]).namelist()
+    assert "spmla/libspmla.so.1" in names and "spmla/__init__.pyi" in names
+    assert "spmla/py.typed" in names
+    assert any(n.startswith("spmla/_spmla") and n.endswith(".so") for n in names)
+    assert not any(n.startswith(("include/", "lib/", "share/")) for n in names), names
+    assert not any("/tests/" in n for n in names)
+    # A fresh venv; numpy comes from this interpreter's site directory through a .pth file,
+    # appended after the venv's own site-packages (so the wheel's spmla wins).
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+    py = venv / "bin" / "python"
+    site = _run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    pathlib.Path(site, "zz_numpy.pth").write_text(str(pathlib.Path(numpy.__file__).parent.parent) + "\n")
+    with zipfile.ZipFile(wheels[0]) as z:  # installing a wheel = unpacking it into site-packages
+        z.extractall(site)
+    for so in pathlib.Path(site, "spmla").glob("*.so*"):
+        so.chmod(0o755)
+    if shutil.which("readelf"):
+        ext = next(pathlib.Path(site, "spmla").glob("_spmla*.so"))
+        dyn = _run(["readelf", "-d", str(ext)]).stdout
+        assert "$ORIGIN" in dyn and "libspmla.so.1" in dyn, dyn
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LD_LIBRARY_PATH",
+                                                            "SPMLA_BACKEND_PATH")}
+    r = _run([str(py), "-c", CHECK], cwd=tmp_path, env=env, timeout=600)
+    assert "wheel ok" in r.stdout
+
+
+@pytest.mark.slow
+def test_wheel_installs_with_pip(tmp_path):
+    """The same wheel through pip itself, into a venv that sees this interpreter's packages."""
+    if os.environ.get("SPMLA_SKIP_WHEEL_TEST") == "1":
+        pytest.skip("SPMLA_SKIP_WHEEL_TEST=1")
+    if not (PKG / "pyproject.toml").exists():
+        pytest.skip("not run from a source checkout")
+    cache = sorted(PKG.glob("build/*"))
+    wheel_dir = tmp_path / "wheel"
+    cmd = [sys.executable, "-m", "pip", "wheel", str(PKG), "-w", str(wheel_dir), "--no-deps", "-q"]
+    try:
+        import pybind11  # noqa: F401
+        import scikit_build_core  # noqa: F401
+
+        cmd.append("--no-build-isolation")
+    except ImportError:
+        pass
+    for d in os.environ.get("SPMLA_WHEEL_CMAKE_DEFINES", "").split():
+        cmd.append(f"-Ccmake.define.{d}")
+    _run(cmd, timeout=3600)
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", str(venv)])
+    py = venv / "bin" / "python"
+    site = _run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    pathlib.Path(site, "zz_numpy.pth").write_text(str(pathlib.Path(numpy.__file__).parent.parent) + "\n")
+    wheel = next(wheel_dir.glob("spmla-*.whl"))
+    _run([str(py), "-m", "pip", "install", "-q", "--no-index", "--no-deps", str(wheel)], timeout=600)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LD_LIBRARY_PATH")}
+    r = _run([str(py), "-c", CHECK], cwd=tmp_path, env=env, timeout=600)
+    assert "wheel ok" in r.stdout
+    assert cache is not None
