@@ -35,7 +35,8 @@ struct AttnSmem {
   static constexpr int kOffStats = kOffS + kAttnBM * kLdS * 4;  // m, l, alpha: 3 x BM floats
   static constexpr int kOffInfo = kOffStats + 3 * kAttnBM * 4;  // 2 x BN x {data, aux} int64
   static constexpr int kOffSrc = kOffInfo + 2 * kAttnBN * 16;   // 2 x BN int32
-  static constexpr int kBytes = kOffSrc + 2 * kAttnBN * 4;
+  static constexpr int kOffCs = kOffSrc + 2 * kAttnBN * 4;     // 2 x BN fp32 column scales
+  static constexpr int kBytes = kOffCs + 2 * kAttnBN * 4;
 };
 
 struct TokenRange {
@@ -60,8 +61,11 @@ SPMLA_DEVICE TokenRange token_range(const AttnParams &p, int t, int split) {
 }
 
 // Fills the slot information of one tile (threads 0..BN-1).
+// FP8_PER_TENSOR rows are staged unscaled (fp8 values are exact in bf16) and the tensor scale is
+// applied per key column instead: to the logits and to P before P V (exact, no bf16 rounding of
+// fp8 * scale). Other layouts have column scale 1.
 SPMLA_DEVICE void attn_tile_info(const AttnParams &p, int t, const TokenRange &r, int tile_begin,
-                                 int64_t *info, int32_t *src) {
+                                 int64_t *info, int32_t *src, float *colscale) {
   const int j = threadIdx.x;
   if (j >= kAttnBN) return;
   const int v = tile_begin + j;
@@ -82,6 +86,7 @@ SPMLA_DEVICE void attn_tile_info(const AttnParams &p, int t, const TokenRange &r
   info[2 * j] = d;
   info[2 * j + 1] = a;
   src[j] = s;
+  colscale[j] = (s >= 0 && p.src[s].layout == kFP8PerTensor) ? p.src[s].scale : 1.f;
 }
 
 template <int D>
@@ -117,7 +122,7 @@ SPMLA_DEVICE void attn_dequant_tile(const AttnParams &p, const uint8_t *raw, con
     uint4 v = make_uint4(0u, 0u, 0u, 0u);
     if (s >= 0) {
       const uint8_t *row = raw + r * S::kRaw;
-      v = dequant8(p.src[s], row, row + 576, g * 8);
+      v = dequant8(p.src[s], row, row + 576, g * 8, /*tensor_scale=*/false);
     }
     dev::st16(ks + r * S::kLdK + g * 8, v);
   }
@@ -137,6 +142,7 @@ __global__ void __launch_bounds__(kAttnThreads, 1) sparse_attention_kernel(const
   float *row_a = row_l + kAttnBM;
   int64_t *info = reinterpret_cast<int64_t *>(smem + S::kOffInfo);
   int32_t *srcs = reinterpret_cast<int32_t *>(smem + S::kOffSrc);
+  float *colsc = reinterpret_cast<float *>(smem + S::kOffCs);
 
   const int tid = threadIdx.x;
   const int warp = dev::warp_id(), lane = dev::lane_id();
@@ -175,7 +181,7 @@ __global__ void __launch_bounds__(kAttnThreads, 1) sparse_attention_kernel(const
     for (int i = 0; i < Mma::kRegsC; ++i) o[j][i] = 0.f;
 
   if (ntiles > 0) {
-    attn_tile_info(p, t, range, range.begin, info, srcs);
+    attn_tile_info(p, t, range, range.begin, info, srcs, colsc);
     dev::block_sync();
     attn_issue_copies<D>(p, raw, info, srcs);
     dev::async_wait_all();
@@ -188,34 +194,42 @@ __global__ void __launch_bounds__(kAttnThreads, 1) sparse_attention_kernel(const
   for (int it = 0; it < ntiles; ++it) {
     const int buf = it & 1;
     int32_t *src_cur = srcs + buf * kAttnBN;
+    const float *cs_cur = colsc + buf * kAttnBN;
     int64_t *info_nxt = info + (buf ^ 1) * 2 * kAttnBN;
     int32_t *src_nxt = srcs + (buf ^ 1) * kAttnBN;
     attn_dequant_tile<D>(p, raw, src_cur, ks);
     const bool more = it + 1 < ntiles;
-    if (more) attn_tile_info(p, t, range, range.begin + (it + 1) * kAttnBN, info_nxt, src_nxt);
+    if (more)
+      attn_tile_info(p, t, range, range.begin + (it + 1) * kAttnBN, info_nxt, src_nxt, colsc + (buf ^ 1) * kAttnBN);
     dev::block_sync();
     if (more) attn_issue_copies<D>(p, raw, info_nxt, src_nxt);
 
     // ---- S = Q K^T for rows rg*16.., keys half*16..
     {
-      float sacc[Mma::kRegsC];
+      // Two independent accumulator chains (even / odd k steps) halve the mma dependency chain.
+      float sacc[Mma::kRegsC], sacc2[Mma::kRegsC];
 #pragma unroll
-      for (int i = 0; i < Mma::kRegsC; ++i) sacc[i] = 0.f;
+      for (int i = 0; i < Mma::kRegsC; ++i) sacc[i] = sacc2[i] = 0.f;
       const uint16_t *qa = qs + rg * 16 * S::kLdQ;
       const uint16_t *kb = ks + half * 16 * S::kLdK;
-#pragma unroll 4
-      for (int kk = 0; kk < D / 16; ++kk) {
-        typename Mma::FragA a;
-        typename Mma::FragB b;
-        Mma::load_a(a, qa + kk * 16, S::kLdQ);
-        Mma::load_b_nk(b, kb + kk * 16, S::kLdK);
-        Mma::mma(sacc, a, b);
+#pragma unroll 2
+      for (int kk = 0; kk < D / 16; kk += 2) {
+        typename Mma::FragA a0, a1;
+        typename Mma::FragB b0, b1;
+        Mma::load_a(a0, qa + kk * 16, S::kLdQ);
+        Mma::load_b_nk(b0, kb + kk * 16, S::kLdK);
+        Mma::load_a(a1, qa + kk * 16 + 16, S::kLdQ);
+        Mma::load_b_nk(b1, kb + kk * 16 + 16, S::kLdK);
+        Mma::mma(sacc, a0, b0);
+        Mma::mma(sacc2, a1, b1);
       }
+#pragma unroll
+      for (int i = 0; i < Mma::kRegsC; ++i) sacc[i] += sacc2[i];
 #pragma unroll
       for (int i = 0; i < Mma::kRegsC; ++i) {
         const int row = rg * 16 + Mma::c_row(lane, i);
         const int col = half * 16 + Mma::c_col(lane, i);
-        ss[row * S::kLdS + col] = src_cur[col] >= 0 ? sacc[i] * sl2 : dev::neg_inf();
+        ss[row * S::kLdS + col] = src_cur[col] >= 0 ? sacc[i] * cs_cur[col] * sl2 : dev::neg_inf();
       }
     }
     dev::block_sync();
@@ -241,7 +255,7 @@ __global__ void __launch_bounds__(kAttnThreads, 1) sparse_attention_kernel(const
         const float p0 = (v[i] == dev::neg_inf()) ? 0.f : exp2f(v[i] - m_new);
         const float p1 = (v[i + 1] == dev::neg_inf()) ? 0.f : exp2f(v[i + 1] - m_new);
         sum += p0 + p1;
-        pk[i / 2] = dev::pack_bf16x2(p0, p1);
+        pk[i / 2] = dev::pack_bf16x2(p0 * cs_cur[c0 + i], p1 * cs_cur[c0 + i + 1]);
       }
       sum = dev::group_sum<kTpr>(sum);
       // Every lane of the row group has read its scores (the shuffles above order it).

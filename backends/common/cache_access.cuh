@@ -49,7 +49,9 @@ SPMLA_HOST_DEVICE SlotOffsets slot_offsets(const CacheDesc &c, int64_t slot) {
 
 // Dequantizes elements [e0, e0 + 8) of a token row into 8 bf16 (as a uint4). `row` points to
 // the row's data bytes, `aux` to its V4 scale row (may alias inside a staged copy).
-SPMLA_DEVICE uint4 dequant8(const CacheDesc &c, const uint8_t *row, const uint8_t *aux, int e0) {
+// tensor_scale = false leaves FP8_PER_TENSOR values unscaled (the caller applies the scale).
+SPMLA_DEVICE uint4 dequant8(const CacheDesc &c, const uint8_t *row, const uint8_t *aux, int e0,
+                            bool tensor_scale = true) {
   uint4 r;
   if (c.layout == kBF16) {
     return *reinterpret_cast<const uint4 *>(row + 2 * e0);
@@ -58,7 +60,7 @@ SPMLA_DEVICE uint4 dequant8(const CacheDesc &c, const uint8_t *row, const uint8_
   float scale;
   if (c.layout == kFP8PerTensor) {
     bytes = row + e0;
-    scale = c.scale;
+    scale = tensor_scale ? c.scale : 1.f;
   } else if (c.layout == kV32) {
     if (e0 >= 512) return *reinterpret_cast<const uint4 *>(row + 528 + 2 * (e0 - 512));
     bytes = row + e0;

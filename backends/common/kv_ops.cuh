@@ -153,13 +153,19 @@ SPMLA_DEVICE float tile_amax(const float *x) {
   return dev::group_max<kGroup>(m);
 }
 
-SPMLA_DEVICE void quant16(const float *x, float scale, int flavor, uint8_t *dst) {
+// x / scale; pow2 = scale is a power of two 2^-126..2^126, where x * (1 / scale) is the same
+// exact quotient without a division.
+SPMLA_DEVICE void quant16(const float *x, float scale, int flavor, uint8_t *dst, bool pow2 = false) {
   uint32_t w[4];
+  const float inv = 1.f / scale;
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     w[i] = 0;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) w[i] |= dev::f32_to_fp8(x[4 * i + j] / scale, flavor) << (8 * j);
+    for (int j = 0; j < 4; ++j) {
+      const float q = pow2 ? x[4 * i + j] * inv : x[4 * i + j] / scale;
+      w[i] |= dev::f32_to_fp8(q, flavor) << (8 * j);
+    }
   }
   *reinterpret_cast<uint4 *>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
 }
@@ -205,7 +211,7 @@ __global__ void __launch_bounds__(kStoreRowThreads *kStoreRowsPerBlock) kv_store
       const float amax = tile_amax<8>(x);
       const int k = ::spmla::tile_scale_exponent(amax, c.flavor == 2 ? Fp8Kind::E4M3FNUZ : Fp8Kind::E4M3FN);
       const float scale = ::spmla::exp2_int(k);
-      quant16(x, scale, c.flavor, row + lane * 16);
+      quant16(x, scale, c.flavor, row + lane * 16, k >= -126 && k <= 126);
       if ((lane & 7) == 0) *reinterpret_cast<float *>(row + 512 + 4 * (lane >> 3)) = scale;
       if (lane < 8) {  // RoPE: 64 bf16 = 8 x 16 bytes
         const uint16_t *r = src + 512 + lane * 8;
@@ -225,7 +231,7 @@ __global__ void __launch_bounds__(kStoreRowThreads *kStoreRowsPerBlock) kv_store
       const float amax = tile_amax<4>(x);
       const int k = ::spmla::tile_scale_exponent(amax, c.flavor == 2 ? Fp8Kind::E4M3FNUZ : Fp8Kind::E4M3FN);
       if (lane < 28) {
-        quant16(x, ::spmla::exp2_int(k), c.flavor, row + lane * 16);
+        quant16(x, ::spmla::exp2_int(k), c.flavor, row + lane * 16, k >= -126 && k <= 126);
         if ((lane & 3) == 0) srow[lane >> 2] = ::spmla::ue8m0_from_exponent(k);
       } else if (lane == 28) {
         srow[7] = 0;

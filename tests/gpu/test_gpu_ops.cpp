@@ -327,7 +327,7 @@ TEST_CASE("gpu kv_cache_store bit-identical and kv_cache_gather", "[gpu][kv]") {
       c.scale = bi ? 0.0173f : 0.03125f;
       size_t pb = 0;
       check(spmla_kv_cache_page_bytes(&c, &pb), "page bytes");
-      if (bi) c.page_stride_bytes = (int64_t)pb + 32;
+      if (bi) c.page_stride_bytes = ((int64_t)pb + 15) / 16 * 16 + 32;
       const size_t stride = c.page_stride_bytes ? (size_t)c.page_stride_bytes : pb;
       std::vector<uint8_t> cache(stride * c.num_pages);
       for (auto &b : cache) b = (uint8_t)r.range(0, 256);
