@@ -52,13 +52,13 @@ def _run(cmd, **kw):
     return r
 
 
-@pytest.mark.slow
-def test_wheel_builds_installs_and_runs(tmp_path):
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
     if os.environ.get("SPMLA_SKIP_WHEEL_TEST") == "1":
         pytest.skip("SPMLA_SKIP_WHEEL_TEST=1")
     if not (PKG / "pyproject.toml").exists():
         pytest.skip("not run from a source checkout")
-    wheel_dir = tmp_path / "wheel"
+    wheel_dir = tmp_path_factory.mktemp("wheel")
     cmd = [sys.executable, "-m", "pip", "wheel", str(PKG), "-w", str(wheel_dir), "--no-deps", "-q"]
     try:
         import pybind11  # noqa: F401
@@ -67,67 +67,58 @@ def test_wheel_builds_installs_and_runs(tmp_path):
         cmd.append("--no-build-isolation")  # offline machines: use the installed build tools
     except ImportError:
         pass
-    extra = os.environ.get("SPMLA_WHEEL_CMAKE_DEFINES", "")  # e.g. "SPMLA_ENABLE_CUDA=OFF"
-    for d in extra.split():
+    for d in os.environ.get("SPMLA_WHEEL_CMAKE_DEFINES", "").split():  # e.g. SPMLA_ENABLE_CUDA=OFF
         cmd.append(f"-Ccmake.define.{d}")
     _run(cmd, timeout=3600)
     wheels = list(wheel_dir.glob("spmla-*.whl"))
     assert len(wheels) == 1, wheels
-    names = zipfile.ZipFile(wheels[0]).namelist()
-    assert "spmla/libspmla.so.1" in names and "spmla/__init__.pyi" in names
-    assert "spmla/py.typed" in names
-    assert any(n.startswith("spmla/_spmla") and n.endswith(".so") for n in names)
-    assert not any(n.startswith(("include/", "lib/", "share/")) for n in names), names
-    assert not any("/tests/" in n for n in names)
-    # A fresh venv; numpy comes from this interpreter's site directory through a .pth file,
-    # appended after the venv's own site-packages (so the wheel's spmla wins).
+    return wheels[0]
+
+
+def _venv(tmp_path, with_pip):
+    """A fresh venv; numpy comes from this interpreter's site directory through a .pth file,
+    appended after the venv's own site-packages (so the wheel's spmla wins)."""
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+    _run([sys.executable, "-m", "venv", str(venv)] + ([] if with_pip else ["--without-pip"]))
     py = venv / "bin" / "python"
     site = _run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
     pathlib.Path(site, "zz_numpy.pth").write_text(str(pathlib.Path(numpy.__file__).parent.parent) + "\n")
-    with zipfile.ZipFile(wheels[0]) as z:  # installing a wheel = unpacking it into site-packages
+    return py, pathlib.Path(site)
+
+
+def _clean_env():
+    return {k: v for k, v in os.environ.items()
+            if k not in ("PYTHONPATH", "LD_LIBRARY_PATH", "SPMLA_BACKEND_PATH")}
+
+
+@pytest.mark.slow
+def test_wheel_contents_and_unpacked_install(wheel, tmp_path):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "spmla/libspmla.so.1" in names and "spmla/__init__.pyi" in names
+    assert "spmla/py.typed" in names and "spmla/_spmla.pyi" in names
+    assert any(n.startswith("spmla/_spmla") and n.endswith(".so") for n in names)
+    assert not any(n.startswith(("include/", "lib/", "share/", "bin/")) for n in names), names
+    assert not any("/tests/" in n for n in names)
+    py, site = _venv(tmp_path, with_pip=False)
+    with zipfile.ZipFile(wheel) as z:  # installing a wheel = unpacking it into site-packages
         z.extractall(site)
-    for so in pathlib.Path(site, "spmla").glob("*.so*"):
+    for so in (site / "spmla").glob("*.so*"):
         so.chmod(0o755)
     if shutil.which("readelf"):
-        ext = next(pathlib.Path(site, "spmla").glob("_spmla*.so"))
-        dyn = _run(["readelf", "-d", str(ext)]).stdout
-        assert "$ORIGIN" in dyn and "libspmla.so.1" in dyn, dyn
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LD_LIBRARY_PATH",
-                                                            "SPMLA_BACKEND_PATH")}
-    r = _run([str(py), "-c", CHECK], cwd=tmp_path, env=env, timeout=600)
+        for so in (site / "spmla").glob("*.so*"):
+            if so.name.startswith("libspmla.so"):
+                continue
+            dyn = _run(["readelf", "-d", str(so)]).stdout
+            if so.name.startswith("_spmla"):
+                assert "$ORIGIN" in dyn and "libspmla.so.1" in dyn, dyn
+            assert "/build" not in dyn and "/work" not in dyn, dyn  # no build-tree rpaths
+    r = _run([str(py), "-c", CHECK], cwd=tmp_path, env=_clean_env(), timeout=600)
     assert "wheel ok" in r.stdout
 
 
 @pytest.mark.slow
-def test_wheel_installs_with_pip(tmp_path):
-    """The same wheel through pip itself, into a venv that sees this interpreter's packages."""
-    if os.environ.get("SPMLA_SKIP_WHEEL_TEST") == "1":
-        pytest.skip("SPMLA_SKIP_WHEEL_TEST=1")
-    if not (PKG / "pyproject.toml").exists():
-        pytest.skip("not run from a source checkout")
-    cache = sorted(PKG.glob("build/*"))
-    wheel_dir = tmp_path / "wheel"
-    cmd = [sys.executable, "-m", "pip", "wheel", str(PKG), "-w", str(wheel_dir), "--no-deps", "-q"]
-    try:
-        import pybind11  # noqa: F401
-        import scikit_build_core  # noqa: F401
-
-        cmd.append("--no-build-isolation")
-    except ImportError:
-        pass
-    for d in os.environ.get("SPMLA_WHEEL_CMAKE_DEFINES", "").split():
-        cmd.append(f"-Ccmake.define.{d}")
-    _run(cmd, timeout=3600)
-    venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)])
-    py = venv / "bin" / "python"
-    site = _run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
-    pathlib.Path(site, "zz_numpy.pth").write_text(str(pathlib.Path(numpy.__file__).parent.parent) + "\n")
-    wheel = next(wheel_dir.glob("spmla-*.whl"))
+def test_wheel_installs_with_pip(wheel, tmp_path):
+    py, _ = _venv(tmp_path, with_pip=True)
     _run([str(py), "-m", "pip", "install", "-q", "--no-index", "--no-deps", str(wheel)], timeout=600)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LD_LIBRARY_PATH")}
-    r = _run([str(py), "-c", CHECK], cwd=tmp_path, env=env, timeout=600)
+    r = _run([str(py), "-c", CHECK], cwd=tmp_path, env=_clean_env(), timeout=600)
     assert "wheel ok" in r.stdout
-    assert cache is not None
