@@ -239,8 +239,18 @@ int cmd_run(const RunOptions &o) {
     DeviceTensor slot_t(h, SPMLA_DTYPE_INT32, {chunk});
     std::vector<uint16_t> kv_h(size_t(chunk) * m.d_qk), ik_h(size_t(chunk) * s.Di);
     std::vector<int32_t> slot_h(chunk);
-    auto flush = [&](int64_t n, const spmla_kv_cache_t &cache, bool with_indexer) {
+    // Rows are generated on all threads (each row has its own random stream), then stored.
+    std::vector<std::pair<int, int64_t>> toks;  // (request, position) of the chunk's rows
+    auto flush = [&](const spmla_kv_cache_t &cache, const std::vector<int32_t> &tab, Stream kv_stream,
+                     bool with_indexer) {
+      const int64_t n = int64_t(toks.size());
       if (n == 0) return;
+      parallel_for(n, [&](int64_t i) {
+        const int64_t id = int64_t(toks[i].first) * s.ctx_max + toks[i].second;
+        fill_kv_row(o.seed, kv_stream, id, m.d_qk, &kv_h[size_t(i) * m.d_qk]);
+        if (with_indexer) fill_kv_row(o.seed, kIndexerK, id, s.Di, &ik_h[size_t(i) * s.Di]);
+        slot_h[i] = slot_of(tab, s, toks[i].first, toks[i].second);
+      });
       kv_t.buf.upload(kv_h.data(), size_t(n) * m.d_qk * 2);
       slot_t.buf.upload(slot_h.data(), size_t(n) * 4);
       const spmla_tensor_t kv_v = rows(kv_t.t, n), slot_v = rows(slot_t.t, n);
@@ -257,25 +267,20 @@ int cmd_run(const RunOptions &o) {
         SPMLA_CHECK(spmla_kv_cache_store_run(h, &a, nullptr));
       }
       h.sync();  // the host buffers are refilled next
+      toks.clear();
     };
-    int64_t n = 0;
     for (int b = 0; b < s.B; ++b)
       for (int64_t p = 0; p < s.ctx[b]; ++p) {
-        const int64_t id = int64_t(b) * s.ctx_max + p;
-        fill_kv_row(o.seed, kKv, id, m.d_qk, &kv_h[size_t(n) * m.d_qk]);
-        fill_kv_row(o.seed, kIndexerK, id, s.Di, &ik_h[size_t(n) * s.Di]);
-        slot_h[n] = slot_of(table, s, b, p);
-        if (++n == chunk) flush(n, kv_cache, true), n = 0;
+        toks.emplace_back(b, p);
+        if (int64_t(toks.size()) == chunk) flush(kv_cache, table, kKv, true);
       }
-    flush(n, kv_cache, true);
-    n = 0;
+    flush(kv_cache, table, kKv, true);
     for (int b = 0; s.W && b < s.B; ++b)
       for (int64_t p = win_lo[b]; p < s.ctx[b]; ++p) {
-        fill_kv_row(o.seed, kWindowKv, int64_t(b) * s.ctx_max + p, m.d_qk, &kv_h[size_t(n) * m.d_qk]);
-        slot_h[n] = slot_of(win_table, s, b, p);
-        if (++n == chunk) flush(n, win_cache, false), n = 0;
+        toks.emplace_back(b, p);
+        if (int64_t(toks.size()) == chunk) flush(win_cache, win_table, kWindowKv, false);
       }
-    flush(n, win_cache, false);
+    flush(win_cache, win_table, kWindowKv, false);
     stage_done("store");
   }
 
@@ -289,7 +294,7 @@ int cmd_run(const RunOptions &o) {
     std::vector<uint16_t> qh(size_t(std::min(chunk, s.T)) * row);
     for (int64_t t0 = 0; t0 < s.T; t0 += chunk) {
       const int64_t n = std::min(chunk, s.T - t0);
-      for (int64_t t = 0; t < n; ++t) fill_q_row(o.seed, t0 + t, int(row), &qh[size_t(t) * row]);
+      parallel_for(n, [&](int64_t t) { fill_q_row(o.seed, t0 + t, int(row), &qh[size_t(t) * row]); });
       q_t.buf.upload(qh.data(), size_t(n) * row * 2, size_t(t0) * row * 2);
       h.sync();
     }
@@ -300,10 +305,10 @@ int cmd_run(const RunOptions &o) {
   {
     std::vector<uint8_t> iq(size_t(s.T) * s.Hi * s.Di);
     std::vector<float> w(size_t(s.T) * s.Hi);
-    for (int64_t t = 0; t < s.T; ++t) {
+    parallel_for(s.T, [&](int64_t t) {
       fill_indexer_q_row(o.seed, t, s.Hi * s.Di, enc, &iq[size_t(t) * s.Hi * s.Di]);
       fill_weights_row(o.seed, t, s.Hi, &w[size_t(t) * s.Hi]);
-    }
+    });
     iq_t.upload(iq);
     w_t.upload(w);
   }
@@ -730,8 +735,9 @@ int cmd_run(const RunOptions &o) {
                 s.W ? (" + window " + std::to_string(s.W)).c_str() : "", s.ctx_max, s.bs, m.layout_name,
                 o.fp8_flavor.c_str(), m.sink ? ", attention sink" : "", s.Hi, s.Di);
     std::printf("  attention  %.3f ms (median of %d; plan %.3f ms), %.3f TFLOP/s\n", attn_ms, o.repeats, plan_ms, tflops);
-    std::printf("  step       %.1f ms (store %.1f, indexer %.1f, top-k %.1f, attention %.1f); check %.1f ms\n", step_ms,
-                stages.value("store", 0.0), stages.value("indexer_logits", 0.0), stages.value("topk", 0.0),
+    std::printf("  step       %.1f ms (store %.1f, inputs %.1f, indexer %.1f, top-k %.1f, attention %.1f); check %.1f ms\n",
+                step_ms, stages.value("store", 0.0), stages.value("inputs", 0.0), stages.value("indexer_logits", 0.0),
+                stages.value("topk", 0.0),
                 stages.value("sparse_attention", 0.0), stages.value("check", 0.0));
     if (checked) {
       std::printf("  check      %d tokens vs fp64: max_rel_err %.3g (tol 1e-2), lse err %.3g (tol 1e-3*max(1,|lse|)),\n"
