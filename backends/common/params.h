@@ -12,7 +12,12 @@ namespace kern {
 constexpr int kAttnBM = 64;  // heads per attention CTA
 constexpr int kAttnBN = 32;  // list entries per attention tile
 constexpr int kDV = 512;     // value width
-constexpr int kIdxRows = 4;  // indexer rows per CTA
+// Indexer rows per CTA. The HIP build sets 1 (-DSPMLA_IDX_ROWS=1): four rows of q tiles need
+// ~106 KiB of shared memory, above the 64 KiB of LDS of gfx942 and RDNA.
+#ifndef SPMLA_IDX_ROWS
+#define SPMLA_IDX_ROWS 4
+#endif
+constexpr int kIdxRows = SPMLA_IDX_ROWS;
 constexpr int kIdxMaxHi = 64;
 
 enum Layout : int32_t { kBF16 = 1, kFP8PerTensor = 2, kV32 = 3, kV4 = 4, kIndexer = 5 };
