@@ -258,7 +258,8 @@ __global__ void __launch_bounds__(kAttnThreads, 1) sparse_attention_kernel(const
         pk[i / 2] = dev::pack_bf16x2(p0 * cs_cur[c0 + i], p1 * cs_cur[c0 + i + 1]);
       }
       sum = dev::group_sum<kTpr>(sum);
-      // Every lane of the row group has read its scores (the shuffles above order it).
+      // Every lane of the row group has read its scores before P overwrites them.
+      dev::warp_sync();
       uint32_t *prow = reinterpret_cast<uint32_t *>(ps + row * S::kLdP + c0);
 #pragma unroll
       for (int i = 0; i < kCpt / 2; ++i) prow[i] = pk[i];

@@ -27,6 +27,7 @@ typedef hipStream_t spmla_stream_t;
 // ------------------------------------------------------------------------------- CUDA
 #  include <cuda_runtime.h>
 #  include <cuda_bf16.h>
+#  include <cuda_fp16.h>
 #  define SPMLA_VENDOR_CUDA 1
 #  define SPMLA_WARP_SIZE 32
 typedef cudaStream_t spmla_stream_t;
@@ -111,8 +112,26 @@ SPMLA_DEVICE uint16_t f32_to_bf16(float f) {
   u += 0x7fffu + ((u >> 16) & 1u);
   return (uint16_t)(u >> 16);
 }
+// Two floats -> packed bf16 (RNE). Hardware on sm_80+ (a NaN becomes the canonical bf16 NaN there;
+// every non-NaN value rounds identically to f32_to_bf16).
 SPMLA_DEVICE uint32_t pack_bf16x2(float lo, float hi) {
+#if defined(SPMLA_VENDOR_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  uint32_t r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+#else
   return (uint32_t)f32_to_bf16(lo) | ((uint32_t)f32_to_bf16(hi) << 16);
+#endif
+}
+
+// Within-warp ordering of shared-memory accesses between lanes (after shuffles that already
+// synchronised the lanes): CUDA __syncwarp; HIP wavefronts execute in lockstep.
+SPMLA_DEVICE void warp_sync() {
+#if defined(SPMLA_VENDOR_HIP)
+  __builtin_amdgcn_wave_barrier();
+#else
+  __syncwarp();
+#endif
 }
 
 // ------------------------------------------------------------------------------- FP8
@@ -129,8 +148,25 @@ SPMLA_DEVICE float fp8_to_f32(uint32_t b, int flavor) {
   const bool nan = fnuz ? (b == 0x80u) : ((b & 0x7fu) == 0x7fu);
   return nan ? __uint_as_float(0x7fc00000u) : v;
 }
-// Decode 4 packed fp8 codes (byte 0 = lowest).
+// Decode 4 packed fp8 codes (byte 0 = lowest). E4M3FN on sm_89+ uses the hardware conversion
+// (cvt.rn.f16x2.e4m3x2, exact: every E4M3 value is an fp16 value); otherwise software.
 SPMLA_DEVICE void fp8x4_to_f32(uint32_t w, int flavor, float out[4]) {
+#if defined(SPMLA_VENDOR_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  if (flavor == 1) {
+    uint32_t h01, h23;
+    asm("{\n .reg .b16 lo, hi;\n mov.b32 {lo, hi}, %2;\n cvt.rn.f16x2.e4m3x2 %0, lo;\n"
+        " cvt.rn.f16x2.e4m3x2 %1, hi;\n}\n"
+        : "=r"(h01), "=r"(h23)
+        : "r"(w));
+    const float2 a = __half22float2(*reinterpret_cast<const __half2 *>(&h01));
+    const float2 b = __half22float2(*reinterpret_cast<const __half2 *>(&h23));
+    out[0] = a.x;
+    out[1] = a.y;
+    out[2] = b.x;
+    out[3] = b.y;
+    return;
+  }
+#endif
 #pragma unroll
   for (int i = 0; i < 4; ++i) out[i] = fp8_to_f32((w >> (8 * i)) & 0xffu, flavor);
 }

@@ -1,0 +1,126 @@
+// hip_api_nv.cu — the HIP plugin's runtime table filled from the CUDA runtime: the
+// "HIP-on-NVIDIA" build, in which the HIP plugin's host code and the shared kernels are compiled
+// by nvcc (through backends/common/compat.h, not Debian's hip/nvidia_detail headers) and run on
+// an NVIDIA GPU as backend "hip". The CUDA runtime is linked statically; the driver is looked
+// for first so that a machine without one gets a reason instead of a crash.
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+#include <stdio.h>
+
+#include <mutex>
+
+#include "hip_api.h"
+
+namespace {
+
+spmla::hip::Api g_api;
+bool g_loaded;
+std::string g_why;
+std::mutex g_mu;
+
+int count(int *n) { return (int)cudaGetDeviceCount(n); }
+int set_dev(int d) { return (int)cudaSetDevice(d); }
+int get_dev(int *d) { return (int)cudaGetDevice(d); }
+int attr(int *v, spmla::hip::Attr a, int dev) {
+  using spmla::hip::Attr;
+  const cudaDeviceAttr c = a == Attr::kMultiprocessorCount ? cudaDevAttrMultiProcessorCount
+                           : a == Attr::kWarpSize          ? cudaDevAttrWarpSize
+                           : a == Attr::kMaxSharedPerBlock ? cudaDevAttrMaxSharedMemoryPerBlock
+                                                           : cudaDevAttrMaxSharedMemoryPerBlockOptin;
+  return (int)cudaDeviceGetAttribute(v, c, dev);
+}
+int total_mem(size_t *b, int dev) {
+  cudaDeviceProp p;
+  const cudaError_t e = cudaGetDeviceProperties(&p, dev);
+  if (e == cudaSuccess) *b = p.totalGlobalMem;
+  return (int)e;
+}
+int dev_name(char *out, int n, int dev) {
+  cudaDeviceProp p;
+  const cudaError_t e = cudaGetDeviceProperties(&p, dev);
+  if (e == cudaSuccess) snprintf(out, (size_t)n, "%s", p.name);
+  return (int)e;
+}
+int dev_arch(char *out, size_t n, int dev) {
+  int ma = 0, mi = 0;
+  cudaError_t e = cudaDeviceGetAttribute(&ma, cudaDevAttrComputeCapabilityMajor, dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&mi, cudaDevAttrComputeCapabilityMinor, dev);
+  if (e == cudaSuccess) snprintf(out, n, "sm_%d%d", ma, mi);
+  return (int)e;
+}
+int mal(void **p, size_t b) { return (int)cudaMalloc(p, b); }
+int fre(void *p) { return (int)cudaFree(p); }
+int cpy(void *d, const void *s, size_t b, int kind, void *st) {
+  return (int)cudaMemcpyAsync(d, s, b, (cudaMemcpyKind)kind, (cudaStream_t)st);
+}
+int set(void *d, int v, size_t b, void *st) { return (int)cudaMemsetAsync(d, v, b, (cudaStream_t)st); }
+int ssync(void *st) { return (int)cudaStreamSynchronize((cudaStream_t)st); }
+int ev_create(void **e) { return (int)cudaEventCreate(reinterpret_cast<cudaEvent_t *>(e)); }
+int ev_destroy(void *e) { return (int)cudaEventDestroy((cudaEvent_t)e); }
+int ev_record(void *e, void *st) { return (int)cudaEventRecord((cudaEvent_t)e, (cudaStream_t)st); }
+int ev_sync(void *e) { return (int)cudaEventSynchronize((cudaEvent_t)e); }
+int ev_elapsed(float *ms, void *a, void *b) { return (int)cudaEventElapsedTime(ms, (cudaEvent_t)a, (cudaEvent_t)b); }
+int last() { return (int)cudaGetLastError(); }
+const char *ename(int e) { return cudaGetErrorName((cudaError_t)e); }
+const char *estr(int e) { return cudaGetErrorString((cudaError_t)e); }
+int func_smem(const void *f, int bytes) {
+  return (int)cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+}
+
+bool load_locked() {
+  void *drv = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!drv) {
+    const char *e = dlerror();
+    g_why = std::string("no CUDA driver for the HIP-on-NVIDIA build: libcuda.so.1 not found (") +
+            (e ? e : "dlopen failed") + ")";
+    return false;
+  }
+  spmla::hip::Api &a = g_api;
+  a.vendor = "CUDA (HIP-on-NVIDIA)";
+  snprintf(a.library, sizeof a.library, "static CUDA runtime + libcuda.so.1");
+  cudaRuntimeGetVersion(&a.runtime_version);
+  a.GetDeviceCount = count;
+  a.SetDevice = set_dev;
+  a.GetDevice = get_dev;
+  a.DeviceGetAttribute = attr;
+  a.DeviceTotalMem = total_mem;
+  a.DeviceGetName = dev_name;
+  a.DeviceArch = dev_arch;
+  a.Malloc = mal;
+  a.Free = fre;
+  a.MemcpyAsync = cpy;
+  a.MemsetAsync = set;
+  a.StreamSynchronize = ssync;
+  a.EventCreate = ev_create;
+  a.EventDestroy = ev_destroy;
+  a.EventRecord = ev_record;
+  a.EventSynchronize = ev_sync;
+  a.EventElapsedTime = ev_elapsed;
+  a.GetLastError = last;
+  a.GetErrorName = ename;
+  a.GetErrorString = estr;
+  a.FuncSetMaxDynamicShared = func_smem;
+  g_loaded = true;
+  return true;
+}
+
+}  // namespace
+
+namespace spmla {
+namespace hip {
+
+const Api *api_load(std::string *why) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    load_locked();
+  }
+  if (!g_loaded && why) *why = g_why;
+  return g_loaded ? &g_api : nullptr;
+}
+
+const Api *api() { return g_loaded ? &g_api : nullptr; }
+
+}  // namespace hip
+}  // namespace spmla
