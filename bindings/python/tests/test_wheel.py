@@ -76,14 +76,19 @@ def wheel(tmp_path_factory):
 
 
 def _venv(tmp_path, with_pip):
-    """A fresh venv; numpy comes from this interpreter's site directory through a .pth file,
-    appended after the venv's own site-packages (so the wheel's spmla wins)."""
+    """A fresh venv (without the numpy link yet: see _link_numpy)."""
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", str(venv)] + ([] if with_pip else ["--without-pip"]))
     py = venv / "bin" / "python"
     site = _run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
-    pathlib.Path(site, "zz_numpy.pth").write_text(str(pathlib.Path(numpy.__file__).parent.parent) + "\n")
     return py, pathlib.Path(site)
+
+
+def _link_numpy(site):
+    """numpy from this interpreter's site directory through a .pth file, appended after the
+    venv's own site-packages, so the wheel's spmla wins over any spmla installed beside numpy.
+    Written after installing: pip would otherwise see that other spmla and skip the wheel."""
+    (site / "zz_numpy.pth").write_text(str(pathlib.Path(numpy.__file__).parent.parent) + "\n")
 
 
 def _clean_env():
@@ -102,6 +107,7 @@ def test_wheel_contents_and_unpacked_install(wheel, tmp_path):
     py, site = _venv(tmp_path, with_pip=False)
     with zipfile.ZipFile(wheel) as z:  # installing a wheel = unpacking it into site-packages
         z.extractall(site)
+    _link_numpy(site)
     for so in (site / "spmla").glob("*.so*"):
         so.chmod(0o755)
     if shutil.which("readelf"):
@@ -118,7 +124,8 @@ def test_wheel_contents_and_unpacked_install(wheel, tmp_path):
 
 @pytest.mark.slow
 def test_wheel_installs_with_pip(wheel, tmp_path):
-    py, _ = _venv(tmp_path, with_pip=True)
+    py, site = _venv(tmp_path, with_pip=True)
     _run([str(py), "-m", "pip", "install", "-q", "--no-index", "--no-deps", str(wheel)], timeout=600)
+    _link_numpy(site)
     r = _run([str(py), "-c", CHECK], cwd=tmp_path, env=_clean_env(), timeout=600)
     assert "wheel ok" in r.stdout
