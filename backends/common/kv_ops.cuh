@@ -123,6 +123,9 @@ __global__ void window_indices_kernel(const WindowParams p) {
 }
 
 // ------------------------------------------------------------------ kv_cache_store
+// Rows are stored in parallel: when two rows of one call name the same slot, which row's bytes
+// end up in the slot is unspecified on the GPU (the CPU reference keeps the later row). Callers
+// (vLLM-style slot mappings) never repeat a slot within one store.
 // 32 threads per row (shuffle width 32 <= any warp size), 8 rows per block. Each thread owns 16
 // consecutive NoPE values; tiles (V32 128, V4 64, indexer Di) are aligned groups of threads.
 constexpr int kStoreRowThreads = 32;
