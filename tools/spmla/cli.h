@@ -2,6 +2,7 @@
 #pragma once
 #include <spmla.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -140,6 +141,25 @@ class Rng {
   bool has_spare_ = false;
   double spare_ = 0;
 };
+
+// Median of a non-empty list of timings.
+inline double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Runs f(i) for i in [0, n) on all hardware threads.
+template <class F>
+void parallel_for(int64_t n, F f) {
+  const int nt = int(std::max<int64_t>(1, std::min<int64_t>(std::thread::hardware_concurrency(), n)));
+  std::vector<std::thread> th;
+  for (int w = 0; w < nt; ++w)
+    th.emplace_back([&, w] {
+      for (int64_t i = w; i < n; i += nt) f(i);
+    });
+  for (auto &x : th) x.join();
+}
 
 std::string format_bytes(double bytes);
 

@@ -45,12 +45,6 @@ struct Case {
   std::function<Measurement(Env &)> run;
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 // Warm-up calls, then `repeats` calls each between two events; the median in ms.
 double time_op(Env &e, const std::function<void()> &call) {
   for (int i = 0; i < e.o.warmup; ++i) call();
@@ -95,16 +89,6 @@ std::vector<int32_t> shuffled(uint64_t seed, uint64_t stream, int64_t n) {
   return v;
 }
 
-int64_t token_bytes(spmla_kv_layout_t l, int dim) {
-  switch (l) {
-    case SPMLA_KV_LAYOUT_BF16: return 2 * dim;
-    case SPMLA_KV_LAYOUT_FP8_PER_TENSOR: return dim;
-    case SPMLA_KV_LAYOUT_V32_FP8: return 656;
-    case SPMLA_KV_LAYOUT_V4_FP8: return 584;
-    case SPMLA_KV_LAYOUT_INDEXER_FP8: return dim + 4;
-    default: return 0;
-  }
-}
 const char *layout_name(spmla_kv_layout_t l) {
   switch (l) {
     case SPMLA_KV_LAYOUT_BF16: return "BF16";
@@ -121,6 +105,11 @@ const char *layout_name(spmla_kv_layout_t l) {
 struct FilledCache {
   DeviceBuffer buf;
   spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
+  double token_bytes() const {  // cache bytes per token (page bytes / block size)
+    size_t pb = 0;
+    SPMLA_CHECK(spmla_kv_cache_page_bytes(&c, &pb));
+    return double(pb) / c.block_size;
+  }
 };
 std::unique_ptr<FilledCache> filled_cache(Env &e, spmla_kv_layout_t layout, int dim, int64_t tokens,
                                           int block_size = 64) {
@@ -332,7 +321,7 @@ Case make_store_case(CacheOpShape sh) {
             a.cache = &cache->c;
             Measurement m;
             m.time_ms = time_op(e, [&] { SPMLA_CHECK(spmla_kv_cache_store_run(e.h, &a, nullptr)); });
-            m.bytes = double(sh.N) * (2.0 * sh.dim + 4 + token_bytes(sh.layout, sh.dim));
+            m.bytes = double(sh.N) * (2.0 * sh.dim + 4 + cache->token_bytes());
             return m;
           }};
 }
@@ -347,7 +336,7 @@ Case make_gather_case(CacheOpShape sh) {
             a.out = out.desc();
             Measurement m;
             m.time_ms = time_op(e, [&] { SPMLA_CHECK(spmla_kv_cache_gather_run(e.h, &a, nullptr)); });
-            m.bytes = double(sh.N) * (2.0 * sh.dim + 4 + token_bytes(sh.layout, sh.dim));
+            m.bytes = double(sh.N) * (2.0 * sh.dim + 4 + cache->token_bytes());
             return m;
           }};
 }

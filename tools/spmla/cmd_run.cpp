@@ -109,23 +109,6 @@ spmla_tensor_t rows(const spmla_tensor_t &t, int64_t n) {
   return v;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-// Runs f(i) for i in [0, n) on all hardware threads.
-template <class F>
-void parallel_for(int64_t n, F f) {
-  const int nt = std::max(1, std::min<int>(int(std::thread::hardware_concurrency()), int(n)));
-  std::vector<std::thread> th;
-  for (int w = 0; w < nt; ++w)
-    th.emplace_back([&, w] {
-      for (int64_t i = w; i < n; i += nt) f(i);
-    });
-  for (auto &x : th) x.join();
-}
 
 struct CheckResult {
   int tokens = 0;
@@ -714,6 +697,7 @@ int cmd_run(const RunOptions &o) {
             {"max_lse_err_normalized", cr.max_lse_err_norm},
             {"max_logits_err_normalized", cr.max_maxlogit_err_norm},
             {"indexer_err", cr.indexer_err},
+            {"checked", checked},
             {"checked_tokens", cr.tokens},
             {"checks",
              {{"attention", cr.attention_ok}, {"indexer_logits", cr.indexer_ok}, {"topk", cr.topk_ok},

@@ -59,7 +59,7 @@ int main(int argc, char **argv) {
   run->add_option("--indexer-heads", ro.indexer_heads, "Indexer heads Hi")->check(CLI::Range(1, 64))->capture_default_str();
   run->add_option("--indexer-dim", ro.indexer_dim, "Indexer head dim Di (64 or 128)")->check(CLI::IsMember({64, 128}))->capture_default_str();
   run->add_option("--seed", ro.seed, "Random seed")->capture_default_str();
-  run->add_option("--check-tokens", ro.check_tokens, "Query tokens checked against fp64 (0 = no check)")->check(CLI::Range(0, 1 << 20))->capture_default_str();
+  run->add_option("--check-tokens", ro.check_tokens, "Query tokens checked against fp64 (0 = timing only: no check, exit 0)")->check(CLI::Range(0, 1 << 20))->capture_default_str();
   run->add_option("--repeats", ro.repeats, "Attention calls timed (median reported)")->check(CLI::Range(1, 100000))->capture_default_str();
   run->add_option("--fp8-flavor", ro.fp8_flavor, "FP8 flavour of every cache: e4m3fn or e4m3fnuz")
       ->check(CLI::IsMember({"e4m3fn", "e4m3fnuz"}))->capture_default_str();
