@@ -493,6 +493,21 @@ TEST_CASE("sparse_attention: timing of a DeepSeek-V3.2 decode step (T 4, H 128, 
                 threads, best * 1e3, flops / best * 1e-9);
     CHECK(best < 60.0);  // sanity only; the target (< 2 s on 2 cores) is reported, not asserted
   }
+  {
+    // prefill-like call: T = 64 tokens with the same shapes (one run, default thread count)
+    Attn p = a;
+    p.T = 64;
+    p.q = tst::random_bf16(rng, size_t(64 * 128 * 576), 1.0f);
+    p.idx.resize(size_t(64 * 2048));
+    for (auto &x : p.idx) x = int32_t(rng.integer(0, c.slots() - 1));
+    tst::Handle h;
+    auto t0 = std::chrono::steady_clock::now();
+    p.run(h);
+    auto t1 = std::chrono::steady_clock::now();
+    const double sec = std::chrono::duration<double>(t1 - t0).count();
+    std::printf("[timing] prefill-like T=64 H=128 K=2048 V32 FP8, default threads: %.1f ms (%.1f GFLOP/s)\n",
+                sec * 1e3, 2.0 * 64 * 128 * 2048 * (576 + 512) / sec * 1e-9);
+  }
   // spot-check one token against the reference
   Attn one = a;
   one.T = 1;

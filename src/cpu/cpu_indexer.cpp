@@ -119,7 +119,7 @@ spmla_status_t indexer_logits_paged(Context &ctx, const spmla_indexer_logits_pag
     // Row (b, i) covers logical positions j < context_lens[b] - N + i + 1 (and j < C).
     const int64_t limit = int64_t(*at<const int32_t>(a.context_lens, b)) - N + i + 1;
     const int64_t j1 = std::min(c1, limit);
-    for (int64_t j = std::max(c0, j1 > c0 ? j1 : c0); j < c1; ++j) row[j] = ninf;
+    for (int64_t j = std::max(c0, j1); j < c1; ++j) row[j] = ninf;
     if (j1 <= c0) return;
     float *qf = ctx.worker_scratch[static_cast<size_t>(worker)].data();
     float *kf = qf + Hi * Dp;

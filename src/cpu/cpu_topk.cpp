@@ -23,9 +23,10 @@ spmla_status_t topk_per_row(Context &ctx, const spmla_topk_per_row_args_t &a) {
   const int64_t k = a.indices->shape[1];
   const int64_t next_n = a.next_n >= 1 ? a.next_n : 1;
 
-  // Per worker scratch: the candidate columns of a row (as int32 stored in the float buffer's
-  // memory would be ugly; use a separate per-call vector per worker).
+  // Per worker scratch: the candidate columns of a row. Reserved here, on the calling thread, so
+  // that no task allocates (an exception inside a pool task could not be reported).
   std::vector<std::vector<int32_t>> cand(static_cast<size_t>(ctx.pool.size()));
+  for (auto &c : cand) c.reserve(static_cast<size_t>(C));
 
   ctx.pool.run(R, [&](int64_t r, int worker) {
     int64_t s = 0, e = C;
