@@ -99,7 +99,7 @@ void generic_tensor_cases(const Factory &f, const TensorArg &ta) {
         spmla_tensor_t *t = on(fx);
         // Every args struct stores const spmla_tensor_t* members; scan the struct for it.
         auto *bytes = reinterpret_cast<unsigned char *>(fx.struct_size());
-        for (size_t off = 0; off + sizeof(void *) <= *fx.struct_size(); off += sizeof(void *)) {
+        for (size_t off = 0; off + sizeof(void *) <= fx.args_size(); off += sizeof(void *)) {
           const spmla_tensor_t *p;
           std::memcpy(&p, bytes + off, sizeof p);
           if (p == t) {

@@ -76,6 +76,7 @@ struct Fixture {
   virtual std::vector<Call> calls() = 0;
   // The args struct's struct_size, for the "small struct_size" case.
   virtual size_t *struct_size() = 0;
+  virtual size_t args_size() const = 0;  // sizeof the args struct
   virtual void null_args_calls(std::vector<Call> &out) = 0;
 
   Buf *buf(size_t bytes, unsigned seed) {
@@ -170,7 +171,8 @@ constexpr spmla_dtype_t FNUZ = SPMLA_DTYPE_FP8_E4M3FNUZ;
                      return spmla_##prefix##_run(h, nullptr, ws_ptr(), ws_bytes, nullptr);     \
                    }});                                                                        \
   }                                                                                            \
-  size_t *struct_size() override { return &argsvar.struct_size; }
+  size_t *struct_size() override { return &argsvar.struct_size; }                             \
+  size_t args_size() const override { return sizeof(argsvar); }
 
 #define FIXTURE_RUN_CALLS(prefix, argsvar)                                                     \
   std::vector<Call> calls() override {                                                         \
@@ -181,7 +183,8 @@ constexpr spmla_dtype_t FNUZ = SPMLA_DTYPE_FP8_E4M3FNUZ;
     out.push_back({"spmla_" #prefix "_run", false,                                             \
                    [](spmla_handle_t h) { return spmla_##prefix##_run(h, nullptr, nullptr); }}); \
   }                                                                                            \
-  size_t *struct_size() override { return &argsvar.struct_size; }
+  size_t *struct_size() override { return &argsvar.struct_size; }                             \
+  size_t args_size() const override { return sizeof(argsvar); }
 
 // 1. sparse_attention: T=2, H=4, D=576, K=8, BF16 cache of 4 pages x 4 tokens, every optional
 // argument present (extra BF16 cache, lengths, sink, max_logits).
@@ -233,6 +236,7 @@ struct SparseAttention : Fixture {
                    }});
   }
   size_t *struct_size() override { return &a.struct_size; }
+  size_t args_size() const override { return sizeof(a); }
 };
 
 // 2. indices_to_slots: T=3, K=4, R=2 requests x 3 pages, block_size 4, ragged outputs.
