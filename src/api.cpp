@@ -129,7 +129,7 @@ SPMLA_API uint32_t spmla_abi_version(void) {
 }
 
 SPMLA_API const char *spmla_status_string(spmla_status_t status) {
-  switch (status) {
+  switch (enum_value(status)) {
     case SPMLA_STATUS_SUCCESS: return "SPMLA_STATUS_SUCCESS";
     case SPMLA_STATUS_INVALID_ARGUMENT: return "SPMLA_STATUS_INVALID_ARGUMENT";
     case SPMLA_STATUS_UNSUPPORTED: return "SPMLA_STATUS_UNSUPPORTED";
@@ -149,7 +149,7 @@ SPMLA_API const char *spmla_last_error_message(void) { return spmla::last_error(
 SPMLA_API void spmla_clear_last_error(void) { spmla::clear_error(); }
 
 SPMLA_API size_t spmla_dtype_size(spmla_dtype_t dtype) {
-  switch (dtype) {
+  switch (enum_value(dtype)) {
     case SPMLA_DTYPE_BF16:
     case SPMLA_DTYPE_FP16: return 2;
     case SPMLA_DTYPE_FP32:
@@ -165,7 +165,7 @@ SPMLA_API size_t spmla_dtype_size(spmla_dtype_t dtype) {
 }
 
 SPMLA_API const char *spmla_dtype_name(spmla_dtype_t dtype) {
-  switch (dtype) {
+  switch (enum_value(dtype)) {
     case SPMLA_DTYPE_BF16: return "bf16";
     case SPMLA_DTYPE_FP16: return "fp16";
     case SPMLA_DTYPE_FP32: return "fp32";
@@ -375,10 +375,11 @@ SPMLA_API spmla_status_t spmla_memcpy(spmla_handle_t handle, void *dst, const vo
   static const char fn[] = "spmla_memcpy";
   return guard(fn, [&]() -> spmla_status_t {
     SPMLA_TRY(check_handle(fn, handle));
-    if (kind != SPMLA_MEMCPY_HOST_TO_DEVICE && kind != SPMLA_MEMCPY_DEVICE_TO_HOST &&
-        kind != SPMLA_MEMCPY_DEVICE_TO_DEVICE)
+    const int64_t k = enum_value(kind);
+    if (k != SPMLA_MEMCPY_HOST_TO_DEVICE && k != SPMLA_MEMCPY_DEVICE_TO_HOST &&
+        k != SPMLA_MEMCPY_DEVICE_TO_DEVICE)
       return fail(INVALID, fn, "kind", "HOST_TO_DEVICE (1), DEVICE_TO_HOST (2) or DEVICE_TO_DEVICE (3)",
-                  std::to_string(static_cast<int>(kind)));
+                  std::to_string(k));
     if (bytes == 0) return OK;
     if (!dst) return null_arg(fn, "dst", "a destination pointer");
     if (!src) return null_arg(fn, "src", "a source pointer");

@@ -76,25 +76,29 @@ std::string ptr_str(const void *p) {
   return buf;
 }
 
-const char *dtype_str(spmla_dtype_t d) { return spmla_dtype_name(d); }
+const char *dtype_str(int64_t d) {
+  return d >= SPMLA_DTYPE_INVALID && d <= SPMLA_DTYPE_UE8M0
+             ? spmla_dtype_name(static_cast<spmla_dtype_t>(d))
+             : "invalid";
+}
 
-std::string layout_str(spmla_kv_layout_t l) {
+std::string layout_str(int64_t l) {
   switch (l) {
     case SPMLA_KV_LAYOUT_BF16: return "BF16";
     case SPMLA_KV_LAYOUT_FP8_PER_TENSOR: return "FP8_PER_TENSOR";
     case SPMLA_KV_LAYOUT_V32_FP8: return "V32_FP8";
     case SPMLA_KV_LAYOUT_V4_FP8: return "V4_FP8";
     case SPMLA_KV_LAYOUT_INDEXER_FP8: return "INDEXER_FP8";
-    default: return "unknown layout " + str(static_cast<int64_t>(l));
+    default: return "unknown layout " + str(l);
   }
 }
 
-std::string flavor_str(spmla_fp8_flavor_t f) {
+std::string flavor_str(int64_t f) {
   switch (f) {
     case SPMLA_FP8_NONE: return "NONE";
     case SPMLA_FP8_E4M3FN: return "E4M3FN";
     case SPMLA_FP8_E4M3FNUZ: return "E4M3FNUZ";
-    default: return "unknown flavour " + str(static_cast<int64_t>(f));
+    default: return "unknown flavour " + str(f);
   }
 }
 

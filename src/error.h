@@ -5,7 +5,9 @@
 // gives "spmla_foo: q.dtype: expected bf16, got fp32".
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "spmla.h"
 #include "spmla_backend.h"
@@ -31,9 +33,17 @@ spmla_status_t fail_msg(spmla_status_t status, const char *fn, const std::string
 std::string str(int64_t v);
 std::string str_float(double v);
 std::string ptr_str(const void *p);
-const char *dtype_str(spmla_dtype_t d);
-std::string layout_str(spmla_kv_layout_t l);
-std::string flavor_str(spmla_fp8_flavor_t f);
+// Enum fields come from C callers and may hold any int: read them as integers (a load of an
+// out-of-range value through the enum type is undefined behaviour in C++).
+template <class E>
+int64_t enum_value(const E &e) {
+  typename std::underlying_type<E>::type v;
+  std::memcpy(&v, &e, sizeof v);
+  return static_cast<int64_t>(v);
+}
+const char *dtype_str(int64_t d);
+std::string layout_str(int64_t l);
+std::string flavor_str(int64_t f);
 
 // The table the core hands to backends (set_error records the thread's last error).
 const spmla_backend_host_t *backend_host();

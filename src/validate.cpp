@@ -142,10 +142,10 @@ spmla_status_t validate_tensor(const char *fn, const spmla_tensor_t *t, const Te
     return fail(INVALID, fn, field(n, "->struct_size"),
                 ">= " + str(int64_t(sizeof(spmla_tensor_t))) + " (SPMLA_TENSOR_INIT)",
                 str(int64_t(t->struct_size)));
-  if (t->dtype == SPMLA_DTYPE_INVALID ||
-      (t->dtype != r.dtypes[0] && t->dtype != r.dtypes[1]))
+  const int64_t dt = enum_value(t->dtype);
+  if (dt == SPMLA_DTYPE_INVALID || (dt != r.dtypes[0] && dt != r.dtypes[1]))
     return fail(INVALID, fn, field(n, ".dtype"), dtypes_str(r),
-                std::string(dtype_str(t->dtype)) + " (" + str(int64_t(t->dtype)) + ")");
+                std::string(dtype_str(dt)) + " (" + str(dt) + ")");
   if (t->ndim != r.ndim)
     return fail(INVALID, fn, field(n, ".ndim"), str(r.ndim), str(t->ndim));
   const int nd = r.ndim;
@@ -227,18 +227,12 @@ spmla_status_t validate_cache(const char *fn, const char *n, const spmla_kv_cach
     return fail(INVALID, fn, field(n, "->struct_size"),
                 ">= " + str(int64_t(sizeof(spmla_kv_cache_t))) + " (SPMLA_KV_CACHE_INIT)",
                 str(int64_t(c->struct_size)));
-  const spmla_kv_layout_t L = c->layout;
-  switch (L) {
-    case SPMLA_KV_LAYOUT_BF16:
-    case SPMLA_KV_LAYOUT_FP8_PER_TENSOR:
-    case SPMLA_KV_LAYOUT_V32_FP8:
-    case SPMLA_KV_LAYOUT_V4_FP8:
-    case SPMLA_KV_LAYOUT_INDEXER_FP8: break;
-    default:
-      return fail(INVALID, fn, field(n, ".layout"),
-                  "BF16, FP8_PER_TENSOR, V32_FP8, V4_FP8 or INDEXER_FP8", layout_str(L));
-  }
-  const spmla_fp8_flavor_t F = c->fp8_flavor;
+  const int64_t Lv = enum_value(c->layout);
+  if (Lv < SPMLA_KV_LAYOUT_BF16 || Lv > SPMLA_KV_LAYOUT_INDEXER_FP8)
+    return fail(INVALID, fn, field(n, ".layout"),
+                "BF16, FP8_PER_TENSOR, V32_FP8, V4_FP8 or INDEXER_FP8", layout_str(Lv));
+  const spmla_kv_layout_t L = static_cast<spmla_kv_layout_t>(Lv);
+  const int64_t F = enum_value(c->fp8_flavor);
   if (L == SPMLA_KV_LAYOUT_BF16) {
     if (F != SPMLA_FP8_NONE)
       return fail(INVALID, fn, field(n, ".fp8_flavor"), "NONE (layout BF16)", flavor_str(F));
@@ -487,11 +481,11 @@ spmla_status_t validate_indexer_logits_paged(const char *fn,
   if (g.layout != SPMLA_KV_LAYOUT_INDEXER_FP8)
     return fail(INVALID, fn, "cache.layout", "INDEXER_FP8", layout_str(g.layout));
   const spmla_dtype_t want = g.flavor == SPMLA_FP8_E4M3FN ? FN : FNUZ;
-  if (a->q->dtype != want)
+  if (enum_value(a->q->dtype) != want)
     return fail(INVALID, fn, "q.dtype",
                 std::string(dtype_str(want)) + " (cache.fp8_flavor is " + flavor_str(g.flavor) +
                     "; FP8 flavours must match)",
-                dtype_str(a->q->dtype));
+                dtype_str(enum_value(a->q->dtype)));
   if (g.dim != Di)
     return fail(INVALID, fn, "cache.head_dim", str(Di) + " (Di = q.shape[3])", str(g.dim));
   SPMLA_TRY(validate_tensor(fn, a->block_table, in_req("block_table", 2, I32), cd));

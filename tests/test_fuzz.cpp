@@ -59,6 +59,14 @@ int64_t wild_stride(Rng &r, int64_t orig) {
                           I64MAX, int64_t(1) << 33, static_cast<int64_t>(r.u(2000))});
 }
 
+// Element size of a possibly garbage dtype field (read as an integer: no enum load).
+size_t esize(const spmla_tensor_t &t) {
+  int32_t v;
+  std::memcpy(&v, &t.dtype, sizeof v);
+  const size_t es = v >= 1 && v <= 9 ? spmla_dtype_size(static_cast<spmla_dtype_t>(v)) : 0;
+  return es ? es : 1;
+}
+
 void null_member(Fixture &fx, const void *ptr) {
   auto *bytes = reinterpret_cast<unsigned char *>(fx.struct_size());
   const size_t n = fx.args_size();
@@ -166,7 +174,7 @@ void fence(Fixture &fx) {
   for (auto &ta : fx.tensors) {
     spmla_tensor_t *t = ta.t;
     if (!t->data || t->ndim < 0 || t->ndim > SPMLA_MAX_DIMS) continue;
-    const size_t es = spmla_dtype_size(t->dtype) ? spmla_dtype_size(t->dtype) : 1;
+    const size_t es = esize(*t);
     bool empty = false, overflow = false;
     int64_t extent = 1;
     for (int d = 0; d < t->ndim; ++d) {
@@ -295,7 +303,7 @@ TEST_CASE("fuzz: random bytes as descriptors", "[fuzz]") {
             __builtin_add_overflow(extent, term, &extent))
           return false;
       }
-      const size_t es = std::max<size_t>(spmla_dtype_size(t.dtype), 1);
+      const size_t es = esize(t);
       const size_t off = static_cast<size_t>(static_cast<unsigned char *>(t.data) - arena.p);
       return static_cast<uint64_t>(extent) <= (arena.n - off) / es;
     };
