@@ -1,12 +1,17 @@
 // GPU tier: indices_to_slots, window_indices, indexer_logits (ragged, paged), topk_per_row,
 // kv_cache_store (bit-identical cache bytes) and kv_cache_gather against the CPU reference.
 #include <algorithm>
+#include <cstdlib>
 
 #include "gpu_test.h"
 
 using namespace gpu_test;
 
 namespace {
+
+// SPMLA_GPU_TESTS_QUICK=1 (scripts/gpu-check's compute-sanitizer runs): every op still runs, on
+// fewer and smaller cases.
+bool quick() { return std::getenv("SPMLA_GPU_TESTS_QUICK") != nullptr; }
 
 template <typename T>
 void require_equal(const std::vector<T> &g, const std::vector<T> &r, const std::string &what) {
@@ -34,6 +39,7 @@ TEST_CASE("gpu indices_to_slots and window_indices", "[gpu][indices]") {
   INFO("seed " << r.seed);
   const int cases[][3] = {{1, 1, 1}, {37, 63, 2}, {200, 2048, 64}, {3000, 100, 53}, {5, 512, 256}};
   for (auto &cs : cases) {
+    if (quick() && cs[0] * cs[1] > 100000) continue;
     const int T = cs[0], K = cs[1], bs = cs[2];
     const int R = 7, max_pages = std::max(1, 3000 / bs);
     INFO("T=" << T << " K=" << K << " bs=" << bs);
@@ -153,6 +159,7 @@ TEST_CASE("gpu indexer_logits ragged", "[gpu][indexer]") {
   struct Cs { int T, S, Hi, Di; bool fnuz; } cases[] = {
       {1, 100, 8, 64, false}, {5, 3000, 64, 128, false}, {37, 1000, 32, 128, true}, {9, 4100, 64, 64, true}, {3, 17, 13, 128, false}};
   for (auto cs : cases) {
+    if (quick() && (long)cs.T * cs.S > 40000) continue;
     INFO("T=" << cs.T << " S=" << cs.S << " Hi=" << cs.Hi << " Di=" << cs.Di << " fnuz=" << cs.fnuz);
     const int T = cs.T, S = cs.S, Hi = cs.Hi, Di = cs.Di;
     auto q = random_fp8(r, (size_t)T * Hi * Di, cs.fnuz, 1.0f);
@@ -196,6 +203,7 @@ TEST_CASE("gpu indexer_logits paged", "[gpu][indexer]") {
   struct Cs { int B, N, Hi, Di, bs, C; bool fnuz; } cases[] = {
       {1, 1, 64, 128, 64, 1000, false}, {3, 2, 64, 128, 64, 5000, false}, {2, 5, 16, 64, 53, 700, true}, {4, 4, 8, 128, 1, 300, true}};
   for (auto cs : cases) {
+    if (quick() && (long)cs.B * cs.N * cs.C > 10000) continue;
     INFO("B=" << cs.B << " N=" << cs.N << " Hi=" << cs.Hi << " Di=" << cs.Di << " bs=" << cs.bs << " C=" << cs.C);
     const int B = cs.B, N = cs.N, Hi = cs.Hi, Di = cs.Di, bs = cs.bs, Cc = cs.C;
     const int max_pages = (Cc + bs - 1) / bs + 2;
@@ -258,6 +266,7 @@ TEST_CASE("gpu topk_per_row", "[gpu][topk]") {
       {3, 100, 1, 0},     {7, 5000, 7, 1},   {64, 32768, 2048, 0}, {33, 32768, 1024, 2}, {40, 8192, 512, 1},
       {5, 600, 1000, 0},  {16, 4096, 2048, 3}, {9, 70000, 2048, 2}, {8, 3000, 100, 3}};
   for (auto cs : cases) {
+    if (quick()) cs.R = std::min(cs.R, 8), cs.C = std::min(cs.C, 8192);  // every mode, smaller
     INFO("R=" << cs.R << " C=" << cs.C << " k=" << cs.k << " mode=" << cs.mode);
     const int R = cs.R, Cc = cs.C, k = cs.k;
     std::vector<float> v((size_t)R * Cc);
@@ -332,7 +341,7 @@ TEST_CASE("gpu kv_cache_store bit-identical and kv_cache_gather", "[gpu][kv]") {
       std::vector<uint8_t> cache(stride * c.num_pages);
       for (auto &b : cache) b = (uint8_t)r.range(0, 256);
       const int64_t nslots = c.num_pages * bs;
-      const int N = (int)std::min<int64_t>(nslots, 500);
+      const int N = (int)std::min<int64_t>(nslots, quick() ? 150 : 500);
       // distinct target slots (a random subset), some skipped (negative, out of range)
       std::vector<int64_t> perm((size_t)nslots);
       for (int64_t i = 0; i < nslots; ++i) perm[(size_t)i] = i;
@@ -375,7 +384,7 @@ TEST_CASE("gpu kv_cache_store bit-identical and kv_cache_gather", "[gpu][kv]") {
       require_equal(dcache.download<uint8_t>(hcache.size()), hcache, "cache bytes after store");
 
       // gather: listed slots only (including invalid ones) from the stored cache
-      const int M = 300;
+      const int M = quick() ? 100 : 300;
       std::vector<int32_t> gs(M);
       for (auto &x : gs) {
         const double u = r.uni();
