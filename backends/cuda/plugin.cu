@@ -40,6 +40,7 @@ struct Context {
   int device = 0;
   int sm_count = 1;
   size_t smem_optin = 0;
+  bool attn_sm90 = false;  // the Hopper attention fast path is usable on this device
 };
 
 spmla_status_t use_device(const Context *c) {
@@ -122,6 +123,10 @@ spmla_status_t context_create(int32_t device, void **out) {
   // Kernel attributes are set once here, never while a stream may be capturing.
   if (e == cudaSuccess && c->smem_optin >= attention_smem_bytes(576)) e = attention_prepare(576);
   if (e == cudaSuccess && c->smem_optin >= attention_smem_bytes(512)) e = attention_prepare(512);
+  int major = 0, minor = 0;
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+  if (e == cudaSuccess) e = attention_sm90_prepare(major * 10 + minor, c->smem_optin, &c->attn_sm90);
   if (e == cudaSuccess) e = indexer_prepare();
   if (e != cudaSuccess) {
     delete c;
@@ -302,8 +307,15 @@ spmla_status_t attn_run(void *ctx, const spmla_sparse_attention_args_t *a, void 
   const int qvec = (qa % 16 == 0) && (p.q_stride_t % 8 == 0) && (p.q_stride_h % 8 == 0);
   dim3 grid(s.T, (s.H + kern::kAttnBM - 1) / kern::kAttnBM, s.splits);
   cudaStream_t cs = as_stream(stream);
-  SPMLA_CU(s.D == 576 ? launch_attention_d576(p, qvec, grid, cs) : launch_attention_d512(p, qvec, grid, cs),
-           "sparse_attention launch");
+  // Hopper fast path when every source has one layout it reads (else the portable kernel).
+  const int layout = p.src[0].layout;
+  const bool one_layout = p.K[1] == 0 || (p.src[1].layout == layout && p.src[1].flavor == p.src[0].flavor);
+  if (c->attn_sm90 && qvec && one_layout && attention_sm90_layout_ok(s.D, layout)) {
+    SPMLA_CU(launch_attention_sm90(p, layout, grid, cs), "sparse_attention (sm90) launch");
+  } else {
+    SPMLA_CU(s.D == 576 ? launch_attention_d576(p, qvec, grid, cs) : launch_attention_d512(p, qvec, grid, cs),
+             "sparse_attention launch");
+  }
   if (s.splits > 1) SPMLA_CU(launch_attention_combine(p, cs), "sparse_attention combine launch");
   return SPMLA_STATUS_SUCCESS;
 }

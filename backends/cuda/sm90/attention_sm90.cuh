@@ -1,0 +1,441 @@
+// attention_sm90.cuh — the Hopper fast path of sparse attention: warpgroup MMA (wgmma, sm_90a)
+// on operands in shared memory. Same contract and partial-result format as the portable kernel
+// (backends/common/attention.cuh), which stays the fallback and the cross-check.
+//
+// CTA = (query token t, block of 64 heads, split s), 2 warpgroups (256 threads). Per tile of 64
+// index-list entries:
+//   S  = Q K^T       warpgroup w: the 64 heads x keys [32w, 32w + 32)  (wgmma m64n32k16, K = D_qk)
+//   softmax          row maxima exchanged between the two warpgroups through shared memory
+//   P  -> smem       bf16, both halves, the A operand of the next product
+//   O += P V         warpgroup w: the 64 heads x value dims [256w, 256w + 256)  (m64n256k16)
+// V is the first 512 columns of the same key tile, read transposed (MN-major), so each key row
+// is in shared memory once. Tiles are stored in the 128-byte-swizzled K-major layout: 64-column
+// chunks of [64 rows][128 B], chunk c at c * 8 KiB. The next tile is gathered while the current
+// one computes: BF16 rows by cp.async straight into the swizzled tile; FP8 rows (V32, V4) loaded
+// into registers before the QK^T product and dequantized into the other buffer while it runs.
+#pragma once
+#include "../../common/attention.cuh"
+#include "../../common/cache_access.cuh"
+#include "../../common/compat.h"
+#include "../../common/params.h"
+#include "wgmma_ops.cuh"
+
+// The kernel bodies exist only in the sm_90a pass; other passes compile an empty kernel that the
+// host never launches (it checks the device and the kernel's binary version first).
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 900) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define SPMLA_SM90A_DEVICE 1
+#endif
+
+namespace spmla {
+namespace cuda {
+namespace sm90 {
+
+constexpr int kBM = 64;        // heads per CTA (the wgmma M)
+constexpr int kBN = 64;        // index-list entries per tile
+constexpr int kThreads = 256;  // two warpgroups
+constexpr int kChunk = kBN * 128;  // bytes of one 64-column chunk of a 64-row bf16 tile
+
+template <int D>
+struct Smem {
+  static constexpr int kTile = (D / 64) * kChunk;  // one 64-row bf16 tile (Q, K buffers)
+  static constexpr int kOffQ = 0;
+  static constexpr int kOffK = kTile;              // two key buffers
+  static constexpr int kOffP = 3 * kTile;          // P: 64 x 64 bf16, one chunk
+  static constexpr int kOffRow = kOffP + kChunk;   // [2][64] floats exchanged between warpgroups
+  static constexpr int kOffPtr = kOffRow + 2 * kBM * 4;  // [3][64] row addresses (0 = no key)
+  static constexpr int kOffAux = kOffPtr + 3 * kBN * 8;  // [3][64] V4 scale-row addresses (D 512)
+  static constexpr int kUsed = kOffAux + (D == 512 ? 3 * kBN * 8 : 0);
+  // + alignment slack (swizzle atoms: 1 KiB). D 576 uses exactly Hopper's 227 KiB per block.
+  static constexpr int kBytes = kUsed + 1024;
+};
+
+// Byte offset of bf16 element e of row r in a swizzled tile.
+__device__ __forceinline__ uint32_t swz(int r, int e) {
+  return (uint32_t)((e >> 6) * kChunk + r * 128 + ((((e >> 3) & 7) ^ (r & 7)) << 4) + (e & 7) * 2);
+}
+
+// Shared-memory matrix descriptor, 128-byte swizzle (PTX ISA, "Matrix Descriptor Format").
+__device__ __forceinline__ uint64_t desc_sw128(const void *p, uint32_t lbo, uint32_t sbo) {
+  const uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+  return (uint64_t)((a & 0x3FFFFu) >> 4) | ((uint64_t)((lbo >> 4) & 0x3FFFu) << 16) |
+         ((uint64_t)((sbo >> 4) & 0x3FFFu) << 32) | (1ull << 62);
+}
+
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+// Generic-proxy shared-memory writes (st.shared, cp.async) made visible to the async proxy (wgmma).
+__device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Keeps the compiler from moving accumulator accesses across an asynchronous wgmma.
+template <int N>
+__device__ __forceinline__ void fence_regs(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+struct Range {
+  int end0, end1, begin, stop;
+};
+
+// The split's share of the concatenated valid prefixes of the main and extra lists (tiles of kBN).
+__device__ __forceinline__ Range split_range(const kern::AttnParams &p, int t, int split) {
+  Range r;
+  int e0 = p.K[0];
+  if (p.len[0]) e0 = min(max(p.len[0][(int64_t)t * p.len_stride[0]], 0), p.K[0]);
+  int e1 = p.K[1];
+  if (e1 > 0 && p.len[1]) e1 = min(max(p.len[1][(int64_t)t * p.len_stride[1]], 0), p.K[1]);
+  r.end0 = e0;
+  r.end1 = e1;
+  const int L = e0 + e1;
+  int chunk = (L + p.num_splits - 1) / p.num_splits;
+  chunk = (chunk + kBN - 1) / kBN * kBN;
+  r.begin = min(L, split * chunk);
+  r.stop = min(L, r.begin + chunk);
+  return r;
+}
+
+// Threads 0..63: the cache addresses of the tile's rows (0 = no key: masked, zero row).
+template <int D>
+__device__ __forceinline__ void tile_rows(const kern::AttnParams &p, int t, const Range &r, int tile_begin,
+                                          const uint8_t **rows, const uint8_t **aux) {
+  const int j = threadIdx.x;
+  const int v = tile_begin + j;
+  const uint8_t *d = nullptr, *a = nullptr;
+  if (v < r.stop) {
+    const int which = v < r.end0 ? 0 : 1;
+    const int pos = which == 0 ? v : v - r.end0;
+    const int32_t slot = p.idx[which][(int64_t)t * p.idx_stride[which] + pos];
+    const kern::CacheDesc &c = p.src[which];
+    if (slot >= 0 && (int64_t)slot < c.num_slots()) {
+      const kern::SlotOffsets o = kern::slot_offsets(c, slot);
+      d = c.base + o.data;
+      a = c.base + o.aux;
+    }
+  }
+  rows[j] = d;
+  if (D == 512) aux[j] = a;
+}
+
+// FP8 row geometry: 16-byte units per row (NoPE units hold 16 fp8 codes, RoPE units 8 bf16).
+template <int Layout>
+struct Fp8Rows;
+template <>
+struct Fp8Rows<kern::kV32> {
+  static constexpr int kNope = 32, kUnits = 40, kRopeByte = 528, kRopeElem = 512;
+};
+template <>
+struct Fp8Rows<kern::kV4> {
+  static constexpr int kNope = 28, kUnits = 36, kRopeByte = 448, kRopeElem = 448;
+};
+
+// Raw bytes of one FP8 tile held by one thread between the load and the dequantization.
+template <int Layout, bool kFp8 = (Layout != kern::kBF16)>
+struct Fp8Stage {};  // BF16 tiles need no staging
+template <int Layout>
+struct Fp8Stage<Layout, true> {
+  static constexpr int kPer = kBN * Fp8Rows<Layout>::kUnits / kThreads;
+  static_assert(kBN * Fp8Rows<Layout>::kUnits % kThreads == 0, "units must divide evenly");
+  uint4 raw[kPer];
+  float scale[kPer];
+};
+
+template <int Layout>
+__device__ __forceinline__ void fp8_load(Fp8Stage<Layout> &st, const uint8_t *const *rows, const uint8_t *const *aux) {
+  using G = Fp8Rows<Layout>;
+#pragma unroll
+  for (int i = 0; i < Fp8Stage<Layout>::kPer; ++i) {
+    const int u = threadIdx.x + i * kThreads;
+    const int r = u / G::kUnits, c = u - r * G::kUnits;
+    const uint8_t *row = rows[r];
+    uint4 v = make_uint4(0u, 0u, 0u, 0u);
+    float s = 0.f;
+    if (row) {
+      if (c < G::kNope) {
+        v = __ldg(reinterpret_cast<const uint4 *>(row + c * 16));
+        if (Layout == kern::kV32)
+          s = __ldg(reinterpret_cast<const float *>(row + 512) + (c >> 3));
+        else
+          s = dev::ue8m0_to_f32(__ldg(aux[r] + (c >> 2)));
+      } else {
+        v = __ldg(reinterpret_cast<const uint4 *>(row + G::kRopeByte + (c - G::kNope) * 16));
+      }
+    }
+    st.raw[i] = v;
+    st.scale[i] = s;
+  }
+}
+
+__device__ __forceinline__ uint4 dequant8_bf16(uint32_t w0, uint32_t w1, float s, int flavor) {
+  float f[8];
+  dev::fp8x4_to_f32(w0, flavor, f);
+  dev::fp8x4_to_f32(w1, flavor, f + 4);
+  return make_uint4(dev::pack_bf16x2(f[0] * s, f[1] * s), dev::pack_bf16x2(f[2] * s, f[3] * s),
+                    dev::pack_bf16x2(f[4] * s, f[5] * s), dev::pack_bf16x2(f[6] * s, f[7] * s));
+}
+
+template <int Layout>
+__device__ __forceinline__ void fp8_store(const Fp8Stage<Layout> &st, uint8_t *kt, int flavor) {
+  using G = Fp8Rows<Layout>;
+#pragma unroll
+  for (int i = 0; i < Fp8Stage<Layout>::kPer; ++i) {
+    const int u = threadIdx.x + i * kThreads;
+    const int r = u / G::kUnits, c = u - r * G::kUnits;
+    if (c < G::kNope) {
+      const uint4 v = st.raw[i];
+      *reinterpret_cast<uint4 *>(kt + swz(r, c * 16)) = dequant8_bf16(v.x, v.y, st.scale[i], flavor);
+      *reinterpret_cast<uint4 *>(kt + swz(r, c * 16 + 8)) = dequant8_bf16(v.z, v.w, st.scale[i], flavor);
+    } else {
+      *reinterpret_cast<uint4 *>(kt + swz(r, G::kRopeElem + (c - G::kNope) * 8)) = st.raw[i];
+    }
+  }
+}
+
+// BF16 rows: cp.async into the swizzled tile; rows without a key become zeros (P is 0 there,
+// and 0 * garbage could be NaN).
+template <int D>
+__device__ __forceinline__ void bf16_issue(uint8_t *kt, const uint8_t *const *rows) {
+  constexpr int kUnits = D / 8;
+  for (int u = threadIdx.x; u < kBN * kUnits; u += kThreads) {
+    const int r = u / kUnits, c = u - r * kUnits;
+    uint8_t *dst = kt + swz(r, c * 8);
+    if (rows[r])
+      dev::async_copy16(dst, rows[r] + c * 16);
+    else
+      *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
+  }
+  dev::async_commit();
+}
+
+template <int D, int Layout>
+__global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(const kern::AttnParams p) {
+#if defined(SPMLA_SM90A_DEVICE)
+  using S = Smem<D>;
+  constexpr bool kFp8 = Layout != kern::kBF16;
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t *smem = reinterpret_cast<uint8_t *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  uint8_t *qs = smem + S::kOffQ;
+  uint8_t *ps = smem + S::kOffP;
+  float *xrow = reinterpret_cast<float *>(smem + S::kOffRow);
+  const uint8_t **rows = reinterpret_cast<const uint8_t **>(smem + S::kOffPtr);
+  const uint8_t **auxs = reinterpret_cast<const uint8_t **>(smem + S::kOffAux);
+  auto ktile = [&](int b) { return smem + S::kOffK + b * S::kTile; };
+
+  const int tid = threadIdx.x;
+  const int wg = tid >> 7, wl = tid & 127;
+  const int lane = tid & 31, quad = lane & 3;
+  const int r0 = (wl >> 5) * 16 + (lane >> 2);  // this thread's accumulator rows: r0 and r0 + 8
+  const int t = blockIdx.x, h0 = blockIdx.y * kBM, split = blockIdx.z;
+  const int flavor = p.src[0].flavor;
+
+  // ---- Q rows h0 .. h0+63 into the swizzled tile (zero rows past H)
+  {
+    const uint16_t *qt = p.q + (int64_t)t * p.q_stride_t;
+    constexpr int kUnits = D / 8;
+    for (int u = tid; u < kBM * kUnits; u += kThreads) {
+      const int r = u / kUnits, c = u - r * kUnits;
+      uint8_t *dst = qs + swz(r, c * 8);
+      if (h0 + r < p.H)
+        dev::async_copy16(dst, qt + (int64_t)(h0 + r) * p.q_stride_h + c * 8);
+      else
+        *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
+    }
+    dev::async_commit();
+  }
+
+  const Range range = split_range(p, t, split);
+  const int ntiles = (range.stop - range.begin + kBN - 1) / kBN;
+  if (tid < kBN) {
+    tile_rows<D>(p, t, range, range.begin, rows, auxs);
+    tile_rows<D>(p, t, range, range.begin + kBN, rows + kBN, auxs + kBN);
+  }
+  __syncthreads();
+  if (ntiles > 0) {
+    if constexpr (kFp8) {
+      Fp8Stage<Layout> st;
+      fp8_load<Layout>(st, rows, auxs);
+      fp8_store<Layout>(st, ktile(0), flavor);
+    } else {
+      bf16_issue<D>(ktile(0), rows);
+    }
+  }
+  dev::async_wait_all();
+  fence_async_smem();
+  __syncthreads();
+
+  const float sl2 = p.scale * kern::kLog2e;
+  float o[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) o[i] = 0.f;
+  float m_run[2] = {dev::neg_inf(), dev::neg_inf()}, l_run[2] = {0.f, 0.f};
+
+  for (int it = 0; it < ntiles; ++it) {
+    const int buf = it & 1;
+    const uint8_t *kt = ktile(buf);
+    const uint8_t *const *rows_cur = rows + (it % 3) * kBN;
+    const bool more = it + 1 < ntiles;
+    // Addresses of tile it+2 (their slot was tile it-1's, no longer read).
+    if (tid < kBN && it + 2 < ntiles)
+      tile_rows<D>(p, t, range, range.begin + (it + 2) * kBN, rows + ((it + 2) % 3) * kBN, auxs + ((it + 2) % 3) * kBN);
+
+    // ---- gather tile it+1 (BF16: asynchronous copies; FP8: loads into registers)
+    Fp8Stage<Layout> st;
+    if (more) {
+      if constexpr (kFp8)
+        fp8_load<Layout>(st, rows + ((it + 1) % 3) * kBN, auxs + ((it + 1) % 3) * kBN);
+      else
+        bf16_issue<D>(ktile(buf ^ 1), rows + ((it + 1) % 3) * kBN);
+    }
+
+    // ---- S = Q K^T (this warpgroup's 32 keys)
+    float s[16];
+#pragma unroll
+    for (int i = 0; i < 16; ++i) s[i] = 0.f;
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const int ch = kk >> 2, ko = (kk & 3) * 32;
+      const uint64_t da = desc_sw128(qs + ch * kChunk + ko, 16, 1024);
+      const uint64_t db = desc_sw128(kt + ch * kChunk + wg * 32 * 128 + ko, 16, 1024);
+      wgmma_m64n32k16_ss(s, da, db, kk > 0);
+    }
+    wg_commit();
+    // FP8: dequantize tile it+1 into the other buffer while the tensor cores work.
+    if constexpr (kFp8) {
+      if (more) {
+        fp8_store<Layout>(st, ktile(buf ^ 1), flavor);
+        fence_async_smem();
+      }
+    }
+    wg_wait0();
+    fence_regs(s);
+
+    // ---- scores: scale to log2 units, mask, row maxima over both warpgroups
+    float mx[2] = {dev::neg_inf(), dev::neg_inf()};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int col = wg * 32 + j * 8 + quad * 2 + e;
+        const bool valid = rows_cur[col] != nullptr;
+        s[4 * j + e] = valid ? s[4 * j + e] * sl2 : dev::neg_inf();
+        s[4 * j + 2 + e] = valid ? s[4 * j + 2 + e] * sl2 : dev::neg_inf();
+        mx[0] = fmaxf(mx[0], s[4 * j + e]);
+        mx[1] = fmaxf(mx[1], s[4 * j + 2 + e]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      mx[i] = fmaxf(mx[i], dev::shfl_xor(mx[i], 1));
+      mx[i] = fmaxf(mx[i], dev::shfl_xor(mx[i], 2));
+    }
+    if (quad == 0) {
+      xrow[wg * kBM + r0] = mx[0];
+      xrow[wg * kBM + r0 + 8] = mx[1];
+    }
+    __syncthreads();
+    float alpha[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int r = r0 + 8 * i;
+      const float m_new = fmaxf(m_run[i], fmaxf(xrow[r], xrow[kBM + r]));
+      alpha[i] = m_new == dev::neg_inf() ? 1.f : exp2f(m_run[i] - m_new);
+      m_run[i] = m_new;
+    }
+    // ---- P = exp2(S - m) as bf16 into shared memory (the A operand of P V)
+    float sum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const float a = s[4 * j + 2 * i], b = s[4 * j + 2 * i + 1];
+        const float pa = a == dev::neg_inf() ? 0.f : exp2f(a - m_run[i]);
+        const float pb = b == dev::neg_inf() ? 0.f : exp2f(b - m_run[i]);
+        sum[i] += pa + pb;
+        const int r = r0 + 8 * i, col = wg * 32 + j * 8 + quad * 2;
+        *reinterpret_cast<uint32_t *>(ps + swz(r, col)) = dev::pack_bf16x2(pa, pb);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      sum[i] += dev::shfl_xor(sum[i], 1);
+      sum[i] += dev::shfl_xor(sum[i], 2);
+      l_run[i] = l_run[i] * alpha[i] + sum[i];
+    }
+    fence_async_smem();
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      o[4 * j] *= alpha[0];
+      o[4 * j + 1] *= alpha[0];
+      o[4 * j + 2] *= alpha[1];
+      o[4 * j + 3] *= alpha[1];
+    }
+    __syncthreads();
+
+    // ---- O += P V (this warpgroup's 256 value dims; V = the tile read transposed)
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+      const uint64_t da = desc_sw128(ps + kk * 32, 16, 1024);
+      const uint64_t db = desc_sw128(kt + wg * 4 * kChunk + kk * 2048, kChunk, 1024);
+      wgmma_m64n256k16_ss_tb(o, da, db, 1);
+    }
+    wg_commit();
+    wg_wait0();
+    fence_regs(o);
+    if (!kFp8 && more) dev::async_wait_all();
+    if (!kFp8) fence_async_smem();
+    __syncthreads();
+  }
+
+  // ---- epilogue: row sums of both warpgroups, lse, max logits, normalized output
+  if (quad == 0) {
+    xrow[wg * kBM + r0] = l_run[0];
+    xrow[wg * kBM + r0 + 8] = l_run[1];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int r = r0 + 8 * i, h = h0 + r;
+    const float l = xrow[r] + xrow[kBM + r], m = m_run[i];
+    float lse, f;
+    if (l > 0.f) {
+      lse = (m + log2f(l)) * kern::kLn2;
+      f = 1.f / l;
+    } else {
+      lse = p.num_splits > 1 ? dev::neg_inf() : dev::pos_inf();
+      f = 0.f;
+    }
+    const float mxl = m == dev::neg_inf() ? m : m * kern::kLn2;
+    if (h < p.H) {
+      if (p.num_splits > 1) {
+        const int64_t pi = ((int64_t)split * p.T + t) * p.H + h;
+        if (wg == 0 && quad == 0) {
+          p.part_lse[pi] = lse;
+          p.part_max[pi] = mxl;
+        }
+        float *dst = p.part_o + pi * kern::kDV + wg * 256 + quad * 2;
+#pragma unroll
+        for (int j = 0; j < 32; ++j)
+          *reinterpret_cast<float2 *>(dst + j * 8) = make_float2(o[4 * j + 2 * i] * f, o[4 * j + 2 * i + 1] * f);
+      } else {
+        if (p.sink && l > 0.f) f *= 1.f / (1.f + expf(p.sink[(int64_t)h * p.sink_stride] - lse));
+        if (wg == 0 && quad == 0) {
+          p.lse[(int64_t)t * p.lse_stride_t + (int64_t)h * p.lse_stride_h] = lse;
+          if (p.max_logits) p.max_logits[(int64_t)t * p.ml_stride_t + (int64_t)h * p.ml_stride_h] = mxl;
+        }
+        uint16_t *dst = p.out + (int64_t)t * p.out_stride_t + (int64_t)h * p.out_stride_h + wg * 256 + quad * 2;
+#pragma unroll
+        for (int j = 0; j < 32; ++j) {
+          const uint32_t v = dev::pack_bf16x2(o[4 * j + 2 * i] * f, o[4 * j + 2 * i + 1] * f);
+          dst[j * 8] = (uint16_t)(v & 0xffffu);
+          dst[j * 8 + 1] = (uint16_t)(v >> 16);
+        }
+      }
+    }
+  }
+#endif
+}
+
+}  // namespace sm90
+}  // namespace cuda
+}  // namespace spmla
