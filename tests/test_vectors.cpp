@@ -1,5 +1,5 @@
 // test_vectors.cpp — the CPU backend against FlashMLA's public test vectors
-// (../shared/vectors/flashmla, see its README): cache bytes of quant.py and sparse decode /
+// (tests/vectors/flashmla, a copy of the public shared/vectors; see its README): cache bytes of quant.py and sparse decode /
 // prefill outputs, with SPEC.md's tolerances.
 #include "test_support.h"
 

@@ -2,7 +2,8 @@
 
 Run from anywhere: ``python -m pytest bindings/python/tests`` (after ``pip install
 ./bindings/python``). The FlashMLA / FP8 vectors are looked up in $SPMLA_VECTORS_DIR, then in
-``<repo>/../shared/vectors``; tests that need them skip with that reason when absent.
+``<repo>/tests/vectors`` (the committed copy of shared/vectors); tests that need them fail when
+absent.
 """
 
 import os
@@ -22,7 +23,7 @@ def vectors_dir():
     cands = []
     if os.environ.get("SPMLA_VECTORS_DIR"):
         cands.append(pathlib.Path(os.environ["SPMLA_VECTORS_DIR"]))
-    cands.append(REPO.parent / "shared" / "vectors")
+    cands.append(REPO / "tests" / "vectors")
     for c in cands:
         if (c / "fp8_codes.tsv").exists():
             return c
@@ -33,7 +34,7 @@ def vectors_dir():
 def vectors():
     d = vectors_dir()
     if d is None:
-        pytest.skip("public test vectors not found: set SPMLA_VECTORS_DIR to shared/vectors")
+        pytest.fail("public test vectors not found: expected tests/vectors in the repository or $SPMLA_VECTORS_DIR")
     return d
 
 
