@@ -209,12 +209,21 @@ AttnShape attn_shape(const Context *c, const spmla_sparse_attention_args_t *a) {
   s.Ktot = (int)a->indices->shape[1] + (extra ? (int)a->extra_indices->shape[1] : 0);
   // Split-K only when the (token, head-block) grid cannot fill the GPU; every split keeps at
   // least two tiles of the list. A function of the shapes alone, so plan and run agree.
+  // The count is the smallest that reaches the best wave efficiency (CTAs over whole waves of
+  // one CTA per SM), so a grid that already fills one wave is not split into two.
   const long base = (long)s.T * ((s.H + kern::kAttnBM - 1) / kern::kAttnBM);
   int splits = 1;
   if (base > 0 && base < c->sm_count) {
-    splits = (int)((c->sm_count + base - 1) / base);
-    const int max_by_k = std::max(1, s.Ktot / (2 * kern::kAttnBN));
-    splits = std::min(std::min(splits, max_by_k), 64);
+    const int max_s = std::min(std::max(1, s.Ktot / (2 * kern::kAttnBN)), 64);
+    double best = 0;
+    for (int k = 1; k <= max_s; ++k) {
+      const long ctas = base * k, waves = (ctas + c->sm_count - 1) / c->sm_count;
+      const double eff = (double)ctas / ((double)waves * c->sm_count);
+      if (eff > best + 0.02) {
+        best = eff;
+        splits = k;
+      }
+    }
   }
   s.splits = splits;
   return s;

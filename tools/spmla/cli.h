@@ -43,6 +43,7 @@ struct BenchOptions {
   std::string sizes = "auto";  // auto | small | spec
   double peak_tflops = 0, peak_gbps = 0;  // 0 = measure (or unknown)
   uint64_t seed = 1234;
+  std::string shape;  // substring filter on the shape labels ("" = every case)
 };
 
 int cmd_info(const InfoOptions &o);

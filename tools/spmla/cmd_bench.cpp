@@ -5,8 +5,10 @@
 // small_cases() (CPU-sized) and spec_cases() (SPEC.md "Sizes to support and benchmark"); add a
 // shape to a list, or a new op with a make_<op>_case() factory that sets up inputs, calls
 // time_op() with one queued call of the op, and returns the FLOPs and bytes of one call.
-// GPU work still to add here: rotating input sets larger than L2 so repeats do not hit a warm
-// cache, and a measured bf16 matmul ceiling (until then pass --peak-tflops).
+// On a GPU every timed call starts from a cold L2: a 256 MiB scratch buffer (larger than the L2 of
+// any current GPU) is overwritten before each call, outside the timed events, so repeats cannot
+// hit data the previous call left there. The bf16 matmul ceiling is passed in (--peak-tflops;
+// scripts/gpu-check measures it through torch in the same run).
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -31,6 +33,7 @@ using nlohmann::json;
 struct Env {
   Handle &h;
   const BenchOptions &o;
+  DeviceBuffer *l2_flush = nullptr;  // GPU backends: overwritten before every timed call
 };
 
 struct Measurement {
@@ -52,6 +55,7 @@ double time_op(Env &e, const std::function<void()> &call) {
   EventTimer timer(e.h);
   std::vector<double> ms;
   for (int r = 0; r < e.o.repeats; ++r) {
+    if (e.l2_flush) SPMLA_CHECK(spmla_memset(e.h, e.l2_flush->data(), r & 0xff, e.l2_flush->bytes(), nullptr));
     timer.start();
     call();
     timer.stop();
@@ -150,15 +154,19 @@ struct AttnShape {
   int64_t T;
   int H, K, W;
   int64_t S;  // KV tokens in the cache
+  bool bf16_kv = false;  // a BF16 cache instead of the model's FP8 layout
 };
 Case make_attention_case(AttnShape sh) {
   const bool v4 = std::strcmp(sh.model, "v4") == 0;
   char label[160];
-  std::snprintf(label, sizeof label, "%s %s T=%lld H=%d K=%d%s S_kv=%lld", sh.model, sh.phase, (long long)sh.T,
-                sh.H, sh.K, sh.W ? ("+" + std::to_string(sh.W)).c_str() : "", (long long)sh.S);
+  std::snprintf(label, sizeof label, "%s %s T=%lld H=%d K=%d%s S_kv=%lld%s", sh.model, sh.phase, (long long)sh.T,
+                sh.H, sh.K, sh.W ? ("+" + std::to_string(sh.W)).c_str() : "", (long long)sh.S,
+                sh.bf16_kv ? " BF16" : "");
   return {"sparse_attention", label, [sh, v4](Env &e) {
             const int d = v4 ? 512 : 576;
-            auto cache = filled_cache(e, v4 ? SPMLA_KV_LAYOUT_V4_FP8 : SPMLA_KV_LAYOUT_V32_FP8, d, sh.S);
+            const spmla_kv_layout_t layout =
+                sh.bf16_kv ? SPMLA_KV_LAYOUT_BF16 : (v4 ? SPMLA_KV_LAYOUT_V4_FP8 : SPMLA_KV_LAYOUT_V32_FP8);
+            auto cache = filled_cache(e, layout, d, sh.S);
             DeviceTensor q(e.h, SPMLA_DTYPE_BF16, {sh.T, sh.H, d});
             q.upload(random_bf16(e.o.seed, 1, size_t(sh.T) * sh.H * d));
             // Sorted random slot lists, like a top-k output; the window is a contiguous run.
@@ -367,6 +375,8 @@ std::vector<Case> spec_cases() {
     c.push_back(make_attention_case({"v32", "decode", 2 * b, 128, 2048, 0, b * 32768}));
   for (int64_t s : {8192, 32768, 131072})  // V3.2 prefill: T 4096, S_kv 8K..128K
     c.push_back(make_attention_case({"v32", "prefill", 4096, 128, 2048, 0, s}));
+  // Prefill straight from a bf16 KV source (the prefill floor is stated for it).
+  c.push_back(make_attention_case({"v32", "prefill", 4096, 128, 2048, 0, 32768, true}));
   for (int h : {64, 128})
     for (int k : {512, 1024}) {
       c.push_back(make_attention_case({"v4", "decode", 2 * 64, h, k, 128, 64 * 32768}));
@@ -468,6 +478,11 @@ int cmd_bench(const BenchOptions &o) {
   SPMLA_CHECK(spmla_device_get_info(backend.c_str(), h.device(), &dev));
   Env env{h, o};
   const bool cpu = backend == "cpu";
+  DeviceBuffer l2_flush;
+  if (!cpu) {
+    l2_flush = DeviceBuffer(h, size_t(256) << 20);
+    env.l2_flush = &l2_flush;
+  }
   const bool small = o.sizes == "small" || (o.sizes == "auto" && cpu);
 
   // Ceilings, measured in this run unless given.
@@ -503,6 +518,7 @@ int cmd_bench(const BenchOptions &o) {
   json rows = json::array();
   for (Case &c : cases) {
     if (o.op != "all" && o.op != c.op) continue;
+    if (!o.shape.empty() && c.shape.find(o.shape) == std::string::npos) continue;
     const Measurement m = c.run(env);
     const double tflops = m.flops > 0 ? m.flops / (m.time_ms * 1e-3) / 1e12 : 0;
     const double gbps = m.bytes > 0 ? m.bytes / (m.time_ms * 1e-3) / 1e9 : 0;

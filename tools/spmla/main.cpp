@@ -81,6 +81,7 @@ int main(int argc, char **argv) {
   bench->add_option("--peak-tflops", bo.peak_tflops, "Compute ceiling to compare with (default: measured on cpu, none elsewhere)");
   bench->add_option("--peak-gbps", bo.peak_gbps, "Bandwidth ceiling to compare with (default: measured copy bandwidth)");
   bench->add_option("--seed", bo.seed, "Random seed")->capture_default_str();
+  bench->add_option("--shape", bo.shape, "Only the cases whose shape label contains this text (e.g. 'prefill T=4096')");
 
   CLI11_PARSE(app, argc, argv);
 
