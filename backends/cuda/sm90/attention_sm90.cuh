@@ -169,7 +169,9 @@ __device__ __forceinline__ void fp8_load(Fp8Stage<Layout> &st, const uint8_t *co
   }
 }
 
-// Exact reference-path dequantization of 8 codes (fp32 product, one rounding to bf16).
+// 8 codes times the scale: fp32 product, one rounding to bf16 (as the portable kernel). A
+// variant on the integer and bf16x2 pipes (code bits shifted into a bf16, two bf16x2 products)
+// measured slower on the H200 (V3.2 prefill 13.1 -> 14.3 ms), so the conversion pipe stays.
 __device__ __forceinline__ uint4 dequant8_bf16(uint32_t w0, uint32_t w1, float s, int flavor) {
   float f[8];
   dev::fp8x4_to_f32(w0, flavor, f);
@@ -178,58 +180,17 @@ __device__ __forceinline__ uint4 dequant8_bf16(uint32_t w0, uint32_t w1, float s
                     dev::pack_bf16x2(f[4] * s, f[5] * s), dev::pack_bf16x2(f[6] * s, f[7] * s));
 }
 
-// Fast dequantization on the integer and bf16x2 pipes (the conversion pipe, a quarter of the
-// rate, made the fp32 path the bottleneck of FP8 tiles). An E4M3 code's 7 magnitude bits
-// shifted left by 4 are a bf16 whose value is the code's times 2^-120 (FN; FNUZ 2^-119), for
-// subnormal codes too; two exact-or-rounded bf16x2 products then give value * scale. NaN codes
-// (FN: S.1111.111, FNUZ: 0x80) do not survive the shift: a unit holding one takes the exact path.
-__device__ __forceinline__ uint32_t fp8x2_to_bf16x2_bits(uint32_t w, uint32_t sel) {
-  const uint32_t x = __byte_perm(w, 0u, sel);  // two codes as the low bytes of two 16-bit lanes
-  return ((x << 4) & 0x07f007f0u) | ((x << 8) & 0x80008000u);
-}
-__device__ __forceinline__ uint32_t bf16x2_mul(uint32_t a, uint32_t b) {
-  uint32_t r;
-  asm("mul.rn.bf16x2 %0, %1, %2;\n" : "=r"(r) : "r"(a), "r"(b));
-  return r;
-}
-__device__ __forceinline__ bool fp8x4_has_nan(uint32_t w, int flavor) {
-  if (flavor == 2) {
-    const uint32_t x = w ^ 0x80808080u;  // a 0x80 byte becomes zero
-    return ((x - 0x01010101u) & ~x & 0x80808080u) != 0u;
-  }
-  return (((w & 0x7f7f7f7fu) + 0x01010101u) & 0x80808080u) != 0u;
-}
-// 16 codes times `scale2` (the scale as bf16x2) -> 16 bf16 in two uint4.
-__device__ __forceinline__ void dequant16_fast(const uint4 v, uint32_t scale2, uint32_t pow2, uint4 &a, uint4 &b) {
-  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-  uint32_t o[8];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    o[2 * i] = bf16x2_mul(bf16x2_mul(fp8x2_to_bf16x2_bits(w[i], 0x4140u), pow2), scale2);
-    o[2 * i + 1] = bf16x2_mul(bf16x2_mul(fp8x2_to_bf16x2_bits(w[i], 0x4342u), pow2), scale2);
-  }
-  a = make_uint4(o[0], o[1], o[2], o[3]);
-  b = make_uint4(o[4], o[5], o[6], o[7]);
-}
-
 template <int Layout>
 __device__ __forceinline__ void fp8_store(const Fp8Stage<Layout> &st, uint8_t *kt, int flavor) {
   using G = Fp8Rows<Layout>;
-  const uint32_t pow2 = flavor == 2 ? 0x7b007b00u : 0x7b807b80u;  // 2^119 / 2^120 in both lanes
 #pragma unroll
   for (int i = 0; i < Fp8Stage<Layout>::kPer; ++i) {
     const int u = threadIdx.x + i * kThreads;
     const int r = u / G::kUnits, c = u - r * G::kUnits;
     if (c < G::kNope) {
       const uint4 v = st.raw[i];
-      uint4 a, b;
-      if (fp8x4_has_nan(v.x, flavor) | fp8x4_has_nan(v.y, flavor) | fp8x4_has_nan(v.z, flavor) |
-          fp8x4_has_nan(v.w, flavor)) {
-        a = dequant8_bf16(v.x, v.y, st.scale[i], flavor);
-        b = dequant8_bf16(v.z, v.w, st.scale[i], flavor);
-      } else {
-        dequant16_fast(v, dev::pack_bf16x2(st.scale[i], st.scale[i]), pow2, a, b);
-      }
+      const uint4 a = dequant8_bf16(v.x, v.y, st.scale[i], flavor);
+      const uint4 b = dequant8_bf16(v.z, v.w, st.scale[i], flavor);
       // Units of odd 64-column chunks store their halves in the other order: the warp's first
       // store then covers all eight 16-byte bank groups (no 2-way conflict).
       const int e0 = c * 16, odd = (c >> 2) & 1;
@@ -412,12 +373,15 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
       l_run[i] = l_run[i] * alpha[i] + sum[i];
     }
     fence_async_smem();
+    // Rescale O only where a row maximum moved (most tiles of a long list leave it alone).
+    if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
-    for (int j = 0; j < 32; ++j) {
-      o[4 * j] *= alpha[0];
-      o[4 * j + 1] *= alpha[0];
-      o[4 * j + 2] *= alpha[1];
-      o[4 * j + 3] *= alpha[1];
+      for (int j = 0; j < 32; ++j) {
+        o[4 * j] *= alpha[0];
+        o[4 * j + 1] *= alpha[0];
+        o[4 * j + 2] *= alpha[1];
+        o[4 * j + 3] *= alpha[1];
+      }
     }
     __syncthreads();
 
