@@ -261,11 +261,13 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
     tile_rows<D>(p, t, range, range.begin + kBN, rows + kBN, auxs + kBN);
   }
   __syncthreads();
+  // Tile 0 into buffer 0 now; FP8: tile 1's raw bytes into registers (stored during iteration 0).
+  Fp8Stage<Layout> st;
   if (ntiles > 0) {
     if constexpr (kFp8) {
-      Fp8Stage<Layout> st;
       fp8_load<Layout>(st, rows, auxs);
       fp8_store<Layout>(st, ktile(0), flavor);
+      if (ntiles > 1) fp8_load<Layout>(st, rows + kBN, auxs + kBN);
     } else {
       bf16_issue<D>(ktile(0), rows);
     }
@@ -280,19 +282,15 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
   for (int i = 0; i < 128; ++i) o[i] = 0.f;
   float m_run[2] = {dev::neg_inf(), dev::neg_inf()}, l_run[2] = {0.f, 0.f};
 
+  // Iteration it: tile it is in buffer it & 1. The gather of tile it+1 into the other buffer
+  // runs while QK^T of tile it does (BF16: cp.async issued after the products; FP8: the raw
+  // bytes, loaded into registers during the previous P V, dequantized and stored), and FP8 loads
+  // of tile it+2 are in flight during this tile's P V.
   for (int it = 0; it < ntiles; ++it) {
     const int buf = it & 1;
     const uint8_t *kt = ktile(buf);
     const uint8_t *const *rows_cur = rows + (it % 3) * kBN;
     const bool more = it + 1 < ntiles;
-    // ---- gather tile it+1 (BF16: asynchronous copies; FP8: loads into registers)
-    Fp8Stage<Layout> st;
-    if (more) {
-      if constexpr (kFp8)
-        fp8_load<Layout>(st, rows + ((it + 1) % 3) * kBN, auxs + ((it + 1) % 3) * kBN);
-      else
-        bf16_issue<D>(ktile(buf ^ 1), rows + ((it + 1) % 3) * kBN);
-    }
 
     // ---- S = Q K^T (this warpgroup's 32 keys)
     float s[16];
@@ -307,12 +305,14 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
       wgmma_m64n32k16_ss(s, da, db, kk > 0);
     }
     wg_commit();
-    // While the tensor cores work: FP8 tiles dequantize tile it+1 into the other buffer, and
-    // the first 64 threads look up the addresses of tile it+2 (the ring slot of tile it-1).
-    if constexpr (kFp8) {
-      if (more) {
+    // While the tensor cores work: tile it+1 into the other buffer (free since the previous
+    // P V), and the first 64 threads look up the addresses of tile it+2 (ring slot of tile it-1).
+    if (more) {
+      if constexpr (kFp8) {
         fp8_store<Layout>(st, ktile(buf ^ 1), flavor);
         fence_async_smem();
+      } else {
+        bf16_issue<D>(ktile(buf ^ 1), rows + ((it + 1) % 3) * kBN);
       }
     }
     if (tid < kBN && it + 2 < ntiles)
@@ -394,6 +394,11 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
       wgmma_m64n256k16_ss_tb(o, da, db, 1);
     }
     wg_commit();
+    // FP8: tile it+2's raw bytes on their way into registers while P V runs (its addresses were
+    // written before the first barrier of this tile).
+    if constexpr (kFp8) {
+      if (it + 2 < ntiles) fp8_load<Layout>(st, rows + ((it + 2) % 3) * kBN, auxs + ((it + 2) % 3) * kBN);
+    }
     wg_wait0();
     fence_regs(o);
     if (!kFp8 && more) dev::async_wait_all();
