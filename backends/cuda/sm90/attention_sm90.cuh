@@ -94,27 +94,37 @@ __device__ __forceinline__ Range split_range(const kern::AttnParams &p, int t, i
   return r;
 }
 
-// Threads 0..63: the cache addresses of the tile's rows (0 = no key: masked, zero row).
-template <int D>
-__device__ __forceinline__ void tile_rows(const kern::AttnParams &p, int t, const Range &r, int tile_begin,
-                                          const uint8_t **rows, const uint8_t **aux) {
-  const int j = threadIdx.x;
-  const int v = tile_begin + j;
-  const uint8_t *d = nullptr, *a = nullptr;
+// One list entry of a tile (threads 0..63: entry tile_begin + threadIdx.x): its slot id and
+// source; slot -1 = no key. Read one iteration before its addresses are needed, so the load of
+// the index list (from DRAM in a decode step) is off the critical path.
+struct Entry {
+  int32_t slot, which;
+};
+__device__ __forceinline__ Entry tile_entry(const kern::AttnParams &p, int t, const Range &r, int tile_begin) {
+  Entry e{-1, 0};
+  const int v = tile_begin + (int)threadIdx.x;
   if (v < r.stop) {
-    const int which = v < r.end0 ? 0 : 1;
-    const int pos = which == 0 ? v : v - r.end0;
-    const int32_t slot = p.idx[which][(int64_t)t * p.idx_stride[which] + pos];
-    const kern::CacheDesc &c = p.src[which];
-    if (slot >= 0 && (int64_t)slot < c.num_slots()) {
-      // 32-bit division (slot ids are int32); 64-bit byte offsets.
-      const uint32_t page = (uint32_t)slot / (uint32_t)c.block_size;
-      const uint32_t off = (uint32_t)slot - page * (uint32_t)c.block_size;
-      const uint8_t *pb = c.base + (int64_t)page * c.page_stride;
-      const int row_bytes = c.layout == kern::kBF16 ? 2 * D : (c.layout == kern::kV32 ? 656 : 576);
-      d = pb + (int64_t)off * row_bytes;
-      a = pb + (int64_t)c.block_size * 576 + (int64_t)off * 8;  // V4 scale row (used for V4 only)
-    }
+    e.which = v < r.end0 ? 0 : 1;
+    const int pos = e.which == 0 ? v : v - r.end0;
+    e.slot = p.idx[e.which][(int64_t)t * p.idx_stride[e.which] + pos];
+  }
+  return e;
+}
+
+// The entry's cache addresses (0 = no key: masked, zero row) into the tile's ring slot.
+template <int D>
+__device__ __forceinline__ void tile_rows(const kern::AttnParams &p, Entry e, const uint8_t **rows, const uint8_t **aux) {
+  const int j = threadIdx.x;
+  const uint8_t *d = nullptr, *a = nullptr;
+  const kern::CacheDesc &c = p.src[e.which];
+  if (e.slot >= 0 && (int64_t)e.slot < c.num_slots()) {
+    // 32-bit division (slot ids are int32); 64-bit byte offsets.
+    const uint32_t page = (uint32_t)e.slot / (uint32_t)c.block_size;
+    const uint32_t off = (uint32_t)e.slot - page * (uint32_t)c.block_size;
+    const uint8_t *pb = c.base + (int64_t)page * c.page_stride;
+    const int row_bytes = c.layout == kern::kBF16 ? 2 * D : (c.layout == kern::kV32 ? 656 : 576);
+    d = pb + (int64_t)off * row_bytes;
+    a = pb + (int64_t)c.block_size * 576 + (int64_t)off * 8;  // V4 scale row (used for V4 only)
   }
   rows[j] = d;
   if (D == 512) aux[j] = a;
@@ -256,9 +266,11 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
 
   const Range range = split_range(p, t, split);
   const int ntiles = (range.stop - range.begin + kBN - 1) / kBN;
+  Entry ahead{-1, 0};  // threads 0..63: the entry of tile it+2, read during iteration it-1
   if (tid < kBN) {
-    tile_rows<D>(p, t, range, range.begin, rows, auxs);
-    tile_rows<D>(p, t, range, range.begin + kBN, rows + kBN, auxs + kBN);
+    tile_rows<D>(p, tile_entry(p, t, range, range.begin), rows, auxs);
+    tile_rows<D>(p, tile_entry(p, t, range, range.begin + kBN), rows + kBN, auxs + kBN);
+    ahead = tile_entry(p, t, range, range.begin + 2 * kBN);
   }
   __syncthreads();
   // Tile 0 into buffer 0 now; FP8: tile 1's raw bytes into registers (stored during iteration 0).
@@ -315,8 +327,10 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
         bf16_issue<D>(ktile(buf ^ 1), rows + ((it + 1) % 3) * kBN);
       }
     }
-    if (tid < kBN && it + 2 < ntiles)
-      tile_rows<D>(p, t, range, range.begin + (it + 2) * kBN, rows + ((it + 2) % 3) * kBN, auxs + ((it + 2) % 3) * kBN);
+    if (tid < kBN && it + 2 < ntiles) {
+      tile_rows<D>(p, ahead, rows + ((it + 2) % 3) * kBN, auxs + ((it + 2) % 3) * kBN);
+      ahead = tile_entry(p, t, range, range.begin + (it + 3) * kBN);
+    }
     wg_wait0();
     fence_regs(s);
 
