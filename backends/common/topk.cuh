@@ -1,11 +1,23 @@
 // topk.cuh — topk_per_row: radix select, deterministic.
 //
-// One block per row. Values map to 32-bit keys ordered like the reference's total order
-// (NaN lowest and all NaNs equal, -0 == +0). Three histogram passes (11/11/10 bits) find the
-// k-th largest key T exactly; then every key > T is selected and the (k - #greater) keys == T
-// with the smallest columns. A final pass in column order with a block-wide scan writes the
-// selected columns ascending, relative to the row start. Ties therefore go to the smaller column,
-// and the result does not depend on thread timing.
+// Values map to 32-bit keys ordered like the reference's total order (NaN lowest and all NaNs
+// equal, -0 == +0). Both kernels find the k-th largest key T exactly with three histogram passes
+// (11/11/10 bits), select every key > T and the (k - #greater) keys == T with the smallest
+// columns, and write the selected columns ascending, relative to the row start, from a block-wide
+// scan. Ties therefore go to the smaller column, and the result does not depend on thread timing.
+//
+// Two kernels, one block per row:
+//  - topk_per_row_kernel (portable; HIP, and CUDA when the fast plan does not fit): the three
+//    passes and an ordered compaction pass all read the row from global memory.
+//  - topk_per_row_fast_kernel (CUDA plan from launch_topk; needs ~100 KiB of shared memory): reads
+//    the row ONCE, with 16-byte loads, and keeps only the candidates, the keys >= a lower bound
+//    `lo`, as (key, column) pairs in shared memory. `lo` comes from a strided sample of the row
+//    (4 values per thread) such that about twice k keys are expected above it; when the row fits
+//    the list, lo = 0. The histogram passes then run over the candidates alone, the selection is
+//    marked in a per-row bitmap, and the output is a scan over the bitmap (ascending columns by
+//    construction; the keys == T are taken lowest columns first). If the sample misjudged the
+//    row (fewer than k candidates, or more than the list holds) the block falls back to the
+//    global-memory passes of the portable kernel for that row: slower, same result.
 #pragma once
 #include "compat.h"
 #include "params.h"
@@ -16,12 +28,12 @@ namespace kern {
 constexpr int kTopkThreads = 1024;
 constexpr int kTopkBins = 2048;
 
-SPMLA_DEVICE uint32_t topk_key(float v) {
-  uint32_t u = dev::f32_as_u32(v);
+SPMLA_DEVICE uint32_t topk_key_bits(uint32_t u) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return 0u;  // NaN: below everything
   if ((u & 0x7fffffffu) == 0u) u = 0u;              // -0 == +0
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
+SPMLA_DEVICE uint32_t topk_key(float v) { return topk_key_bits(dev::f32_as_u32(v)); }
 
 SPMLA_DEVICE void topk_row_range(const TopkParams &p, int r, int64_t &s, int64_t &e) {
   s = 0;
@@ -37,9 +49,11 @@ SPMLA_DEVICE void topk_row_range(const TopkParams &p, int r, int64_t &s, int64_t
   if (e > p.C) e = p.C;
 }
 
-// Block-wide exclusive scan of one int per thread; returns the exclusive prefix, sets total.
-SPMLA_DEVICE int block_exclusive_scan(int v, int *warp_buf, int &total) {
-  constexpr int kWarps = kTopkThreads / SPMLA_WARP_SIZE;
+// Block-wide exclusive scan of one int per thread (NT threads); sets total. One barrier: a caller
+// that reuses `wbuf` (NT / warp size ints) must have another barrier in between.
+template <int NT>
+SPMLA_DEVICE int topk_block_scan(int v, int *wbuf, int &total) {
+  constexpr int kWarps = NT / SPMLA_WARP_SIZE;
   const int lane = dev::lane_id(), warp = dev::warp_id();
   int x = v;
 #pragma unroll
@@ -47,89 +61,82 @@ SPMLA_DEVICE int block_exclusive_scan(int v, int *warp_buf, int &total) {
     const int y = dev::shfl_up(x, d);
     if (lane >= d) x += y;
   }
-  if (lane == SPMLA_WARP_SIZE - 1) warp_buf[warp] = x;
+  if (lane == SPMLA_WARP_SIZE - 1) wbuf[warp] = x;
   __syncthreads();
-  if (warp == 0) {
-    int w = lane < kWarps ? warp_buf[lane] : 0;
-    int z = w;
+  int before = 0, tot = 0;
 #pragma unroll
-    for (int d = 1; d < SPMLA_WARP_SIZE; d <<= 1) {
-      const int y = dev::shfl_up(z, d);
-      if (lane >= d) z += y;
-    }
-    if (lane < kWarps) warp_buf[lane] = z - w;  // exclusive warp offsets
-    if (lane == kWarps - 1) warp_buf[kWarps] = z;
+  for (int w = 0; w < kWarps; ++w) {
+    const int t = wbuf[w];
+    before += w < warp ? t : 0;
+    tot += t;
   }
-  __syncthreads();
-  const int res = warp_buf[warp] + x - v;
-  total = warp_buf[kWarps];
-  __syncthreads();
-  return res;
+  total = tot;
+  return before + x - v;
 }
 
-__global__ void __launch_bounds__(kTopkThreads) topk_per_row_kernel(const TopkParams p) {
-  __shared__ int hist[kTopkBins];
-  __shared__ int warp_buf[kTopkThreads / SPMLA_WARP_SIZE + 1];
-  __shared__ uint32_t sel_bin;
-  __shared__ int sel_remaining;
-  const int r = blockIdx.x;
+// The bin of hist[0, nbins) at which the count from the top bin down first reaches `remaining`;
+// `rem` becomes what is still to take inside that bin. Returns -1 (rem = remaining) when the
+// histogram holds fewer. Two barriers; hist is only read before the first, so the caller may
+// clear it right after, and the next call may reuse wbuf and res.
+template <int NT>
+SPMLA_DEVICE int topk_select_bin(const int *hist, int nbins, int remaining, int *wbuf, int *res, int &rem) {
+  constexpr int kPer = (kTopkBins + NT - 1) / NT;
   const int tid = threadIdx.x;
-  int64_t s, e;
-  topk_row_range(p, r, s, e);
-  const int len = e > s ? (int)(e - s) : 0;
-  const int k = p.k;
-  int32_t *out = p.out + (int64_t)r * p.out_stride;
-  const float *row = p.logits + (int64_t)r * p.row_stride + s;
-  if (len <= k) {
-    for (int i = tid; i < k; i += kTopkThreads) out[i] = i < len ? i : -1;
-    return;
+  int local[kPer];
+  int lsum = 0;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int bin = nbins - 1 - (tid * kPer + i);  // descending
+    local[i] = bin >= 0 ? hist[bin] : 0;
+    lsum += local[i];
   }
-  // ---- radix select of the k-th largest key
+  int total;
+  int above = topk_block_scan<NT>(lsum, wbuf, total);  // count in the bins above my first
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int bin = nbins - 1 - (tid * kPer + i);
+    if (bin >= 0 && above < remaining && above + local[i] >= remaining) {
+      res[0] = bin;
+      res[1] = remaining - above;
+    }
+    above += local[i];
+  }
+  __syncthreads();
+  if (total < remaining) {
+    rem = remaining;
+    return -1;
+  }
+  rem = res[1];
+  return res[0];
+}
+
+// The portable row: three radix passes over the row in global memory, then an ordered compaction
+// pass (thread t owns a contiguous run of columns). hist: kTopkBins ints, wbuf: NT / warp size
+// ints, res: 2 ints, all shared. Requires len > k.
+template <int NT>
+SPMLA_DEVICE void topk_row_global(const float *row, int len, int k, int32_t *out, int *hist, int *wbuf, int *res) {
+  const int tid = threadIdx.x;
   uint32_t prefix = 0, mask = 0;
   int remaining = k;
-  const int shifts[3] = {21, 10, 0};
-  const int widths[3] = {11, 11, 10};
   for (int pass = 0; pass < 3; ++pass) {
-    const int shift = shifts[pass];
-    const uint32_t bmask = (1u << widths[pass]) - 1u;
-    for (int i = tid; i < kTopkBins; i += kTopkThreads) hist[i] = 0;
+    const int shift = pass == 0 ? 21 : pass == 1 ? 10 : 0;  // 11, 11, 10 bits
+    const uint32_t bmask = pass == 2 ? 1023u : 2047u;
+    for (int i = tid; i < kTopkBins; i += NT) hist[i] = 0;
     __syncthreads();
-    for (int i = tid; i < len; i += kTopkThreads) {
+    for (int i = tid; i < len; i += NT) {
       const uint32_t key = topk_key(row[i]);
       if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & bmask], 1);
     }
     __syncthreads();
-    // Suffix counts from the top bin: thread j owns bins [2j, 2j+1] counted from the top.
-    constexpr int kPer = kTopkBins / kTopkThreads;
-    int local[kPer];
-    int lsum = 0;
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-      const int bin = (int)bmask - (tid * kPer + i);  // descending
-      local[i] = bin >= 0 ? hist[bin] : 0;
-      lsum += local[i];
-    }
-    int total;
-    int above = block_exclusive_scan(lsum, warp_buf, total);  // count in bins above my first
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-      const int bin = (int)bmask - (tid * kPer + i);
-      if (bin >= 0 && above < remaining && above + local[i] >= remaining) {
-        sel_bin = (uint32_t)bin;
-        sel_remaining = remaining - above;
-      }
-      above += local[i];
-    }
-    __syncthreads();
-    prefix |= sel_bin << shift;
+    int rem;
+    const int bin = topk_select_bin<NT>(hist, (int)bmask + 1, remaining, wbuf, res, rem);
+    prefix |= (uint32_t)bin << shift;
     mask |= bmask << shift;
-    remaining = sel_remaining;
-    __syncthreads();
+    remaining = rem;
   }
   const uint32_t thr = prefix;
   const int need_eq = remaining;  // keys == thr to take (smallest columns)
-  // ---- ordered compaction: thread tid owns columns [tid*E, min(len, (tid+1)*E))
-  const int E = (len + kTopkThreads - 1) / kTopkThreads;
+  const int E = (len + NT - 1) / NT;
   const int c0 = min(len, tid * E), c1 = min(len, c0 + E);
   int gt = 0, eq = 0;
   for (int i = c0; i < c1; ++i) {
@@ -138,9 +145,10 @@ __global__ void __launch_bounds__(kTopkThreads) topk_per_row_kernel(const TopkPa
     eq += key == thr;
   }
   int tot;
-  const int eq_before = block_exclusive_scan(eq, warp_buf, tot);
+  const int eq_before = topk_block_scan<NT>(eq, wbuf, tot);
   const int take_eq = max(0, min(eq, need_eq - eq_before));
-  const int pos0 = block_exclusive_scan(gt + take_eq, warp_buf, tot);
+  __syncthreads();  // wbuf reuse
+  const int pos0 = topk_block_scan<NT>(gt + take_eq, wbuf, tot);
   int pos = pos0, eq_seen = 0;
   for (int i = c0; i < c1; ++i) {
     const uint32_t key = topk_key(row[i]);
@@ -150,6 +158,263 @@ __global__ void __launch_bounds__(kTopkThreads) topk_per_row_kernel(const TopkPa
       ++eq_seen;
     }
     if (take) out[pos++] = i;
+  }
+}
+
+__global__ void __launch_bounds__(kTopkThreads) topk_per_row_kernel(const TopkParams p) {
+  __shared__ int hist[kTopkBins];
+  __shared__ int wbuf[kTopkThreads / SPMLA_WARP_SIZE];
+  __shared__ int res[2];
+  const int r = blockIdx.x;
+  int64_t s, e;
+  topk_row_range(p, r, s, e);
+  const int len = e > s ? (int)(e - s) : 0;
+  const int k = p.k;
+  int32_t *out = p.out + (int64_t)r * p.out_stride;
+  if (len <= k) {
+    for (int i = threadIdx.x; i < k; i += kTopkThreads) out[i] = i < len ? i : -1;
+    return;
+  }
+  topk_row_global<kTopkThreads>(p.logits + (int64_t)r * p.row_stride + s, len, k, out, hist, wbuf, res);
+}
+
+// ------------------------------------------------------------------------------- fast path
+// Dynamic shared memory of the fast kernel, in 4-byte words: histA[2048] histB[2048] misc[96]
+// sel[words] eq[words], then cand[cap] as (key, column) pairs. `words` covers C columns.
+constexpr int kTopkFastMiscWords = 96;
+SPMLA_HOST_DEVICE int topk_fast_words(int64_t C) { return (int)(((C + 31) / 32 + 3) & ~(int64_t)3); }
+SPMLA_HOST_DEVICE size_t topk_fast_smem_bytes(int words, int cap) {
+  return 4 * (size_t)(2 * kTopkBins + kTopkFastMiscWords + 2 * words) + 8 * (size_t)cap;
+}
+
+SPMLA_DEVICE uint4 topk_ld16(const uint4 *p) {
+#if defined(SPMLA_VENDOR_CUDA)
+  return __ldg(p);
+#else
+  return *p;
+#endif
+}
+
+// One iteration's U vectors of this thread: p[u * NT] while u * NT < left (zeros past the row).
+template <int NT, int U>
+SPMLA_DEVICE void topk_load_iter(const uint4 *p, int left, uint4 *v) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) v[u] = u * NT < left ? topk_ld16(p + u * NT) : make_uint4(0u, 0u, 0u, 0u);
+}
+
+// L2 prefetch of one iteration (no registers held; a no-op where the vendor has none here).
+template <int NT, int U>
+SPMLA_DEVICE void topk_prefetch_iter(const uint4 *p, int left) {
+#if defined(SPMLA_VENDOR_CUDA)
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+    if (u * NT < left) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + u * NT));
+#else
+  (void)p, (void)left;
+#endif
+}
+
+// The smallest value whose key is >= lo, or a value below it (lo > 0): v >= topk_key_floor(lo)
+// holds for every non-NaN v with topk_key(v) >= lo and is false for NaN.
+SPMLA_DEVICE float topk_key_floor(uint32_t lo) {
+  if (lo >= 0x80000000u) {  // +0 and above (+0 also admits -0: -0 >= +0)
+    const uint32_t u = lo & 0x7fffffffu;
+    return dev::u32_as_f32(u > 0x7f800000u ? 0x7f800000u : u);  // (NaN codes: +inf, a superset)
+  }
+  const uint32_t u = ~lo;                                       // a negative value
+  return dev::u32_as_f32(u > 0xff800000u ? 0xff800000u : u);   // (NaN codes: -inf)
+}
+
+// NT threads, MINB blocks per SM (the launcher sizes shared memory for it), U 16-byte loads per
+// thread and iteration. cap >= 4 * NT + 8 when any row is longer than cap.
+template <int NT, int MINB, int U>
+__global__ void __launch_bounds__(NT, MINB) topk_per_row_fast_kernel(const TopkParams p, int words, int cap) {
+  static_assert(NT % SPMLA_WARP_SIZE == 0 && NT / SPMLA_WARP_SIZE <= 32, "scan buffers hold 32 warps");
+  extern __shared__ uint4 topk_smem[];
+  int *histA = reinterpret_cast<int *>(topk_smem);
+  int *histB = histA + kTopkBins;
+  int *wbufA = histB + kTopkBins;  // misc: wbufA[32] wbufB[32] res[2] ncand
+  int *wbufB = wbufA + 32;
+  int *res = wbufA + 64;
+  int *ncand = wbufA + 66;
+  uint32_t *sel = reinterpret_cast<uint32_t *>(wbufA + kTopkFastMiscWords);
+  uint32_t *eqm = sel + words;
+  uint2 *cand = reinterpret_cast<uint2 *>(eqm + words);
+
+  const int r = blockIdx.x, tid = threadIdx.x, lane = dev::lane_id();
+  int64_t s, e;
+  topk_row_range(p, r, s, e);
+  const int len = e > s ? (int)(e - s) : 0;
+  const int k = p.k;
+  int32_t *out = p.out + (int64_t)r * p.out_stride;
+  const float *row = p.logits + (int64_t)r * p.row_stride + s;
+  if (len <= k) {
+    for (int i = tid; i < k; i += NT) out[i] = i < len ? i : -1;
+    return;
+  }
+  const int W = (len + 31) >> 5;
+  for (int i = tid; i < kTopkBins; i += NT) histA[i] = 0, histB[i] = 0;
+  for (int i = tid; i < W; i += NT) sel[i] = 0u, eqm[i] = 0u;
+  if (tid == 0) *ncand = 0;
+  // Columns [0, head) and [tail0, len) scalar, the rest 16-byte aligned vectors.
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(row);
+  const int head = (addr & 3u) ? len : min(len, (int)(((16u - (addr & 15u)) & 15u) >> 2));
+  const int n4 = (len - head) >> 2;
+  const int tail0 = head + 4 * n4;
+  const uint4 *row4 = reinterpret_cast<const uint4 *>(row + head);
+  __syncthreads();
+
+  // ---- lower bound `lo` of the candidate keys: the target-th largest key of a strided sample
+  // (one vector per thread), to 21 bits. The first two iterations are prefetched into L2 first.
+  const int iters = (n4 + NT * U - 1) / (NT * U);
+  constexpr int kStep = NT * U;  // vectors per iteration
+  topk_prefetch_iter<NT, U>(row4 + tid, n4 - tid);
+  topk_prefetch_iter<NT, U>(row4 + tid + kStep, n4 - tid - kStep);
+  uint32_t lo = 0;
+  if (len > cap && n4 >= NT) {
+    const uint4 v = topk_ld16(row4 + (int)((int64_t)tid * n4 / NT));
+    const uint32_t sk[4] = {topk_key_bits(v.x), topk_key_bits(v.y), topk_key_bits(v.z), topk_key_bits(v.w)};
+#pragma unroll
+    for (int c = 0; c < 4; ++c) atomicAdd(&histA[sk[c] >> 21], 1);
+    __syncthreads();
+    // ~k * 4NT / len sample keys lie above the k-th largest; ask for 4 sigma (Poisson) more.
+    const float expect = (float)k * (4.0f * NT) / (float)len;
+    const int target = (int)ceilf(expect + 4.0f * sqrtf(expect) + 4.0f);
+    int rem;
+    const int b1 = topk_select_bin<NT>(histA, kTopkBins, target, wbufA, res, rem);
+    if (b1 >= 0) {  // block-uniform
+#pragma unroll
+      for (int c = 0; c < 4; ++c)
+        if ((int)(sk[c] >> 21) == b1) atomicAdd(&histB[(sk[c] >> 10) & 2047u], 1);
+      __syncthreads();
+      const int b2 = topk_select_bin<NT>(histB, kTopkBins, rem, wbufA, res, rem);
+      lo = ((uint32_t)b1 << 21) | ((uint32_t)b2 << 10);
+    }
+    for (int i = tid; i < kTopkBins; i += NT) histA[i] = 0, histB[i] = 0;  // read before the barriers
+  }
+  // The stream compares values, not keys: {v >= vlo} holds every key >= lo and is closed upwards
+  // in the key order (NaN lowest), which is all the selection below needs.
+  const bool take_all = lo == 0u;
+  const float vlo = topk_key_floor(lo);
+  uint4 cur[U];
+  topk_load_iter<NT, U>(row4 + tid, n4 - tid, cur);
+
+  // ---- one pass over the row: keep (raw bits, column) of the values >= vlo
+  const uint4 *src = row4 + tid;  // this thread's vectors of iteration it: src[u * NT], u * NT < left
+  int left = n4 - tid;
+  for (int it = 0; it < iters; ++it, src += kStep, left -= kStep) {
+    // In flight: iteration it + 1 into registers, it + 2 into L2 (block-uniform conditions).
+    if (it + 2 < iters) topk_prefetch_iter<NT, U>(src + 2 * kStep, left - 2 * kStep);
+    uint4 nxt[U];
+    if (it + 1 < iters) topk_load_iter<NT, U>(src + kStep, left - kStep, nxt);
+    uint32_t m = 0;  // bit 4u + c: element (u, c) is a candidate
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const bool valid = u * NT < left;
+      const uint32_t w[4] = {cur[u].x, cur[u].y, cur[u].z, cur[u].w};
+#pragma unroll
+      for (int c = 0; c < 4; ++c)
+        m |= (valid && (take_all || dev::u32_as_f32(w[c]) >= vlo)) ? 1u << (4 * u + c) : 0u;
+    }
+    const int cnt = __popc(m);
+    // Warp-level offsets: one shared atomic per warp and iteration.
+    int incl = cnt;
+#pragma unroll
+    for (int d = 1; d < SPMLA_WARP_SIZE; d <<= 1) {
+      const int y = dev::shfl_up(incl, d);
+      if (lane >= d) incl += y;
+    }
+    const int wtot = dev::shfl(incl, SPMLA_WARP_SIZE - 1);
+    if (wtot != 0) {  // warp-uniform
+      int base = 0;
+      if (lane == SPMLA_WARP_SIZE - 1) base = atomicAdd(ncand, wtot);
+      base = dev::shfl(base, SPMLA_WARP_SIZE - 1);
+      int pos = base + incl - cnt;
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int col = head + 4 * (n4 - left + u * NT);
+        const uint32_t w[4] = {cur[u].x, cur[u].y, cur[u].z, cur[u].w};
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          if (m & (1u << (4 * u + c))) {
+            if (pos < cap) cand[pos] = make_uint2(w[c], (uint32_t)(col + c));
+            ++pos;
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) cur[u] = nxt[u];
+  }
+  const int nscalar = head + (len - tail0);
+  for (int i = tid; i < nscalar; i += NT) {  // scalar head and tail
+    const int c = i < head ? i : tail0 + (i - head);
+    const float x = row[c];
+    if (take_all || x >= vlo) {
+      const int pos = atomicAdd(ncand, 1);
+      if (pos < cap) cand[pos] = make_uint2(dev::f32_as_u32(x), (uint32_t)c);
+    }
+  }
+  __syncthreads();
+  const int nc = *ncand;
+  if (nc > cap || nc < k) {  // the sample misjudged this row
+    topk_row_global<NT>(row, len, k, out, histA, wbufA, res);
+    return;
+  }
+
+  // ---- radix select over the candidates (all keys >= T are among them)
+  for (int i = tid; i < nc; i += NT) {  // raw bits -> keys, in place
+    const uint32_t key = topk_key_bits(cand[i].x);
+    cand[i].x = key;
+    atomicAdd(&histB[key >> 21], 1);
+  }
+  __syncthreads();
+  int rem;
+  const int b1 = topk_select_bin<NT>(histB, kTopkBins, k, wbufA, res, rem);
+  for (int i = tid; i < kTopkBins; i += NT) histB[i] = 0;
+  for (int i = tid; i < nc; i += NT) {
+    const uint32_t key = cand[i].x;
+    if ((int)(key >> 21) == b1) atomicAdd(&histA[(key >> 10) & 2047u], 1);
+  }
+  __syncthreads();
+  const int b2 = topk_select_bin<NT>(histA, kTopkBins, rem, wbufA, res, rem);
+  const uint32_t pre = ((uint32_t)b1 << 11) | (uint32_t)b2;
+  for (int i = tid; i < nc; i += NT) {
+    const uint32_t key = cand[i].x;
+    if ((key >> 10) == pre) atomicAdd(&histB[key & 1023u], 1);
+  }
+  __syncthreads();
+  const int b3 = topk_select_bin<NT>(histB, 1024, rem, wbufA, res, rem);
+  const uint32_t thr = (pre << 10) | (uint32_t)b3;
+  const int need_eq = rem;
+  for (int i = tid; i < nc; i += NT) {
+    const uint2 c = cand[i];
+    if (c.x > thr) atomicOr(&sel[c.y >> 5], 1u << (c.y & 31u));
+    else if (c.x == thr) atomicOr(&eqm[c.y >> 5], 1u << (c.y & 31u));
+  }
+  __syncthreads();
+
+  // ---- output: thread t owns bitmap words [w0, w1); the keys == T go lowest columns first
+  const int wpt = (W + NT - 1) / NT;
+  const int w0 = min(W, tid * wpt), w1 = min(W, w0 + wpt);
+  int eqc = 0;
+  for (int w = w0; w < w1; ++w) eqc += __popc(eqm[w]);
+  int tot;
+  const int eq_before = topk_block_scan<NT>(eqc, wbufA, tot);
+  int take = max(0, min(eqc, need_eq - eq_before));
+  int cnt = take;
+  for (int w = w0; w < w1; ++w) cnt += __popc(sel[w]);
+  int pos = topk_block_scan<NT>(cnt, wbufB, tot);
+  for (int w = w0; w < w1; ++w) {
+    uint32_t m = sel[w], q = eqm[w];
+    for (; take > 0 && q; --take) {
+      m |= q & (0u - q);
+      q &= q - 1u;
+    }
+    while (m) {
+      out[pos++] = w * 32 + (__ffs((int)m) - 1);
+      m &= m - 1u;
+    }
   }
 }
 

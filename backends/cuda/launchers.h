@@ -25,7 +25,11 @@ cudaError_t launch_indices_to_slots(const kern::IndicesToSlotsParams &p, cudaStr
 cudaError_t launch_window_indices(const kern::WindowParams &p, cudaStream_t s);
 cudaError_t indexer_prepare();
 cudaError_t launch_indexer(const kern::IndexerParams &p, int groups, cudaStream_t s);
-cudaError_t launch_topk(const kern::TopkParams &p, cudaStream_t s);
+// topk: raises the fast kernel configurations' shared-memory limits and returns their per-block
+// budgets (kTopkFastConfigs entries; 0: that configuration is not used).
+constexpr int kTopkFastConfigs = 2;
+cudaError_t topk_prepare(int device, size_t *fast_smem);
+cudaError_t launch_topk(const kern::TopkParams &p, const size_t *fast_smem, cudaStream_t s);
 cudaError_t launch_kv_store(const kern::StoreParams &p, int vec, cudaStream_t s);
 cudaError_t launch_kv_gather(const kern::GatherParams &p, int vec, cudaStream_t s);
 

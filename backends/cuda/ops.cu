@@ -1,4 +1,7 @@
 // The other kernels' launchers (small, one translation unit).
+#include <algorithm>
+#include <cmath>
+
 #include "../common/attention.cuh"
 #include "../common/indexer.cuh"
 #include "../common/kv_ops.cuh"
@@ -56,8 +59,52 @@ cudaError_t launch_indexer(const kern::IndexerParams &p, int groups, cudaStream_
   return cudaGetLastError();
 }
 
-cudaError_t launch_topk(const kern::TopkParams &p, cudaStream_t s) {
+// topk: the fast kernel in the first configuration whose candidate list (what shared memory
+// leaves after the bitmaps, at `blocks` blocks per SM) holds what the kernel's sample aims at with
+// room to spare; otherwise the portable kernel.
+namespace {
+struct TopkFastCfg {
+  void (*kernel)(kern::TopkParams, int, int);
+  int threads, blocks;
+};
+const TopkFastCfg kTopkFast[kTopkFastConfigs] = {
+    {kern::topk_per_row_fast_kernel<384, 3, 3>, 384, 3},
+    {kern::topk_per_row_fast_kernel<512, 2, 4>, 512, 2},
+};
+}  // namespace
+
+cudaError_t topk_prepare(int device, size_t *fast_smem) {
+  int per_sm = 0, reserved = 0, optin = 0;
+  cudaError_t e = cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, device);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  for (int i = 0; i < kTopkFastConfigs; ++i) {
+    fast_smem[i] = 0;
+    const int budget = std::min(per_sm / kTopkFast[i].blocks - reserved, optin) & ~15;
+    if (e != cudaSuccess || budget <= (int)kern::topk_fast_smem_bytes(0, 0)) continue;
+    e = cudaFuncSetAttribute(kTopkFast[i].kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, budget);
+    if (e == cudaSuccess) fast_smem[i] = (size_t)budget;
+  }
+  return e;
+}
+
+cudaError_t launch_topk(const kern::TopkParams &p, const size_t *fast_smem, cudaStream_t s) {
   if (p.R == 0) return cudaSuccess;
+  const int words = kern::topk_fast_words(p.C);
+  const size_t fixed = kern::topk_fast_smem_bytes(words, 0);
+  for (int i = 0; i < kTopkFastConfigs; ++i) {
+    const TopkFastCfg &f = kTopkFast[i];
+    if (fast_smem[i] <= fixed) continue;
+    const int cap = (int)std::min<size_t>((fast_smem[i] - fixed) / 8, (size_t)p.C);
+    if (cap < p.C) {  // rows may be longer than the list: the kernel samples them
+      if (cap < 4 * f.threads + 8) continue;
+      const double ns = 4.0 * f.threads, ex = p.k * ns / p.C;
+      const double aim = (ex + 4.0 * std::sqrt(ex) + 4.0) * p.C / ns;  // the kernel's sample target
+      if (cap < 1.25 * aim + 64) continue;
+    }
+    f.kernel<<<p.R, f.threads, kern::topk_fast_smem_bytes(words, cap), s>>>(p, words, cap);
+    return cudaGetLastError();
+  }
   kern::topk_per_row_kernel<<<p.R, kern::kTopkThreads, 0, s>>>(p);
   return cudaGetLastError();
 }

@@ -41,6 +41,7 @@ struct Context {
   int sm_count = 1;
   size_t smem_optin = 0;
   bool attn_sm90 = false;  // the Hopper attention fast path is usable on this device
+  size_t topk_smem[kTopkFastConfigs] = {};  // fast topk kernels' shared memory per block (0: not used)
 };
 
 spmla_status_t use_device(const Context *c) {
@@ -128,6 +129,7 @@ spmla_status_t context_create(int32_t device, void **out) {
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
   if (e == cudaSuccess) e = attention_sm90_prepare(major * 10 + minor, c->smem_optin, &c->attn_sm90);
   if (e == cudaSuccess) e = indexer_prepare();
+  if (e == cudaSuccess) e = topk_prepare(device, c->topk_smem);
   if (e != cudaSuccess) {
     delete c;
     return cuda_fail(e, "context setup");
@@ -470,7 +472,8 @@ spmla_status_t indexer_logits_paged(void *ctx, const spmla_indexer_logits_paged_
 
 // ------------------------------------------------------------------ topk, store, gather
 spmla_status_t topk_per_row(void *ctx, const spmla_topk_per_row_args_t *a, void *, size_t, void *stream) {
-  if (spmla_status_t s = use_device(static_cast<Context *>(ctx))) return s;
+  const Context *c = static_cast<Context *>(ctx);
+  if (spmla_status_t s = use_device(c)) return s;
   kern::TopkParams p;
   memset(&p, 0, sizeof p);
   p.logits = ptr<const float>(a->logits);
@@ -487,7 +490,7 @@ spmla_status_t topk_per_row(void *ctx, const spmla_topk_per_row_args_t *a, void 
   p.next_n = a->next_n >= 1 ? a->next_n : 1;
   p.out = ptr<int32_t>(a->indices);
   p.out_stride = st(a->indices, 0);
-  SPMLA_CU(launch_topk(p, as_stream(stream)), "topk_per_row launch");
+  SPMLA_CU(launch_topk(p, c->topk_smem, as_stream(stream)), "topk_per_row launch");
   return SPMLA_STATUS_SUCCESS;
 }
 

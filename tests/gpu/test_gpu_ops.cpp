@@ -262,17 +262,35 @@ TEST_CASE("gpu indexer_logits paged", "[gpu][indexer]") {
 TEST_CASE("gpu topk_per_row", "[gpu][topk]") {
   Rng r;
   INFO("seed " << r.seed);
-  struct Cs { int R, C, k, mode; } cases[] = {
-      {3, 100, 1, 0},     {7, 5000, 7, 1},   {64, 32768, 2048, 0}, {33, 32768, 1024, 2}, {40, 8192, 512, 1},
-      {5, 600, 1000, 0},  {16, 4096, 2048, 3}, {9, 70000, 2048, 2}, {8, 3000, 100, 3}};
+  // vals: 0 normal, 1 integers in [-20, 20) (many ties), 2 three distinct values (a tie larger than
+  // the CUDA fast kernel's candidate list: its global-memory fallback), 3 mostly +-0 with some 1
+  // and -1 (the k-th value is 0: -0 == +0 ties), 4 large values on every 16th vector of the row
+  // (exactly what the fast kernel's strided sample reads in its 512-thread configuration, the one
+  // k = 4000 of 32768 gets: the sample promises too many candidates and the row falls back).
+  // rows: 0 whole rows, 2 row_starts/row_ends, 3 the paged rule (next_n = 2).
+  // CUDA paths: C above ~11000 (32768, 33333, 70000, 131072) the fast kernel's sampled pass, below
+  // it every key a candidate; k too large for the list (40000/9000) or C too large for the bitmaps
+  // (500000) the portable kernel.
+  struct Cs { int R, C, k, vals, rows; } cases[] = {
+      {3, 100, 1, 0, 0},        {7, 5000, 7, 1, 0},       {64, 32768, 2048, 0, 0}, {33, 32768, 1024, 0, 2},
+      {40, 8192, 512, 1, 0},    {5, 600, 1000, 0, 0},     {16, 4096, 2048, 0, 3},  {9, 70000, 2048, 0, 2},
+      {8, 3000, 100, 0, 3},     {20, 32768, 1, 0, 0},     {10, 32768, 7, 0, 2},    {12, 33333, 512, 1, 0},
+      {16, 32768, 2048, 1, 2},  {16, 32768, 2048, 0, 3},  {6, 131072, 2048, 0, 0}, {5, 131072, 512, 0, 2},
+      {6, 32768, 2048, 2, 0},   {6, 32768, 2048, 3, 2},   {8, 8192, 2048, 3, 0},   {6, 32768, 4000, 4, 0},
+      {6, 32768, 2048, 4, 2},   {4, 40000, 9000, 0, 2},   {4, 500000, 2048, 0, 0}, {8, 33333, 2048, 0, 2}};
   for (auto cs : cases) {
     if (quick()) cs.R = std::min(cs.R, 8), cs.C = std::min(cs.C, 8192);  // every mode, smaller
-    INFO("R=" << cs.R << " C=" << cs.C << " k=" << cs.k << " mode=" << cs.mode);
+    INFO("R=" << cs.R << " C=" << cs.C << " k=" << cs.k << " vals=" << cs.vals << " rows=" << cs.rows);
     const int R = cs.R, Cc = cs.C, k = cs.k;
     std::vector<float> v((size_t)R * Cc);
-    for (auto &x : v) {
+    for (size_t i = 0; i < v.size(); ++i) {
+      float &x = v[i];
       const double u = r.uni();
-      if (cs.mode == 1) x = (float)(int)r.range(-20, 20);  // many ties
+      const double w = r.uni();
+      if (cs.vals == 1) x = (float)(int)r.range(-20, 20);  // many ties
+      else if (cs.vals == 2) x = w < 0.3 ? 1.0f : w < 0.6 ? 0.5f : -2.0f;
+      else if (cs.vals == 3) x = w < 0.05 ? 1.0f : w < 0.5 ? (r.uni() < 0.5 ? 0.0f : -0.0f) : -1.0f;
+      else if (cs.vals == 4) x = ((i % Cc) / 4) % 16 == 0 ? 100.0f + r.normal(1.0f) : r.normal(1.0f);
       else x = r.normal(3.0f);
       if (u < 0.01) x = qnan();
       else if (u < 0.02) x = -inf();
@@ -297,10 +315,10 @@ TEST_CASE("gpu topk_per_row", "[gpu][topk]") {
       spmla_tensor_t o = tensor(gpu ? dout.p : hout.data(), SPMLA_DTYPE_INT32, {R, k});
       spmla_topk_per_row_args_t a = SPMLA_TOPK_PER_ROW_ARGS_INIT;
       a.logits = &a1;
-      if (cs.mode == 2) a.row_starts = &a2, a.row_ends = &a3;
-      if (cs.mode == 3) a.context_lens = &a4, a.next_n = next_n;
+      if (cs.rows == 2) a.row_starts = &a2, a.row_ends = &a3;
+      if (cs.rows == 3) a.context_lens = &a4, a.next_n = next_n;
       a.indices = &o;
-      if (cs.mode == 3 && R % next_n) continue;
+      if (cs.rows == 3 && R % next_n) continue;
       size_t wsb = 0;
       check(spmla_topk_per_row_get_workspace_size(gpu ? G() : C(), &a, &wsb), "ws");
       DevBuf dws(gpu ? wsb : 0);
