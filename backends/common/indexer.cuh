@@ -337,7 +337,33 @@ SPMLA_DEVICE void fx_key_addr(const IndexerParams &p, int64_t j, int page, const
   }
 }
 
-template <int Di>
+// idx_row_range split in two: the loads (issued a stage ahead) and the arithmetic on the loaded
+// values (after the stage's compute, so no warp waits on the loads before its MMAs).
+SPMLA_DEVICE void fx_range_load(const IndexerParams &p, int row, int &a, int &b) {
+  if (p.paged) {
+    a = p.context_lens[(int64_t)(row / p.next_n) * p.cl_stride];
+    b = 0;
+  } else {
+    a = p.k_start[(int64_t)row * p.ks_start_stride];
+    b = p.k_end[(int64_t)row * p.ks_end_stride];
+  }
+}
+SPMLA_DEVICE void fx_range(const IndexerParams &p, int row, int a, int b, int &lo, int &hi) {
+  if (p.paged) {
+    const int i = row - (row / p.next_n) * p.next_n;
+    const int64_t lim = (int64_t)a - p.next_n + i + 1;
+    lo = 0;
+    hi = (int)max((int64_t)0, min(lim, (int64_t)p.C));
+  } else {
+    lo = max(a, 0);
+    const int64_t h = min((int64_t)b, min(p.S, (int64_t)p.C));
+    hi = (int)max(h, (int64_t)0);
+  }
+}
+
+// NG = ceil(Hi / 16) groups of 16 heads (a template parameter: the stage's compute is straight-line
+// code, so the epilogue of one 32-head chunk overlaps the MMAs of the next).
+template <int Di, int NG>
 __global__ void __launch_bounds__(kFxThreads, 1) indexer_fx_kernel(const IndexerParams p, int nkb, int nitems) {
   using L = FxSmem<Di>;
   constexpr int KS = Di / 16;   // k16 steps
@@ -354,7 +380,7 @@ __global__ void __launch_bounds__(kFxThreads, 1) indexer_fx_kernel(const Indexer
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int r = lane >> 2, c = lane & 3;
-  const int Hi = p.Hi, NG = (Hi + 15) / 16;
+  const int Hi = p.Hi;
   const int G = gridDim.x;
   int item = blockIdx.x;
   if (item >= nitems) return;
@@ -365,11 +391,11 @@ __global__ void __launch_bounds__(kFxThreads, 1) indexer_fx_kernel(const Indexer
   struct QRegs {
     uint4 q[kFxTps][QW];
     float w[kFxTps];
-    int row, lo, hi;  // thread tid < kFxTps: its row of the stage
+    int row, ra, rb;  // thread tid < kFxTps: its row of the stage and fx_range_load's values
   };
   auto load_q = [&](const FxItem &it, int stage, QRegs &R) {
     R.row = -1;
-    R.lo = R.hi = 0;
+    R.ra = R.rb = 0;
 #pragma unroll
     for (int tt = 0; tt < kFxTps; ++tt) {
       const int rr = stage * kFxTps + tt;
@@ -386,7 +412,7 @@ __global__ void __launch_bounds__(kFxThreads, 1) indexer_fx_kernel(const Indexer
       }
       if (tid == tt && rr < it.nrows) {
         R.row = row;
-        idx_row_range(p, row, R.lo, R.hi);
+        fx_range_load(p, row, R.ra, R.rb);
       }
     }
   };
@@ -408,10 +434,12 @@ __global__ void __launch_bounds__(kFxThreads, 1) indexer_fx_kernel(const Indexer
       }
       if (qc == 0) wbuf[(sel * kFxTps + tt) * kIdxMaxHi + qh] = R.w[tt];
       if (tid == tt) {
+        int lo = 0, hi = 0;
+        if (R.row >= 0) fx_range(p, R.row, R.ra, R.rb, lo, hi);
         int *ri = rinfo + (sel * kFxTps + tt) * 4;
         ri[0] = R.row;
-        ri[1] = R.lo;
-        ri[2] = R.hi;
+        ri[1] = lo;
+        ri[2] = hi;
       }
     }
   };
@@ -423,16 +451,32 @@ __global__ void __launch_bounds__(kFxThreads, 1) indexer_fx_kernel(const Indexer
     ksaddr[sel * kFxKeys + tid] = sp;
   };
   // the k tile of the item whose addresses are in slot `sel` -> k buffer `sel` (coalesced chunks)
+  // Paged INDEXER_FP8 pages of (Di + 4) * bs bytes leave key rows 4-byte aligned only (bs % 4 != 0):
+  // those copy in 4-byte pieces.
+  const bool k16 = !p.paged || (p.cache.page_stride & 15) == 0;
   auto issue_k = [&](int sel) {
-    constexpr int kChunks = Di / 16;
+    if (k16) {
+      constexpr int kChunks = Di / 16;
 #pragma unroll
-    for (int u = 0; u < kChunks; ++u) {
-      const int q = tid + kFxThreads * u;
-      const int key = q / kChunks, part = q - key * kChunks;
-      const uint8_t *src = kaddr[sel * kFxKeys + key];
-      uint8_t *dst = kbuf + (sel * kFxKeys + key) * L::kKP + 16 * part;
-      if (src) dev::async_copy16(dst, src + 16 * part);
-      else *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
+      for (int u = 0; u < kChunks; ++u) {
+        const int q = tid + kFxThreads * u;
+        const int key = q / kChunks, part = q - key * kChunks;
+        const uint8_t *src = kaddr[sel * kFxKeys + key];
+        uint8_t *dst = kbuf + (sel * kFxKeys + key) * L::kKP + 16 * part;
+        if (src) dev::async_copy16(dst, src + 16 * part);
+        else *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
+      }
+    } else {
+      constexpr int kWords = Di / 4;
+#pragma unroll 4
+      for (int u = 0; u < kWords; ++u) {
+        const int q = tid + kFxThreads * u;
+        const int key = q / kWords, part = q - key * kWords;
+        const uint8_t *src = kaddr[sel * kFxKeys + key];
+        uint8_t *dst = kbuf + (sel * kFxKeys + key) * L::kKP + 4 * part;
+        if (src) fx_cp_async4(dst, src + 4 * part);
+        else *reinterpret_cast<uint32_t *>(dst) = 0u;
+      }
     }
     const uint8_t *sp = ksaddr[sel * kFxKeys + tid];
     kval[sel * kFxKeys + tid] = sp != nullptr;
@@ -518,54 +562,64 @@ __global__ void __launch_bounds__(kFxThreads, 1) indexer_fx_kernel(const Indexer
     QRegs R;
     if (has_next) load_q(nxt, nstage, R);
 
-    // ---- compute the rows of this stage
+    // ---- compute the rows of this stage (all of them when any needs this warp's keys)
     const int kw0 = cur.kb * kFxKeys + warp * 32;
     const int j = kw0 + 8 * c + r;
+    bool need = false;
+#pragma unroll
+    for (int tt = 0; tt < kFxTps; ++tt) {
+      const int *ri = rinfo + (qsel * kFxTps + tt) * 4;
+      need |= ri[0] >= 0 && max(ri[1], kw0) < min(ri[2], kw0 + 32);
+    }
 #pragma unroll 1
     for (int tt = 0; tt < kFxTps; ++tt) {
       const int *ri = rinfo + (qsel * kFxTps + tt) * 4;
-      const int row = ri[0];
-      if (row < 0) continue;
-      const int lo = ri[1], hi = ri[2];
+      const int row = ri[0], lo = ri[1], hi = ri[2];
+      if (row < 0) continue;  // warp-uniform
       float out = ninf;
-      if (max(lo, kw0) < min(hi, kw0 + 32)) {
-        float acc[2][8][4];
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-          for (int n = 0; n < 8; ++n)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[mt][n][e] = 0.f;
+      if (need) {  // warp-uniform
         const uint16_t *qb = qbuf + (qsel * kFxTps + tt) * kIdxMaxHi * L::kQP;
         const uint16_t *qlane = qb + ((lane >> 4) * 8 + (lane & 7)) * L::kQP + ((lane >> 3) & 1) * 8;
-#pragma unroll
-        for (int i = 0; i < KS; ++i) {
-#pragma unroll
-          for (int ng = 0; ng < 4; ++ng) {
-            if (ng < NG) {
-              uint32_t b[4];
-              fx_ldmatrix4(b, qlane + ng * 16 * L::kQP + 16 * i);
-#pragma unroll
-              for (int mt = 0; mt < 2; ++mt) {
-                fx_mma(acc[mt][2 * ng], afr[mt][i], b[0], b[1]);
-                fx_mma(acc[mt][2 * ng + 1], afr[mt][i], b[2], b[3]);
-              }
-            }
-          }
-        }
-        // relu * weight, summed over this lane's heads: v[mt*2 + rh] for key row mt*16 + rh*8 + r
         const float *wrow = wbuf + (qsel * kFxTps + tt) * kIdxMaxHi + 2 * c;
+        // relu * weight summed over this lane's heads: v[mt*2 + rh] for key row mt*16 + rh*8 + r
         float v[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-        for (int n = 0; n < 8; ++n) {
-          const float2 w2 = *reinterpret_cast<const float2 *>(wrow + 8 * n);
+        for (int ch = 0; ch < (NG + 1) / 2; ++ch) {  // 32 heads (two 16-head groups) per chunk
+          float acc[2][4][4];
 #pragma unroll
           for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
-            for (int rh = 0; rh < 2; ++rh) {
-              v[mt * 2 + rh] = fmaf(w2.x, fmaxf(acc[mt][n][2 * rh], 0.f), v[mt * 2 + rh]);
-              v[mt * 2 + rh] = fmaf(w2.y, fmaxf(acc[mt][n][2 * rh + 1], 0.f), v[mt * 2 + rh]);
+            for (int n = 0; n < 4; ++n)
+#pragma unroll
+              for (int e = 0; e < 4; ++e) acc[mt][n][e] = 0.f;
+#pragma unroll
+          for (int i = 0; i < KS; ++i) {
+#pragma unroll
+            for (int g = 0; g < 2; ++g) {
+              if (2 * ch + g < NG) {  // compile-time
+                uint32_t b[4];
+                fx_ldmatrix4(b, qlane + (2 * ch + g) * 16 * L::kQP + 16 * i);
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt) {
+                  fx_mma(acc[mt][2 * g], afr[mt][i], b[0], b[1]);
+                  fx_mma(acc[mt][2 * g + 1], afr[mt][i], b[2], b[3]);
+                }
+              }
             }
+          }
+#pragma unroll
+          for (int nl = 0; nl < 4; ++nl) {
+            if (4 * ch + nl < 2 * NG) {  // compile-time
+              const float2 w2 = *reinterpret_cast<const float2 *>(wrow + 8 * (4 * ch + nl));
+#pragma unroll
+              for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+                for (int rh = 0; rh < 2; ++rh) {
+                  v[mt * 2 + rh] = fmaf(w2.x, fmaxf(acc[mt][nl][2 * rh], 0.f), v[mt * 2 + rh]);
+                  v[mt * 2 + rh] = fmaf(w2.y, fmaxf(acc[mt][nl][2 * rh + 1], 0.f), v[mt * 2 + rh]);
+                }
+            }
+          }
         }
         // transposed quad reduction: lane c ends with the total of v[c] (key 8c + r)
         const bool b0 = (lane & 1) != 0, b1 = (lane & 2) != 0;

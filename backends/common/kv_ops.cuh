@@ -138,7 +138,7 @@ __global__ void window_indices_kernel(const WindowParams p) {
 constexpr int kStoreRowThreads = 32;
 constexpr int kStoreRowsPerBlock = 8;
 constexpr int kStoreThreads = kStoreRowThreads * kStoreRowsPerBlock;
-constexpr int kStoreRowsPerGroup = 4;  // rows per group per launch (CUDA launcher's grid)
+constexpr int kStoreRowsPerGroup = 4;  // rows per group per launch (the CUDA launcher's grid)
 
 // FP8 E4M3 code of q (RNE, saturating to max finite, NaN -> NaN code) with the sign of `sign_of`
 // (the unscaled input: x / scale keeps x's sign, and a NaN keeps its sign through the reference's
@@ -247,7 +247,43 @@ struct StoreRow {
   int64_t slot;  // -1: nothing to store (no row, negative or out-of-range slot)
 };
 
-template <int G, int kChunks>
+// Schedule knobs of the store (template parameters so that variants can be timed side by side;
+// the launchers use the kStore* defaults). kFlags: kStoreLdCs = streaming (evict-first) loads of
+// the kv rows, kStoreStCs = streaming stores into the cache (CUDA; plain elsewhere).
+constexpr int kStoreLdCs = 1, kStoreStCs = 2;
+constexpr int kStoreDepth = 1;      // rows per group loaded ahead of the one being quantized
+constexpr int kStoreFlags = 0;
+constexpr int kStoreMinBlocks = 1;  // __launch_bounds__ minimum blocks per SM
+
+template <int kFlags, typename T>
+SPMLA_DEVICE void st_cache(void *p, const T &v) {
+#if defined(SPMLA_VENDOR_CUDA)
+  if (kFlags & kStoreStCs) {
+    __stcs(reinterpret_cast<T *>(p), v);
+    return;
+  }
+#endif
+  *reinterpret_cast<T *>(p) = v;
+}
+template <int kFlags>
+SPMLA_DEVICE uint4 ld_row16(const uint16_t *p) {
+#if defined(SPMLA_VENDOR_CUDA)
+  if (kFlags & kStoreLdCs) return __ldcs(reinterpret_cast<const uint4 *>(p));
+#endif
+  return dev::ld16(p);
+}
+// 8 FP8 bytes to a row that may be only 4-byte aligned (INDEXER_FP8 pages of (Di + 4) * bs bytes).
+template <int kFlags>
+SPMLA_DEVICE void st_cache8(uint8_t *p, uint2 v, bool a8) {
+  if (a8) {
+    st_cache<kFlags>(p, v);
+  } else {
+    st_cache<kFlags>(p, v.x);
+    st_cache<kFlags>(p + 4, v.y);
+  }
+}
+
+template <int G, int kChunks, int kFlags>
 SPMLA_DEVICE StoreRow<kChunks> store_load(const StoreParams &p, int64_t n, int lane, int vec) {
   StoreRow<kChunks> r;
   r.slot = -1;
@@ -263,7 +299,7 @@ SPMLA_DEVICE StoreRow<kChunks> store_load(const StoreParams &p, int64_t n, int l
     r.v[i] = make_uint4(0u, 0u, 0u, 0u);
     if (act && e < p.cache.dim) {
       if (vec) {
-        r.v[i] = dev::ld16(src + e);
+        r.v[i] = ld_row16<kFlags>(src + e);
       } else {
         uint32_t w[4];
         for (int j = 0; j < 4; ++j) w[j] = (uint32_t)src[e + 2 * j] | ((uint32_t)src[e + 2 * j + 1] << 16);
@@ -276,7 +312,7 @@ SPMLA_DEVICE StoreRow<kChunks> store_load(const StoreParams &p, int64_t n, int l
 
 // Quantizes and writes one row. Every lane of the group runs the shuffles (also for a row that is
 // not stored); only the stores are predicated.
-template <int L, int G, bool kFnuz, int kChunks>
+template <int L, int G, bool kFnuz, int kChunks, int kFlags>
 SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, int lane) {
   const CacheDesc &c = p.cache;
   const bool ok = r.slot >= 0 && r.slot < c.num_slots();
@@ -290,7 +326,7 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
 #pragma unroll
     for (int i = 0; i < kChunks; ++i) {
       const int e = 8 * lane + 8 * G * i;
-      if (ok && e < c.dim) dev::st16(row + 2 * e, r.v[i]);
+      if (ok && e < c.dim) st_cache<kFlags>(row + 2 * e, r.v[i]);
     }
   } else if constexpr (L == kFP8PerTensor) {
 #pragma unroll
@@ -298,7 +334,7 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
       const int e = 8 * lane + 8 * G * i;
       if (ok && e < c.dim) {
         unpack_bf16x8(r.v[i], x);
-        *reinterpret_cast<uint2 *>(row + e) = quant8<kFnuz, false>(x, c.scale);
+        st_cache<kFlags>(row + e, quant8<kFnuz, false>(x, c.scale));
       }
     }
   } else if constexpr (L == kV32) {
@@ -313,12 +349,12 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
     const float s0 = ::spmla::exp2_int(k0), s1 = ::spmla::exp2_int(k1);
     const float s0b = dev::shfl(s0, 16, 32), s1b = dev::shfl(s1, 16, 32);  // tiles 1 and 3
     if (ok) {
-      *reinterpret_cast<uint2 *>(row + 8 * lane) = b0;
-      *reinterpret_cast<uint2 *>(row + 256 + 8 * lane) = b1;
+      st_cache<kFlags>(row + 8 * lane, b0);
+      st_cache<kFlags>(row + 256 + 8 * lane, b1);
       if (lane == 0)
-        dev::st16(row + 512, make_uint4(dev::f32_as_u32(s0), dev::f32_as_u32(s0b), dev::f32_as_u32(s1),
-                                        dev::f32_as_u32(s1b)));
-      if (lane < 8) dev::st16(row + 528 + 16 * lane, r.v[2]);
+        st_cache<kFlags>(row + 512, make_uint4(dev::f32_as_u32(s0), dev::f32_as_u32(s0b), dev::f32_as_u32(s1),
+                                               dev::f32_as_u32(s1b)));
+      if (lane < 8) st_cache<kFlags>(row + 528 + 16 * lane, r.v[2]);
     }
   } else if constexpr (L == kV4) {
     // chunk 0: NoPE 8 lane (tiles 0..3); chunk 1: lanes < 24 NoPE 256 + 8 lane (tiles 4..6),
@@ -334,15 +370,14 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
     const uint32_t t5 = dev::shfl(e1, 8, 32), t6 = dev::shfl(e1, 16, 32);
     if (lane < 24) {
       const uint2 b1 = quant8<kFnuz, true>(y, inv_pow2(k1));
-      if (ok) *reinterpret_cast<uint2 *>(row + 256 + 8 * lane) = b1;
+      if (ok) st_cache<kFlags>(row + 256 + 8 * lane, b1);
     } else if (ok) {
-      dev::st16(row + 448 + 16 * (lane - 24), r.v[1]);
+      st_cache<kFlags>(row + 448 + 16 * (lane - 24), r.v[1]);
     }
     if (ok) {
-      *reinterpret_cast<uint2 *>(row + 8 * lane) = b0;
+      st_cache<kFlags>(row + 8 * lane, b0);
       if (lane == 0)
-        *reinterpret_cast<uint2 *>(base + o.aux) =
-            make_uint2(e0 | (t1 << 8) | (t2 << 16) | (t3 << 24), e1 | (t5 << 8) | (t6 << 16));
+        st_cache<kFlags>(base + o.aux, make_uint2(e0 | (t1 << 8) | (t2 << 16) | (t3 << 24), e1 | (t5 << 8) | (t6 << 16)));
       // The page's tail padding beyond block_size * 584 is zeroed (as the reference does);
       // both ends are multiples of 8 bytes.
       const int64_t used = (int64_t)c.block_size * 584;
@@ -350,8 +385,7 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
       int64_t page, off;
       split_slot(r.slot, c.block_size, page, off);
       uint8_t *pg = base + page * c.page_stride;
-      for (int64_t b = used + 8 * lane; b < packed; b += 8 * G)
-        *reinterpret_cast<uint2 *>(pg + b) = make_uint2(0u, 0u);
+      for (int64_t b = used + 8 * lane; b < packed; b += 8 * G) st_cache<kFlags>(pg + b, make_uint2(0u, 0u));
     }
   } else {  // INDEXER_FP8: G = Di / 8 lanes, one chunk each; scale = max(amax, 1e-4) / fp8_max
     unpack_bf16x8(r.v[0], x);
@@ -360,13 +394,14 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
     const float scale = amax / ::spmla::fp8_max_finite(kKind);
     const uint2 b = quant8<kFnuz, false>(x, scale);
     if (ok) {
-      *reinterpret_cast<uint2 *>(row + 8 * lane) = b;
-      if (lane == 0) *reinterpret_cast<float *>(base + o.aux) = scale;
+      // rows are 8-byte aligned iff the page stride is ((Di + 4) * bs packed: bs % 2 == 0)
+      st_cache8<kFlags>(row + 8 * lane, b, (c.page_stride & 7) == 0);
+      if (lane == 0) st_cache<kFlags>(base + o.aux, scale);
     }
   }
 }
 
-template <int L, int G, bool kFnuz>
+template <int L, int G, bool kFnuz, int kDepth, int kFlags>
 SPMLA_DEVICE void store_rows(const StoreParams &p, int vec) {
   constexpr int kChunks = L == kV4 ? 2 : L == kIndexer ? 1 : 3;
   constexpr int kRowsPerWarp = SPMLA_WARP_SIZE / G;
@@ -375,44 +410,57 @@ SPMLA_DEVICE void store_rows(const StoreParams &p, int vec) {
   const int64_t stride = (int64_t)gridDim.x * warps_per_block * kRowsPerWarp;
   int64_t base = ((int64_t)blockIdx.x * warps_per_block + dev::warp_id()) * kRowsPerWarp;
   if (base >= p.N) return;  // whole warps leave together (the shuffles need every lane)
-  StoreRow<kChunks> cur = store_load<G, kChunks>(p, base + sub, lane, vec);
-  for (; base < p.N; base += stride) {
-    const StoreRow<kChunks> nxt = store_load<G, kChunks>(p, base + stride + sub, lane, vec);
-    store_one<L, G, kFnuz, kChunks>(p, cur, lane);
-    cur = nxt;
+  if constexpr (kDepth == 1) {
+    StoreRow<kChunks> cur = store_load<G, kChunks, kFlags>(p, base + sub, lane, vec);
+    for (; base < p.N; base += stride) {
+      const StoreRow<kChunks> nxt = store_load<G, kChunks, kFlags>(p, base + stride + sub, lane, vec);
+      store_one<L, G, kFnuz, kChunks, kFlags>(p, cur, lane);
+      cur = nxt;
+    }
+  } else {
+    StoreRow<kChunks> ahead[kDepth + 1];
+#pragma unroll
+    for (int d = 0; d < kDepth; ++d) ahead[d] = store_load<G, kChunks, kFlags>(p, base + d * stride + sub, lane, vec);
+    for (; base < p.N; base += stride) {
+      ahead[kDepth] = store_load<G, kChunks, kFlags>(p, base + kDepth * stride + sub, lane, vec);
+      store_one<L, G, kFnuz, kChunks, kFlags>(p, ahead[0], lane);
+#pragma unroll
+      for (int d = 0; d < kDepth; ++d) ahead[d] = ahead[d + 1];
+    }
   }
 }
 
 // One layout / flavour per kernel (the CUDA launcher's choice: each gets its own register count).
-template <int L, int G, bool kFnuz>
-__global__ void __launch_bounds__(kStoreThreads) kv_store_layout_kernel(const StoreParams p, int vec) {
-  store_rows<L, G, kFnuz>(p, vec);
+template <int L, int G, bool kFnuz, int kDepth = kStoreDepth, int kFlags = kStoreFlags, int kMinBlocks = kStoreMinBlocks>
+__global__ void __launch_bounds__(kStoreThreads, kMinBlocks) kv_store_layout_kernel(const StoreParams p, int vec) {
+  store_rows<L, G, kFnuz, kDepth, kFlags>(p, vec);
 }
 
 // All layouts in one kernel (the HIP launcher's).
 __global__ void __launch_bounds__(kStoreThreads) kv_store_kernel(const StoreParams p, int vec) {
   const bool fnuz = p.cache.flavor == 2;
+  constexpr int D = kStoreDepth, F = kStoreFlags;
   switch (p.cache.layout) {
-    case kBF16: store_rows<kBF16, 32, false>(p, vec); break;
+    case kBF16: store_rows<kBF16, 32, false, D, F>(p, vec); break;
     case kFP8PerTensor:
-      if (fnuz) store_rows<kFP8PerTensor, 32, true>(p, vec);
-      else store_rows<kFP8PerTensor, 32, false>(p, vec);
+      if (fnuz) store_rows<kFP8PerTensor, 32, true, D, F>(p, vec);
+      else store_rows<kFP8PerTensor, 32, false, D, F>(p, vec);
       break;
     case kV32:
-      if (fnuz) store_rows<kV32, 32, true>(p, vec);
-      else store_rows<kV32, 32, false>(p, vec);
+      if (fnuz) store_rows<kV32, 32, true, D, F>(p, vec);
+      else store_rows<kV32, 32, false, D, F>(p, vec);
       break;
     case kV4:
-      if (fnuz) store_rows<kV4, 32, true>(p, vec);
-      else store_rows<kV4, 32, false>(p, vec);
+      if (fnuz) store_rows<kV4, 32, true, D, F>(p, vec);
+      else store_rows<kV4, 32, false, D, F>(p, vec);
       break;
     default:  // INDEXER_FP8, Di 64 or 128
       if (p.cache.dim == 64) {
-        if (fnuz) store_rows<kIndexer, 8, true>(p, vec);
-        else store_rows<kIndexer, 8, false>(p, vec);
+        if (fnuz) store_rows<kIndexer, 8, true, D, F>(p, vec);
+        else store_rows<kIndexer, 8, false, D, F>(p, vec);
       } else {
-        if (fnuz) store_rows<kIndexer, 16, true>(p, vec);
-        else store_rows<kIndexer, 16, false>(p, vec);
+        if (fnuz) store_rows<kIndexer, 16, true, D, F>(p, vec);
+        else store_rows<kIndexer, 16, false, D, F>(p, vec);
       }
       break;
   }
@@ -437,7 +485,18 @@ __global__ void __launch_bounds__(256) kv_gather_kernel(const GatherParams p, in
   if (valid) o = fast_slot_offsets(c, slot);
   for (int e = lane * 8; e < D; e += G * 8) {
     uint4 v = make_uint4(0u, 0u, 0u, 0u);
-    if (valid) v = dequant8(c, c.base + o.data, c.base + o.aux, e);
+    if (valid && c.layout == kIndexer) {
+      // INDEXER_FP8 rows are 4-byte aligned only ((Di + 4) * bs bytes per packed page)
+      const uint32_t *w = reinterpret_cast<const uint32_t *>(c.base + o.data + e);
+      const float scale = *reinterpret_cast<const float *>(c.base + o.aux);
+      float f[8];
+      dev::fp8x4_to_f32(w[0], c.flavor, f);
+      dev::fp8x4_to_f32(w[1], c.flavor, f + 4);
+      v = make_uint4(dev::pack_bf16x2(f[0] * scale, f[1] * scale), dev::pack_bf16x2(f[2] * scale, f[3] * scale),
+                     dev::pack_bf16x2(f[4] * scale, f[5] * scale), dev::pack_bf16x2(f[6] * scale, f[7] * scale));
+    } else if (valid) {
+      v = dequant8(c, c.base + o.data, c.base + o.aux, e);
+    }
     if (vec) dev::st16(dst + e, v);
     else {
       const uint32_t w[4] = {v.x, v.y, v.z, v.w};

@@ -46,12 +46,25 @@ cudaError_t launch_window_indices(const kern::WindowParams &p, cudaStream_t s) {
   return cudaGetLastError();
 }
 
+// The fused indexer kernel per (Di, 16-head groups).
+using IdxKernel = void (*)(const kern::IndexerParams, int, int);
+template <int Di>
+IdxKernel idx_kernel(int ng) {
+  switch (ng) {
+    case 1: return kern::indexer_fx_kernel<Di, 1>;
+    case 2: return kern::indexer_fx_kernel<Di, 2>;
+    case 3: return kern::indexer_fx_kernel<Di, 3>;
+    default: return kern::indexer_fx_kernel<Di, 4>;
+  }
+}
+
 cudaError_t indexer_prepare() {
-  cudaError_t e = cudaFuncSetAttribute(kern::indexer_fx_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       kern::FxSmem<128>::kBytes);
-  if (e == cudaSuccess)
-    e = cudaFuncSetAttribute(kern::indexer_fx_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             kern::FxSmem<64>::kBytes);
+  cudaError_t e = cudaSuccess;
+  for (int ng = 1; ng <= 4 && e == cudaSuccess; ++ng) {
+    e = cudaFuncSetAttribute(idx_kernel<128>(ng), cudaFuncAttributeMaxDynamicSharedMemorySize, kern::FxSmem<128>::kBytes);
+    if (e == cudaSuccess)
+      e = cudaFuncSetAttribute(idx_kernel<64>(ng), cudaFuncAttributeMaxDynamicSharedMemorySize, kern::FxSmem<64>::kBytes);
+  }
   return e;
 }
 
@@ -68,10 +81,11 @@ cudaError_t launch_indexer(const kern::IndexerParams &p, int groups, cudaStream_
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
   if (e != cudaSuccess) return e;
   const int grid = (int)std::min<int64_t>(items, sms > 0 ? sms : 1);
+  const int ng = (p.Hi + 15) / 16;
   if (p.Di == 64)
-    kern::indexer_fx_kernel<64><<<grid, kern::kFxThreads, kern::FxSmem<64>::kBytes, s>>>(p, kern::fx_key_blocks(p), (int)items);
+    idx_kernel<64>(ng)<<<grid, kern::kFxThreads, kern::FxSmem<64>::kBytes, s>>>(p, kern::fx_key_blocks(p), (int)items);
   else
-    kern::indexer_fx_kernel<128><<<grid, kern::kFxThreads, kern::FxSmem<128>::kBytes, s>>>(p, kern::fx_key_blocks(p), (int)items);
+    idx_kernel<128>(ng)<<<grid, kern::kFxThreads, kern::FxSmem<128>::kBytes, s>>>(p, kern::fx_key_blocks(p), (int)items);
   return cudaGetLastError();
 }
 
