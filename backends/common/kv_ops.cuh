@@ -126,164 +126,377 @@ __global__ void window_indices_kernel(const WindowParams p) {
 // Rows are stored in parallel: when two rows of one call name the same slot, which row's bytes
 // end up in the slot is unspecified on the GPU (the CPU reference keeps the later row). Callers
 // (vLLM-style slot mappings) never repeat a slot within one store.
-// 32 threads per row (shuffle width 32 <= any warp size), 8 rows per block. Each thread owns 16
-// consecutive NoPE values; tiles (V32 128, V4 64, indexer Di) are aligned groups of threads.
+//
+// Shape: a group of G lanes per row (G = 32; INDEXER_FP8: Di/8, so no lane idles); a lane owns
+// chunks of 8 consecutive values at 8*lane + 8*G*i (one 16-byte load each, coalesced across the
+// group). A tile (V32 128, V4 64, indexer Di) is an aligned run of lanes, its amax a group_max.
+// Groups walk rows with a grid stride and issue the next row's loads (and its slot) before
+// quantizing the current row, so two rows per group are in flight and the slot lookup is off the
+// critical path. Any grid is correct (the HIP launcher's one block per kStoreRowsPerBlock rows too).
+// Arithmetic: the power-of-two tile scales quantize as x * 2^-k (the exact quotient, no division)
+// and fp8_encode below is a short exact encoder (equal to numerics.h for every fp32 input).
 constexpr int kStoreRowThreads = 32;
 constexpr int kStoreRowsPerBlock = 8;
+constexpr int kStoreThreads = kStoreRowThreads * kStoreRowsPerBlock;
+constexpr int kStoreRowsPerGroup = 4;  // rows per group per launch (the CUDA launcher's grid)
 
-SPMLA_DEVICE void load16_bf16(const uint16_t *src, bool vec, float *x, uint16_t *xb) {
-  if (vec) {
-    const uint4 a = dev::ld16(src), b = dev::ld16(src + 8);
-    const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      xb[2 * i] = (uint16_t)(w[i] & 0xffffu);
-      xb[2 * i + 1] = (uint16_t)(w[i] >> 16);
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < 16; ++i) xb[i] = src[i];
+// FP8 E4M3 code of q (RNE, saturating to max finite, NaN -> NaN code) with the sign of `sign_of`
+// (the unscaled input: x / scale keeps x's sign, and a NaN keeps its sign through the reference's
+// host division, while GPU arithmetic would return the canonical NaN). Bit-identical to
+// ::spmla::f32_to_fp8_e4m3 for every fp32 q (checked exhaustively over all 2^32 inputs, both
+// flavours): the normal range rounds the fp32 pattern to 3 mantissa bits (a carry into the
+// exponent is the right answer, beyond the range saturates by the min), the subnormal range is
+// rounded by one fp32 add of 2^(21-bias), whose ulp is the FP8 subnormal step.
+template <bool kFnuz>
+SPMLA_DEVICE uint32_t fp8_encode(float q, float sign_of) {
+  constexpr int kBias = kFnuz ? 8 : 7;
+  constexpr uint32_t kMaxCode = kFnuz ? 0x7Fu : 0x7Eu;
+  constexpr uint32_t kMinNormal = (uint32_t)(127 + 1 - kBias) << 23;  // 2^(1-bias)
+  constexpr uint32_t kMagic = (uint32_t)(127 + 21 - kBias) << 23;     // 2^(21-bias)
+  const uint32_t a = dev::f32_as_u32(q) & 0x7FFFFFFFu;
+  uint32_t cn = ((a + 0x7FFFFu + ((a >> 20) & 1u)) >> 20) - ((uint32_t)(127 - kBias) << 3);
+  cn = cn < kMaxCode ? cn : kMaxCode;
+  const uint32_t cs = dev::f32_as_u32(__fadd_rn(dev::u32_as_f32(a), dev::u32_as_f32(kMagic))) - kMagic;
+  uint32_t code = a < kMinNormal ? cs : cn;
+  const bool neg = (dev::f32_as_u32(sign_of) >> 31) != 0;
+  if (kFnuz) {
+    code = (neg && code != 0u) ? (code | 0x80u) : code;  // no -0 in FNUZ
+    return a > 0x7F800000u ? 0x80u : code;
   }
-#pragma unroll
-  for (int i = 0; i < 16; ++i) x[i] = dev::bf16_to_f32(xb[i]);
+  code = a > 0x7F800000u ? 0x7Fu : code;
+  return neg ? (code | 0x80u) : code;
 }
 
-template <int kGroup>
-SPMLA_DEVICE float tile_amax(const float *x) {
-  float m = 0.f;
-#pragma unroll
-  for (int i = 0; i < 16; ++i) m = fmaxf(m, fabsf(x[i]));  // fmaxf ignores NaN, like the reference
-  return dev::group_max<kGroup>(m);
-}
-
-// x / scale; pow2 = scale is a power of two 2^-126..2^126, where x * (1 / scale) is the same
-// exact quotient without a division.
-SPMLA_DEVICE void quant16(const float *x, float scale, int flavor, uint8_t *dst, bool pow2 = false) {
-  uint32_t w[4];
-  const float inv = 1.f / scale;
+SPMLA_DEVICE void unpack_bf16x8(const uint4 v, float *x) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    w[i] = 0;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float q = pow2 ? x[4 * i + j] * inv : x[4 * i + j] / scale;
-      w[i] |= dev::f32_to_fp8(q, flavor) << (8 * j);
-    }
+    x[2 * i] = dev::u32_as_f32(w[i] << 16);
+    x[2 * i + 1] = dev::u32_as_f32(w[i] & 0xffff0000u);
   }
-  *reinterpret_cast<uint4 *>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
 }
 
-__global__ void __launch_bounds__(kStoreRowThreads *kStoreRowsPerBlock) kv_store_kernel(const StoreParams p, int vec) {
-  const int lane = threadIdx.x % kStoreRowThreads;
-  const int64_t n = (int64_t)blockIdx.x * kStoreRowsPerBlock + threadIdx.x / kStoreRowThreads;
-  if (n >= p.N) return;  // whole 32-thread groups leave together
-  const int64_t slot = p.slots_is64 ? reinterpret_cast<const int64_t *>(p.slots)[n * p.slots_stride]
-                                    : (int64_t) reinterpret_cast<const int32_t *>(p.slots)[n * p.slots_stride];
-  const CacheDesc &c = p.cache;
-  if (slot < 0 || slot >= c.num_slots()) return;
-  uint8_t *base = const_cast<uint8_t *>(c.base);
-  const SlotOffsets o = slot_offsets(c, slot);
-  uint8_t *row = base + o.data;
-  const uint16_t *src = p.kv + n * p.kv_stride;
-  const int D = c.dim;
-  float x[16];
-  uint16_t xb[16];
+SPMLA_DEVICE float amax8(const float *x) {
+  float m = 0.f;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) m = fmaxf(m, fabsf(x[i]));  // fmaxf ignores NaN, like the reference
+  return m;
+}
+
+// 8 values -> 8 FP8 bytes. inv: q = x * inv (exact for a power-of-two scale: inv = 2^-k, or 0 for
+// the infinite scale 2^128, where x * 0 and x / inf agree); otherwise q = x / div (fp32, RNE).
+template <bool kFnuz, bool kPow2>
+SPMLA_DEVICE uint2 quant8(const float *x, float s) {
+  uint32_t w[2] = {0u, 0u};
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const float q = kPow2 ? x[i] * s : x[i] / s;
+    w[i >> 2] |= fp8_encode<kFnuz>(q, x[i]) << (8 * (i & 3));
+  }
+  return make_uint2(w[0], w[1]);
+}
+
+// 1 / 2^k for the reference's scale exponents (k >= -13 here; 2^-k exact, subnormal included;
+// k = 128 is the infinite scale of an infinite amax).
+SPMLA_DEVICE float inv_pow2(int k) { return k >= 128 ? 0.f : ::spmla::exp2_int(-k); }
+
+// slot -> (page, offset) without a 64-bit division where possible (power-of-two block sizes:
+// shifts; slots below 2^32: a 32-bit division).
+SPMLA_DEVICE void split_slot(int64_t slot, int32_t bs, int64_t &page, int64_t &off) {
+  const uint32_t b = (uint32_t)bs;
+  if ((b & (b - 1u)) == 0u) {
+    const int sh = __ffs((int)b) - 1;
+    page = slot >> sh;
+    off = slot & (int64_t)(b - 1u);
+  } else if ((uint64_t)slot <= 0xffffffffull) {
+    const uint32_t s = (uint32_t)slot, pg = s / b;
+    page = pg;
+    off = s - pg * b;
+  } else {
+    page = slot / bs;
+    off = slot - page * bs;
+  }
+}
+
+// slot_offsets (cache_access.cuh) with split_slot.
+SPMLA_DEVICE SlotOffsets fast_slot_offsets(const CacheDesc &c, int64_t slot) {
+  int64_t page, off;
+  split_slot(slot, c.block_size, page, off);
+  const int64_t pbase = page * c.page_stride;
+  SlotOffsets o;
+  o.aux = 0;
   switch (c.layout) {
-    case kBF16: {
-      for (int e = lane * 8; e < D; e += kStoreRowThreads * 8) {
-        uint4 v;
-        if (vec) v = dev::ld16(src + e);
-        else {
-          uint32_t w[4];
-          for (int i = 0; i < 4; ++i) w[i] = (uint32_t)src[e + 2 * i] | ((uint32_t)src[e + 2 * i + 1] << 16);
-          v = make_uint4(w[0], w[1], w[2], w[3]);
-        }
-        dev::st16(row + 2 * e, v);
-      }
+    case kBF16: o.data = pbase + off * 2 * c.dim; break;
+    case kFP8PerTensor: o.data = pbase + off * c.dim; break;
+    case kV32: o.data = pbase + off * 656; break;
+    case kV4:
+      o.data = pbase + off * 576;
+      o.aux = pbase + (int64_t)c.block_size * 576 + off * 8;
       break;
-    }
-    case kFP8PerTensor: {
-      for (int e = lane * 16; e < D; e += kStoreRowThreads * 16) {
-        load16_bf16(src + e, vec, x, xb);
-        quant16(x, c.scale, c.flavor, row + e);
-      }
+    default:
+      o.data = pbase + off * c.dim;
+      o.aux = pbase + (int64_t)c.block_size * c.dim + off * 4;
       break;
-    }
-    case kV32: {
-      load16_bf16(src + lane * 16, vec, x, xb);  // NoPE: 32 x 16 = 512
-      const float amax = tile_amax<8>(x);
-      const int k = ::spmla::tile_scale_exponent(amax, c.flavor == 2 ? Fp8Kind::E4M3FNUZ : Fp8Kind::E4M3FN);
-      const float scale = ::spmla::exp2_int(k);
-      quant16(x, scale, c.flavor, row + lane * 16, k >= -126 && k <= 126);
-      if ((lane & 7) == 0) *reinterpret_cast<float *>(row + 512 + 4 * (lane >> 3)) = scale;
-      if (lane < 8) {  // RoPE: 64 bf16 = 8 x 16 bytes
-        const uint16_t *r = src + 512 + lane * 8;
-        uint32_t w[4];
-        for (int i = 0; i < 4; ++i) w[i] = (uint32_t)r[2 * i] | ((uint32_t)r[2 * i + 1] << 16);
-        dev::st16(row + 528 + lane * 16, make_uint4(w[0], w[1], w[2], w[3]));
-      }
-      break;
-    }
-    case kV4: {
-      uint8_t *srow = base + o.aux;
-      if (lane < 28) {  // NoPE: 28 x 16 = 448, tiles of 64 = 4 threads
-        load16_bf16(src + lane * 16, vec, x, xb);
+  }
+  return o;
+}
+
+template <int kChunks>
+struct StoreRow {
+  uint4 v[kChunks];
+  int64_t slot;  // -1: nothing to store (no row, negative or out-of-range slot)
+};
+
+// Schedule knobs of the store (template parameters so that variants can be timed side by side;
+// the launchers use the kStore* defaults). kFlags: kStoreLdCs = streaming (evict-first) loads of
+// the kv rows, kStoreStCs = streaming stores into the cache (CUDA; plain elsewhere).
+constexpr int kStoreLdCs = 1, kStoreStCs = 2;
+constexpr int kStoreDepth = 1;      // rows per group loaded ahead of the one being quantized
+constexpr int kStoreFlags = 0;
+constexpr int kStoreMinBlocks = 1;  // __launch_bounds__ minimum blocks per SM
+
+template <int kFlags, typename T>
+SPMLA_DEVICE void st_cache(void *p, const T &v) {
+#if defined(SPMLA_VENDOR_CUDA)
+  if (kFlags & kStoreStCs) {
+    __stcs(reinterpret_cast<T *>(p), v);
+    return;
+  }
+#endif
+  *reinterpret_cast<T *>(p) = v;
+}
+template <int kFlags>
+SPMLA_DEVICE uint4 ld_row16(const uint16_t *p) {
+#if defined(SPMLA_VENDOR_CUDA)
+  if (kFlags & kStoreLdCs) return __ldcs(reinterpret_cast<const uint4 *>(p));
+#endif
+  return dev::ld16(p);
+}
+// 8 FP8 bytes to a row that may be only 4-byte aligned (INDEXER_FP8 pages of (Di + 4) * bs bytes).
+template <int kFlags>
+SPMLA_DEVICE void st_cache8(uint8_t *p, uint2 v, bool a8) {
+  if (a8) {
+    st_cache<kFlags>(p, v);
+  } else {
+    st_cache<kFlags>(p, v.x);
+    st_cache<kFlags>(p + 4, v.y);
+  }
+}
+
+template <int G, int kChunks, int kFlags>
+SPMLA_DEVICE StoreRow<kChunks> store_load(const StoreParams &p, int64_t n, int lane, int vec) {
+  StoreRow<kChunks> r;
+  r.slot = -1;
+  const bool act = n < p.N;
+  if (act) {
+    r.slot = p.slots_is64 ? reinterpret_cast<const int64_t *>(p.slots)[n * p.slots_stride]
+                          : (int64_t) reinterpret_cast<const int32_t *>(p.slots)[n * p.slots_stride];
+  }
+  const uint16_t *src = p.kv + (act ? n : 0) * p.kv_stride;
+#pragma unroll
+  for (int i = 0; i < kChunks; ++i) {
+    const int e = 8 * lane + 8 * G * i;
+    r.v[i] = make_uint4(0u, 0u, 0u, 0u);
+    if (act && e < p.cache.dim) {
+      if (vec) {
+        r.v[i] = ld_row16<kFlags>(src + e);
       } else {
-        for (int i = 0; i < 16; ++i) x[i] = 0.f;
-      }
-      const float amax = tile_amax<4>(x);
-      const int k = ::spmla::tile_scale_exponent(amax, c.flavor == 2 ? Fp8Kind::E4M3FNUZ : Fp8Kind::E4M3FN);
-      if (lane < 28) {
-        quant16(x, ::spmla::exp2_int(k), c.flavor, row + lane * 16, k >= -126 && k <= 126);
-        if ((lane & 3) == 0) srow[lane >> 2] = ::spmla::ue8m0_from_exponent(k);
-      } else if (lane == 28) {
-        srow[7] = 0;
-      }
-      if (lane < 8) {
-        const uint16_t *r = src + 448 + lane * 8;
         uint32_t w[4];
-        for (int i = 0; i < 4; ++i) w[i] = (uint32_t)r[2 * i] | ((uint32_t)r[2 * i + 1] << 16);
-        dev::st16(row + 448 + lane * 16, make_uint4(w[0], w[1], w[2], w[3]));
+        for (int j = 0; j < 4; ++j) w[j] = (uint32_t)src[e + 2 * j] | ((uint32_t)src[e + 2 * j + 1] << 16);
+        r.v[i] = make_uint4(w[0], w[1], w[2], w[3]);
       }
-      // The page's tail padding beyond block_size * 584 is zeroed (as the reference does).
+    }
+  }
+  return r;
+}
+
+// Quantizes and writes one row. Every lane of the group runs the shuffles (also for a row that is
+// not stored); only the stores are predicated.
+template <int L, int G, bool kFnuz, int kChunks, int kFlags>
+SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, int lane) {
+  const CacheDesc &c = p.cache;
+  const bool ok = r.slot >= 0 && r.slot < c.num_slots();
+  uint8_t *base = const_cast<uint8_t *>(c.base);
+  SlotOffsets o = {0, 0};
+  if (ok) o = fast_slot_offsets(c, r.slot);
+  uint8_t *row = base + o.data;
+  constexpr Fp8Kind kKind = kFnuz ? Fp8Kind::E4M3FNUZ : Fp8Kind::E4M3FN;
+  float x[8];
+  if constexpr (L == kBF16) {
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) {
+      const int e = 8 * lane + 8 * G * i;
+      if (ok && e < c.dim) st_cache<kFlags>(row + 2 * e, r.v[i]);
+    }
+  } else if constexpr (L == kFP8PerTensor) {
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) {
+      const int e = 8 * lane + 8 * G * i;
+      if (ok && e < c.dim) {
+        unpack_bf16x8(r.v[i], x);
+        st_cache<kFlags>(row + e, quant8<kFnuz, false>(x, c.scale));
+      }
+    }
+  } else if constexpr (L == kV32) {
+    // chunk 0: NoPE [8 lane, +8) (tiles 0, 1), chunk 1: NoPE 256 + 8 lane (tiles 2, 3),
+    // chunk 2 (lanes < 8): RoPE 512 + 8 lane
+    float y[8];
+    unpack_bf16x8(r.v[0], x);
+    unpack_bf16x8(r.v[1], y);
+    const float m0 = dev::group_max<16>(amax8(x)), m1 = dev::group_max<16>(amax8(y));
+    const int k0 = ::spmla::tile_scale_exponent(m0, kKind), k1 = ::spmla::tile_scale_exponent(m1, kKind);
+    const uint2 b0 = quant8<kFnuz, true>(x, inv_pow2(k0)), b1 = quant8<kFnuz, true>(y, inv_pow2(k1));
+    const float s0 = ::spmla::exp2_int(k0), s1 = ::spmla::exp2_int(k1);
+    const float s0b = dev::shfl(s0, 16, 32), s1b = dev::shfl(s1, 16, 32);  // tiles 1 and 3
+    if (ok) {
+      st_cache<kFlags>(row + 8 * lane, b0);
+      st_cache<kFlags>(row + 256 + 8 * lane, b1);
+      if (lane == 0)
+        st_cache<kFlags>(row + 512, make_uint4(dev::f32_as_u32(s0), dev::f32_as_u32(s0b), dev::f32_as_u32(s1),
+                                               dev::f32_as_u32(s1b)));
+      if (lane < 8) st_cache<kFlags>(row + 528 + 16 * lane, r.v[2]);
+    }
+  } else if constexpr (L == kV4) {
+    // chunk 0: NoPE 8 lane (tiles 0..3); chunk 1: lanes < 24 NoPE 256 + 8 lane (tiles 4..6),
+    // lanes >= 24 RoPE (values 448 + 8 (lane - 24), bytes 448 + 16 (lane - 24))
+    float y[8];
+    unpack_bf16x8(r.v[0], x);
+    unpack_bf16x8(r.v[1], y);
+    const float m0 = dev::group_max<8>(amax8(x)), m1 = dev::group_max<8>(amax8(y));
+    const int k0 = ::spmla::tile_scale_exponent(m0, kKind), k1 = ::spmla::tile_scale_exponent(m1, kKind);
+    const uint2 b0 = quant8<kFnuz, true>(x, inv_pow2(k0));
+    const uint32_t e0 = ::spmla::ue8m0_from_exponent(k0), e1 = ::spmla::ue8m0_from_exponent(k1);
+    const uint32_t t1 = dev::shfl(e0, 8, 32), t2 = dev::shfl(e0, 16, 32), t3 = dev::shfl(e0, 24, 32);
+    const uint32_t t5 = dev::shfl(e1, 8, 32), t6 = dev::shfl(e1, 16, 32);
+    if (lane < 24) {
+      const uint2 b1 = quant8<kFnuz, true>(y, inv_pow2(k1));
+      if (ok) st_cache<kFlags>(row + 256 + 8 * lane, b1);
+    } else if (ok) {
+      st_cache<kFlags>(row + 448 + 16 * (lane - 24), r.v[1]);
+    }
+    if (ok) {
+      st_cache<kFlags>(row + 8 * lane, b0);
+      if (lane == 0)
+        st_cache<kFlags>(base + o.aux, make_uint2(e0 | (t1 << 8) | (t2 << 16) | (t3 << 24), e1 | (t5 << 8) | (t6 << 16)));
+      // The page's tail padding beyond block_size * 584 is zeroed (as the reference does);
+      // both ends are multiples of 8 bytes.
       const int64_t used = (int64_t)c.block_size * 584;
       const int64_t packed = (used + 575) / 576 * 576;
-      uint8_t *page = base + (slot / c.block_size) * c.page_stride;
-      for (int64_t b = used + lane; b < packed; b += kStoreRowThreads) page[b] = 0;
-      break;
+      int64_t page, off;
+      split_slot(r.slot, c.block_size, page, off);
+      uint8_t *pg = base + page * c.page_stride;
+      for (int64_t b = used + 8 * lane; b < packed; b += 8 * G) st_cache<kFlags>(pg + b, make_uint2(0u, 0u));
     }
-    default: {  // INDEXER_FP8: Di in {64, 128}: Di/16 threads, one scale per token
-      const bool act = lane * 16 < D;
-      if (act) load16_bf16(src + lane * 16, vec, x, xb);
-      else
-        for (int i = 0; i < 16; ++i) x[i] = 0.f;
-      float amax = 0.f;
-      for (int i = 0; i < 16; ++i) amax = fmaxf(amax, fabsf(x[i]));
-      amax = dev::group_max<kStoreRowThreads>(amax);
-      if (!(amax > 1e-4f)) amax = 1e-4f;
-      const float scale = amax / dev::fp8_max(c.flavor);
-      if (act) quant16(x, scale, c.flavor, row + lane * 16);
-      if (lane == 0) *reinterpret_cast<float *>(base + o.aux) = scale;
-      break;
+  } else {  // INDEXER_FP8: G = Di / 8 lanes, one chunk each; scale = max(amax, 1e-4) / fp8_max
+    unpack_bf16x8(r.v[0], x);
+    float amax = dev::group_max<G>(amax8(x));
+    if (!(amax > 1e-4f)) amax = 1e-4f;
+    const float scale = amax / ::spmla::fp8_max_finite(kKind);
+    const uint2 b = quant8<kFnuz, false>(x, scale);
+    if (ok) {
+      // rows are 8-byte aligned iff the page stride is ((Di + 4) * bs packed: bs % 2 == 0)
+      st_cache8<kFlags>(row + 8 * lane, b, (c.page_stride & 7) == 0);
+      if (lane == 0) st_cache<kFlags>(base + o.aux, scale);
     }
   }
 }
 
+template <int L, int G, bool kFnuz, int kDepth, int kFlags>
+SPMLA_DEVICE void store_rows(const StoreParams &p, int vec) {
+  constexpr int kChunks = L == kV4 ? 2 : L == kIndexer ? 1 : 3;
+  constexpr int kRowsPerWarp = SPMLA_WARP_SIZE / G;
+  const int warps_per_block = (int)blockDim.x / SPMLA_WARP_SIZE;
+  const int lane = dev::lane_id() % G, sub = dev::lane_id() / G;
+  const int64_t stride = (int64_t)gridDim.x * warps_per_block * kRowsPerWarp;
+  int64_t base = ((int64_t)blockIdx.x * warps_per_block + dev::warp_id()) * kRowsPerWarp;
+  if (base >= p.N) return;  // whole warps leave together (the shuffles need every lane)
+  if constexpr (kDepth == 1) {
+    StoreRow<kChunks> cur = store_load<G, kChunks, kFlags>(p, base + sub, lane, vec);
+    for (; base < p.N; base += stride) {
+      const StoreRow<kChunks> nxt = store_load<G, kChunks, kFlags>(p, base + stride + sub, lane, vec);
+      store_one<L, G, kFnuz, kChunks, kFlags>(p, cur, lane);
+      cur = nxt;
+    }
+  } else {
+    StoreRow<kChunks> ahead[kDepth + 1];
+#pragma unroll
+    for (int d = 0; d < kDepth; ++d) ahead[d] = store_load<G, kChunks, kFlags>(p, base + d * stride + sub, lane, vec);
+    for (; base < p.N; base += stride) {
+      ahead[kDepth] = store_load<G, kChunks, kFlags>(p, base + kDepth * stride + sub, lane, vec);
+      store_one<L, G, kFnuz, kChunks, kFlags>(p, ahead[0], lane);
+#pragma unroll
+      for (int d = 0; d < kDepth; ++d) ahead[d] = ahead[d + 1];
+    }
+  }
+}
+
+// One layout / flavour per kernel (the CUDA launcher's choice: each gets its own register count).
+template <int L, int G, bool kFnuz, int kDepth = kStoreDepth, int kFlags = kStoreFlags, int kMinBlocks = kStoreMinBlocks>
+__global__ void __launch_bounds__(kStoreThreads, kMinBlocks) kv_store_layout_kernel(const StoreParams p, int vec) {
+  store_rows<L, G, kFnuz, kDepth, kFlags>(p, vec);
+}
+
+// All layouts in one kernel (the HIP launcher's).
+__global__ void __launch_bounds__(kStoreThreads) kv_store_kernel(const StoreParams p, int vec) {
+  const bool fnuz = p.cache.flavor == 2;
+  constexpr int D = kStoreDepth, F = kStoreFlags;
+  switch (p.cache.layout) {
+    case kBF16: store_rows<kBF16, 32, false, D, F>(p, vec); break;
+    case kFP8PerTensor:
+      if (fnuz) store_rows<kFP8PerTensor, 32, true, D, F>(p, vec);
+      else store_rows<kFP8PerTensor, 32, false, D, F>(p, vec);
+      break;
+    case kV32:
+      if (fnuz) store_rows<kV32, 32, true, D, F>(p, vec);
+      else store_rows<kV32, 32, false, D, F>(p, vec);
+      break;
+    case kV4:
+      if (fnuz) store_rows<kV4, 32, true, D, F>(p, vec);
+      else store_rows<kV4, 32, false, D, F>(p, vec);
+      break;
+    default:  // INDEXER_FP8, Di 64 or 128
+      if (p.cache.dim == 64) {
+        if (fnuz) store_rows<kIndexer, 8, true, D, F>(p, vec);
+        else store_rows<kIndexer, 8, false, D, F>(p, vec);
+      } else {
+        if (fnuz) store_rows<kIndexer, 16, true, D, F>(p, vec);
+        else store_rows<kIndexer, 16, false, D, F>(p, vec);
+      }
+      break;
+  }
+}
+
+// Lanes per stored / gathered row (the launchers size their grids with it).
+SPMLA_HOST_DEVICE int kv_row_lanes(const CacheDesc &c) { return c.layout == kIndexer ? c.dim / 8 : 32; }
+
 // ------------------------------------------------------------------ kv_cache_gather
+// kv_row_lanes(c) lanes per row (INDEXER_FP8: Di/8, so no lane idles), 8 values per lane step.
 __global__ void __launch_bounds__(256) kv_gather_kernel(const GatherParams p, int vec) {
-  const int lane = threadIdx.x % 32;
-  const int64_t n = (int64_t)blockIdx.x * 8 + threadIdx.x / 32;
-  if (n >= p.N) return;
   const CacheDesc &c = p.cache;
+  const int G = kv_row_lanes(c);
+  const int lane = (int)threadIdx.x % G;
+  const int64_t n = (int64_t)blockIdx.x * ((int)blockDim.x / G) + (int)threadIdx.x / G;
+  if (n >= p.N) return;
   const int64_t slot = p.slots[n * p.slots_stride];
   const bool valid = slot >= 0 && slot < c.num_slots();
   const int D = c.dim;
   uint16_t *dst = p.out + n * p.out_stride;
   SlotOffsets o = {0, 0};
-  if (valid) o = slot_offsets(c, slot);
-  for (int e = lane * 8; e < D; e += 32 * 8) {
+  if (valid) o = fast_slot_offsets(c, slot);
+  for (int e = lane * 8; e < D; e += G * 8) {
     uint4 v = make_uint4(0u, 0u, 0u, 0u);
-    if (valid) v = dequant8(c, c.base + o.data, c.base + o.aux, e);
+    if (valid && c.layout == kIndexer) {
+      // INDEXER_FP8 rows are 4-byte aligned only ((Di + 4) * bs bytes per packed page)
+      const uint32_t *w = reinterpret_cast<const uint32_t *>(c.base + o.data + e);
+      const float scale = *reinterpret_cast<const float *>(c.base + o.aux);
+      float f[8];
+      dev::fp8x4_to_f32(w[0], c.flavor, f);
+      dev::fp8x4_to_f32(w[1], c.flavor, f + 4);
+      v = make_uint4(dev::pack_bf16x2(f[0] * scale, f[1] * scale), dev::pack_bf16x2(f[2] * scale, f[3] * scale),
+                     dev::pack_bf16x2(f[4] * scale, f[5] * scale), dev::pack_bf16x2(f[6] * scale, f[7] * scale));
+    } else if (valid) {
+      v = dequant8(c, c.base + o.data, c.base + o.aux, e);
+    }
     if (vec) dev::st16(dst + e, v);
     else {
       const uint32_t w[4] = {v.x, v.y, v.z, v.w};

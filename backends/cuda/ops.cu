@@ -47,15 +47,46 @@ cudaError_t launch_window_indices(const kern::WindowParams &p, cudaStream_t s) {
   return cudaGetLastError();
 }
 
-cudaError_t indexer_prepare() {
-  return cudaFuncSetAttribute(kern::indexer_logits_kernel<MmaPolicySm80>,
-                              cudaFuncAttributeMaxDynamicSharedMemorySize, kern::IdxSmem::kBytes);
+// The fused indexer kernel per (Di, 16-head groups).
+using IdxKernel = void (*)(const kern::IndexerParams, int, int);
+template <int Di>
+IdxKernel idx_kernel(int ng) {
+  switch (ng) {
+    case 1: return kern::indexer_fx_kernel<Di, 1>;
+    case 2: return kern::indexer_fx_kernel<Di, 2>;
+    case 3: return kern::indexer_fx_kernel<Di, 3>;
+    default: return kern::indexer_fx_kernel<Di, 4>;
+  }
 }
 
+cudaError_t indexer_prepare() {
+  cudaError_t e = cudaSuccess;
+  for (int ng = 1; ng <= 4 && e == cudaSuccess; ++ng) {
+    e = cudaFuncSetAttribute(idx_kernel<128>(ng), cudaFuncAttributeMaxDynamicSharedMemorySize, kern::FxSmem<128>::kBytes);
+    if (e == cudaSuccess)
+      e = cudaFuncSetAttribute(idx_kernel<64>(ng), cudaFuncAttributeMaxDynamicSharedMemorySize, kern::FxSmem<64>::kBytes);
+  }
+  return e;
+}
+
+// `groups` (the dispatcher's kIdxRows grouping) only says whether there are rows: the fused
+// kernel deals its own work items (kFxGroup rows x kFxKeys keys) to at most one CTA per SM.
 cudaError_t launch_indexer(const kern::IndexerParams &p, int groups, cudaStream_t s) {
-  if (groups == 0 || p.C == 0) return cudaSuccess;
-  dim3 grid(groups, (p.C + kern::kIdxChunk - 1) / kern::kIdxChunk);
-  kern::indexer_logits_kernel<MmaPolicySm80><<<grid, kern::kIdxThreads, kern::IdxSmem::kBytes, s>>>(p);
+  if (groups == 0 || p.C == 0 || p.rows == 0) return cudaSuccess;
+  const int64_t row_groups = p.paged ? (int64_t)(p.rows / p.next_n) * ((p.next_n + kern::kFxGroup - 1) / kern::kFxGroup)
+                                     : ((int64_t)p.rows + kern::kFxGroup - 1) / kern::kFxGroup;
+  const int64_t items = row_groups * kern::fx_key_blocks(p);
+  if (items > 0x7fffffff) return cudaErrorInvalidValue;
+  int dev = 0, sms = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  if (e != cudaSuccess) return e;
+  const int grid = (int)std::min<int64_t>(items, sms > 0 ? sms : 1);
+  const int ng = (p.Hi + 15) / 16;
+  if (p.Di == 64)
+    idx_kernel<64>(ng)<<<grid, kern::kFxThreads, kern::FxSmem<64>::kBytes, s>>>(p, kern::fx_key_blocks(p), (int)items);
+  else
+    idx_kernel<128>(ng)<<<grid, kern::kFxThreads, kern::FxSmem<128>::kBytes, s>>>(p, kern::fx_key_blocks(p), (int)items);
   return cudaGetLastError();
 }
 
@@ -111,14 +142,42 @@ cudaError_t launch_topk(const kern::TopkParams &p, const size_t *fast_smem, cuda
 
 cudaError_t launch_kv_store(const kern::StoreParams &p, int vec, cudaStream_t s) {
   if (p.N == 0) return cudaSuccess;
-  const int blocks = (p.N + kern::kStoreRowsPerBlock - 1) / kern::kStoreRowsPerBlock;
-  kern::kv_store_kernel<<<blocks, kern::kStoreRowThreads * kern::kStoreRowsPerBlock, 0, s>>>(p, vec);
+  // Any grid is correct (grid-stride rows); kStoreRowsPerGroup rows per group keeps the next row's
+  // loads in flight while a row is quantized.
+  const int64_t rows_per_block = kern::kStoreThreads / kern::kv_row_lanes(p.cache);
+  const int64_t per_block = rows_per_block * kern::kStoreRowsPerGroup;
+  const int blocks = (int)((p.N + per_block - 1) / per_block);
+  const bool fnuz = p.cache.flavor == 2;
+  void (*k)(const kern::StoreParams, int);
+  switch (p.cache.layout) {
+    case kern::kBF16: k = kern::kv_store_layout_kernel<kern::kBF16, 32, false>; break;
+    case kern::kFP8PerTensor:
+      k = fnuz ? kern::kv_store_layout_kernel<kern::kFP8PerTensor, 32, true>
+               : kern::kv_store_layout_kernel<kern::kFP8PerTensor, 32, false>;
+      break;
+    case kern::kV32:
+      k = fnuz ? kern::kv_store_layout_kernel<kern::kV32, 32, true> : kern::kv_store_layout_kernel<kern::kV32, 32, false>;
+      break;
+    case kern::kV4:
+      k = fnuz ? kern::kv_store_layout_kernel<kern::kV4, 32, true> : kern::kv_store_layout_kernel<kern::kV4, 32, false>;
+      break;
+    default:
+      if (p.cache.dim == 64)
+        k = fnuz ? kern::kv_store_layout_kernel<kern::kIndexer, 8, true>
+                 : kern::kv_store_layout_kernel<kern::kIndexer, 8, false>;
+      else
+        k = fnuz ? kern::kv_store_layout_kernel<kern::kIndexer, 16, true>
+                 : kern::kv_store_layout_kernel<kern::kIndexer, 16, false>;
+      break;
+  }
+  k<<<blocks, kern::kStoreThreads, 0, s>>>(p, vec);
   return cudaGetLastError();
 }
 
 cudaError_t launch_kv_gather(const kern::GatherParams &p, int vec, cudaStream_t s) {
   if (p.N == 0) return cudaSuccess;
-  kern::kv_gather_kernel<<<(p.N + 7) / 8, 256, 0, s>>>(p, vec);
+  const int64_t rows_per_block = 256 / kern::kv_row_lanes(p.cache);
+  kern::kv_gather_kernel<<<(int)((p.N + rows_per_block - 1) / rows_per_block), 256, 0, s>>>(p, vec);
   return cudaGetLastError();
 }
 
