@@ -15,9 +15,10 @@ cudaError_t launch_attention_d576(const kern::AttnParams &p, int q_vec16, dim3 g
 cudaError_t launch_attention_d512(const kern::AttnParams &p, int q_vec16, dim3 grid, cudaStream_t s);
 // Hopper fast path (sm90/): usable when the plugin holds sm_90a code, the device is sm_90 and
 // SPMLA_CUDA_ATTENTION is not "portable"; for sources of one layout: BF16, V32 (D 576), V4 (D 512).
+enum class AttnSm90Mode { kOff, kTwoWarpgroups, kWarpSpecialized };
 bool attention_sm90_layout_ok(int D, int layout);
-cudaError_t attention_sm90_prepare(int cc, size_t smem_optin, bool *usable);
-cudaError_t launch_attention_sm90(const kern::AttnParams &p, int layout, dim3 grid, cudaStream_t s);
+cudaError_t attention_sm90_prepare(int cc, size_t smem_optin, AttnSm90Mode *mode);
+cudaError_t launch_attention_sm90(const kern::AttnParams &p, int layout, AttnSm90Mode mode, dim3 grid, cudaStream_t s);
 cudaError_t launch_attention_combine(const kern::AttnParams &p, cudaStream_t s);
 cudaError_t launch_attention_plan(void *ws, unsigned splits, unsigned T, unsigned H, cudaStream_t s);
 

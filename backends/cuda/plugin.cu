@@ -40,7 +40,7 @@ struct Context {
   int device = 0;
   int sm_count = 1;
   size_t smem_optin = 0;
-  bool attn_sm90 = false;  // the Hopper attention fast path is usable on this device
+  AttnSm90Mode attn_sm90 = AttnSm90Mode::kOff;  // the Hopper attention fast path on this device
   size_t topk_smem[kTopkFastConfigs] = {};  // fast topk kernels' shared memory per block (0: not used)
 };
 
@@ -321,8 +321,8 @@ spmla_status_t attn_run(void *ctx, const spmla_sparse_attention_args_t *a, void 
   // Hopper fast path when every source has one layout it reads (else the portable kernel).
   const int layout = p.src[0].layout;
   const bool one_layout = p.K[1] == 0 || (p.src[1].layout == layout && p.src[1].flavor == p.src[0].flavor);
-  if (c->attn_sm90 && qvec && one_layout && attention_sm90_layout_ok(s.D, layout)) {
-    SPMLA_CU(launch_attention_sm90(p, layout, grid, cs), "sparse_attention (sm90) launch");
+  if (c->attn_sm90 != AttnSm90Mode::kOff && qvec && one_layout && attention_sm90_layout_ok(s.D, layout)) {
+    SPMLA_CU(launch_attention_sm90(p, layout, c->attn_sm90, grid, cs), "sparse_attention (sm90) launch");
   } else {
     SPMLA_CU(s.D == 576 ? launch_attention_d576(p, qvec, grid, cs) : launch_attention_d512(p, qvec, grid, cs),
              "sparse_attention launch");

@@ -10,13 +10,15 @@ namespace cuda {
 
 namespace {
 template <int D, int Layout>
-cudaError_t launch_one(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
-  sm90::sparse_attention_sm90_kernel<D, Layout><<<grid, sm90::kThreads, sm90::Smem<D>::kBytes, s>>>(p);
+cudaError_t launch_one(const kern::AttnParams &p, bool ws, dim3 grid, cudaStream_t s) {
+  if (ws)
+    sm90::sparse_attention_sm90_ws_kernel<D, Layout><<<grid, sm90::kWsThreads, sm90::Smem<D>::kBytes, s>>>(p);
+  else
+    sm90::sparse_attention_sm90_kernel<D, Layout><<<grid, sm90::kThreads, sm90::Smem<D>::kBytes, s>>>(p);
   return cudaGetLastError();
 }
 template <int D, int Layout>
-cudaError_t prepare_one(bool *usable) {
-  const auto k = sm90::sparse_attention_sm90_kernel<D, Layout>;
+cudaError_t prepare_kernel(void (*k)(kern::AttnParams), bool *usable) {
   cudaFuncAttributes fa;
   cudaError_t e = cudaFuncGetAttributes(&fa, k);
   if (e != cudaSuccess) return e;
@@ -25,25 +27,33 @@ cudaError_t prepare_one(bool *usable) {
   if (fa.binaryVersion != 90) *usable = false;
   return cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, sm90::Smem<D>::kBytes);
 }
+template <int D, int Layout>
+cudaError_t prepare_one(bool ws, bool *usable) {
+  return ws ? prepare_kernel<D, Layout>(sm90::sparse_attention_sm90_ws_kernel<D, Layout>, usable)
+            : prepare_kernel<D, Layout>(sm90::sparse_attention_sm90_kernel<D, Layout>, usable);
+}
 }  // namespace
 
 bool attention_sm90_layout_ok(int D, int layout) {
   return layout == kern::kBF16 || (D == 576 && layout == kern::kV32) || (D == 512 && layout == kern::kV4);
 }
 
-cudaError_t attention_sm90_prepare(int cc, size_t smem_optin, bool *usable) {
-  *usable = false;
+// SPMLA_CUDA_ATTENTION: unset or "sm90" = the two-warpgroup Hopper kernel, "sm90ws" = its
+// warp-specialized variant (experimental), "portable" = the mma.sync kernel everywhere.
+cudaError_t attention_sm90_prepare(int cc, size_t smem_optin, AttnSm90Mode *mode) {
+  *mode = AttnSm90Mode::kOff;
 #if defined(SPMLA_CUDA_HAS_SM90A)
   const char *env = std::getenv("SPMLA_CUDA_ATTENTION");
   if (env && std::strcmp(env, "portable") == 0) return cudaSuccess;
+  const bool ws = env && std::strcmp(env, "sm90ws") == 0;
   if (cc != 90 || smem_optin < (size_t)sm90::Smem<576>::kBytes) return cudaSuccess;
   bool ok = true;
-  cudaError_t e = prepare_one<576, kern::kBF16>(&ok);
-  if (e == cudaSuccess) e = prepare_one<576, kern::kV32>(&ok);
-  if (e == cudaSuccess) e = prepare_one<512, kern::kBF16>(&ok);
-  if (e == cudaSuccess) e = prepare_one<512, kern::kV4>(&ok);
+  cudaError_t e = prepare_one<576, kern::kBF16>(ws, &ok);
+  if (e == cudaSuccess) e = prepare_one<576, kern::kV32>(ws, &ok);
+  if (e == cudaSuccess) e = prepare_one<512, kern::kBF16>(ws, &ok);
+  if (e == cudaSuccess) e = prepare_one<512, kern::kV4>(ws, &ok);
   if (e != cudaSuccess) return e;
-  *usable = ok;
+  if (ok) *mode = ws ? AttnSm90Mode::kWarpSpecialized : AttnSm90Mode::kTwoWarpgroups;
 #else
   (void)cc;
   (void)smem_optin;
@@ -51,9 +61,11 @@ cudaError_t attention_sm90_prepare(int cc, size_t smem_optin, bool *usable) {
   return cudaSuccess;
 }
 
-cudaError_t launch_attention_sm90(const kern::AttnParams &p, int layout, dim3 grid, cudaStream_t s) {
-  if (p.D == 576) return layout == kern::kV32 ? launch_one<576, kern::kV32>(p, grid, s) : launch_one<576, kern::kBF16>(p, grid, s);
-  return layout == kern::kV4 ? launch_one<512, kern::kV4>(p, grid, s) : launch_one<512, kern::kBF16>(p, grid, s);
+cudaError_t launch_attention_sm90(const kern::AttnParams &p, int layout, AttnSm90Mode mode, dim3 grid, cudaStream_t s) {
+  const bool ws = mode == AttnSm90Mode::kWarpSpecialized;
+  if (p.D == 576)
+    return layout == kern::kV32 ? launch_one<576, kern::kV32>(p, ws, grid, s) : launch_one<576, kern::kBF16>(p, ws, grid, s);
+  return layout == kern::kV4 ? launch_one<512, kern::kV4>(p, ws, grid, s) : launch_one<512, kern::kBF16>(p, ws, grid, s);
 }
 
 }  // namespace cuda

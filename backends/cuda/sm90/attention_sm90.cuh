@@ -100,9 +100,9 @@ __device__ __forceinline__ Range split_range(const kern::AttnParams &p, int t, i
 struct Entry {
   int32_t slot, which;
 };
-__device__ __forceinline__ Entry tile_entry(const kern::AttnParams &p, int t, const Range &r, int tile_begin) {
+__device__ __forceinline__ Entry tile_entry(const kern::AttnParams &p, int t, const Range &r, int tile_begin, int j) {
   Entry e{-1, 0};
-  const int v = tile_begin + (int)threadIdx.x;
+  const int v = tile_begin + j;
   if (v < r.stop) {
     e.which = v < r.end0 ? 0 : 1;
     const int pos = e.which == 0 ? v : v - r.end0;
@@ -113,8 +113,8 @@ __device__ __forceinline__ Entry tile_entry(const kern::AttnParams &p, int t, co
 
 // The entry's cache addresses (0 = no key: masked, zero row) into the tile's ring slot.
 template <int D>
-__device__ __forceinline__ void tile_rows(const kern::AttnParams &p, Entry e, const uint8_t **rows, const uint8_t **aux) {
-  const int j = threadIdx.x;
+__device__ __forceinline__ void tile_rows(const kern::AttnParams &p, Entry e, const uint8_t **rows, const uint8_t **aux,
+                                          int j) {
   const uint8_t *d = nullptr, *a = nullptr;
   const kern::CacheDesc &c = p.src[e.which];
   if (e.slot >= 0 && (int64_t)e.slot < c.num_slots()) {
@@ -142,23 +142,26 @@ struct Fp8Rows<kern::kV4> {
   static constexpr int kNope = 28, kUnits = 36, kRopeByte = 448, kRopeElem = 448;
 };
 
-// Raw bytes of one FP8 tile held by one thread between the load and the dequantization.
-template <int Layout, bool kFp8 = (Layout != kern::kBF16)>
+// Raw bytes of one FP8 tile (or of one of its Parts) held by one of NT threads between the load
+// and the dequantization. Thread i of part q holds units i + (q * kPer + k) * NT, k < kPer.
+template <int Layout, int NT, int Parts = 1, bool kFp8 = (Layout != kern::kBF16)>
 struct Fp8Stage {};  // BF16 tiles need no staging
-template <int Layout>
-struct Fp8Stage<Layout, true> {
-  static constexpr int kPer = kBN * Fp8Rows<Layout>::kUnits / kThreads;
-  static_assert(kBN * Fp8Rows<Layout>::kUnits % kThreads == 0, "units must divide evenly");
+template <int Layout, int NT, int Parts>
+struct Fp8Stage<Layout, NT, Parts, true> {
+  static constexpr int kPer = kBN * Fp8Rows<Layout>::kUnits / NT / Parts;
+  static_assert(kBN * Fp8Rows<Layout>::kUnits % (NT * Parts) == 0, "units must divide evenly");
   uint4 raw[kPer];
   float scale[kPer];
 };
 
-template <int Layout>
-__device__ __forceinline__ void fp8_load(Fp8Stage<Layout> &st, const uint8_t *const *rows, const uint8_t *const *aux) {
+template <int Layout, int NT, int Parts>
+__device__ __forceinline__ void fp8_load(Fp8Stage<Layout, NT, Parts> &st, const uint8_t *const *rows,
+                                         const uint8_t *const *aux, int ti, int part = 0) {
   using G = Fp8Rows<Layout>;
+  constexpr int kPer = Fp8Stage<Layout, NT, Parts>::kPer;
 #pragma unroll
-  for (int i = 0; i < Fp8Stage<Layout>::kPer; ++i) {
-    const int u = threadIdx.x + i * kThreads;
+  for (int i = 0; i < kPer; ++i) {
+    const int u = ti + (part * kPer + i) * NT;
     const int r = u / G::kUnits, c = u - r * G::kUnits;
     const uint8_t *row = rows[r];
     uint4 v = make_uint4(0u, 0u, 0u, 0u);
@@ -190,12 +193,14 @@ __device__ __forceinline__ uint4 dequant8_bf16(uint32_t w0, uint32_t w1, float s
                     dev::pack_bf16x2(f[4] * s, f[5] * s), dev::pack_bf16x2(f[6] * s, f[7] * s));
 }
 
-template <int Layout>
-__device__ __forceinline__ void fp8_store(const Fp8Stage<Layout> &st, uint8_t *kt, int flavor) {
+template <int Layout, int NT, int Parts>
+__device__ __forceinline__ void fp8_store(const Fp8Stage<Layout, NT, Parts> &st, uint8_t *kt, int flavor, int ti,
+                                          int part = 0) {
   using G = Fp8Rows<Layout>;
+  constexpr int kPer = Fp8Stage<Layout, NT, Parts>::kPer;
 #pragma unroll
-  for (int i = 0; i < Fp8Stage<Layout>::kPer; ++i) {
-    const int u = threadIdx.x + i * kThreads;
+  for (int i = 0; i < kPer; ++i) {
+    const int u = ti + (part * kPer + i) * NT;
     const int r = u / G::kUnits, c = u - r * G::kUnits;
     if (c < G::kNope) {
       const uint4 v = st.raw[i];
@@ -214,10 +219,10 @@ __device__ __forceinline__ void fp8_store(const Fp8Stage<Layout> &st, uint8_t *k
 
 // BF16 rows: cp.async into the swizzled tile; rows without a key become zeros (P is 0 there,
 // and 0 * garbage could be NaN).
-template <int D>
-__device__ __forceinline__ void bf16_issue(uint8_t *kt, const uint8_t *const *rows) {
+template <int D, int NT>
+__device__ __forceinline__ void bf16_issue(uint8_t *kt, const uint8_t *const *rows, int ti) {
   constexpr int kUnits = D / 8;
-  for (int u = threadIdx.x; u < kBN * kUnits; u += kThreads) {
+  for (int u = ti; u < kBN * kUnits; u += NT) {
     const int r = u / kUnits, c = u - r * kUnits;
     uint8_t *dst = kt + swz(r, c * 8);
     if (rows[r])
@@ -228,208 +233,171 @@ __device__ __forceinline__ void bf16_issue(uint8_t *kt, const uint8_t *const *ro
   dev::async_commit();
 }
 
-template <int D, int Layout>
-__global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(const kern::AttnParams p) {
-#if defined(SPMLA_SM90A_DEVICE)
-  using S = Smem<D>;
-  constexpr bool kFp8 = Layout != kern::kBF16;
-  extern __shared__ uint8_t smem_raw[];
-  uint8_t *smem = reinterpret_cast<uint8_t *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-  uint8_t *qs = smem + S::kOffQ;
-  uint8_t *ps = smem + S::kOffP;
-  float *xrow = reinterpret_cast<float *>(smem + S::kOffRow);
-  const uint8_t **rows = reinterpret_cast<const uint8_t **>(smem + S::kOffPtr);
-  const uint8_t **auxs = reinterpret_cast<const uint8_t **>(smem + S::kOffAux);
-  auto ktile = [&](int b) { return smem + S::kOffK + b * S::kTile; };
-
-  const int tid = threadIdx.x;
-  const int wg = tid >> 7, wl = tid & 127;
-  const int lane = tid & 31, quad = lane & 3;
-  const int r0 = (wl >> 5) * 16 + (lane >> 2);  // this thread's accumulator rows: r0 and r0 + 8
-  const int t = blockIdx.x, h0 = blockIdx.y * kBM, split = blockIdx.z;
-  const int flavor = p.src[0].flavor;
-
-  // ---- Q rows h0 .. h0+63 into the swizzled tile (zero rows past H)
-  {
-    const uint16_t *qt = p.q + (int64_t)t * p.q_stride_t;
-    constexpr int kUnits = D / 8;
-    for (int u = tid; u < kBM * kUnits; u += kThreads) {
-      const int r = u / kUnits, c = u - r * kUnits;
-      uint8_t *dst = qs + swz(r, c * 8);
-      if (h0 + r < p.H)
-        dev::async_copy16(dst, qt + (int64_t)(h0 + r) * p.q_stride_h + c * 8);
-      else
-        *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
-    }
-    dev::async_commit();
+// Q rows h0 .. h0+63 into the swizzled tile by NT threads (zero rows past H); one commit group.
+template <int D, int NT>
+__device__ __forceinline__ void load_q(const kern::AttnParams &p, uint8_t *qs, int t, int h0, int ti) {
+  const uint16_t *qt = p.q + (int64_t)t * p.q_stride_t;
+  constexpr int kUnits = D / 8;
+  for (int u = ti; u < kBM * kUnits; u += NT) {
+    const int r = u / kUnits, c = u - r * kUnits;
+    uint8_t *dst = qs + swz(r, c * 8);
+    if (h0 + r < p.H)
+      dev::async_copy16(dst, qt + (int64_t)(h0 + r) * p.q_stride_h + c * 8);
+    else
+      *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
   }
+  dev::async_commit();
+}
 
-  const Range range = split_range(p, t, split);
-  const int ntiles = (range.stop - range.begin + kBN - 1) / kBN;
-  Entry ahead{-1, 0};  // threads 0..63: the entry of tile it+2, read during iteration it-1
-  if (tid < kBN) {
-    tile_rows<D>(p, tile_entry(p, t, range, range.begin), rows, auxs);
-    tile_rows<D>(p, tile_entry(p, t, range, range.begin + kBN), rows + kBN, auxs + kBN);
-    ahead = tile_entry(p, t, range, range.begin + 2 * kBN);
-  }
-  __syncthreads();
-  // Tile 0 into buffer 0 now; FP8: tile 1's raw bytes into registers (stored during iteration 0).
-  Fp8Stage<Layout> st;
-  if (ntiles > 0) {
-    if constexpr (kFp8) {
-      fp8_load<Layout>(st, rows, auxs);
-      fp8_store<Layout>(st, ktile(0), flavor);
-      if (ntiles > 1) fp8_load<Layout>(st, rows + kBN, auxs + kBN);
-    } else {
-      bf16_issue<D>(ktile(0), rows);
-    }
-  }
-  dev::async_wait_all();
-  fence_async_smem();
-  __syncthreads();
+// A barrier of the two compute warpgroups: the whole CTA, or (with a producer warpgroup beside
+// them) named barrier kBarMath of their 256 threads.
+constexpr int kBarMath = 5;
+template <bool kNamed>
+__device__ __forceinline__ void math_sync() {
+  if (kNamed)
+    asm volatile("bar.sync %0, %1;\n" ::"n"(kBarMath), "n"(256) : "memory");
+  else
+    __syncthreads();
+}
 
-  const float sl2 = p.scale * kern::kLog2e;
+// One compute thread's view: warpgroup wg (0, 1), accumulator rows r0 and r0 + 8, quad lane.
+struct MathThread {
+  int wg, quad, r0;
+  __device__ __forceinline__ explicit MathThread(int tid) {
+    wg = tid >> 7;
+    const int lane = tid & 31;
+    quad = lane & 3;
+    r0 = ((tid & 127) >> 5) * 16 + (lane >> 2);
+  }
+};
+
+// The running state of a compute thread: O (its warpgroup's 256 value dims of its two rows), and
+// the rows' running maximum (log2 units) and sum of its warpgroup's columns.
+struct MathAcc {
   float o[128];
+  float m[2], l[2];
+  __device__ __forceinline__ void init() {
 #pragma unroll
-  for (int i = 0; i < 128; ++i) o[i] = 0.f;
-  float m_run[2] = {dev::neg_inf(), dev::neg_inf()}, l_run[2] = {0.f, 0.f};
-
-  // Iteration it: tile it is in buffer it & 1. The gather of tile it+1 into the other buffer
-  // runs while QK^T of tile it does (BF16: cp.async issued after the products; FP8: the raw
-  // bytes, loaded into registers during the previous P V, dequantized and stored), and FP8 loads
-  // of tile it+2 are in flight during this tile's P V.
-  for (int it = 0; it < ntiles; ++it) {
-    const int buf = it & 1;
-    const uint8_t *kt = ktile(buf);
-    const uint8_t *const *rows_cur = rows + (it % 3) * kBN;
-    const bool more = it + 1 < ntiles;
-
-    // ---- S = Q K^T (this warpgroup's 32 keys)
-    float s[16];
-#pragma unroll
-    for (int i = 0; i < 16; ++i) s[i] = 0.f;
-    wg_fence();
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      const int ch = kk >> 2, ko = (kk & 3) * 32;
-      const uint64_t da = desc_sw128(qs + ch * kChunk + ko, 16, 1024);
-      const uint64_t db = desc_sw128(kt + ch * kChunk + wg * 32 * 128 + ko, 16, 1024);
-      wgmma_m64n32k16_ss(s, da, db, kk > 0);
-    }
-    wg_commit();
-    // While the tensor cores work: tile it+1 into the other buffer (free since the previous
-    // P V), and the first 64 threads look up the addresses of tile it+2 (ring slot of tile it-1).
-    if (more) {
-      if constexpr (kFp8) {
-        fp8_store<Layout>(st, ktile(buf ^ 1), flavor);
-        fence_async_smem();
-      } else {
-        bf16_issue<D>(ktile(buf ^ 1), rows + ((it + 1) % 3) * kBN);
-      }
-    }
-    if (tid < kBN && it + 2 < ntiles) {
-      tile_rows<D>(p, ahead, rows + ((it + 2) % 3) * kBN, auxs + ((it + 2) % 3) * kBN);
-      ahead = tile_entry(p, t, range, range.begin + (it + 3) * kBN);
-    }
-    wg_wait0();
-    fence_regs(s);
-
-    // ---- scores: scale to log2 units, mask, row maxima over both warpgroups
-    float mx[2] = {dev::neg_inf(), dev::neg_inf()};
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int col = wg * 32 + j * 8 + quad * 2 + e;
-        const bool valid = rows_cur[col] != nullptr;
-        s[4 * j + e] = valid ? s[4 * j + e] * sl2 : dev::neg_inf();
-        s[4 * j + 2 + e] = valid ? s[4 * j + 2 + e] * sl2 : dev::neg_inf();
-        mx[0] = fmaxf(mx[0], s[4 * j + e]);
-        mx[1] = fmaxf(mx[1], s[4 * j + 2 + e]);
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      mx[i] = fmaxf(mx[i], dev::shfl_xor(mx[i], 1));
-      mx[i] = fmaxf(mx[i], dev::shfl_xor(mx[i], 2));
-    }
-    if (quad == 0) {
-      xrow[wg * kBM + r0] = mx[0];
-      xrow[wg * kBM + r0 + 8] = mx[1];
-    }
-    __syncthreads();
-    float alpha[2];
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const int r = r0 + 8 * i;
-      const float m_new = fmaxf(m_run[i], fmaxf(xrow[r], xrow[kBM + r]));
-      alpha[i] = m_new == dev::neg_inf() ? 1.f : exp2f(m_run[i] - m_new);
-      m_run[i] = m_new;
-    }
-    // ---- P = exp2(S - m) as bf16 into shared memory (the A operand of P V)
-    float sum[2] = {0.f, 0.f};
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        const float a = s[4 * j + 2 * i], b = s[4 * j + 2 * i + 1];
-        const float pa = a == dev::neg_inf() ? 0.f : exp2f(a - m_run[i]);
-        const float pb = b == dev::neg_inf() ? 0.f : exp2f(b - m_run[i]);
-        sum[i] += pa + pb;
-        const int r = r0 + 8 * i, col = wg * 32 + j * 8 + quad * 2;
-        *reinterpret_cast<uint32_t *>(ps + swz(r, col)) = dev::pack_bf16x2(pa, pb);
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      sum[i] += dev::shfl_xor(sum[i], 1);
-      sum[i] += dev::shfl_xor(sum[i], 2);
-      l_run[i] = l_run[i] * alpha[i] + sum[i];
-    }
-    fence_async_smem();
-    // Rescale O only where a row maximum moved (most tiles of a long list leave it alone).
-    if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
-#pragma unroll
-      for (int j = 0; j < 32; ++j) {
-        o[4 * j] *= alpha[0];
-        o[4 * j + 1] *= alpha[0];
-        o[4 * j + 2] *= alpha[1];
-        o[4 * j + 3] *= alpha[1];
-      }
-    }
-    __syncthreads();
-
-    // ---- O += P V (this warpgroup's 256 value dims; V = the tile read transposed)
-    wg_fence();
-#pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) {
-      const uint64_t da = desc_sw128(ps + kk * 32, 16, 1024);
-      const uint64_t db = desc_sw128(kt + wg * 4 * kChunk + kk * 2048, kChunk, 1024);
-      wgmma_m64n256k16_ss_tb(o, da, db, 1);
-    }
-    wg_commit();
-    // FP8: tile it+2's raw bytes on their way into registers while P V runs (its addresses were
-    // written before the first barrier of this tile).
-    if constexpr (kFp8) {
-      if (it + 2 < ntiles) fp8_load<Layout>(st, rows + ((it + 2) % 3) * kBN, auxs + ((it + 2) % 3) * kBN);
-    }
-    wg_wait0();
-    fence_regs(o);
-    if (!kFp8 && more) dev::async_wait_all();
-    if (!kFp8) fence_async_smem();
-    __syncthreads();
+    for (int i = 0; i < 128; ++i) o[i] = 0.f;
+    m[0] = m[1] = dev::neg_inf();
+    l[0] = l[1] = 0.f;
   }
+};
 
-  // ---- epilogue: row sums of both warpgroups, lse, max logits, normalized output
+// S = Q K^T for this warpgroup's 32 keys of the tile: issued and committed, not waited for.
+template <int D>
+__device__ __forceinline__ void qk_issue(float (&s)[16], const uint8_t *qs, const uint8_t *kt, int wg) {
+#pragma unroll
+  for (int i = 0; i < 16; ++i) s[i] = 0.f;
+  wg_fence();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    const int ch = kk >> 2, ko = (kk & 3) * 32;
+    const uint64_t da = desc_sw128(qs + ch * kChunk + ko, 16, 1024);
+    const uint64_t db = desc_sw128(kt + ch * kChunk + wg * 32 * 128 + ko, 16, 1024);
+    wgmma_m64n32k16_ss(s, da, db, kk > 0);
+  }
+  wg_commit();
+}
+
+// Online softmax of one tile's scores (both warpgroups; two compute barriers): scale to log2
+// units, mask the entries without a key, exchange the row maxima, P = exp2(S - m) as bf16 into
+// shared memory (the A operand of P V), update the row sums and rescale O.
+template <bool kNamed>
+__device__ __forceinline__ void softmax_tile(float (&s)[16], MathAcc &acc, const MathThread &th,
+                                             const uint8_t *const *rows_cur, float *xrow, uint8_t *ps, float sl2) {
+  const int wg = th.wg, quad = th.quad, r0 = th.r0;
+  float mx[2] = {dev::neg_inf(), dev::neg_inf()};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int col = wg * 32 + j * 8 + quad * 2 + e;
+      const bool valid = rows_cur[col] != nullptr;
+      s[4 * j + e] = valid ? s[4 * j + e] * sl2 : dev::neg_inf();
+      s[4 * j + 2 + e] = valid ? s[4 * j + 2 + e] * sl2 : dev::neg_inf();
+      mx[0] = fmaxf(mx[0], s[4 * j + e]);
+      mx[1] = fmaxf(mx[1], s[4 * j + 2 + e]);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    mx[i] = fmaxf(mx[i], dev::shfl_xor(mx[i], 1));
+    mx[i] = fmaxf(mx[i], dev::shfl_xor(mx[i], 2));
+  }
   if (quad == 0) {
-    xrow[wg * kBM + r0] = l_run[0];
-    xrow[wg * kBM + r0 + 8] = l_run[1];
+    xrow[wg * kBM + r0] = mx[0];
+    xrow[wg * kBM + r0 + 8] = mx[1];
   }
-  __syncthreads();
+  math_sync<kNamed>();
+  float alpha[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int r = r0 + 8 * i;
+    const float m_new = fmaxf(acc.m[i], fmaxf(xrow[r], xrow[kBM + r]));
+    alpha[i] = m_new == dev::neg_inf() ? 1.f : exp2f(acc.m[i] - m_new);
+    acc.m[i] = m_new;
+  }
+  float sum[2] = {0.f, 0.f};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const float a = s[4 * j + 2 * i], b = s[4 * j + 2 * i + 1];
+      const float pa = a == dev::neg_inf() ? 0.f : exp2f(a - acc.m[i]);
+      const float pb = b == dev::neg_inf() ? 0.f : exp2f(b - acc.m[i]);
+      sum[i] += pa + pb;
+      const int r = r0 + 8 * i, col = wg * 32 + j * 8 + quad * 2;
+      *reinterpret_cast<uint32_t *>(ps + swz(r, col)) = dev::pack_bf16x2(pa, pb);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    sum[i] += dev::shfl_xor(sum[i], 1);
+    sum[i] += dev::shfl_xor(sum[i], 2);
+    acc.l[i] = acc.l[i] * alpha[i] + sum[i];
+  }
+  fence_async_smem();
+  // Rescale O only where a row maximum moved (most tiles of a long list leave it alone).
+  if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      acc.o[4 * j] *= alpha[0];
+      acc.o[4 * j + 1] *= alpha[0];
+      acc.o[4 * j + 2] *= alpha[1];
+      acc.o[4 * j + 3] *= alpha[1];
+    }
+  }
+  math_sync<kNamed>();
+}
+
+// O += P V for this warpgroup's 256 value dims (V = the key tile read transposed): issued and
+// committed, not waited for.
+__device__ __forceinline__ void pv_issue(float (&o)[128], const uint8_t *ps, const uint8_t *kt, int wg) {
+  wg_fence();
+#pragma unroll
+  for (int kk = 0; kk < kBN / 16; ++kk) {
+    const uint64_t da = desc_sw128(ps + kk * 32, 16, 1024);
+    const uint64_t db = desc_sw128(kt + wg * 4 * kChunk + kk * 2048, kChunk, 1024);
+    wgmma_m64n256k16_ss_tb(o, da, db, 1);
+  }
+  wg_commit();
+}
+
+// Row sums of both warpgroups, lse, max logits, the normalized output (or the split's partials).
+template <bool kNamed>
+__device__ __forceinline__ void attn_epilogue(const kern::AttnParams &p, const MathAcc &acc, const MathThread &th,
+                                              float *xrow, int t, int h0, int split) {
+  const int wg = th.wg, quad = th.quad, r0 = th.r0;
+  if (quad == 0) {
+    xrow[wg * kBM + r0] = acc.l[0];
+    xrow[wg * kBM + r0 + 8] = acc.l[1];
+  }
+  math_sync<kNamed>();
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     const int r = r0 + 8 * i, h = h0 + r;
-    const float l = xrow[r] + xrow[kBM + r], m = m_run[i];
+    const float l = xrow[r] + xrow[kBM + r], m = acc.m[i];
     float lse, f;
     if (l > 0.f) {
       lse = (m + log2f(l)) * kern::kLn2;
@@ -449,7 +417,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
         float *dst = p.part_o + pi * kern::kDV + wg * 256 + quad * 2;
 #pragma unroll
         for (int j = 0; j < 32; ++j)
-          *reinterpret_cast<float2 *>(dst + j * 8) = make_float2(o[4 * j + 2 * i] * f, o[4 * j + 2 * i + 1] * f);
+          *reinterpret_cast<float2 *>(dst + j * 8) = make_float2(acc.o[4 * j + 2 * i] * f, acc.o[4 * j + 2 * i + 1] * f);
       } else {
         if (p.sink && l > 0.f) f *= 1.f / (1.f + expf(p.sink[(int64_t)h * p.sink_stride] - lse));
         if (wg == 0 && quad == 0) {
@@ -459,12 +427,218 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
         uint16_t *dst = p.out + (int64_t)t * p.out_stride_t + (int64_t)h * p.out_stride_h + wg * 256 + quad * 2;
 #pragma unroll
         for (int j = 0; j < 32; ++j) {
-          const uint32_t v = dev::pack_bf16x2(o[4 * j + 2 * i] * f, o[4 * j + 2 * i + 1] * f);
+          const uint32_t v = dev::pack_bf16x2(acc.o[4 * j + 2 * i] * f, acc.o[4 * j + 2 * i + 1] * f);
           dst[j * 8] = (uint16_t)(v & 0xffffu);
           dst[j * 8 + 1] = (uint16_t)(v >> 16);
         }
       }
     }
+  }
+}
+
+// The CTA's shared memory, aligned to the swizzle atoms.
+template <int D>
+struct SmemView {
+  uint8_t *base, *qs, *ps;
+  float *xrow;
+  const uint8_t **rows, **auxs;
+  __device__ __forceinline__ explicit SmemView(uint8_t *raw) {
+    using S = Smem<D>;
+    base = reinterpret_cast<uint8_t *>((reinterpret_cast<uintptr_t>(raw) + 1023) & ~uintptr_t(1023));
+    qs = base + S::kOffQ;
+    ps = base + S::kOffP;
+    xrow = reinterpret_cast<float *>(base + S::kOffRow);
+    rows = reinterpret_cast<const uint8_t **>(base + S::kOffPtr);
+    auxs = reinterpret_cast<const uint8_t **>(base + S::kOffAux);
+  }
+  __device__ __forceinline__ uint8_t *ktile(int b) const { return base + Smem<D>::kOffK + b * Smem<D>::kTile; }
+};
+
+template <int D, int Layout>
+__global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(const kern::AttnParams p) {
+#if defined(SPMLA_SM90A_DEVICE)
+  constexpr bool kFp8 = Layout != kern::kBF16;
+  extern __shared__ uint8_t smem_raw[];
+  const SmemView<D> sm(smem_raw);
+  const int tid = threadIdx.x;
+  const MathThread th(tid);
+  const int t = blockIdx.x, h0 = blockIdx.y * kBM, split = blockIdx.z;
+  const int flavor = p.src[0].flavor;
+
+  load_q<D, kThreads>(p, sm.qs, t, h0, tid);
+  const Range range = split_range(p, t, split);
+  const int ntiles = (range.stop - range.begin + kBN - 1) / kBN;
+  Entry ahead{-1, 0};  // threads 0..63: the entry of tile it+2, read during iteration it-1
+  if (tid < kBN) {
+    tile_rows<D>(p, tile_entry(p, t, range, range.begin, tid), sm.rows, sm.auxs, tid);
+    tile_rows<D>(p, tile_entry(p, t, range, range.begin + kBN, tid), sm.rows + kBN, sm.auxs + kBN, tid);
+    ahead = tile_entry(p, t, range, range.begin + 2 * kBN, tid);
+  }
+  __syncthreads();
+  // Tile 0 into buffer 0 now; FP8: tile 1's raw bytes into registers (stored during iteration 0).
+  Fp8Stage<Layout, kThreads> st;
+  if (ntiles > 0) {
+    if constexpr (kFp8) {
+      fp8_load(st, sm.rows, sm.auxs, tid);
+      fp8_store(st, sm.ktile(0), flavor, tid);
+      if (ntiles > 1) fp8_load(st, sm.rows + kBN, sm.auxs + kBN, tid);
+    } else {
+      bf16_issue<D, kThreads>(sm.ktile(0), sm.rows, tid);
+    }
+  }
+  dev::async_wait_all();
+  fence_async_smem();
+  __syncthreads();
+
+  const float sl2 = p.scale * kern::kLog2e;
+  MathAcc acc;
+  acc.init();
+
+  // Iteration it: tile it is in buffer it & 1. The gather of tile it+1 into the other buffer
+  // runs while QK^T of tile it does (BF16: cp.async issued after the products; FP8: the raw
+  // bytes, loaded into registers during the previous P V, dequantized and stored), and FP8 loads
+  // of tile it+2 are in flight during this tile's P V.
+  for (int it = 0; it < ntiles; ++it) {
+    const int buf = it & 1;
+    const uint8_t *kt = sm.ktile(buf);
+    const bool more = it + 1 < ntiles;
+
+    float s[16];
+    qk_issue<D>(s, sm.qs, kt, th.wg);
+    // While the tensor cores work: tile it+1 into the other buffer (free since the previous
+    // P V), and the first 64 threads look up the addresses of tile it+2 (ring slot of tile it-1).
+    if (more) {
+      if constexpr (kFp8) {
+        fp8_store(st, sm.ktile(buf ^ 1), flavor, tid);
+        fence_async_smem();
+      } else {
+        bf16_issue<D, kThreads>(sm.ktile(buf ^ 1), sm.rows + ((it + 1) % 3) * kBN, tid);
+      }
+    }
+    if (tid < kBN && it + 2 < ntiles) {
+      tile_rows<D>(p, ahead, sm.rows + ((it + 2) % 3) * kBN, sm.auxs + ((it + 2) % 3) * kBN, tid);
+      ahead = tile_entry(p, t, range, range.begin + (it + 3) * kBN, tid);
+    }
+    wg_wait0();
+    fence_regs(s);
+
+    softmax_tile<false>(s, acc, th, sm.rows + (it % 3) * kBN, sm.xrow, sm.ps, sl2);
+
+    pv_issue(acc.o, sm.ps, kt, th.wg);
+    // FP8: tile it+2's raw bytes on their way into registers while P V runs (its addresses were
+    // written before the first barrier of this tile).
+    if constexpr (kFp8) {
+      if (it + 2 < ntiles) fp8_load(st, sm.rows + ((it + 2) % 3) * kBN, sm.auxs + ((it + 2) % 3) * kBN, tid);
+    }
+    wg_wait0();
+    fence_regs(acc.o);
+    if (!kFp8 && more) dev::async_wait_all();
+    if (!kFp8) fence_async_smem();
+    __syncthreads();
+  }
+
+  attn_epilogue<false>(p, acc, th, sm.xrow, t, h0, split);
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// Warp-specialized variant (EXPERIMENTAL: compiled, not yet run on a GPU; selected only by
+// SPMLA_CUDA_ATTENTION=sm90ws). The same two compute warpgroups and tile algorithm, plus a third,
+// producer warpgroup that gathers (and dequantizes) the next tile while the compute warpgroups
+// work, so the gather leaves their critical path. Registers move from the producer to the
+// compute warpgroups with setmaxnreg. Handoffs through named barriers, one pair per buffer:
+//   kBarFull + b   the producer filled buffer b (128 arrive, the 256 compute threads wait)
+//   kBarEmpty + b  the compute warpgroups are done with buffer b (256 arrive, the producer waits)
+// The producer also writes the ring slot of a tile's row addresses before filling its buffer.
+constexpr int kWsThreads = 384;
+constexpr int kBarFull = 1, kBarEmpty = 3, kBarProd = 6;  // kBarMath = 5 (compute warpgroups)
+constexpr int kProdRegs = 120, kMathRegs = 192;            // 128 * 120 + 256 * 192 = 64512 of 65536
+static_assert(128 * kProdRegs + 256 * kMathRegs <= 65536, "register file");
+
+__device__ __forceinline__ void bar_sync_n(int id, int n) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ void bar_arrive_n(int id, int n) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+
+template <int D, int Layout>
+__global__ void __launch_bounds__(kWsThreads, 1) sparse_attention_sm90_ws_kernel(const kern::AttnParams p) {
+#if defined(SPMLA_SM90A_DEVICE)
+  constexpr bool kFp8 = Layout != kern::kBF16;
+  extern __shared__ uint8_t smem_raw[];
+  const SmemView<D> sm(smem_raw);
+  const int tid = threadIdx.x;
+  const int t = blockIdx.x, h0 = blockIdx.y * kBM, split = blockIdx.z;
+  const Range range = split_range(p, t, split);
+  const int ntiles = (range.stop - range.begin + kBN - 1) / kBN;
+
+  if (tid >= 256) {
+    // ---- producer: Q and tile i into buffer i & 1, one tile ahead of the compute warpgroups.
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProdRegs));
+    const int pt = tid - 256;
+    const int flavor = p.src[0].flavor;
+    load_q<D, 128>(p, sm.qs, t, h0, pt);
+    Entry ahead{-1, 0};  // threads 0..63: the entry of tile i+1, read during iteration i-1
+    if (pt < kBN) {
+      tile_rows<D>(p, tile_entry(p, t, range, range.begin, pt), sm.rows, sm.auxs, pt);
+      ahead = tile_entry(p, t, range, range.begin + kBN, pt);
+    }
+    bar_sync_n(kBarProd, 128);
+    Fp8Stage<Layout, 128, 2> st;  // half of a tile's raw bytes
+    if constexpr (kFp8) {
+      if (ntiles > 0) fp8_load(st, sm.rows, sm.auxs, pt, 0);
+    }
+    for (int i = 0; i < ntiles; ++i) {
+      const int b = i & 1;
+      uint8_t *kt = sm.ktile(b);
+      const uint8_t *const *rows_i = sm.rows + (i % 3) * kBN;
+      const uint8_t *const *aux_i = sm.auxs + (i % 3) * kBN;
+      // Tile i-2 consumed: buffer b and ring slot (i+1) % 3 (tile i-2's) are free.
+      if (i >= 2) bar_sync_n(kBarEmpty + b, kWsThreads);
+      if constexpr (kFp8) {
+        fp8_store(st, kt, flavor, pt, 0);
+        fp8_load(st, rows_i, aux_i, pt, 1);
+        fp8_store(st, kt, flavor, pt, 1);
+      } else {
+        bf16_issue<D, 128>(kt, rows_i, pt);
+      }
+      if (pt < kBN && i + 1 < ntiles) {
+        tile_rows<D>(p, ahead, sm.rows + ((i + 1) % 3) * kBN, sm.auxs + ((i + 1) % 3) * kBN, pt);
+        ahead = tile_entry(p, t, range, range.begin + (i + 2) * kBN, pt);
+      }
+      bar_sync_n(kBarProd, 128);
+      // The first half of tile i+1 on its way into registers while the compute works on tile i.
+      if constexpr (kFp8) {
+        if (i + 1 < ntiles) fp8_load(st, sm.rows + ((i + 1) % 3) * kBN, sm.auxs + ((i + 1) % 3) * kBN, pt, 0);
+      }
+      dev::async_wait_all();  // BF16 tile i (and Q, committed before tile 0)
+      fence_async_smem();
+      bar_arrive_n(kBarFull + b, kWsThreads);
+    }
+    dev::async_wait_all();
+  } else {
+    // ---- compute warpgroups: the tile algorithm of the two-warpgroup kernel.
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kMathRegs));
+    const MathThread th(tid);
+    const float sl2 = p.scale * kern::kLog2e;
+    MathAcc acc;
+    acc.init();
+    for (int i = 0; i < ntiles; ++i) {
+      const int b = i & 1;
+      const uint8_t *kt = sm.ktile(b);
+      bar_sync_n(kBarFull + b, kWsThreads);
+      float s[16];
+      qk_issue<D>(s, sm.qs, kt, th.wg);
+      wg_wait0();
+      fence_regs(s);
+      softmax_tile<true>(s, acc, th, sm.rows + (i % 3) * kBN, sm.xrow, sm.ps, sl2);
+      pv_issue(acc.o, sm.ps, kt, th.wg);
+      wg_wait0();
+      fence_regs(acc.o);
+      if (i + 2 < ntiles) bar_arrive_n(kBarEmpty + b, kWsThreads);  // the producer waits for i+2
+    }
+    attn_epilogue<true>(p, acc, th, sm.xrow, t, h0, split);
   }
 #endif
 }
