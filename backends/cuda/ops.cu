@@ -4,6 +4,7 @@
 
 #include "../common/attention.cuh"
 #include "../common/indexer.cuh"
+#include "indexer_fx.cuh"
 #include "../common/kv_ops.cuh"
 #include "../common/topk.cuh"
 #include "launchers.h"
