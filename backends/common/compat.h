@@ -219,6 +219,38 @@ SPMLA_DEVICE void async_wait_all() {
 SPMLA_DEVICE uint4 ld16(const void *p) { return *reinterpret_cast<const uint4 *>(p); }
 SPMLA_DEVICE void st16(void *p, uint4 v) { *reinterpret_cast<uint4 *>(p) = v; }
 
+// Cache hints where the vendor has them (plain accesses elsewhere): a load through the read-only
+// path, streaming (evict-first) loads and stores of data used once, an L2 prefetch of one line.
+SPMLA_DEVICE uint4 ld16_readonly(const uint4 *p) {
+#if defined(SPMLA_VENDOR_CUDA)
+  return __ldg(p);
+#else
+  return *p;
+#endif
+}
+SPMLA_DEVICE uint4 ld16_stream(const uint4 *p) {
+#if defined(SPMLA_VENDOR_CUDA)
+  return __ldcs(p);
+#else
+  return *p;
+#endif
+}
+template <typename T>
+SPMLA_DEVICE void st_stream(T *p, const T &v) {
+#if defined(SPMLA_VENDOR_CUDA)
+  __stcs(p, v);
+#else
+  *p = v;
+#endif
+}
+SPMLA_DEVICE void prefetch_l2(const void *p) {
+#if defined(SPMLA_VENDOR_CUDA)
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#else
+  (void)p;
+#endif
+}
+
 SPMLA_DEVICE float pos_inf() { return __uint_as_float(0x7f800000u); }
 SPMLA_DEVICE float neg_inf() { return __uint_as_float(0xff800000u); }
 

@@ -257,19 +257,14 @@ constexpr int kStoreMinBlocks = 1;  // __launch_bounds__ minimum blocks per SM
 
 template <int kFlags, typename T>
 SPMLA_DEVICE void st_cache(void *p, const T &v) {
-#if defined(SPMLA_VENDOR_CUDA)
-  if (kFlags & kStoreStCs) {
-    __stcs(reinterpret_cast<T *>(p), v);
-    return;
-  }
-#endif
-  *reinterpret_cast<T *>(p) = v;
+  if (kFlags & kStoreStCs)
+    dev::st_stream(reinterpret_cast<T *>(p), v);
+  else
+    *reinterpret_cast<T *>(p) = v;
 }
 template <int kFlags>
 SPMLA_DEVICE uint4 ld_row16(const uint16_t *p) {
-#if defined(SPMLA_VENDOR_CUDA)
-  if (kFlags & kStoreLdCs) return __ldcs(reinterpret_cast<const uint4 *>(p));
-#endif
+  if (kFlags & kStoreLdCs) return dev::ld16_stream(reinterpret_cast<const uint4 *>(p));
   return dev::ld16(p);
 }
 // 8 FP8 bytes to a row that may be only 4-byte aligned (INDEXER_FP8 pages of (Di + 4) * bs bytes).

@@ -187,31 +187,19 @@ SPMLA_HOST_DEVICE size_t topk_fast_smem_bytes(int words, int cap) {
   return 4 * (size_t)(2 * kTopkBins + kTopkFastMiscWords + 2 * words) + 8 * (size_t)cap;
 }
 
-SPMLA_DEVICE uint4 topk_ld16(const uint4 *p) {
-#if defined(SPMLA_VENDOR_CUDA)
-  return __ldg(p);
-#else
-  return *p;
-#endif
-}
-
 // One iteration's U vectors of this thread: p[u * NT] while u * NT < left (zeros past the row).
 template <int NT, int U>
 SPMLA_DEVICE void topk_load_iter(const uint4 *p, int left, uint4 *v) {
 #pragma unroll
-  for (int u = 0; u < U; ++u) v[u] = u * NT < left ? topk_ld16(p + u * NT) : make_uint4(0u, 0u, 0u, 0u);
+  for (int u = 0; u < U; ++u) v[u] = u * NT < left ? dev::ld16_readonly(p + u * NT) : make_uint4(0u, 0u, 0u, 0u);
 }
 
-// L2 prefetch of one iteration (no registers held; a no-op where the vendor has none here).
+// L2 prefetch of one iteration (no registers held; a no-op where the vendor has none).
 template <int NT, int U>
 SPMLA_DEVICE void topk_prefetch_iter(const uint4 *p, int left) {
-#if defined(SPMLA_VENDOR_CUDA)
 #pragma unroll
   for (int u = 0; u < U; ++u)
-    if (u * NT < left) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + u * NT));
-#else
-  (void)p, (void)left;
-#endif
+    if (u * NT < left) dev::prefetch_l2(p + u * NT);
 }
 
 // The smallest value whose key is >= lo, or a value below it (lo > 0): v >= topk_key_floor(lo)
@@ -272,7 +260,7 @@ __global__ void __launch_bounds__(NT, MINB) topk_per_row_fast_kernel(const TopkP
   topk_prefetch_iter<NT, U>(row4 + tid + kStep, n4 - tid - kStep);
   uint32_t lo = 0;
   if (len > cap && n4 >= NT) {
-    const uint4 v = topk_ld16(row4 + (int)((int64_t)tid * n4 / NT));
+    const uint4 v = dev::ld16_readonly(row4 + (int)((int64_t)tid * n4 / NT));
     const uint32_t sk[4] = {topk_key_bits(v.x), topk_key_bits(v.y), topk_key_bits(v.z), topk_key_bits(v.w)};
 #pragma unroll
     for (int c = 0; c < 4; ++c) atomicAdd(&histA[sk[c] >> 21], 1);
