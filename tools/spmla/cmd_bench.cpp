@@ -387,7 +387,8 @@ std::vector<Case> spec_cases() {
       c.push_back(make_attention_case({"v4", "decode", 2 * 64, h, k, 128, 64 * 32768}));
       c.push_back(make_attention_case({"v4", "prefill", 4096, h, k, 128, 32768}));
     }
-  for (TopkShape s : {TopkShape{256, 32768, 2048}, TopkShape{4096, 32768, 2048}, TopkShape{4096, 131072, 2048}})
+  for (TopkShape s : {TopkShape{256, 32768, 2048}, TopkShape{4096, 32768, 2048}, TopkShape{4096, 32768, 1024},
+                      TopkShape{4096, 32768, 512}, TopkShape{4096, 131072, 2048}})
     c.push_back(make_topk_case(s));
   for (IndexerShape s : {IndexerShape{true, 64, 2, 64, 128, 32768}, IndexerShape{false, 1, 4096, 64, 128, 32768}})
     c.push_back(make_indexer_case(s));
@@ -491,6 +492,17 @@ int cmd_bench(const BenchOptions &o) {
   }
   const bool small = o.sizes == "small" || (o.sizes == "auto" && cpu);
 
+  // The cases asked for (--op, --shape); none is an error, before any time is spent.
+  std::vector<Case> cases;
+  for (Case &c : small ? small_cases() : spec_cases())
+    if ((o.op == "all" || o.op == c.op) && (o.shape.empty() || c.shape.find(o.shape) != std::string::npos))
+      cases.push_back(std::move(c));
+  if (cases.empty()) {
+    std::fprintf(stderr, "spmla bench: no %s case matches --op %s --shape '%s'\n", small ? "small" : "spec",
+                 o.op.c_str(), o.shape.c_str());
+    return 2;
+  }
+
   // Ceilings, measured in this run unless given.
   double peak_tflops = o.peak_tflops, peak_gbps = o.peak_gbps;
   std::string tflops_src = "given (--peak-tflops)", gbps_src = "given (--peak-gbps)";
@@ -513,7 +525,6 @@ int cmd_bench(const BenchOptions &o) {
     }
   }
 
-  std::vector<Case> cases = small ? small_cases() : spec_cases();
   if (!o.json) {
     std::printf("spmla bench: backend %s (device %d: %s), %s sizes, warm-up %d, median of %d\n", backend.c_str(),
                 h.device(), dev.name, small ? "small" : "SPEC", o.warmup, o.repeats);
@@ -523,8 +534,6 @@ int cmd_bench(const BenchOptions &o) {
   }
   json rows = json::array();
   for (Case &c : cases) {
-    if (o.op != "all" && o.op != c.op) continue;
-    if (!o.shape.empty() && c.shape.find(o.shape) == std::string::npos) continue;
     const Measurement m = c.run(env);
     const double tflops = m.flops > 0 ? m.flops / (m.time_ms * 1e-3) / 1e12 : 0;
     const double gbps = m.bytes > 0 ? m.bytes / (m.time_ms * 1e-3) / 1e9 : 0;
