@@ -12,7 +12,11 @@
 // is in shared memory once. Tiles are stored in the 128-byte-swizzled K-major layout: 64-column
 // chunks of [64 rows][128 B], chunk c at c * 8 KiB. The next tile is gathered while the current
 // one computes: BF16 rows by cp.async straight into the swizzled tile; FP8 rows (V32, V4) loaded
-// into registers before the QK^T product and dequantized into the other buffer while it runs.
+// into registers during the previous tile's P V and dequantized into the other buffer while
+// QK^T runs. FP8_PER_TENSOR and sources of two layouts take the portable kernel.
+//
+// The compute steps are functions (qk_issue, softmax_tile, pv_issue, attn_epilogue) shared by the
+// two-warpgroup kernel (the default) and an experimental warp-specialized kernel at the end.
 #pragma once
 #include "../../common/attention.cuh"
 #include "../../common/cache_access.cuh"
