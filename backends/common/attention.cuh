@@ -44,6 +44,9 @@ struct TokenRange {
   int begin, stop;  // this split's share of [0, end0 + end1)
 };
 
+// The split's share of the concatenated valid prefixes of the main and extra lists, in whole
+// tiles of BN entries (the kernel's tile width).
+template <int BN = kAttnBN>
 SPMLA_DEVICE TokenRange token_range(const AttnParams &p, int t, int split) {
   TokenRange r;
   int e0 = p.K[0];
@@ -54,7 +57,7 @@ SPMLA_DEVICE TokenRange token_range(const AttnParams &p, int t, int split) {
   r.end1 = e1;
   const int L = e0 + e1;
   int chunk = (L + p.num_splits - 1) / p.num_splits;
-  chunk = (chunk + kAttnBN - 1) / kAttnBN * kAttnBN;
+  chunk = (chunk + BN - 1) / BN * BN;
   r.begin = min(L, split * chunk);
   r.stop = min(L, r.begin + chunk);
   return r;

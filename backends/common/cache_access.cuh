@@ -25,9 +25,27 @@ struct SlotOffsets {
   int64_t aux;  // V4: scale row; INDEXER: fp32 scale; else unused
 };
 
-SPMLA_HOST_DEVICE SlotOffsets slot_offsets(const CacheDesc &c, int64_t slot) {
-  const int64_t page = slot / c.block_size;
-  const int64_t off = slot - page * c.block_size;
+// slot -> (page, offset) without a 64-bit division where possible (power-of-two block sizes:
+// shifts; slots below 2^32: a 32-bit division).
+SPMLA_DEVICE void split_slot(int64_t slot, int32_t bs, int64_t &page, int64_t &off) {
+  const uint32_t b = (uint32_t)bs;
+  if ((b & (b - 1u)) == 0u) {
+    const int sh = __ffs((int)b) - 1;
+    page = slot >> sh;
+    off = slot & (int64_t)(b - 1u);
+  } else if ((uint64_t)slot <= 0xffffffffull) {
+    const uint32_t s = (uint32_t)slot, pg = s / b;
+    page = pg;
+    off = s - pg * b;
+  } else {
+    page = slot / bs;
+    off = slot - page * bs;
+  }
+}
+
+SPMLA_DEVICE SlotOffsets slot_offsets(const CacheDesc &c, int64_t slot) {
+  int64_t page, off;
+  split_slot(slot, c.block_size, page, off);
   const int64_t pbase = page * c.page_stride;
   SlotOffsets o;
   o.aux = 0;

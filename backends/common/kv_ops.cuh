@@ -200,46 +200,6 @@ SPMLA_DEVICE uint2 quant8(const float *x, float s) {
 // k = 128 is the infinite scale of an infinite amax).
 SPMLA_DEVICE float inv_pow2(int k) { return k >= 128 ? 0.f : ::spmla::exp2_int(-k); }
 
-// slot -> (page, offset) without a 64-bit division where possible (power-of-two block sizes:
-// shifts; slots below 2^32: a 32-bit division).
-SPMLA_DEVICE void split_slot(int64_t slot, int32_t bs, int64_t &page, int64_t &off) {
-  const uint32_t b = (uint32_t)bs;
-  if ((b & (b - 1u)) == 0u) {
-    const int sh = __ffs((int)b) - 1;
-    page = slot >> sh;
-    off = slot & (int64_t)(b - 1u);
-  } else if ((uint64_t)slot <= 0xffffffffull) {
-    const uint32_t s = (uint32_t)slot, pg = s / b;
-    page = pg;
-    off = s - pg * b;
-  } else {
-    page = slot / bs;
-    off = slot - page * bs;
-  }
-}
-
-// slot_offsets (cache_access.cuh) with split_slot.
-SPMLA_DEVICE SlotOffsets fast_slot_offsets(const CacheDesc &c, int64_t slot) {
-  int64_t page, off;
-  split_slot(slot, c.block_size, page, off);
-  const int64_t pbase = page * c.page_stride;
-  SlotOffsets o;
-  o.aux = 0;
-  switch (c.layout) {
-    case kBF16: o.data = pbase + off * 2 * c.dim; break;
-    case kFP8PerTensor: o.data = pbase + off * c.dim; break;
-    case kV32: o.data = pbase + off * 656; break;
-    case kV4:
-      o.data = pbase + off * 576;
-      o.aux = pbase + (int64_t)c.block_size * 576 + off * 8;
-      break;
-    default:
-      o.data = pbase + off * c.dim;
-      o.aux = pbase + (int64_t)c.block_size * c.dim + off * 4;
-      break;
-  }
-  return o;
-}
 
 template <int kChunks>
 struct StoreRow {
@@ -313,7 +273,7 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
   const bool ok = r.slot >= 0 && r.slot < c.num_slots();
   uint8_t *base = const_cast<uint8_t *>(c.base);
   SlotOffsets o = {0, 0};
-  if (ok) o = fast_slot_offsets(c, r.slot);
+  if (ok) o = slot_offsets(c, r.slot);
   uint8_t *row = base + o.data;
   constexpr Fp8Kind kKind = kFnuz ? Fp8Kind::E4M3FNUZ : Fp8Kind::E4M3FN;
   float x[8];
@@ -477,7 +437,7 @@ __global__ void __launch_bounds__(256) kv_gather_kernel(const GatherParams p, in
   const int D = c.dim;
   uint16_t *dst = p.out + n * p.out_stride;
   SlotOffsets o = {0, 0};
-  if (valid) o = fast_slot_offsets(c, slot);
+  if (valid) o = slot_offsets(c, slot);
   for (int e = lane * 8; e < D; e += G * 8) {
     uint4 v = make_uint4(0u, 0u, 0u, 0u);
     if (valid && c.layout == kIndexer) {

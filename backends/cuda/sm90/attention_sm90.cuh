@@ -77,26 +77,7 @@ __device__ __forceinline__ void fence_regs(float (&d)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
-struct Range {
-  int end0, end1, begin, stop;
-};
-
-// The split's share of the concatenated valid prefixes of the main and extra lists (tiles of kBN).
-__device__ __forceinline__ Range split_range(const kern::AttnParams &p, int t, int split) {
-  Range r;
-  int e0 = p.K[0];
-  if (p.len[0]) e0 = min(max(p.len[0][(int64_t)t * p.len_stride[0]], 0), p.K[0]);
-  int e1 = p.K[1];
-  if (e1 > 0 && p.len[1]) e1 = min(max(p.len[1][(int64_t)t * p.len_stride[1]], 0), p.K[1]);
-  r.end0 = e0;
-  r.end1 = e1;
-  const int L = e0 + e1;
-  int chunk = (L + p.num_splits - 1) / p.num_splits;
-  chunk = (chunk + kBN - 1) / kBN * kBN;
-  r.begin = min(L, split * chunk);
-  r.stop = min(L, r.begin + chunk);
-  return r;
-}
+using Range = kern::TokenRange;  // end0, end1: valid prefixes; [begin, stop): this split's share
 
 // One list entry of a tile (threads 0..63: entry tile_begin + threadIdx.x): its slot id and
 // source; slot -1 = no key. Read one iteration before its addresses are needed, so the load of
@@ -122,13 +103,9 @@ __device__ __forceinline__ void tile_rows(const kern::AttnParams &p, Entry e, co
   const uint8_t *d = nullptr, *a = nullptr;
   const kern::CacheDesc &c = p.src[e.which];
   if (e.slot >= 0 && (int64_t)e.slot < c.num_slots()) {
-    // 32-bit division (slot ids are int32); 64-bit byte offsets.
-    const uint32_t page = (uint32_t)e.slot / (uint32_t)c.block_size;
-    const uint32_t off = (uint32_t)e.slot - page * (uint32_t)c.block_size;
-    const uint8_t *pb = c.base + (int64_t)page * c.page_stride;
-    const int row_bytes = c.layout == kern::kBF16 ? 2 * D : (c.layout == kern::kV32 ? 656 : 576);
-    d = pb + (int64_t)off * row_bytes;
-    a = pb + (int64_t)c.block_size * 576 + (int64_t)off * 8;  // V4 scale row (used for V4 only)
+    const kern::SlotOffsets o = kern::slot_offsets(c, e.slot);
+    d = c.base + o.data;
+    a = c.base + o.aux;  // V4 scale row (used for V4 only)
   }
   rows[j] = d;
   if (D == 512) aux[j] = a;
@@ -470,7 +447,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
   const int flavor = p.src[0].flavor;
 
   load_q<D, kThreads>(p, sm.qs, t, h0, tid);
-  const Range range = split_range(p, t, split);
+  const Range range = kern::token_range<kBN>(p, t, split);
   const int ntiles = (range.stop - range.begin + kBN - 1) / kBN;
   Entry ahead{-1, 0};  // threads 0..63: the entry of tile it+2, read during iteration it-1
   if (tid < kBN) {
@@ -574,7 +551,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) sparse_attention_sm90_ws_kernel
   const SmemView<D> sm(smem_raw);
   const int tid = threadIdx.x;
   const int t = blockIdx.x, h0 = blockIdx.y * kBM, split = blockIdx.z;
-  const Range range = split_range(p, t, split);
+  const Range range = kern::token_range<kBN>(p, t, split);
   const int ntiles = (range.stop - range.begin + kBN - 1) / kBN;
 
   if (tid >= 256) {
