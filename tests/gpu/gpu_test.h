@@ -3,6 +3,7 @@
 #pragma once
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -128,6 +129,145 @@ inline std::vector<T> poisoned(size_t n) {
   std::vector<T> v(n);
   memset(v.data(), 0xff, n * sizeof(T));
   return v;
+}
+
+// SPMLA_GPU_TESTS_QUICK=1 (scripts/gpu-check's compute-sanitizer runs): every op still runs, on
+// fewer and smaller cases.
+inline bool quick() { return std::getenv("SPMLA_GPU_TESTS_QUICK") != nullptr; }
+
+// Random FP8 bytes that are finite numbers (no NaN codes).
+inline std::vector<uint8_t> random_fp8(Rng &r, size_t n, bool fnuz, float sd) {
+  std::vector<uint8_t> v(n);
+  for (auto &b : v) b = spmla::f32_to_fp8_e4m3(r.normal(sd), fnuz ? spmla::Fp8Kind::E4M3FNUZ : spmla::Fp8Kind::E4M3FN);
+  return v;
+}
+
+// Bit-identical results (GPU against the CPU reference).
+template <typename T>
+void require_equal(const std::vector<T> &g, const std::vector<T> &r, const std::string &what) {
+  REQUIRE(g.size() == r.size());
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < g.size(); ++i)
+    if (memcmp(&g[i], &r[i], sizeof(T)) != 0) {
+      if (!bad) first = i;
+      ++bad;
+    }
+  INFO(what << ": " << bad << " of " << g.size() << " differ, first at " << first);
+  CHECK(bad == 0);
+}
+
+// Indexer logits [rows, C] within SPEC's tolerance: relative 1e-3 of the row's largest finite
+// magnitude; infinities (masked columns) exact.
+inline void compare_logits(const std::vector<float> &g, const std::vector<float> &ref, int rows, int C,
+                           const std::string &what) {
+  size_t bad = 0, first = 0;
+  for (int r = 0; r < rows; ++r) {
+    double scale = 1e-30;
+    for (int j = 0; j < C; ++j) {
+      const float v = ref[(size_t)r * C + j];
+      if (std::isfinite(v)) scale = std::max(scale, (double)std::fabs(v));
+    }
+    for (int j = 0; j < C; ++j) {
+      const size_t i = (size_t)r * C + j;
+      const float a = g[i], b = ref[i];
+      bool ok;
+      if (std::isinf(b)) ok = a == b;
+      else ok = std::isfinite(a) && std::fabs((double)a - b) <= 1e-3 * scale;
+      if (!ok) {
+        if (!bad) first = i;
+        ++bad;
+      }
+    }
+  }
+  INFO(what << ": " << bad << " bad of " << g.size() << ", first " << first << " (row " << first / (size_t)C << " col "
+            << first % (size_t)C << ")"
+            << (bad ? " got " + std::to_string(g[first]) + " ref " + std::to_string(ref[first]) : std::string()));
+  CHECK(bad == 0);
+}
+
+// indexer_logits (ragged) on the CPU reference and on the GPU from the same host inputs; the
+// GPU's logits (poisoned before the run) against the reference's.
+inline void check_indexer_ragged(const std::vector<uint8_t> &q, const std::vector<uint8_t> &k,
+                                 const std::vector<float> &ks, const std::vector<float> &w,
+                                 const std::vector<int32_t> &st, const std::vector<int32_t> &en, int T, int S,
+                                 int Hi, int Di, bool fnuz, const std::string &what) {
+  DevBuf dq(q), dk(k), dks(ks), dw(w), dst(st), den(en), dout((size_t)T * S * 4);
+  dout.poison();
+  auto hout = poisoned<float>((size_t)T * S);
+  const spmla_dtype_t dt = fnuz ? SPMLA_DTYPE_FP8_E4M3FNUZ : SPMLA_DTYPE_FP8_E4M3FN;
+  for (bool gpu : {false, true}) {
+    spmla_tensor_t a1 = tensor(gpu ? dq.p : q.data(), dt, {T, Hi, Di});
+    spmla_tensor_t a2 = tensor(gpu ? dk.p : k.data(), dt, {S, Di});
+    spmla_tensor_t a3 = tensor(gpu ? dks.p : ks.data(), SPMLA_DTYPE_FP32, {S});
+    spmla_tensor_t a4 = tensor(gpu ? dw.p : w.data(), SPMLA_DTYPE_FP32, {T, Hi});
+    spmla_tensor_t a5 = tensor(gpu ? dst.p : st.data(), SPMLA_DTYPE_INT32, {T});
+    spmla_tensor_t a6 = tensor(gpu ? den.p : en.data(), SPMLA_DTYPE_INT32, {T});
+    spmla_tensor_t o = tensor(gpu ? dout.p : hout.data(), SPMLA_DTYPE_FP32, {T, S});
+    spmla_indexer_logits_args_t a = SPMLA_INDEXER_LOGITS_ARGS_INIT;
+    a.q = &a1, a.k = &a2, a.k_scale = &a3, a.weights = &a4, a.k_start = &a5, a.k_end = &a6, a.logits = &o;
+    size_t wsb = 0;
+    check(spmla_indexer_logits_get_workspace_size(gpu ? G() : C(), &a, &wsb), "ws");
+    DevBuf dws(gpu ? wsb : 0);
+    std::vector<uint8_t> hws(wsb + 16);
+    check(spmla_indexer_logits_run(gpu ? G() : C(), &a, gpu ? dws.p : hws.data(), wsb, nullptr), "indexer_logits");
+  }
+  sync();
+  compare_logits(dout.download<float>(hout.size()), hout, T, S, what);
+}
+
+// An INDEXER_FP8 cache of `pages` pages filled by the CPU reference's store from random bf16 rows.
+struct IndexerCache {
+  spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
+  std::vector<uint8_t> bytes;
+};
+inline IndexerCache indexer_cache(Rng &r, int pages, int bs, int Di, bool fnuz) {
+  IndexerCache ic;
+  ic.c.layout = SPMLA_KV_LAYOUT_INDEXER_FP8;
+  ic.c.fp8_flavor = fnuz ? SPMLA_FP8_E4M3FNUZ : SPMLA_FP8_E4M3FN;
+  ic.c.head_dim = Di;
+  ic.c.num_pages = pages;
+  ic.c.block_size = bs;
+  size_t pb = 0;
+  check(spmla_kv_cache_page_bytes(&ic.c, &pb), "page bytes");
+  ic.bytes.resize(pb * pages);
+  std::vector<uint16_t> kv = random_bf16(r, (size_t)pages * bs * Di, 1.0f);
+  std::vector<int32_t> sm((size_t)pages * bs);
+  for (size_t i = 0; i < sm.size(); ++i) sm[i] = (int32_t)i;
+  ic.c.data = ic.bytes.data();
+  spmla_tensor_t tkv = tensor(kv.data(), SPMLA_DTYPE_BF16, {(int64_t)sm.size(), Di});
+  spmla_tensor_t tsm = tensor(sm.data(), SPMLA_DTYPE_INT32, {(int64_t)sm.size()});
+  spmla_kv_cache_store_args_t a = SPMLA_KV_CACHE_STORE_ARGS_INIT;
+  a.kv = &tkv, a.slot_mapping = &tsm, a.cache = &ic.c;
+  check(spmla_kv_cache_store_run(C(), &a, nullptr), "cpu indexer store");
+  return ic;
+}
+
+// indexer_logits_paged on the CPU reference and on the GPU (the cache copied to the device); the
+// GPU's logits (poisoned before the run) against the reference's.
+inline void check_indexer_paged(const IndexerCache &ic, const std::vector<int32_t> &bt, const std::vector<int32_t> &cl,
+                                const std::vector<uint8_t> &q, const std::vector<float> &w, int B, int N, int Hi,
+                                int Di, int max_pages, int Cc, bool fnuz, const std::string &what) {
+  DevBuf dc(ic.bytes), dbt(bt), dcl(cl), dq(q), dw(w), dout((size_t)B * N * Cc * 4);
+  dout.poison();
+  auto hout = poisoned<float>((size_t)B * N * Cc);
+  for (bool gpu : {false, true}) {
+    spmla_kv_cache_t cc = ic.c;
+    cc.data = gpu ? dc.p : const_cast<uint8_t *>(ic.bytes.data());
+    spmla_tensor_t a1 = tensor(gpu ? dq.p : q.data(), fnuz ? SPMLA_DTYPE_FP8_E4M3FNUZ : SPMLA_DTYPE_FP8_E4M3FN, {B, N, Hi, Di});
+    spmla_tensor_t a2 = tensor(gpu ? dbt.p : bt.data(), SPMLA_DTYPE_INT32, {B, max_pages});
+    spmla_tensor_t a3 = tensor(gpu ? dcl.p : cl.data(), SPMLA_DTYPE_INT32, {B});
+    spmla_tensor_t a4 = tensor(gpu ? dw.p : w.data(), SPMLA_DTYPE_FP32, {B * N, Hi});
+    spmla_tensor_t o = tensor(gpu ? dout.p : hout.data(), SPMLA_DTYPE_FP32, {B * N, Cc});
+    spmla_indexer_logits_paged_args_t a = SPMLA_INDEXER_LOGITS_PAGED_ARGS_INIT;
+    a.q = &a1, a.cache = &cc, a.block_table = &a2, a.context_lens = &a3, a.weights = &a4, a.logits = &o;
+    size_t wsb = 0;
+    check(spmla_indexer_logits_paged_get_workspace_size(gpu ? G() : C(), &a, &wsb), "ws");
+    DevBuf dws(gpu ? wsb : 0);
+    std::vector<uint8_t> hws(wsb + 16);
+    check(spmla_indexer_logits_paged_run(gpu ? G() : C(), &a, gpu ? dws.p : hws.data(), wsb, nullptr), "paged");
+  }
+  sync();
+  compare_logits(dout.download<float>(hout.size()), hout, B * N, Cc, what);
 }
 
 }  // namespace gpu_test

@@ -9,23 +9,6 @@ using namespace gpu_test;
 
 namespace {
 
-// SPMLA_GPU_TESTS_QUICK=1 (scripts/gpu-check's compute-sanitizer runs): every op still runs, on
-// fewer and smaller cases.
-bool quick() { return std::getenv("SPMLA_GPU_TESTS_QUICK") != nullptr; }
-
-template <typename T>
-void require_equal(const std::vector<T> &g, const std::vector<T> &r, const std::string &what) {
-  REQUIRE(g.size() == r.size());
-  size_t bad = 0, first = 0;
-  for (size_t i = 0; i < g.size(); ++i)
-    if (memcmp(&g[i], &r[i], sizeof(T)) != 0) {
-      if (!bad) first = i;
-      ++bad;
-    }
-  INFO(what << ": " << bad << " of " << g.size() << " differ, first at " << first);
-  CHECK(bad == 0);
-}
-
 std::vector<int32_t> block_table(Rng &r, int R, int max_pages, int num_pages) {
   std::vector<int32_t> bt((size_t)R * max_pages);
   for (auto &x : bt) x = r.uni() < 0.05 ? -1 : (int32_t)r.range(0, num_pages);
@@ -119,40 +102,6 @@ TEST_CASE("gpu indices_to_slots and window_indices", "[gpu][indices]") {
   }
 }
 
-namespace {
-// Random FP8 bytes that are finite numbers (no NaN codes).
-std::vector<uint8_t> random_fp8(Rng &r, size_t n, bool fnuz, float sd) {
-  std::vector<uint8_t> v(n);
-  for (auto &b : v) b = spmla::f32_to_fp8_e4m3(r.normal(sd), fnuz ? spmla::Fp8Kind::E4M3FNUZ : spmla::Fp8Kind::E4M3FN);
-  return v;
-}
-
-void compare_logits(const std::vector<float> &g, const std::vector<float> &ref, int rows, int C, const std::string &what) {
-  size_t bad = 0, first = 0;
-  for (int r = 0; r < rows; ++r) {
-    double scale = 1e-30;
-    for (int j = 0; j < C; ++j) {
-      const float v = ref[(size_t)r * C + j];
-      if (std::isfinite(v)) scale = std::max(scale, (double)std::fabs(v));
-    }
-    for (int j = 0; j < C; ++j) {
-      const size_t i = (size_t)r * C + j;
-      const float a = g[i], b = ref[i];
-      bool ok;
-      if (std::isinf(b)) ok = a == b;
-      else ok = std::isfinite(a) && std::fabs((double)a - b) <= 1e-3 * scale;
-      if (!ok) {
-        if (!bad) first = i;
-        ++bad;
-      }
-    }
-  }
-  INFO(what << ": " << bad << " bad of " << g.size() << ", first " << first
-            << (bad ? " got " + std::to_string(g[first]) + " ref " + std::to_string(ref[first]) : std::string()));
-  CHECK(bad == 0);
-}
-}  // namespace
-
 TEST_CASE("gpu indexer_logits ragged", "[gpu][indexer]") {
   Rng r;
   INFO("seed " << r.seed);
@@ -172,28 +121,7 @@ TEST_CASE("gpu indexer_logits ragged", "[gpu][indexer]") {
       st[t] = (int32_t)r.range(-5, S / 2 + 1);
       en[t] = (int32_t)r.range(st[t], S + 10);
     }
-    DevBuf dq(q), dk(k), dks(ks), dw(w), dst(st), den(en), dout((size_t)T * S * 4);
-    dout.poison();
-    auto hout = poisoned<float>((size_t)T * S);
-    spmla_dtype_t dt = cs.fnuz ? SPMLA_DTYPE_FP8_E4M3FNUZ : SPMLA_DTYPE_FP8_E4M3FN;
-    for (bool gpu : {false, true}) {
-      spmla_tensor_t a1 = tensor(gpu ? dq.p : q.data(), dt, {T, Hi, Di});
-      spmla_tensor_t a2 = tensor(gpu ? dk.p : k.data(), dt, {S, Di});
-      spmla_tensor_t a3 = tensor(gpu ? dks.p : ks.data(), SPMLA_DTYPE_FP32, {S});
-      spmla_tensor_t a4 = tensor(gpu ? dw.p : w.data(), SPMLA_DTYPE_FP32, {T, Hi});
-      spmla_tensor_t a5 = tensor(gpu ? dst.p : st.data(), SPMLA_DTYPE_INT32, {T});
-      spmla_tensor_t a6 = tensor(gpu ? den.p : en.data(), SPMLA_DTYPE_INT32, {T});
-      spmla_tensor_t o = tensor(gpu ? dout.p : hout.data(), SPMLA_DTYPE_FP32, {T, S});
-      spmla_indexer_logits_args_t a = SPMLA_INDEXER_LOGITS_ARGS_INIT;
-      a.q = &a1, a.k = &a2, a.k_scale = &a3, a.weights = &a4, a.k_start = &a5, a.k_end = &a6, a.logits = &o;
-      size_t wsb = 0;
-      check(spmla_indexer_logits_get_workspace_size(gpu ? G() : C(), &a, &wsb), "ws");
-      DevBuf dws(gpu ? wsb : 0);
-      std::vector<uint8_t> hws(wsb + 16);
-      check(spmla_indexer_logits_run(gpu ? G() : C(), &a, gpu ? dws.p : hws.data(), wsb, nullptr), "indexer_logits");
-    }
-    sync();
-    compare_logits(dout.download<float>(hout.size()), hout, T, S, "indexer ragged");
+    check_indexer_ragged(q, k, ks, w, st, en, T, S, Hi, Di, cs.fnuz, "indexer ragged");
   }
 }
 
@@ -208,54 +136,14 @@ TEST_CASE("gpu indexer_logits paged", "[gpu][indexer]") {
     const int B = cs.B, N = cs.N, Hi = cs.Hi, Di = cs.Di, bs = cs.bs, Cc = cs.C;
     const int max_pages = (Cc + bs - 1) / bs + 2;
     const int pages = B * max_pages;
-    spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
-    c.layout = SPMLA_KV_LAYOUT_INDEXER_FP8;
-    c.fp8_flavor = cs.fnuz ? SPMLA_FP8_E4M3FNUZ : SPMLA_FP8_E4M3FN;
-    c.head_dim = Di;
-    c.num_pages = pages;
-    c.block_size = bs;
-    size_t pb = 0;
-    check(spmla_kv_cache_page_bytes(&c, &pb), "page bytes");
-    std::vector<uint8_t> cache(pb * pages);
-    // fill via the CPU store from random bf16
-    {
-      std::vector<uint16_t> kv = random_bf16(r, (size_t)pages * bs * Di, 1.0f);
-      std::vector<int32_t> sm((size_t)pages * bs);
-      for (size_t i = 0; i < sm.size(); ++i) sm[i] = (int32_t)i;
-      c.data = cache.data();
-      spmla_tensor_t tkv = tensor(kv.data(), SPMLA_DTYPE_BF16, {(int64_t)sm.size(), Di});
-      spmla_tensor_t tsm = tensor(sm.data(), SPMLA_DTYPE_INT32, {(int64_t)sm.size()});
-      spmla_kv_cache_store_args_t a = SPMLA_KV_CACHE_STORE_ARGS_INIT;
-      a.kv = &tkv, a.slot_mapping = &tsm, a.cache = &c;
-      check(spmla_kv_cache_store_run(C(), &a, nullptr), "cpu indexer store");
-    }
+    const IndexerCache ic = indexer_cache(r, pages, bs, Di, cs.fnuz);
     std::vector<int32_t> bt((size_t)B * max_pages), cl(B);
     for (auto &x : bt) x = r.uni() < 0.03 ? -1 : r.uni() < 0.03 ? pages + 3 : (int32_t)r.range(0, pages);
     for (auto &x : cl) x = (int32_t)r.range(0, Cc + 20);
     auto q = random_fp8(r, (size_t)B * N * Hi * Di, cs.fnuz, 1.0f);
     std::vector<float> w((size_t)B * N * Hi);
     for (auto &x : w) x = r.normal(1.0f);
-    DevBuf dc(cache), dbt(bt), dcl(cl), dq(q), dw(w), dout((size_t)B * N * Cc * 4);
-    dout.poison();
-    auto hout = poisoned<float>((size_t)B * N * Cc);
-    for (bool gpu : {false, true}) {
-      spmla_kv_cache_t cc = c;
-      cc.data = gpu ? dc.p : cache.data();
-      spmla_tensor_t a1 = tensor(gpu ? dq.p : q.data(), cs.fnuz ? SPMLA_DTYPE_FP8_E4M3FNUZ : SPMLA_DTYPE_FP8_E4M3FN, {B, N, Hi, Di});
-      spmla_tensor_t a2 = tensor(gpu ? dbt.p : bt.data(), SPMLA_DTYPE_INT32, {B, max_pages});
-      spmla_tensor_t a3 = tensor(gpu ? dcl.p : cl.data(), SPMLA_DTYPE_INT32, {B});
-      spmla_tensor_t a4 = tensor(gpu ? dw.p : w.data(), SPMLA_DTYPE_FP32, {B * N, Hi});
-      spmla_tensor_t o = tensor(gpu ? dout.p : hout.data(), SPMLA_DTYPE_FP32, {B * N, Cc});
-      spmla_indexer_logits_paged_args_t a = SPMLA_INDEXER_LOGITS_PAGED_ARGS_INIT;
-      a.q = &a1, a.cache = &cc, a.block_table = &a2, a.context_lens = &a3, a.weights = &a4, a.logits = &o;
-      size_t wsb = 0;
-      check(spmla_indexer_logits_paged_get_workspace_size(gpu ? G() : C(), &a, &wsb), "ws");
-      DevBuf dws(gpu ? wsb : 0);
-      std::vector<uint8_t> hws(wsb + 16);
-      check(spmla_indexer_logits_paged_run(gpu ? G() : C(), &a, gpu ? dws.p : hws.data(), wsb, nullptr), "paged");
-    }
-    sync();
-    compare_logits(dout.download<float>(hout.size()), hout, B * N, Cc, "indexer paged");
+    check_indexer_paged(ic, bt, cl, q, w, B, N, Hi, Di, max_pages, Cc, cs.fnuz, "indexer paged");
   }
 }
 
