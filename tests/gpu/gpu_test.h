@@ -270,4 +270,51 @@ inline void check_indexer_paged(const IndexerCache &ic, const std::vector<int32_
   compare_logits(dout.download<float>(hout.size()), hout, B * N, Cc, what);
 }
 
+// kv_cache_store on the CPU reference and on the GPU into copies of the same initial cache bytes
+// (the bytes bit-identical afterwards), then kv_cache_gather of the listed slots `gs` (invalid
+// ones too) from the stored caches: rows bit-identical, except that any NaN equals any NaN (the
+// sign/payload of a NaN times a scale is not portable between CPU and GPU arithmetic).
+template <typename Slot>
+void check_store_gather(const spmla_kv_cache_t &c, const std::vector<uint8_t> &cache, const std::vector<uint16_t> &kv,
+                        const std::vector<Slot> &sm, int D, const std::vector<int32_t> &gs) {
+  static_assert(sizeof(Slot) == 4 || sizeof(Slot) == 8, "int32 or int64 slot ids");
+  const int N = (int)sm.size(), M = (int)gs.size();
+  const spmla_dtype_t sdt = sizeof(Slot) == 8 ? SPMLA_DTYPE_INT64 : SPMLA_DTYPE_INT32;
+  DevBuf dcache(cache), dkv(kv), dsm(sm);
+  std::vector<uint8_t> hcache = cache;
+  for (bool gpu : {false, true}) {
+    spmla_kv_cache_t cc = c;
+    cc.data = gpu ? dcache.p : hcache.data();
+    spmla_tensor_t a1 = tensor(gpu ? dkv.p : kv.data(), SPMLA_DTYPE_BF16, {N, D});
+    spmla_tensor_t a2 = tensor(gpu ? dsm.p : sm.data(), sdt, {N});
+    spmla_kv_cache_store_args_t a = SPMLA_KV_CACHE_STORE_ARGS_INIT;
+    a.kv = &a1, a.slot_mapping = &a2, a.cache = &cc;
+    check(spmla_kv_cache_store_run(gpu ? G() : C(), &a, nullptr), "store");
+  }
+  sync();
+  require_equal(dcache.download<uint8_t>(hcache.size()), hcache, "cache bytes after store");
+
+  DevBuf dgs(gs), dgo((size_t)M * D * 2);
+  dgo.poison();
+  auto hgo = poisoned<uint16_t>((size_t)M * D);
+  for (bool gpu : {false, true}) {
+    spmla_kv_cache_t cc = c;
+    cc.data = gpu ? dcache.p : hcache.data();
+    spmla_tensor_t a1 = tensor(gpu ? dgs.p : gs.data(), SPMLA_DTYPE_INT32, {M});
+    spmla_tensor_t o = tensor(gpu ? dgo.p : hgo.data(), SPMLA_DTYPE_BF16, {M, D});
+    spmla_kv_cache_gather_args_t a = SPMLA_KV_CACHE_GATHER_ARGS_INIT;
+    a.cache = &cc, a.slots = &a1, a.out = &o;
+    check(spmla_kv_cache_gather_run(gpu ? G() : C(), &a, nullptr), "gather");
+  }
+  sync();
+  auto g = dgo.download<uint16_t>(hgo.size());
+  size_t bad = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    const bool gn = (g[i] & 0x7fff) > 0x7f80, rn = (hgo[i] & 0x7fff) > 0x7f80;
+    if (gn != rn || (!gn && g[i] != hgo[i])) ++bad;
+  }
+  INFO("gathered rows: " << bad << " of " << g.size() << " differ");
+  CHECK(bad == 0);
+}
+
 }  // namespace gpu_test

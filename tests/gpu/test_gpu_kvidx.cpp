@@ -136,49 +136,12 @@ TEST_CASE("gpu kv_cache_store bit-identical, many rows per group", "[gpu][kv]") 
       if (u > 0.98) kv[(size_t)i * L.D + (size_t)r.range(0, L.D)] = spmla::f32_to_bf16(qnan());
       if (u > 0.97 && u <= 0.98) kv[(size_t)i * L.D + (size_t)r.range(0, L.D)] = 0xffc0;  // -NaN
     }
-    DevBuf dcache(cache), dkv(kv), dsm(sm);
-    std::vector<uint8_t> hcache = cache;
-    for (bool gpu : {false, true}) {
-      spmla_kv_cache_t cc = c;
-      cc.data = gpu ? dcache.p : hcache.data();
-      spmla_tensor_t a1 = tensor(gpu ? dkv.p : kv.data(), SPMLA_DTYPE_BF16, {N, L.D});
-      spmla_tensor_t a2 = tensor(gpu ? dsm.p : sm.data(), SPMLA_DTYPE_INT32, {N});
-      spmla_kv_cache_store_args_t a = SPMLA_KV_CACHE_STORE_ARGS_INIT;
-      a.kv = &a1, a.slot_mapping = &a2, a.cache = &cc;
-      check(spmla_kv_cache_store_run(gpu ? G() : C(), &a, nullptr), "store");
-    }
-    sync();
-    require_equal(dcache.download<uint8_t>(hcache.size()), hcache, "cache bytes after store");
-
-    // gather every slot back (listed slots, some invalid)
-    const int M = quick() ? 500 : 20000;
-    std::vector<int32_t> gs(M);
+    // then gather slots back (listed slots, some invalid)
+    std::vector<int32_t> gs(quick() ? 500 : 20000);
     for (auto &x : gs) {
       const double u = r.uni();
       x = u < 0.03 ? -1 : u < 0.05 ? (int32_t)(nslots + 7) : (int32_t)r.range(0, nslots);
     }
-    DevBuf dgs(gs), dgo((size_t)M * L.D * 2);
-    dgo.poison();
-    auto hgo = poisoned<uint16_t>((size_t)M * L.D);
-    for (bool gpu : {false, true}) {
-      spmla_kv_cache_t cc = c;
-      cc.data = gpu ? dcache.p : hcache.data();
-      spmla_tensor_t a1 = tensor(gpu ? dgs.p : gs.data(), SPMLA_DTYPE_INT32, {M});
-      spmla_tensor_t o = tensor(gpu ? dgo.p : hgo.data(), SPMLA_DTYPE_BF16, {M, L.D});
-      spmla_kv_cache_gather_args_t a = SPMLA_KV_CACHE_GATHER_ARGS_INIT;
-      a.cache = &cc, a.slots = &a1, a.out = &o;
-      check(spmla_kv_cache_gather_run(gpu ? G() : C(), &a, nullptr), "gather");
-    }
-    sync();
-    {  // bit-exact except that any NaN equals any NaN
-      auto g = dgo.download<uint16_t>(hgo.size());
-      size_t bad = 0;
-      for (size_t i = 0; i < g.size(); ++i) {
-        const bool gn = (g[i] & 0x7fff) > 0x7f80, rn = (hgo[i] & 0x7fff) > 0x7f80;
-        if (gn != rn || (!gn && g[i] != hgo[i])) ++bad;
-      }
-      INFO("gathered rows: " << bad << " of " << g.size() << " differ");
-      CHECK(bad == 0);
-    }
+    check_store_gather(c, cache, kv, sm, L.D, gs);
   }
 }
