@@ -178,10 +178,10 @@ SPMLA_DEVICE uint32_t f32_to_fp8(float x, int flavor) {
   return ::spmla::f32_to_fp8_e4m3(x, flavor == 2 ? ::spmla::Fp8Kind::E4M3FNUZ : ::spmla::Fp8Kind::E4M3FN);
 }
 
+// Selects, not branches: unrolled dequantization loops stay straight-line code.
 SPMLA_DEVICE float ue8m0_to_f32(uint32_t b) {
-  if (b == 0xffu) return __uint_as_float(0x7fc00000u);
-  if (b == 0u) return 5.877471754111438e-39f;  // 2^-127 (fp32 subnormal)
-  return __uint_as_float(b << 23);
+  const float v = b == 0u ? 5.877471754111438e-39f : __uint_as_float(b << 23);  // 0 -> 2^-127 (subnormal)
+  return b == 0xffu ? __uint_as_float(0x7fc00000u) : v;
 }
 
 SPMLA_DEVICE float fp8_max(int flavor) { return flavor == 2 ? 240.0f : 448.0f; }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -41,6 +42,7 @@ struct Context {
   int sm_count = 1;
   size_t smem_optin = 0;
   AttnSm90Mode attn_sm90 = AttnSm90Mode::kOff;  // the Hopper attention fast path on this device
+  int attn_splits = 0;  // SPMLA_CUDA_ATTENTION_SPLITS (tuning): split-K count forced, 0 = chosen
   size_t topk_smem[kTopkFastConfigs] = {};  // fast topk kernels' shared memory per block (0: not used)
 };
 
@@ -128,6 +130,7 @@ spmla_status_t context_create(int32_t device, void **out) {
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
   if (e == cudaSuccess) e = attention_sm90_prepare(major * 10 + minor, c->smem_optin, &c->attn_sm90);
+  if (const char *v = std::getenv("SPMLA_CUDA_ATTENTION_SPLITS")) c->attn_splits = std::max(0, std::min(64, std::atoi(v)));
   if (e == cudaSuccess) e = indexer_prepare();
   if (e == cudaSuccess) e = topk_prepare(device, c->topk_smem);
   if (e != cudaSuccess) {
@@ -227,6 +230,8 @@ AttnShape attn_shape(const Context *c, const spmla_sparse_attention_args_t *a) {
       }
     }
   }
+  // A forced count (tuning) still leaves every split at least one tile.
+  if (c->attn_splits > 0) splits = std::max(1, std::min(c->attn_splits, (s.Ktot + kern::kAttnBN - 1) / kern::kAttnBN));
   s.splits = splits;
   return s;
 }

@@ -132,7 +132,9 @@ struct Fp8Stage<Layout, NT, Parts, true> {
   static constexpr int kPer = kBN * Fp8Rows<Layout>::kUnits / NT / Parts;
   static_assert(kBN * Fp8Rows<Layout>::kUnits % (NT * Parts) == 0, "units must divide evenly");
   uint4 raw[kPer];
-  float scale[kPer];
+  // The unit's scale as loaded (V32: fp32 bits, V4: the ue8m0 byte), decoded only when the unit
+  // is dequantized: decoding at load time would wait for the load right there.
+  uint32_t scale[kPer];
 };
 
 template <int Layout, int NT, int Parts>
@@ -146,14 +148,14 @@ __device__ __forceinline__ void fp8_load(Fp8Stage<Layout, NT, Parts> &st, const 
     const int r = u / G::kUnits, c = u - r * G::kUnits;
     const uint8_t *row = rows[r];
     uint4 v = make_uint4(0u, 0u, 0u, 0u);
-    float s = 0.f;
+    uint32_t s = 0u;
     if (row) {
       if (c < G::kNope) {
         v = __ldg(reinterpret_cast<const uint4 *>(row + c * 16));
         if (Layout == kern::kV32)
-          s = __ldg(reinterpret_cast<const float *>(row + 512) + (c >> 3));
+          s = __ldg(reinterpret_cast<const uint32_t *>(row + 512) + (c >> 3));
         else
-          s = dev::ue8m0_to_f32(__ldg(aux[r] + (c >> 2)));
+          s = __ldg(aux[r] + (c >> 2));
       } else {
         v = __ldg(reinterpret_cast<const uint4 *>(row + G::kRopeByte + (c - G::kNope) * 16));
       }
@@ -185,8 +187,10 @@ __device__ __forceinline__ void fp8_store(const Fp8Stage<Layout, NT, Parts> &st,
     const int r = u / G::kUnits, c = u - r * G::kUnits;
     if (c < G::kNope) {
       const uint4 v = st.raw[i];
-      const uint4 a = dequant8_bf16(v.x, v.y, st.scale[i], flavor);
-      const uint4 b = dequant8_bf16(v.z, v.w, st.scale[i], flavor);
+      // A unit of a row without a key holds zeros (scale bits 0): it stays 0 either way.
+      const float sc = Layout == kern::kV32 ? __uint_as_float(st.scale[i]) : dev::ue8m0_to_f32(st.scale[i]);
+      const uint4 a = dequant8_bf16(v.x, v.y, sc, flavor);
+      const uint4 b = dequant8_bf16(v.z, v.w, sc, flavor);
       // Units of odd 64-column chunks store their halves in the other order: the warp's first
       // store then covers all eight 16-byte bank groups (no 2-way conflict).
       const int e0 = c * 16, odd = (c >> 2) & 1;
@@ -406,11 +410,19 @@ __device__ __forceinline__ void attn_epilogue(const kern::AttnParams &p, const M
           if (p.max_logits) p.max_logits[(int64_t)t * p.ml_stride_t + (int64_t)h * p.ml_stride_h] = mxl;
         }
         uint16_t *dst = p.out + (int64_t)t * p.out_stride_t + (int64_t)h * p.out_stride_h + wg * 256 + quad * 2;
+        // Pairs of bf16 as one 4-byte store where the output allows it (the usual contiguous case).
+        if ((reinterpret_cast<uintptr_t>(dst) & 3u) == 0) {
 #pragma unroll
-        for (int j = 0; j < 32; ++j) {
-          const uint32_t v = dev::pack_bf16x2(acc.o[4 * j + 2 * i] * f, acc.o[4 * j + 2 * i + 1] * f);
-          dst[j * 8] = (uint16_t)(v & 0xffffu);
-          dst[j * 8 + 1] = (uint16_t)(v >> 16);
+          for (int j = 0; j < 32; ++j)
+            *reinterpret_cast<uint32_t *>(dst + j * 8) =
+                dev::pack_bf16x2(acc.o[4 * j + 2 * i] * f, acc.o[4 * j + 2 * i + 1] * f);
+        } else {
+#pragma unroll
+          for (int j = 0; j < 32; ++j) {
+            const uint32_t v = dev::pack_bf16x2(acc.o[4 * j + 2 * i] * f, acc.o[4 * j + 2 * i + 1] * f);
+            dst[j * 8] = (uint16_t)(v & 0xffffu);
+            dst[j * 8 + 1] = (uint16_t)(v >> 16);
+          }
         }
       }
     }
@@ -435,7 +447,7 @@ struct SmemView {
   __device__ __forceinline__ uint8_t *ktile(int b) const { return base + Smem<D>::kOffK + b * Smem<D>::kTile; }
 };
 
-template <int D, int Layout>
+template <int D, int Layout, int Flavor>
 __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(const kern::AttnParams p) {
 #if defined(SPMLA_SM90A_DEVICE)
   constexpr bool kFp8 = Layout != kern::kBF16;
@@ -444,16 +456,20 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
   const int tid = threadIdx.x;
   const MathThread th(tid);
   const int t = blockIdx.x, h0 = blockIdx.y * kBM, split = blockIdx.z;
-  const int flavor = p.src[0].flavor;
+  constexpr int flavor = Flavor;  // one FP8 decoder per instantiation (code size)
 
   load_q<D, kThreads>(p, sm.qs, t, h0, tid);
   const Range range = kern::token_range<kBN>(p, t, split);
   const int ntiles = (range.stop - range.begin + kBN - 1) / kBN;
-  Entry ahead{-1, 0};  // threads 0..63: the entry of tile it+2, read during iteration it-1
+  Entry ahead{-1, 0};  // threads 0..63: the entry of tile it+3, read during iteration it-1
   if (tid < kBN) {
-    tile_rows<D>(p, tile_entry(p, t, range, range.begin, tid), sm.rows, sm.auxs, tid);
-    tile_rows<D>(p, tile_entry(p, t, range, range.begin + kBN, tid), sm.rows + kBN, sm.auxs + kBN, tid);
-    ahead = tile_entry(p, t, range, range.begin + 2 * kBN, tid);
+    const Entry e0 = tile_entry(p, t, range, range.begin, tid);
+    const Entry e1 = tile_entry(p, t, range, range.begin + kBN, tid);
+    const Entry e2 = tile_entry(p, t, range, range.begin + 2 * kBN, tid);
+    ahead = tile_entry(p, t, range, range.begin + 3 * kBN, tid);
+    tile_rows<D>(p, e0, sm.rows, sm.auxs, tid);
+    tile_rows<D>(p, e1, sm.rows + kBN, sm.auxs + kBN, tid);
+    tile_rows<D>(p, e2, sm.rows + 2 * kBN, sm.auxs + 2 * kBN, tid);
   }
   __syncthreads();
   // Tile 0 into buffer 0 now; FP8: tile 1's raw bytes into registers (stored during iteration 0).
@@ -475,10 +491,13 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
   MathAcc acc;
   acc.init();
 
-  // Iteration it: tile it is in buffer it & 1. The gather of tile it+1 into the other buffer
-  // runs while QK^T of tile it does (BF16: cp.async issued after the products; FP8: the raw
-  // bytes, loaded into registers during the previous P V, dequantized and stored), and FP8 loads
-  // of tile it+2 are in flight during this tile's P V.
+  // Iteration it: tile it is in buffer it & 1; ring slot s % 3 holds the row addresses of tile
+  // s, written in iteration s-3 (the prologue for tiles 0..2). While QK^T of tile it runs, tile
+  // it+1 goes into the other buffer (free since the previous P V): BF16 by cp.async, FP8 from
+  // the raw bytes in registers, which are dequantized and stored, and the registers are at once
+  // refilled with tile it+2's raw bytes, so their loads have this tile's softmax, its P V and
+  // the next QK^T to land. During P V the first 64 threads write tile it+3's addresses into the
+  // slot of tile it (its mask was read before the first softmax barrier).
   for (int it = 0; it < ntiles; ++it) {
     const int buf = it & 1;
     const uint8_t *kt = sm.ktile(buf);
@@ -486,19 +505,14 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
 
     float s[16];
     qk_issue<D>(s, sm.qs, kt, th.wg);
-    // While the tensor cores work: tile it+1 into the other buffer (free since the previous
-    // P V), and the first 64 threads look up the addresses of tile it+2 (ring slot of tile it-1).
     if (more) {
       if constexpr (kFp8) {
         fp8_store(st, sm.ktile(buf ^ 1), flavor, tid);
         fence_async_smem();
+        if (it + 2 < ntiles) fp8_load(st, sm.rows + ((it + 2) % 3) * kBN, sm.auxs + ((it + 2) % 3) * kBN, tid);
       } else {
         bf16_issue<D, kThreads>(sm.ktile(buf ^ 1), sm.rows + ((it + 1) % 3) * kBN, tid);
       }
-    }
-    if (tid < kBN && it + 2 < ntiles) {
-      tile_rows<D>(p, ahead, sm.rows + ((it + 2) % 3) * kBN, sm.auxs + ((it + 2) % 3) * kBN, tid);
-      ahead = tile_entry(p, t, range, range.begin + (it + 3) * kBN, tid);
     }
     wg_wait0();
     fence_regs(s);
@@ -506,10 +520,9 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
     softmax_tile<false>(s, acc, th, sm.rows + (it % 3) * kBN, sm.xrow, sm.ps, sl2);
 
     pv_issue(acc.o, sm.ps, kt, th.wg);
-    // FP8: tile it+2's raw bytes on their way into registers while P V runs (its addresses were
-    // written before the first barrier of this tile).
-    if constexpr (kFp8) {
-      if (it + 2 < ntiles) fp8_load(st, sm.rows + ((it + 2) % 3) * kBN, sm.auxs + ((it + 2) % 3) * kBN, tid);
+    if (tid < kBN && it + 3 < ntiles) {
+      tile_rows<D>(p, ahead, sm.rows + (it % 3) * kBN, sm.auxs + (it % 3) * kBN, tid);
+      ahead = tile_entry(p, t, range, range.begin + (it + 4) * kBN, tid);
     }
     wg_wait0();
     fence_regs(acc.o);
@@ -543,7 +556,7 @@ __device__ __forceinline__ void bar_arrive_n(int id, int n) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
 }
 
-template <int D, int Layout>
+template <int D, int Layout, int Flavor>
 __global__ void __launch_bounds__(kWsThreads, 1) sparse_attention_sm90_ws_kernel(const kern::AttnParams p) {
 #if defined(SPMLA_SM90A_DEVICE)
   constexpr bool kFp8 = Layout != kern::kBF16;
@@ -558,7 +571,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) sparse_attention_sm90_ws_kernel
     // ---- producer: Q and tile i into buffer i & 1, one tile ahead of the compute warpgroups.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProdRegs));
     const int pt = tid - 256;
-    const int flavor = p.src[0].flavor;
+    constexpr int flavor = Flavor;  // one FP8 decoder per instantiation (code size)
     load_q<D, 128>(p, sm.qs, t, h0, pt);
     Entry ahead{-1, 0};  // threads 0..63: the entry of tile i+1, read during iteration i-1
     if (pt < kBN) {
