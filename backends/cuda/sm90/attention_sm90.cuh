@@ -439,7 +439,9 @@ struct SmemView {
   const uint8_t **rows, **auxs;
   __device__ __forceinline__ explicit SmemView(uint8_t *raw) {
     using S = Smem<D>;
-    base = reinterpret_cast<uint8_t *>((reinterpret_cast<uintptr_t>(raw) + 1023) & ~uintptr_t(1023));
+    // Pointer arithmetic on the shared array (no integer round trip), so that the compiler
+    // knows every derived pointer is shared memory and emits ld/st.shared, not generic accesses.
+    base = raw + ((1024u - ((uint32_t)__cvta_generic_to_shared(raw) & 1023u)) & 1023u);
     qs = base + S::kOffQ;
     ps = base + S::kOffP;
     xrow = reinterpret_cast<float *>(base + S::kOffRow);
