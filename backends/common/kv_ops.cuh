@@ -134,11 +134,16 @@ __global__ void window_indices_kernel(const WindowParams p) {
 // quantizing the current row, so two rows per group are in flight and the slot lookup is off the
 // critical path. Any grid is correct (the HIP launcher's one block per kStoreRowsPerBlock rows too).
 // Arithmetic: the power-of-two tile scales quantize as x * 2^-k (the exact quotient, no division)
-// and fp8_encode below is a short exact encoder (equal to numerics.h for every fp32 input).
+// and fp8_encode below is a short exact encoder (equal to numerics.h for every fp32 input). On
+// CUDA sm_89+ E4M3FN is encoded by the hardware conversion instead (quant8: the software encoder,
+// some 15 integer instructions per value, made the store issue-bound on the integer pipe:
+// 0.73 ms for 1M V32 rows on the H200, 0.57 ms with the hardware encode).
 constexpr int kStoreRowThreads = 32;
 constexpr int kStoreRowsPerBlock = 8;
 constexpr int kStoreThreads = kStoreRowThreads * kStoreRowsPerBlock;
 constexpr int kStoreRowsPerGroup = 4;  // rows per group per launch (the CUDA launcher's grid)
+// V32_FP8: 16 (H200, 1M rows: 0.560 ms against 0.571 ms at 4; INDEXER_FP8 lost 7 % at 16).
+constexpr int kStoreRowsPerGroupV32 = 16;
 
 // FP8 E4M3 code of q (RNE, saturating to max finite, NaN -> NaN code) with the sign of `sign_of`
 // (the unscaled input: x / scale keeps x's sign, and a NaN keeps its sign through the reference's
@@ -183,10 +188,11 @@ SPMLA_DEVICE float amax8(const float *x) {
   return m;
 }
 
-// 8 values -> 8 FP8 bytes. inv: q = x * inv (exact for a power-of-two scale: inv = 2^-k, or 0 for
-// the infinite scale 2^128, where x * 0 and x / inf agree); otherwise q = x / div (fp32, RNE).
+// 8 values -> 8 FP8 bytes (software encoder). inv: q = x * inv (exact for a power-of-two scale:
+// inv = 2^-k, or 0 for the infinite scale 2^128, where x * 0 and x / inf agree); otherwise
+// q = x / div (fp32, RNE).
 template <bool kFnuz, bool kPow2>
-SPMLA_DEVICE uint2 quant8(const float *x, float s) {
+SPMLA_DEVICE uint2 quant8_sw(const float *x, float s) {
   uint32_t w[2] = {0u, 0u};
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
@@ -194,6 +200,85 @@ SPMLA_DEVICE uint2 quant8(const float *x, float s) {
     w[i >> 2] |= fp8_encode<kFnuz>(q, x[i]) << (8 * (i & 3));
   }
   return make_uint2(w[0], w[1]);
+}
+
+// Hardware E4M3FN encode (CUDA sm_89+): cvt.rn.satfinite.e4m3x2.f32 rounds to nearest even and
+// saturates to +-448, the reference's rule for every non-NaN input. Its NaN codes (0x7F / 0xFF:
+// a NaN input, or anything else the hardware might map to NaN) are not trusted: such a chunk is
+// re-encoded by the software encoder, which gives the reference's signed NaN. No non-NaN result
+// of satfinite is 0x7F/0xFF, so the test is exact. Checked on the H200 against numerics.h over
+// all 2^32 fp32 inputs (tools/checks/fp8_encode_exhaustive.cu: 0 mismatches).
+#if defined(SPMLA_VENDOR_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+#  define SPMLA_HW_FP8_ENCODE 1
+#endif
+// kFlags bits of the store's schedule (see kStoreFlags below): kStoreLdCs streaming loads of the kv
+// rows, kStoreStCs streaming stores into the cache, kStoreSwEncode the software encoder always.
+constexpr int kStoreLdCs = 1, kStoreStCs = 2, kStoreSwEncode = 4;
+
+#if defined(SPMLA_HW_FP8_ENCODE)
+// 4 fp32 -> 4 E4M3FN bytes, a in the lowest byte.
+SPMLA_DEVICE uint32_t cvt_e4m3fn_x4(float a, float b, float c, float d) {
+  uint32_t r;
+  asm("{\n .reg .b16 lo, hi;\n cvt.rn.satfinite.e4m3x2.f32 lo, %2, %1;\n"
+      " cvt.rn.satfinite.e4m3x2.f32 hi, %4, %3;\n mov.b32 %0, {lo, hi};\n}\n"
+      : "=r"(r)
+      : "f"(a), "f"(b), "f"(c), "f"(d));
+  return r;
+}
+// Nonzero iff some byte of w or v is a NaN code of E4M3FN (low 7 bits all ones).
+SPMLA_DEVICE uint32_t has_fn_nan_code(uint32_t w, uint32_t v) {
+  return (((w & 0x7F7F7F7Fu) + 0x01010101u) | ((v & 0x7F7F7F7Fu) + 0x01010101u)) & 0x80808080u;
+}
+#endif
+
+// How quant8 forms q: kQMul q = x * s (s = 2^-k, exact); kQDiv q = x / s; kQRcp q = x / s through
+// r = 1 / s (hardware path below; the software path divides).
+constexpr int kQMul = 0, kQDiv = 1, kQRcp = 2;
+
+// 8 values -> 8 FP8 bytes, equal to quant8_sw. `r` (kQRcp only): the correctly rounded 1 / s
+// (__frcp_rn). On the hardware path kQRcp forms the quotient as q0 = x * r, then
+// q = q0 + (x - q0 * s) * r (two FMAs) with x's sign: with r correctly rounded and q0 within an
+// ulp of x / s this is the correctly rounded x / s wherever nothing overflows or underflows
+// (Markstein); an overflow ends in a NaN (inf - inf), which the NaN-code test sends to the
+// software path, and an underflow is far below the smallest FP8 subnormal, where only the sign
+// matters (x's, also for a zero quotient). Checked on the H200 against x / s for every bf16 x and
+// every indexer scale max(amax, 1e-4) / 448 with amax a bf16 value or inf (the only scales the
+// INDEXER_FP8 store forms; tools/checks/fp8_encode_exhaustive.cu): equal wherever the quotient is
+// not NaN; NaN quotients go to the software path (x's sign, as before).
+template <bool kFnuz, int kQ, int kFlags = 0>
+SPMLA_DEVICE uint2 quant8(const float *x, float s, float r = 0.f) {
+  constexpr bool kPow2 = kQ == kQMul;
+#if defined(SPMLA_HW_FP8_ENCODE)
+  if constexpr (!kFnuz && !(kFlags & kStoreSwEncode)) {
+    float q[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      if constexpr (kQ == kQMul) {
+        q[i] = __fmul_rn(x[i], s);
+      } else if constexpr (kQ == kQDiv) {
+        q[i] = __fdiv_rn(x[i], s);
+      } else {
+        // copysign: x / s has x's sign, also where it is zero (x = -0: the FMAs give +0)
+        const float q0 = __fmul_rn(x[i], r);
+        q[i] = copysignf(__fmaf_rn(__fmaf_rn(-q0, s, x[i]), r, q0), x[i]);
+      }
+    }
+    const uint32_t w0 = cvt_e4m3fn_x4(q[0], q[1], q[2], q[3]), w1 = cvt_e4m3fn_x4(q[4], q[5], q[6], q[7]);
+    if (has_fn_nan_code(w0, w1)) return quant8_sw<kFnuz, kPow2>(x, s);
+    return make_uint2(w0, w1);
+  }
+#endif
+  (void)r;
+  return quant8_sw<kFnuz, kPow2>(x, s);
+}
+// quant8's r for kQRcp (only the hardware path reads it).
+SPMLA_DEVICE float quant8_rcp(float s) {
+#if defined(SPMLA_HW_FP8_ENCODE)
+  return __frcp_rn(s);
+#else
+  (void)s;
+  return 0.f;
+#endif
 }
 
 // 1 / 2^k for the reference's scale exponents (k >= -13 here; 2^-k exact, subnormal included;
@@ -208,9 +293,8 @@ struct StoreRow {
 };
 
 // Schedule knobs of the store (template parameters so that variants can be timed side by side;
-// the launchers use the kStore* defaults). kFlags: kStoreLdCs = streaming (evict-first) loads of
-// the kv rows, kStoreStCs = streaming stores into the cache (CUDA; plain elsewhere).
-constexpr int kStoreLdCs = 1, kStoreStCs = 2;
+// the launchers use the kStore* defaults). kFlags: the kStore* bits above (cache hints: CUDA;
+// plain elsewhere).
 constexpr int kStoreDepth = 1;      // rows per group loaded ahead of the one being quantized
 constexpr int kStoreFlags = 0;
 constexpr int kStoreMinBlocks = 1;  // __launch_bounds__ minimum blocks per SM
@@ -289,7 +373,7 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
       const int e = 8 * lane + 8 * G * i;
       if (ok && e < c.dim) {
         unpack_bf16x8(r.v[i], x);
-        st_cache<kFlags>(row + e, quant8<kFnuz, false>(x, c.scale));
+        st_cache<kFlags>(row + e, quant8<kFnuz, kQDiv, kFlags>(x, c.scale));
       }
     }
   } else if constexpr (L == kV32) {
@@ -300,7 +384,7 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
     unpack_bf16x8(r.v[1], y);
     const float m0 = dev::group_max<16>(amax8(x)), m1 = dev::group_max<16>(amax8(y));
     const int k0 = ::spmla::tile_scale_exponent(m0, kKind), k1 = ::spmla::tile_scale_exponent(m1, kKind);
-    const uint2 b0 = quant8<kFnuz, true>(x, inv_pow2(k0)), b1 = quant8<kFnuz, true>(y, inv_pow2(k1));
+    const uint2 b0 = quant8<kFnuz, kQMul, kFlags>(x, inv_pow2(k0)), b1 = quant8<kFnuz, kQMul, kFlags>(y, inv_pow2(k1));
     const float s0 = ::spmla::exp2_int(k0), s1 = ::spmla::exp2_int(k1);
     const float s0b = dev::shfl(s0, 16, 32), s1b = dev::shfl(s1, 16, 32);  // tiles 1 and 3
     if (ok) {
@@ -319,12 +403,12 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
     unpack_bf16x8(r.v[1], y);
     const float m0 = dev::group_max<8>(amax8(x)), m1 = dev::group_max<8>(amax8(y));
     const int k0 = ::spmla::tile_scale_exponent(m0, kKind), k1 = ::spmla::tile_scale_exponent(m1, kKind);
-    const uint2 b0 = quant8<kFnuz, true>(x, inv_pow2(k0));
+    const uint2 b0 = quant8<kFnuz, kQMul, kFlags>(x, inv_pow2(k0));
     const uint32_t e0 = ::spmla::ue8m0_from_exponent(k0), e1 = ::spmla::ue8m0_from_exponent(k1);
     const uint32_t t1 = dev::shfl(e0, 8, 32), t2 = dev::shfl(e0, 16, 32), t3 = dev::shfl(e0, 24, 32);
     const uint32_t t5 = dev::shfl(e1, 8, 32), t6 = dev::shfl(e1, 16, 32);
     if (lane < 24) {
-      const uint2 b1 = quant8<kFnuz, true>(y, inv_pow2(k1));
+      const uint2 b1 = quant8<kFnuz, kQMul, kFlags>(y, inv_pow2(k1));
       if (ok) st_cache<kFlags>(row + 256 + 8 * lane, b1);
     } else if (ok) {
       st_cache<kFlags>(row + 448 + 16 * (lane - 24), r.v[1]);
@@ -347,7 +431,7 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
     float amax = dev::group_max<G>(amax8(x));
     if (!(amax > 1e-4f)) amax = 1e-4f;
     const float scale = amax / ::spmla::fp8_max_finite(kKind);
-    const uint2 b = quant8<kFnuz, false>(x, scale);
+    const uint2 b = quant8<kFnuz, kQRcp, kFlags>(x, scale, quant8_rcp(scale));
     if (ok) {
       // rows are 8-byte aligned iff the page stride is ((Di + 4) * bs packed: bs % 2 == 0)
       st_cache8<kFlags>(row + 8 * lane, b, (c.page_stride & 7) == 0);

@@ -143,10 +143,11 @@ cudaError_t launch_topk(const kern::TopkParams &p, const size_t *fast_smem, cuda
 
 cudaError_t launch_kv_store(const kern::StoreParams &p, int vec, cudaStream_t s) {
   if (p.N == 0) return cudaSuccess;
-  // Any grid is correct (grid-stride rows); kStoreRowsPerGroup rows per group keeps the next row's
-  // loads in flight while a row is quantized.
+  // Any grid is correct (grid-stride rows); a few rows per group keep the next row's loads in
+  // flight while a row is quantized (V32_FP8 16, the other layouts 4: see kv_ops.cuh).
+  const int rows_per_group = p.cache.layout == kern::kV32 ? kern::kStoreRowsPerGroupV32 : kern::kStoreRowsPerGroup;
   const int64_t rows_per_block = kern::kStoreThreads / kern::kv_row_lanes(p.cache);
-  const int64_t per_block = rows_per_block * kern::kStoreRowsPerGroup;
+  const int64_t per_block = rows_per_block * rows_per_group;
   const int blocks = (int)((p.N + per_block - 1) / per_block);
   const bool fnuz = p.cache.flavor == 2;
   void (*k)(const kern::StoreParams, int);
