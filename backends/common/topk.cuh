@@ -1,23 +1,34 @@
 // topk.cuh — topk_per_row: radix select, deterministic.
 //
 // Values map to 32-bit keys ordered like the reference's total order (NaN lowest and all NaNs
-// equal, -0 == +0). Both kernels find the k-th largest key T exactly with three histogram passes
-// (11/11/10 bits), select every key > T and the (k - #greater) keys == T with the smallest
-// columns, and write the selected columns ascending, relative to the row start, from a block-wide
-// scan. Ties therefore go to the smaller column, and the result does not depend on thread timing.
+// equal, -0 == +0). Both kernels find the k-th largest key T exactly with histogram passes (the
+// portable kernel: 11/11/10 bits of the key; the fast kernel: see below), select every key > T
+// and the (k - #greater) keys == T with the smallest columns, and write the selected columns
+// ascending, relative to the row start, from a block-wide scan. Ties therefore go to the smaller
+// column, and the result does not depend on thread timing.
 //
 // Two kernels, one block per row:
 //  - topk_per_row_kernel (portable; HIP, and CUDA when the fast plan does not fit): the three
 //    passes and an ordered compaction pass all read the row from global memory.
-//  - topk_per_row_fast_kernel (CUDA plan from launch_topk; needs ~100 KiB of shared memory): reads
-//    the row ONCE, with 16-byte loads, and keeps only the candidates, the keys >= a lower bound
-//    `lo`, as (key, column) pairs in shared memory. `lo` comes from a strided sample of the row
-//    (4 values per thread) such that about twice k keys are expected above it; when the row fits
-//    the list, lo = 0. The histogram passes then run over the candidates alone, the selection is
-//    marked in a per-row bitmap, and the output is a scan over the bitmap (ascending columns by
-//    construction; the keys == T are taken lowest columns first). If the sample misjudged the
-//    row (fewer than k candidates, or more than the list holds) the block falls back to the
-//    global-memory passes of the portable kernel for that row: slower, same result.
+//  - topk_per_row_fast_kernel (CUDA plan from launch_topk; ~75 KiB of shared memory at 3 blocks
+//    per SM): reads the row ONCE, with 16-byte loads, and keeps only the candidates, the values
+//    >= a lower bound `lo`, as (bits, column) pairs in shared memory. `lo` comes from a strided
+//    sample of the row (4 * SV values per thread) such that 1.5-2 k keys are expected above
+//    it; when the row fits the list, lo = 0. The histogram passes then run over the candidates
+//    alone: the digits are those of key - (smallest candidate key), as many bits as the
+//    candidates' range needs (for normal data the first 11-bit pass already leaves a few keys),
+//    and a last bin of at most a warp's width of keys is ranked by one warp instead of more
+//    passes. The selection is marked in a per-row bitmap, and the output is a scan over the
+//    bitmap (ascending columns by construction; the keys == T are taken lowest columns first).
+//    If the sample misjudged the row (fewer than k candidates, or more than the list holds) the
+//    block falls back to the global-memory passes of the portable kernel for that row: slower,
+//    same result.
+// Where the fast kernel's time goes (H200, 4096 x 32768, k = 2048, 3 blocks of 384 per SM, clock64
+// per phase, 2026-12-01): sample ~12k cycles, stream ~22k, candidate select ~9k, mark ~2k, output
+// ~6k per row. Blocks start together and stay in step: the stream phase takes as long as all
+// resident blocks' rows need at full bandwidth (~11 us for 396 rows of 128 KiB), and the memory
+// idles while every block selects. Spreading the blocks' phases (a staggered start, or a
+// persistent block that streams the next row while it selects) is the next step.
 #pragma once
 #include "compat.h"
 #include "params.h"
@@ -180,18 +191,23 @@ __global__ void __launch_bounds__(kTopkThreads) topk_per_row_kernel(const TopkPa
 
 // ------------------------------------------------------------------------------- fast path
 // Dynamic shared memory of the fast kernel, in 4-byte words: histA[2048] histB[2048] misc[96]
-// sel[words] eq[words], then cand[cap] as (key, column) pairs. `words` covers C columns.
+// sel[words] eq[words], then cand[cap] as (value bits, column) pairs, the bits replaced by keys
+// after the stream. `words` covers C columns.
 constexpr int kTopkFastMiscWords = 96;
 SPMLA_HOST_DEVICE int topk_fast_words(int64_t C) { return (int)(((C + 31) / 32 + 3) & ~(int64_t)3); }
 SPMLA_HOST_DEVICE size_t topk_fast_smem_bytes(int words, int cap) {
   return 4 * (size_t)(2 * kTopkBins + kTopkFastMiscWords + 2 * words) + 8 * (size_t)cap;
 }
+// misc: wbufA[32] wbufB[32] res[4] ncand kmin kmax nsmall
+constexpr int kTopkMiscRes = 64, kTopkMiscNcand = 68, kTopkMiscKmin = 69, kTopkMiscKmax = 70, kTopkMiscSmall = 71;
 
 // One iteration's U vectors of this thread: p[u * NT] while u * NT < left (zeros past the row).
-template <int NT, int U>
+template <int NT, int U, bool STREAM>
 SPMLA_DEVICE void topk_load_iter(const uint4 *p, int left, uint4 *v) {
 #pragma unroll
-  for (int u = 0; u < U; ++u) v[u] = u * NT < left ? dev::ld16_readonly(p + u * NT) : make_uint4(0u, 0u, 0u, 0u);
+  for (int u = 0; u < U; ++u)
+    v[u] = u * NT < left ? (STREAM ? dev::ld16_stream(p + u * NT) : dev::ld16_readonly(p + u * NT))
+                         : make_uint4(0u, 0u, 0u, 0u);
 }
 
 // L2 prefetch of one iteration (no registers held; a no-op where the vendor has none).
@@ -213,88 +229,185 @@ SPMLA_DEVICE float topk_key_floor(uint32_t lo) {
   return dev::u32_as_f32(u > 0xff800000u ? 0xff800000u : u);   // (NaN codes: -inf)
 }
 
+// topk_select_bin over kTopkBins bins when the histogram holds at least `remaining` (the caller
+// knows it does); also returns the count of the bin found.
+template <int NT>
+SPMLA_DEVICE int topk_select_bin_cnt(const int *hist, int remaining, int *wbuf, int *res, int &rem, int &cnt) {
+  constexpr int kPer = (kTopkBins + NT - 1) / NT;
+  const int tid = threadIdx.x;
+  int local[kPer];
+  int lsum = 0;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int bin = kTopkBins - 1 - (tid * kPer + i);  // descending
+    local[i] = bin >= 0 ? hist[bin] : 0;
+    lsum += local[i];
+  }
+  int total;
+  int above = topk_block_scan<NT>(lsum, wbuf, total);
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int bin = kTopkBins - 1 - (tid * kPer + i);
+    if (bin >= 0 && above < remaining && above + local[i] >= remaining) {
+      res[0] = bin;
+      res[1] = remaining - above;
+      res[2] = local[i];
+    }
+    above += local[i];
+  }
+  __syncthreads();
+  rem = res[1];
+  cnt = res[2];
+  return res[0];
+}
+
+// Where one row lies, and whether the fast kernel samples it.
+struct TopkRowGeo {
+  const float *row;
+  const uint4 *row4;  // the 16-byte aligned part: columns [head, head + 4 * n4)
+  int len, head, n4;
+  bool sampled;
+};
+template <int NT, int SV>
+SPMLA_DEVICE TopkRowGeo topk_row_geo(const TopkParams &p, int r, int cap) {
+  TopkRowGeo g;
+  int64_t s, e;
+  topk_row_range(p, r, s, e);
+  g.len = e > s ? (int)(e - s) : 0;
+  g.row = p.logits + (int64_t)r * p.row_stride + s;
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(g.row);
+  g.head = (addr & 3u) ? g.len : min(g.len, (int)(((16u - (addr & 15u)) & 15u) >> 2));
+  g.n4 = (g.len - g.head) >> 2;
+  g.row4 = reinterpret_cast<const uint4 *>(g.row + g.head);
+  g.sampled = g.len > p.k && g.len > cap && g.n4 >= NT * SV;
+  return g;
+}
+
+// The first loads of a row: its sample (SV vectors per thread, spread evenly over the row) into
+// registers, its first PF iterations into L2.
+template <int NT, int SV>
+SPMLA_DEVICE const uint4 *topk_sample_addr(const TopkRowGeo &g, int j) {
+  return g.row4 + (int)((int64_t)(threadIdx.x + j * NT) * g.n4 / (NT * SV));
+}
+template <int NT, int U, int SV, int PF>
+SPMLA_DEVICE void topk_row_issue(const TopkRowGeo &g, uint4 *sv) {
+  if (g.sampled) {
+#pragma unroll
+    for (int j = 0; j < SV; ++j) sv[j] = dev::ld16_readonly(topk_sample_addr<NT, SV>(g, j));
+  }
+#pragma unroll
+  for (int i = 0; i < PF; ++i)
+    topk_prefetch_iter<NT, U>(g.row4 + threadIdx.x + i * NT * U, g.n4 - (int)threadIdx.x - i * NT * U);
+}
+// The same requests into L2 only, for the row a later block will take.
+template <int NT, int U, int SV, int PF>
+SPMLA_DEVICE void topk_row_prefetch(const TopkRowGeo &g) {
+  if (g.len <= 0) return;
+  if (g.sampled) {
+#pragma unroll
+    for (int j = 0; j < SV; ++j) dev::prefetch_l2(topk_sample_addr<NT, SV>(g, j));
+  }
+#pragma unroll
+  for (int i = 0; i < PF; ++i)
+    topk_prefetch_iter<NT, U>(g.row4 + threadIdx.x + i * NT * U, g.n4 - (int)threadIdx.x - i * NT * U);
+}
+
 // NT threads, MINB blocks per SM (the launcher sizes shared memory for it), U 16-byte loads per
-// thread and iteration. cap >= 4 * NT + 8 when any row is longer than cap.
-template <int NT, int MINB, int U>
-__global__ void __launch_bounds__(NT, MINB) topk_per_row_fast_kernel(const TopkParams p, int words, int cap) {
+// thread and iteration, SV sample vectors per thread, PF iterations prefetched into L2 ahead of
+// the loads; one block per row. Once its row is read, the block asks L2 for the sample and first
+// iterations of row blockIdx.x + ahead (the row that a block starting about when this one ends
+// takes, with `ahead` blocks resident; 0: none; measured no faster, so launch_topk passes 0).
+// cap >= 4 * NT * SV + 8 when any row is longer than cap. FLAGS: 1 the first histogram pass bins
+// the candidates' own key range, 2 a small last bin is finished by one warp, 4 streaming
+// (evict-first) loads (not used by launch_topk).
+template <int NT, int MINB, int U, int SV, int PF, int FLAGS>
+__global__ void __launch_bounds__(NT, MINB)
+    topk_per_row_fast_kernel(const TopkParams p, int words, int cap, int ahead) {
   static_assert(NT % SPMLA_WARP_SIZE == 0 && NT / SPMLA_WARP_SIZE <= 32, "scan buffers hold 32 warps");
+  constexpr bool kRel = (FLAGS & 1) != 0, kSmall = (FLAGS & 2) != 0, kStream = (FLAGS & 4) != 0;
+  constexpr int kStep = NT * U;  // vectors per iteration
   extern __shared__ uint4 topk_smem[];
   int *histA = reinterpret_cast<int *>(topk_smem);
   int *histB = histA + kTopkBins;
-  int *wbufA = histB + kTopkBins;  // misc: wbufA[32] wbufB[32] res[2] ncand
-  int *wbufB = wbufA + 32;
-  int *res = wbufA + 64;
-  int *ncand = wbufA + 66;
-  uint32_t *sel = reinterpret_cast<uint32_t *>(wbufA + kTopkFastMiscWords);
+  int *misc = histB + kTopkBins;
+  int *wbufA = misc, *wbufB = misc + 32, *res = misc + kTopkMiscRes;
+  uint32_t *miscu = reinterpret_cast<uint32_t *>(misc);
+  uint32_t *sel = reinterpret_cast<uint32_t *>(misc + kTopkFastMiscWords);
   uint32_t *eqm = sel + words;
   uint2 *cand = reinterpret_cast<uint2 *>(eqm + words);
 
-  const int r = blockIdx.x, tid = threadIdx.x, lane = dev::lane_id();
-  int64_t s, e;
-  topk_row_range(p, r, s, e);
-  const int len = e > s ? (int)(e - s) : 0;
+  const int r = blockIdx.x, tid = threadIdx.x, lane = dev::lane_id(), warp = dev::warp_id();
   const int k = p.k;
+  const TopkRowGeo g = topk_row_geo<NT, SV>(p, r, cap);
+  const int len = g.len;
   int32_t *out = p.out + (int64_t)r * p.out_stride;
-  const float *row = p.logits + (int64_t)r * p.row_stride + s;
   if (len <= k) {
     for (int i = tid; i < k; i += NT) out[i] = i < len ? i : -1;
     return;
   }
-  const int W = (len + 31) >> 5;
-  for (int i = tid; i < kTopkBins; i += NT) histA[i] = 0, histB[i] = 0;
-  for (int i = tid; i < W; i += NT) sel[i] = 0u, eqm[i] = 0u;
-  if (tid == 0) *ncand = 0;
-  // Columns [0, head) and [tail0, len) scalar, the rest 16-byte aligned vectors.
-  const uintptr_t addr = reinterpret_cast<uintptr_t>(row);
-  const int head = (addr & 3u) ? len : min(len, (int)(((16u - (addr & 15u)) & 15u) >> 2));
-  const int n4 = (len - head) >> 2;
-  const int tail0 = head + 4 * n4;
-  const uint4 *row4 = reinterpret_cast<const uint4 *>(row + head);
+  uint4 sv[SV];
+  topk_row_issue<NT, U, SV, PF>(g, sv);
+  {  // histograms and bitmaps to zero (16-byte stores; 2 * words is a multiple of 4)
+    uint4 *h4 = topk_smem;
+    for (int i = tid; i < kTopkBins / 2; i += NT) h4[i] = make_uint4(0u, 0u, 0u, 0u);
+    uint4 *b4 = reinterpret_cast<uint4 *>(sel);
+    for (int i = tid; i < words / 2; i += NT) b4[i] = make_uint4(0u, 0u, 0u, 0u);
+    if (tid == 0) {
+      misc[kTopkMiscNcand] = 0;
+      miscu[kTopkMiscKmin] = 0xffffffffu;
+      miscu[kTopkMiscKmax] = 0u;
+      misc[kTopkMiscSmall] = 0;
+    }
+  }
   __syncthreads();
 
-  // ---- lower bound `lo` of the candidate keys: the target-th largest key of a strided sample
-  // (one vector per thread), to 21 bits. The first two iterations are prefetched into L2 first.
-  const int iters = (n4 + NT * U - 1) / (NT * U);
-  constexpr int kStep = NT * U;  // vectors per iteration
-  topk_prefetch_iter<NT, U>(row4 + tid, n4 - tid);
-  topk_prefetch_iter<NT, U>(row4 + tid + kStep, n4 - tid - kStep);
+  // ---- lower bound `lo` of the candidate keys: the target-th largest key of the sample, to 21 bits
   uint32_t lo = 0;
-  if (len > cap && n4 >= NT) {
-    const uint4 v = dev::ld16_readonly(row4 + (int)((int64_t)tid * n4 / NT));
-    const uint32_t sk[4] = {topk_key_bits(v.x), topk_key_bits(v.y), topk_key_bits(v.z), topk_key_bits(v.w)};
+  if (g.sampled) {  // block-uniform
+    uint32_t sk[4 * SV];
 #pragma unroll
-    for (int c = 0; c < 4; ++c) atomicAdd(&histA[sk[c] >> 21], 1);
+    for (int j = 0; j < SV; ++j) {
+      sk[4 * j + 0] = topk_key_bits(sv[j].x);
+      sk[4 * j + 1] = topk_key_bits(sv[j].y);
+      sk[4 * j + 2] = topk_key_bits(sv[j].z);
+      sk[4 * j + 3] = topk_key_bits(sv[j].w);
+    }
+#pragma unroll
+    for (int c = 0; c < 4 * SV; ++c) atomicAdd(&histA[sk[c] >> 21], 1);
     __syncthreads();
-    // ~k * 4NT / len sample keys lie above the k-th largest; ask for 4 sigma (Poisson) more.
-    const float expect = (float)k * (4.0f * NT) / (float)len;
+    // ~k * ns / len sample keys lie above the k-th largest; ask for 4 sigma (Poisson) more.
+    const float expect = (float)k * (4.0f * NT * SV) / (float)len;
     const int target = (int)ceilf(expect + 4.0f * sqrtf(expect) + 4.0f);
     int rem;
     const int b1 = topk_select_bin<NT>(histA, kTopkBins, target, wbufA, res, rem);
     if (b1 >= 0) {  // block-uniform
 #pragma unroll
-      for (int c = 0; c < 4; ++c)
+      for (int c = 0; c < 4 * SV; ++c)
         if ((int)(sk[c] >> 21) == b1) atomicAdd(&histB[(sk[c] >> 10) & 2047u], 1);
       __syncthreads();
       const int b2 = topk_select_bin<NT>(histB, kTopkBins, rem, wbufA, res, rem);
       lo = ((uint32_t)b1 << 21) | ((uint32_t)b2 << 10);
     }
-    for (int i = tid; i < kTopkBins; i += NT) histA[i] = 0, histB[i] = 0;  // read before the barriers
+    uint4 *h4 = topk_smem;  // read before the barriers; used again after the stream's barrier
+    for (int i = tid; i < kTopkBins / 2; i += NT) h4[i] = make_uint4(0u, 0u, 0u, 0u);
   }
   // The stream compares values, not keys: {v >= vlo} holds every key >= lo and is closed upwards
   // in the key order (NaN lowest), which is all the selection below needs.
   const bool take_all = lo == 0u;
   const float vlo = topk_key_floor(lo);
+  const int head = g.head, n4 = g.n4;
+  const int iters = (n4 + kStep - 1) / kStep;
   uint4 cur[U];
-  topk_load_iter<NT, U>(row4 + tid, n4 - tid, cur);
+  topk_load_iter<NT, U, kStream>(g.row4 + tid, n4 - tid, cur);
 
   // ---- one pass over the row: keep (raw bits, column) of the values >= vlo
-  const uint4 *src = row4 + tid;  // this thread's vectors of iteration it: src[u * NT], u * NT < left
+  const uint4 *src = g.row4 + tid;  // this thread's vectors of iteration it: src[u * NT], u * NT < left
   int left = n4 - tid;
   for (int it = 0; it < iters; ++it, src += kStep, left -= kStep) {
-    // In flight: iteration it + 1 into registers, it + 2 into L2 (block-uniform conditions).
-    if (it + 2 < iters) topk_prefetch_iter<NT, U>(src + 2 * kStep, left - 2 * kStep);
+    // In flight: iteration it + 1 into registers, it + PF into L2 (block-uniform conditions).
+    if (it + PF < iters) topk_prefetch_iter<NT, U>(src + PF * kStep, left - PF * kStep);
     uint4 nxt[U];
-    if (it + 1 < iters) topk_load_iter<NT, U>(src + kStep, left - kStep, nxt);
+    if (it + 1 < iters) topk_load_iter<NT, U, kStream>(src + kStep, left - kStep, nxt);
     uint32_t m = 0;  // bit 4u + c: element (u, c) is a candidate
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -315,7 +428,7 @@ __global__ void __launch_bounds__(NT, MINB) topk_per_row_fast_kernel(const TopkP
     const int wtot = dev::shfl(incl, SPMLA_WARP_SIZE - 1);
     if (wtot != 0) {  // warp-uniform
       int base = 0;
-      if (lane == SPMLA_WARP_SIZE - 1) base = atomicAdd(ncand, wtot);
+      if (lane == SPMLA_WARP_SIZE - 1) base = atomicAdd(&misc[kTopkMiscNcand], wtot);
       base = dev::shfl(base, SPMLA_WARP_SIZE - 1);
       int pos = base + incl - cnt;
 #pragma unroll
@@ -334,55 +447,118 @@ __global__ void __launch_bounds__(NT, MINB) topk_per_row_fast_kernel(const TopkP
 #pragma unroll
     for (int u = 0; u < U; ++u) cur[u] = nxt[u];
   }
+  if (ahead > 0 && r + ahead < p.R) topk_row_prefetch<NT, U, SV, PF>(topk_row_geo<NT, SV>(p, r + ahead, cap));
+  const int tail0 = head + 4 * n4;
   const int nscalar = head + (len - tail0);
   for (int i = tid; i < nscalar; i += NT) {  // scalar head and tail
     const int c = i < head ? i : tail0 + (i - head);
-    const float x = row[c];
+    const float x = g.row[c];
     if (take_all || x >= vlo) {
-      const int pos = atomicAdd(ncand, 1);
+      const int pos = atomicAdd(&misc[kTopkMiscNcand], 1);
       if (pos < cap) cand[pos] = make_uint2(dev::f32_as_u32(x), (uint32_t)c);
     }
   }
   __syncthreads();
-  const int nc = *ncand;
+  const int nc = misc[kTopkMiscNcand];
   if (nc > cap || nc < k) {  // the sample misjudged this row
-    topk_row_global<NT>(row, len, k, out, histA, wbufA, res);
+    topk_row_global<NT>(g.row, len, k, out, histA, wbufA, res);
     return;
   }
 
-  // ---- radix select over the candidates (all keys >= T are among them)
-  for (int i = tid; i < nc; i += NT) {  // raw bits -> keys, in place
+  // ---- radix select over the candidates (all keys >= T are among them). The digits are those of
+  // rel = key - base: base = the smallest candidate key and as many bits as the candidates' range
+  // needs (kRel), else base = 0 and 11/11/10 bits of the key. Each pass counts the candidates that
+  // match the digits found so far (rel >> sh == hiT) by their next digit.
+  uint32_t tkmin = 0xffffffffu, tkmax = 0u;
+  for (int i = tid; i < nc; i += NT) {  // raw bits -> keys in place, and their range
     const uint32_t key = topk_key_bits(cand[i].x);
     cand[i].x = key;
-    atomicAdd(&histB[key >> 21], 1);
+    tkmin = min(tkmin, key);
+    tkmax = max(tkmax, key);
+  }
+  uint32_t base = 0;
+  int sh = 32;
+  if (kRel) {
+#pragma unroll
+    for (int d = SPMLA_WARP_SIZE / 2; d >= 1; d >>= 1) {
+      tkmin = min(tkmin, dev::shfl_xor(tkmin, d));
+      tkmax = max(tkmax, dev::shfl_xor(tkmax, d));
+    }
+    if (lane == 0 && tkmin <= tkmax) {
+      atomicMin(&miscu[kTopkMiscKmin], tkmin);
+      atomicMax(&miscu[kTopkMiscKmax], tkmax);
+    }
   }
   __syncthreads();
-  int rem;
-  const int b1 = topk_select_bin<NT>(histB, kTopkBins, k, wbufA, res, rem);
-  for (int i = tid; i < kTopkBins; i += NT) histB[i] = 0;
-  for (int i = tid; i < nc; i += NT) {
-    const uint32_t key = cand[i].x;
-    if ((int)(key >> 21) == b1) atomicAdd(&histA[(key >> 10) & 2047u], 1);
+  if (kRel) {
+    base = miscu[kTopkMiscKmin];
+    const uint32_t diff = miscu[kTopkMiscKmax] - base;
+    sh = diff ? 32 - __clz((int)diff) : 0;
   }
-  __syncthreads();
-  const int b2 = topk_select_bin<NT>(histA, kTopkBins, rem, wbufA, res, rem);
-  const uint32_t pre = ((uint32_t)b1 << 11) | (uint32_t)b2;
-  for (int i = tid; i < nc; i += NT) {
-    const uint32_t key = cand[i].x;
-    if ((key >> 10) == pre) atomicAdd(&histB[key & 1023u], 1);
+  uint32_t hiT = 0, T = 0;
+  int remaining = k;
+  int *hc = histB, *hn = histA;
+  for (bool first = true;; first = false) {  // block-uniform
+    const int width = min(11, sh), nsh = sh - width;
+    const uint32_t wmask = (1u << width) - 1u;
+    for (int i = tid; i < nc; i += NT) {
+      const uint32_t rel = cand[i].x - base;
+      if (first || (rel >> sh) == hiT) atomicAdd(&hc[(rel >> nsh) & wmask], 1);
+    }
+    __syncthreads();
+    int rem, cnt;
+    const int b = topk_select_bin_cnt<NT>(hc, remaining, wbufA, res, rem, cnt);
+    hiT = (hiT << width) | (uint32_t)b;
+    remaining = rem;
+    sh = nsh;
+    if (sh == 0) {
+      T = base + hiT;
+      break;
+    }
+    if (kSmall && cnt <= SPMLA_WARP_SIZE) {
+      // The cnt candidates left: one warp ranks them (hn is zero and unused here).
+      for (int i = tid; i < nc; i += NT) {
+        const uint32_t key = cand[i].x;
+        if (((key - base) >> sh) == hiT) hn[atomicAdd(&misc[kTopkMiscSmall], 1)] = (int)key;
+      }
+      __syncthreads();
+      if (warp == 0) {
+        const uint32_t key = lane < cnt ? (uint32_t)hn[lane] : 0u;
+        int gt = 0, ge = 0;
+        for (int j = 0; j < cnt; ++j) {
+          const uint32_t o = dev::shfl(key, j);
+          gt += o > key;
+          ge += o >= key;
+        }
+        int who = (lane < cnt && gt < remaining && ge >= remaining) ? lane : SPMLA_WARP_SIZE;
+#pragma unroll
+        for (int d = SPMLA_WARP_SIZE / 2; d >= 1; d >>= 1) who = min(who, dev::shfl_xor(who, d));
+        if (lane == who) {
+          res[0] = (int)key;
+          res[1] = remaining - gt;
+        }
+      }
+      __syncthreads();
+      T = (uint32_t)res[0];
+      remaining = res[1];
+      break;
+    }
+    if (sh > 11)  // hc is used again two passes on (read before select's barriers)
+      for (int i = tid; i < kTopkBins; i += NT) hc[i] = 0;
+    int *t = hc;
+    hc = hn;
+    hn = t;
   }
-  __syncthreads();
-  const int b3 = topk_select_bin<NT>(histB, 1024, rem, wbufA, res, rem);
-  const uint32_t thr = (pre << 10) | (uint32_t)b3;
-  const int need_eq = rem;
+  const int need_eq = remaining;
   for (int i = tid; i < nc; i += NT) {
     const uint2 c = cand[i];
-    if (c.x > thr) atomicOr(&sel[c.y >> 5], 1u << (c.y & 31u));
-    else if (c.x == thr) atomicOr(&eqm[c.y >> 5], 1u << (c.y & 31u));
+    if (c.x > T) atomicOr(&sel[c.y >> 5], 1u << (c.y & 31u));
+    else if (c.x == T) atomicOr(&eqm[c.y >> 5], 1u << (c.y & 31u));
   }
   __syncthreads();
 
   // ---- output: thread t owns bitmap words [w0, w1); the keys == T go lowest columns first
+  const int W = (len + 31) >> 5;
   const int wpt = (W + NT - 1) / NT;
   const int w0 = min(W, tid * wpt), w1 = min(W, w0 + wpt);
   int eqc = 0;

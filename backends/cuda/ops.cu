@@ -93,15 +93,17 @@ cudaError_t launch_indexer(const kern::IndexerParams &p, int groups, cudaStream_
 
 // topk: the fast kernel in the first configuration whose candidate list (what shared memory
 // leaves after the bitmaps, at `blocks` blocks per SM) holds what the kernel's sample aims at with
-// room to spare; otherwise the portable kernel.
+// room to spare; otherwise the portable kernel. Kernel parameters <threads, blocks per SM, loads
+// per thread, sample vectors per thread, prefetch distance, flags 3: candidate-range digits and
+// the one-warp last bin>.
 namespace {
 struct TopkFastCfg {
-  void (*kernel)(kern::TopkParams, int, int);
-  int threads, blocks;
+  void (*kernel)(kern::TopkParams, int, int, int);
+  int threads, blocks, sample;  // sample: vectors per thread (the kernel's SV)
 };
 const TopkFastCfg kTopkFast[kTopkFastConfigs] = {
-    {kern::topk_per_row_fast_kernel<384, 3, 3>, 384, 3},
-    {kern::topk_per_row_fast_kernel<512, 2, 4>, 512, 2},
+    {kern::topk_per_row_fast_kernel<384, 3, 3, 1, 2, 3>, 384, 3, 1},
+    {kern::topk_per_row_fast_kernel<512, 2, 4, 1, 2, 3>, 512, 2, 1},
 };
 }  // namespace
 
@@ -129,12 +131,12 @@ cudaError_t launch_topk(const kern::TopkParams &p, const size_t *fast_smem, cuda
     if (fast_smem[i] <= fixed) continue;
     const int cap = (int)std::min<size_t>((fast_smem[i] - fixed) / 8, (size_t)p.C);
     if (cap < p.C) {  // rows may be longer than the list: the kernel samples them
-      if (cap < 4 * f.threads + 8) continue;
-      const double ns = 4.0 * f.threads, ex = p.k * ns / p.C;
+      if (cap < 4 * f.threads * f.sample + 8) continue;
+      const double ns = 4.0 * f.threads * f.sample, ex = p.k * ns / p.C;
       const double aim = (ex + 4.0 * std::sqrt(ex) + 4.0) * p.C / ns;  // the kernel's sample target
       if (cap < 1.25 * aim + 64) continue;
     }
-    f.kernel<<<p.R, f.threads, kern::topk_fast_smem_bytes(words, cap), s>>>(p, words, cap);
+    f.kernel<<<p.R, f.threads, kern::topk_fast_smem_bytes(words, cap), s>>>(p, words, cap, 0);
     return cudaGetLastError();
   }
   kern::topk_per_row_kernel<<<p.R, kern::kTopkThreads, 0, s>>>(p);
