@@ -63,6 +63,38 @@ SPMLA_DEVICE TokenRange token_range(const AttnParams &p, int t, int split) {
   return r;
 }
 
+// Final statistics of output row h (< H) from its running maximum m (log2 units) and sum l: lse
+// and the max logit in natural-log units (an empty row: lse -inf in a split's partial, +inf in
+// the output) and f, the factor of the row's accumulators: 1 / l (0 for an empty row), in an
+// unsplit output times the sink's share 1 / (1 + exp(sink - lse)). Shared by every kernel.
+struct AttnRowStats {
+  float lse, mxl, f;
+};
+SPMLA_DEVICE AttnRowStats attn_row_stats(const AttnParams &p, int h, float m, float l) {
+  AttnRowStats r;
+  if (l > 0.f) {
+    r.lse = (m + log2f(l)) * kLn2;
+    r.f = 1.f / l;
+  } else {
+    r.lse = p.num_splits > 1 ? dev::neg_inf() : dev::pos_inf();
+    r.f = 0.f;
+  }
+  r.mxl = m == dev::neg_inf() ? m : m * kLn2;
+  if (p.num_splits == 1 && p.sink && l > 0.f) r.f *= 1.f / (1.f + expf(p.sink[(int64_t)h * p.sink_stride] - r.lse));
+  return r;
+}
+// The row's lse and max logit into the output (or the split's partials).
+SPMLA_DEVICE void attn_row_write_stats(const AttnParams &p, int t, int h, int split, const AttnRowStats &r) {
+  if (p.num_splits > 1) {
+    const int64_t pi = ((int64_t)split * p.T + t) * p.H + h;
+    p.part_lse[pi] = r.lse;
+    p.part_max[pi] = r.mxl;
+  } else {
+    p.lse[(int64_t)t * p.lse_stride_t + (int64_t)h * p.lse_stride_h] = r.lse;
+    if (p.max_logits) p.max_logits[(int64_t)t * p.ml_stride_t + (int64_t)h * p.ml_stride_h] = r.mxl;
+  }
+}
+
 // Fills the slot information of one tile (threads 0..BN-1).
 // FP8_PER_TENSOR rows are staged unscaled (fp8 values are exact in bf16) and the tensor scale is
 // applied per key column instead: to the logits and to P before P V (exact, no bf16 rounding of
@@ -304,30 +336,11 @@ __global__ void __launch_bounds__(kAttnThreads, 1) sparse_attention_kernel(const
   float *row_f = row_a;  // reuse: final factor per row
   if (tid < kAttnBM) {
     const int h = h0 + tid;
-    const float l = row_l[tid], m = row_m[tid];
-    float lse, f;
-    if (l > 0.f) {
-      lse = (m + log2f(l)) * kLn2;
-      f = 1.f / l;
-    } else {
-      lse = p.num_splits > 1 ? dev::neg_inf() : dev::pos_inf();
-      f = 0.f;
-    }
-    const float mxl = m == dev::neg_inf() ? m : m * kLn2;
+    float f = 0.f;  // rows past H are never stored
     if (h < p.H) {
-      if (p.num_splits > 1) {
-        const int64_t pi = ((int64_t)split * p.T + t) * p.H + h;
-        p.part_lse[pi] = lse;
-        p.part_max[pi] = mxl;
-      } else {
-        if (p.sink && l > 0.f) {
-          const float sk = p.sink[(int64_t)h * p.sink_stride];
-          f *= 1.f / (1.f + expf(sk - lse));
-        }
-        p.lse[(int64_t)t * p.lse_stride_t + (int64_t)h * p.lse_stride_h] = lse;
-        if (p.max_logits)
-          p.max_logits[(int64_t)t * p.ml_stride_t + (int64_t)h * p.ml_stride_h] = mxl;
-      }
+      const AttnRowStats rs = attn_row_stats(p, h, row_m[tid], row_l[tid]);
+      attn_row_write_stats(p, t, h, split, rs);
+      f = rs.f;
     }
     row_f[tid] = f;
   }

@@ -211,10 +211,6 @@ SPMLA_DEVICE uint2 quant8_sw(const float *x, float s) {
 #if defined(SPMLA_VENDOR_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
 #  define SPMLA_HW_FP8_ENCODE 1
 #endif
-// kFlags bits of the store's schedule (see kStoreFlags below): kStoreLdCs streaming loads of the kv
-// rows, kStoreStCs streaming stores into the cache, kStoreSwEncode the software encoder always.
-constexpr int kStoreLdCs = 1, kStoreStCs = 2, kStoreSwEncode = 4;
-
 #if defined(SPMLA_HW_FP8_ENCODE)
 // 4 fp32 -> 4 E4M3FN bytes, a in the lowest byte.
 SPMLA_DEVICE uint32_t cvt_e4m3fn_x4(float a, float b, float c, float d) {
@@ -245,11 +241,11 @@ constexpr int kQMul = 0, kQDiv = 1, kQRcp = 2;
 // every indexer scale max(amax, 1e-4) / 448 with amax a bf16 value or inf (the only scales the
 // INDEXER_FP8 store forms; tools/checks/fp8_encode_exhaustive.cu): equal wherever the quotient is
 // not NaN; NaN quotients go to the software path (x's sign, as before).
-template <bool kFnuz, int kQ, int kFlags = 0>
+template <bool kFnuz, int kQ>
 SPMLA_DEVICE uint2 quant8(const float *x, float s, float r = 0.f) {
   constexpr bool kPow2 = kQ == kQMul;
 #if defined(SPMLA_HW_FP8_ENCODE)
-  if constexpr (!kFnuz && !(kFlags & kStoreSwEncode)) {
+  if constexpr (!kFnuz) {
     float q[8];
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
@@ -292,37 +288,22 @@ struct StoreRow {
   int64_t slot;  // -1: nothing to store (no row, negative or out-of-range slot)
 };
 
-// Schedule knobs of the store (template parameters so that variants can be timed side by side;
-// the launchers use the kStore* defaults). kFlags: the kStore* bits above (cache hints: CUDA;
-// plain elsewhere).
-constexpr int kStoreDepth = 1;      // rows per group loaded ahead of the one being quantized
-constexpr int kStoreFlags = 0;
-constexpr int kStoreMinBlocks = 1;  // __launch_bounds__ minimum blocks per SM
-
-template <int kFlags, typename T>
+// A T-sized store into the cache bytes.
+template <typename T>
 SPMLA_DEVICE void st_cache(void *p, const T &v) {
-  if (kFlags & kStoreStCs)
-    dev::st_stream(reinterpret_cast<T *>(p), v);
-  else
-    *reinterpret_cast<T *>(p) = v;
-}
-template <int kFlags>
-SPMLA_DEVICE uint4 ld_row16(const uint16_t *p) {
-  if (kFlags & kStoreLdCs) return dev::ld16_stream(reinterpret_cast<const uint4 *>(p));
-  return dev::ld16(p);
+  *reinterpret_cast<T *>(p) = v;
 }
 // 8 FP8 bytes to a row that may be only 4-byte aligned (INDEXER_FP8 pages of (Di + 4) * bs bytes).
-template <int kFlags>
 SPMLA_DEVICE void st_cache8(uint8_t *p, uint2 v, bool a8) {
   if (a8) {
-    st_cache<kFlags>(p, v);
+    st_cache(p, v);
   } else {
-    st_cache<kFlags>(p, v.x);
-    st_cache<kFlags>(p + 4, v.y);
+    st_cache(p, v.x);
+    st_cache(p + 4, v.y);
   }
 }
 
-template <int G, int kChunks, int kFlags>
+template <int G, int kChunks>
 SPMLA_DEVICE StoreRow<kChunks> store_load(const StoreParams &p, int64_t n, int lane, int vec) {
   StoreRow<kChunks> r;
   r.slot = -1;
@@ -338,7 +319,7 @@ SPMLA_DEVICE StoreRow<kChunks> store_load(const StoreParams &p, int64_t n, int l
     r.v[i] = make_uint4(0u, 0u, 0u, 0u);
     if (act && e < p.cache.dim) {
       if (vec) {
-        r.v[i] = ld_row16<kFlags>(src + e);
+        r.v[i] = dev::ld16(src + e);
       } else {
         uint32_t w[4];
         for (int j = 0; j < 4; ++j) w[j] = (uint32_t)src[e + 2 * j] | ((uint32_t)src[e + 2 * j + 1] << 16);
@@ -351,7 +332,7 @@ SPMLA_DEVICE StoreRow<kChunks> store_load(const StoreParams &p, int64_t n, int l
 
 // Quantizes and writes one row. Every lane of the group runs the shuffles (also for a row that is
 // not stored); only the stores are predicated.
-template <int L, int G, bool kFnuz, int kChunks, int kFlags>
+template <int L, int G, bool kFnuz, int kChunks>
 SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, int lane) {
   const CacheDesc &c = p.cache;
   const bool ok = r.slot >= 0 && r.slot < c.num_slots();
@@ -365,7 +346,7 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
 #pragma unroll
     for (int i = 0; i < kChunks; ++i) {
       const int e = 8 * lane + 8 * G * i;
-      if (ok && e < c.dim) st_cache<kFlags>(row + 2 * e, r.v[i]);
+      if (ok && e < c.dim) st_cache(row + 2 * e, r.v[i]);
     }
   } else if constexpr (L == kFP8PerTensor) {
 #pragma unroll
@@ -373,7 +354,7 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
       const int e = 8 * lane + 8 * G * i;
       if (ok && e < c.dim) {
         unpack_bf16x8(r.v[i], x);
-        st_cache<kFlags>(row + e, quant8<kFnuz, kQDiv, kFlags>(x, c.scale));
+        st_cache(row + e, quant8<kFnuz, kQDiv>(x, c.scale));
       }
     }
   } else if constexpr (L == kV32) {
@@ -384,16 +365,16 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
     unpack_bf16x8(r.v[1], y);
     const float m0 = dev::group_max<16>(amax8(x)), m1 = dev::group_max<16>(amax8(y));
     const int k0 = ::spmla::tile_scale_exponent(m0, kKind), k1 = ::spmla::tile_scale_exponent(m1, kKind);
-    const uint2 b0 = quant8<kFnuz, kQMul, kFlags>(x, inv_pow2(k0)), b1 = quant8<kFnuz, kQMul, kFlags>(y, inv_pow2(k1));
+    const uint2 b0 = quant8<kFnuz, kQMul>(x, inv_pow2(k0)), b1 = quant8<kFnuz, kQMul>(y, inv_pow2(k1));
     const float s0 = ::spmla::exp2_int(k0), s1 = ::spmla::exp2_int(k1);
     const float s0b = dev::shfl(s0, 16, 32), s1b = dev::shfl(s1, 16, 32);  // tiles 1 and 3
     if (ok) {
-      st_cache<kFlags>(row + 8 * lane, b0);
-      st_cache<kFlags>(row + 256 + 8 * lane, b1);
+      st_cache(row + 8 * lane, b0);
+      st_cache(row + 256 + 8 * lane, b1);
       if (lane == 0)
-        st_cache<kFlags>(row + 512, make_uint4(dev::f32_as_u32(s0), dev::f32_as_u32(s0b), dev::f32_as_u32(s1),
+        st_cache(row + 512, make_uint4(dev::f32_as_u32(s0), dev::f32_as_u32(s0b), dev::f32_as_u32(s1),
                                                dev::f32_as_u32(s1b)));
-      if (lane < 8) st_cache<kFlags>(row + 528 + 16 * lane, r.v[2]);
+      if (lane < 8) st_cache(row + 528 + 16 * lane, r.v[2]);
     }
   } else if constexpr (L == kV4) {
     // chunk 0: NoPE 8 lane (tiles 0..3); chunk 1: lanes < 24 NoPE 256 + 8 lane (tiles 4..6),
@@ -403,20 +384,20 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
     unpack_bf16x8(r.v[1], y);
     const float m0 = dev::group_max<8>(amax8(x)), m1 = dev::group_max<8>(amax8(y));
     const int k0 = ::spmla::tile_scale_exponent(m0, kKind), k1 = ::spmla::tile_scale_exponent(m1, kKind);
-    const uint2 b0 = quant8<kFnuz, kQMul, kFlags>(x, inv_pow2(k0));
+    const uint2 b0 = quant8<kFnuz, kQMul>(x, inv_pow2(k0));
     const uint32_t e0 = ::spmla::ue8m0_from_exponent(k0), e1 = ::spmla::ue8m0_from_exponent(k1);
     const uint32_t t1 = dev::shfl(e0, 8, 32), t2 = dev::shfl(e0, 16, 32), t3 = dev::shfl(e0, 24, 32);
     const uint32_t t5 = dev::shfl(e1, 8, 32), t6 = dev::shfl(e1, 16, 32);
     if (lane < 24) {
-      const uint2 b1 = quant8<kFnuz, kQMul, kFlags>(y, inv_pow2(k1));
-      if (ok) st_cache<kFlags>(row + 256 + 8 * lane, b1);
+      const uint2 b1 = quant8<kFnuz, kQMul>(y, inv_pow2(k1));
+      if (ok) st_cache(row + 256 + 8 * lane, b1);
     } else if (ok) {
-      st_cache<kFlags>(row + 448 + 16 * (lane - 24), r.v[1]);
+      st_cache(row + 448 + 16 * (lane - 24), r.v[1]);
     }
     if (ok) {
-      st_cache<kFlags>(row + 8 * lane, b0);
+      st_cache(row + 8 * lane, b0);
       if (lane == 0)
-        st_cache<kFlags>(base + o.aux, make_uint2(e0 | (t1 << 8) | (t2 << 16) | (t3 << 24), e1 | (t5 << 8) | (t6 << 16)));
+        st_cache(base + o.aux, make_uint2(e0 | (t1 << 8) | (t2 << 16) | (t3 << 24), e1 | (t5 << 8) | (t6 << 16)));
       // The page's tail padding beyond block_size * 584 is zeroed (as the reference does);
       // both ends are multiples of 8 bytes.
       const int64_t used = (int64_t)c.block_size * 584;
@@ -424,23 +405,23 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
       int64_t page, off;
       split_slot(r.slot, c.block_size, page, off);
       uint8_t *pg = base + page * c.page_stride;
-      for (int64_t b = used + 8 * lane; b < packed; b += 8 * G) st_cache<kFlags>(pg + b, make_uint2(0u, 0u));
+      for (int64_t b = used + 8 * lane; b < packed; b += 8 * G) st_cache(pg + b, make_uint2(0u, 0u));
     }
   } else {  // INDEXER_FP8: G = Di / 8 lanes, one chunk each; scale = max(amax, 1e-4) / fp8_max
     unpack_bf16x8(r.v[0], x);
     float amax = dev::group_max<G>(amax8(x));
     if (!(amax > 1e-4f)) amax = 1e-4f;
     const float scale = amax / ::spmla::fp8_max_finite(kKind);
-    const uint2 b = quant8<kFnuz, kQRcp, kFlags>(x, scale, quant8_rcp(scale));
+    const uint2 b = quant8<kFnuz, kQRcp>(x, scale, quant8_rcp(scale));
     if (ok) {
       // rows are 8-byte aligned iff the page stride is ((Di + 4) * bs packed: bs % 2 == 0)
-      st_cache8<kFlags>(row + 8 * lane, b, (c.page_stride & 7) == 0);
-      if (lane == 0) st_cache<kFlags>(base + o.aux, scale);
+      st_cache8(row + 8 * lane, b, (c.page_stride & 7) == 0);
+      if (lane == 0) st_cache(base + o.aux, scale);
     }
   }
 }
 
-template <int L, int G, bool kFnuz, int kDepth, int kFlags>
+template <int L, int G, bool kFnuz>
 SPMLA_DEVICE void store_rows(const StoreParams &p, int vec) {
   constexpr int kChunks = L == kV4 ? 2 : L == kIndexer ? 1 : 3;
   constexpr int kRowsPerWarp = SPMLA_WARP_SIZE / G;
@@ -449,57 +430,46 @@ SPMLA_DEVICE void store_rows(const StoreParams &p, int vec) {
   const int64_t stride = (int64_t)gridDim.x * warps_per_block * kRowsPerWarp;
   int64_t base = ((int64_t)blockIdx.x * warps_per_block + dev::warp_id()) * kRowsPerWarp;
   if (base >= p.N) return;  // whole warps leave together (the shuffles need every lane)
-  if constexpr (kDepth == 1) {
-    StoreRow<kChunks> cur = store_load<G, kChunks, kFlags>(p, base + sub, lane, vec);
-    for (; base < p.N; base += stride) {
-      const StoreRow<kChunks> nxt = store_load<G, kChunks, kFlags>(p, base + stride + sub, lane, vec);
-      store_one<L, G, kFnuz, kChunks, kFlags>(p, cur, lane);
-      cur = nxt;
-    }
-  } else {
-    StoreRow<kChunks> ahead[kDepth + 1];
-#pragma unroll
-    for (int d = 0; d < kDepth; ++d) ahead[d] = store_load<G, kChunks, kFlags>(p, base + d * stride + sub, lane, vec);
-    for (; base < p.N; base += stride) {
-      ahead[kDepth] = store_load<G, kChunks, kFlags>(p, base + kDepth * stride + sub, lane, vec);
-      store_one<L, G, kFnuz, kChunks, kFlags>(p, ahead[0], lane);
-#pragma unroll
-      for (int d = 0; d < kDepth; ++d) ahead[d] = ahead[d + 1];
-    }
+  StoreRow<kChunks> cur = store_load<G, kChunks>(p, base + sub, lane, vec);
+  for (; base < p.N; base += stride) {
+    const StoreRow<kChunks> nxt = store_load<G, kChunks>(p, base + stride + sub, lane, vec);
+    store_one<L, G, kFnuz, kChunks>(p, cur, lane);
+    cur = nxt;
   }
 }
 
 // One layout / flavour per kernel (the CUDA launcher's choice: each gets its own register count).
-template <int L, int G, bool kFnuz, int kDepth = kStoreDepth, int kFlags = kStoreFlags, int kMinBlocks = kStoreMinBlocks>
-__global__ void __launch_bounds__(kStoreThreads, kMinBlocks) kv_store_layout_kernel(const StoreParams p, int vec) {
-  store_rows<L, G, kFnuz, kDepth, kFlags>(p, vec);
+// (Timed on the H200 and not kept: deeper row prefetch, streaming loads or stores, and other
+// rows-per-group counts; docs/BENCHMARKS.md lists the times.)
+template <int L, int G, bool kFnuz>
+__global__ void __launch_bounds__(kStoreThreads, 1) kv_store_layout_kernel(const StoreParams p, int vec) {
+  store_rows<L, G, kFnuz>(p, vec);
 }
 
 // All layouts in one kernel (the HIP launcher's).
 __global__ void __launch_bounds__(kStoreThreads) kv_store_kernel(const StoreParams p, int vec) {
   const bool fnuz = p.cache.flavor == 2;
-  constexpr int D = kStoreDepth, F = kStoreFlags;
   switch (p.cache.layout) {
-    case kBF16: store_rows<kBF16, 32, false, D, F>(p, vec); break;
+    case kBF16: store_rows<kBF16, 32, false>(p, vec); break;
     case kFP8PerTensor:
-      if (fnuz) store_rows<kFP8PerTensor, 32, true, D, F>(p, vec);
-      else store_rows<kFP8PerTensor, 32, false, D, F>(p, vec);
+      if (fnuz) store_rows<kFP8PerTensor, 32, true>(p, vec);
+      else store_rows<kFP8PerTensor, 32, false>(p, vec);
       break;
     case kV32:
-      if (fnuz) store_rows<kV32, 32, true, D, F>(p, vec);
-      else store_rows<kV32, 32, false, D, F>(p, vec);
+      if (fnuz) store_rows<kV32, 32, true>(p, vec);
+      else store_rows<kV32, 32, false>(p, vec);
       break;
     case kV4:
-      if (fnuz) store_rows<kV4, 32, true, D, F>(p, vec);
-      else store_rows<kV4, 32, false, D, F>(p, vec);
+      if (fnuz) store_rows<kV4, 32, true>(p, vec);
+      else store_rows<kV4, 32, false>(p, vec);
       break;
     default:  // INDEXER_FP8, Di 64 or 128
       if (p.cache.dim == 64) {
-        if (fnuz) store_rows<kIndexer, 8, true, D, F>(p, vec);
-        else store_rows<kIndexer, 8, false, D, F>(p, vec);
+        if (fnuz) store_rows<kIndexer, 8, true>(p, vec);
+        else store_rows<kIndexer, 8, false>(p, vec);
       } else {
-        if (fnuz) store_rows<kIndexer, 16, true, D, F>(p, vec);
-        else store_rows<kIndexer, 16, false, D, F>(p, vec);
+        if (fnuz) store_rows<kIndexer, 16, true>(p, vec);
+        else store_rows<kIndexer, 16, false>(p, vec);
       }
       break;
   }

@@ -86,11 +86,14 @@ SPMLA_DEVICE int topk_block_scan(int v, int *wbuf, int &total) {
 }
 
 // The bin of hist[0, nbins) at which the count from the top bin down first reaches `remaining`;
-// `rem` becomes what is still to take inside that bin. Returns -1 (rem = remaining) when the
-// histogram holds fewer. Two barriers; hist is only read before the first, so the caller may
-// clear it right after, and the next call may reuse wbuf and res.
-template <int NT>
-SPMLA_DEVICE int topk_select_bin(const int *hist, int nbins, int remaining, int *wbuf, int *res, int &rem) {
+// `rem` becomes what is still to take inside that bin (and, kCount, `*cnt` the bin's count: res
+// then holds 3 ints). Returns -1 (rem = remaining) when the histogram holds fewer (kCount: the
+// caller must know it holds at least `remaining`; no check then). Two barriers;
+// hist is only read before the first, so the caller may clear it right after, and the next call
+// may reuse wbuf and res.
+template <int NT, bool kCount = false>
+SPMLA_DEVICE int topk_select_bin(const int *hist, int nbins, int remaining, int *wbuf, int *res, int &rem,
+                                 int *cnt = nullptr) {
   constexpr int kPer = (kTopkBins + NT - 1) / NT;
   const int tid = threadIdx.x;
   int local[kPer];
@@ -109,15 +112,17 @@ SPMLA_DEVICE int topk_select_bin(const int *hist, int nbins, int remaining, int 
     if (bin >= 0 && above < remaining && above + local[i] >= remaining) {
       res[0] = bin;
       res[1] = remaining - above;
+      if (kCount) res[2] = local[i];
     }
     above += local[i];
   }
   __syncthreads();
-  if (total < remaining) {
+  if (!kCount && total < remaining) {  // (kCount callers know the histogram holds `remaining`)
     rem = remaining;
     return -1;
   }
   rem = res[1];
+  if (kCount) *cnt = res[2];
   return res[0];
 }
 
@@ -202,12 +207,10 @@ SPMLA_HOST_DEVICE size_t topk_fast_smem_bytes(int words, int cap) {
 constexpr int kTopkMiscRes = 64, kTopkMiscNcand = 68, kTopkMiscKmin = 69, kTopkMiscKmax = 70, kTopkMiscSmall = 71;
 
 // One iteration's U vectors of this thread: p[u * NT] while u * NT < left (zeros past the row).
-template <int NT, int U, bool STREAM>
+template <int NT, int U>
 SPMLA_DEVICE void topk_load_iter(const uint4 *p, int left, uint4 *v) {
 #pragma unroll
-  for (int u = 0; u < U; ++u)
-    v[u] = u * NT < left ? (STREAM ? dev::ld16_stream(p + u * NT) : dev::ld16_readonly(p + u * NT))
-                         : make_uint4(0u, 0u, 0u, 0u);
+  for (int u = 0; u < U; ++u) v[u] = u * NT < left ? dev::ld16_readonly(p + u * NT) : make_uint4(0u, 0u, 0u, 0u);
 }
 
 // L2 prefetch of one iteration (no registers held; a no-op where the vendor has none).
@@ -227,38 +230,6 @@ SPMLA_DEVICE float topk_key_floor(uint32_t lo) {
   }
   const uint32_t u = ~lo;                                       // a negative value
   return dev::u32_as_f32(u > 0xff800000u ? 0xff800000u : u);   // (NaN codes: -inf)
-}
-
-// topk_select_bin over kTopkBins bins when the histogram holds at least `remaining` (the caller
-// knows it does); also returns the count of the bin found.
-template <int NT>
-SPMLA_DEVICE int topk_select_bin_cnt(const int *hist, int remaining, int *wbuf, int *res, int &rem, int &cnt) {
-  constexpr int kPer = (kTopkBins + NT - 1) / NT;
-  const int tid = threadIdx.x;
-  int local[kPer];
-  int lsum = 0;
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int bin = kTopkBins - 1 - (tid * kPer + i);  // descending
-    local[i] = bin >= 0 ? hist[bin] : 0;
-    lsum += local[i];
-  }
-  int total;
-  int above = topk_block_scan<NT>(lsum, wbuf, total);
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int bin = kTopkBins - 1 - (tid * kPer + i);
-    if (bin >= 0 && above < remaining && above + local[i] >= remaining) {
-      res[0] = bin;
-      res[1] = remaining - above;
-      res[2] = local[i];
-    }
-    above += local[i];
-  }
-  __syncthreads();
-  rem = res[1];
-  cnt = res[2];
-  return res[0];
 }
 
 // Where one row lies, and whether the fast kernel samples it.
@@ -299,32 +270,14 @@ SPMLA_DEVICE void topk_row_issue(const TopkRowGeo &g, uint4 *sv) {
   for (int i = 0; i < PF; ++i)
     topk_prefetch_iter<NT, U>(g.row4 + threadIdx.x + i * NT * U, g.n4 - (int)threadIdx.x - i * NT * U);
 }
-// The same requests into L2 only, for the row a later block will take.
-template <int NT, int U, int SV, int PF>
-SPMLA_DEVICE void topk_row_prefetch(const TopkRowGeo &g) {
-  if (g.len <= 0) return;
-  if (g.sampled) {
-#pragma unroll
-    for (int j = 0; j < SV; ++j) dev::prefetch_l2(topk_sample_addr<NT, SV>(g, j));
-  }
-#pragma unroll
-  for (int i = 0; i < PF; ++i)
-    topk_prefetch_iter<NT, U>(g.row4 + threadIdx.x + i * NT * U, g.n4 - (int)threadIdx.x - i * NT * U);
-}
-
 // NT threads, MINB blocks per SM (the launcher sizes shared memory for it), U 16-byte loads per
 // thread and iteration, SV sample vectors per thread, PF iterations prefetched into L2 ahead of
-// the loads; one block per row. Once its row is read, the block asks L2 for the sample and first
-// iterations of row blockIdx.x + ahead (the row that a block starting about when this one ends
-// takes, with `ahead` blocks resident; 0: none; measured no faster, so launch_topk passes 0).
-// cap >= 4 * NT * SV + 8 when any row is longer than cap. FLAGS: 1 the first histogram pass bins
-// the candidates' own key range, 2 a small last bin is finished by one warp, 4 streaming
-// (evict-first) loads (not used by launch_topk).
-template <int NT, int MINB, int U, int SV, int PF, int FLAGS>
-__global__ void __launch_bounds__(NT, MINB)
-    topk_per_row_fast_kernel(const TopkParams p, int words, int cap, int ahead) {
+// the loads; one block per row. cap >= 4 * NT * SV + 8 when any row is longer than cap.
+// (Measured no faster on the H200 and not kept: streaming loads, and an L2 prefetch of a later
+// block's row once this block's row is read.)
+template <int NT, int MINB, int U, int SV, int PF>
+__global__ void __launch_bounds__(NT, MINB) topk_per_row_fast_kernel(const TopkParams p, int words, int cap) {
   static_assert(NT % SPMLA_WARP_SIZE == 0 && NT / SPMLA_WARP_SIZE <= 32, "scan buffers hold 32 warps");
-  constexpr bool kRel = (FLAGS & 1) != 0, kSmall = (FLAGS & 2) != 0, kStream = (FLAGS & 4) != 0;
   constexpr int kStep = NT * U;  // vectors per iteration
   extern __shared__ uint4 topk_smem[];
   int *histA = reinterpret_cast<int *>(topk_smem);
@@ -398,7 +351,7 @@ __global__ void __launch_bounds__(NT, MINB)
   const int head = g.head, n4 = g.n4;
   const int iters = (n4 + kStep - 1) / kStep;
   uint4 cur[U];
-  topk_load_iter<NT, U, kStream>(g.row4 + tid, n4 - tid, cur);
+  topk_load_iter<NT, U>(g.row4 + tid, n4 - tid, cur);
 
   // ---- one pass over the row: keep (raw bits, column) of the values >= vlo
   const uint4 *src = g.row4 + tid;  // this thread's vectors of iteration it: src[u * NT], u * NT < left
@@ -407,7 +360,7 @@ __global__ void __launch_bounds__(NT, MINB)
     // In flight: iteration it + 1 into registers, it + PF into L2 (block-uniform conditions).
     if (it + PF < iters) topk_prefetch_iter<NT, U>(src + PF * kStep, left - PF * kStep);
     uint4 nxt[U];
-    if (it + 1 < iters) topk_load_iter<NT, U, kStream>(src + kStep, left - kStep, nxt);
+    if (it + 1 < iters) topk_load_iter<NT, U>(src + kStep, left - kStep, nxt);
     uint32_t m = 0;  // bit 4u + c: element (u, c) is a candidate
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -447,7 +400,6 @@ __global__ void __launch_bounds__(NT, MINB)
 #pragma unroll
     for (int u = 0; u < U; ++u) cur[u] = nxt[u];
   }
-  if (ahead > 0 && r + ahead < p.R) topk_row_prefetch<NT, U, SV, PF>(topk_row_geo<NT, SV>(p, r + ahead, cap));
   const int tail0 = head + 4 * n4;
   const int nscalar = head + (len - tail0);
   for (int i = tid; i < nscalar; i += NT) {  // scalar head and tail
@@ -467,8 +419,9 @@ __global__ void __launch_bounds__(NT, MINB)
 
   // ---- radix select over the candidates (all keys >= T are among them). The digits are those of
   // rel = key - base: base = the smallest candidate key and as many bits as the candidates' range
-  // needs (kRel), else base = 0 and 11/11/10 bits of the key. Each pass counts the candidates that
-  // match the digits found so far (rel >> sh == hiT) by their next digit.
+  // needs (for normal data the first 11-bit pass then already leaves few keys). Each pass counts
+  // the candidates that match the digits found so far (rel >> sh == hiT) by their next digit; a
+  // last bin of at most a warp's width of keys is ranked by one warp instead.
   uint32_t tkmin = 0xffffffffu, tkmax = 0u;
   for (int i = tid; i < nc; i += NT) {  // raw bits -> keys in place, and their range
     const uint32_t key = topk_key_bits(cand[i].x);
@@ -476,25 +429,19 @@ __global__ void __launch_bounds__(NT, MINB)
     tkmin = min(tkmin, key);
     tkmax = max(tkmax, key);
   }
-  uint32_t base = 0;
-  int sh = 32;
-  if (kRel) {
 #pragma unroll
-    for (int d = SPMLA_WARP_SIZE / 2; d >= 1; d >>= 1) {
-      tkmin = min(tkmin, dev::shfl_xor(tkmin, d));
-      tkmax = max(tkmax, dev::shfl_xor(tkmax, d));
-    }
-    if (lane == 0 && tkmin <= tkmax) {
-      atomicMin(&miscu[kTopkMiscKmin], tkmin);
-      atomicMax(&miscu[kTopkMiscKmax], tkmax);
-    }
+  for (int d = SPMLA_WARP_SIZE / 2; d >= 1; d >>= 1) {
+    tkmin = min(tkmin, dev::shfl_xor(tkmin, d));
+    tkmax = max(tkmax, dev::shfl_xor(tkmax, d));
+  }
+  if (lane == 0 && tkmin <= tkmax) {
+    atomicMin(&miscu[kTopkMiscKmin], tkmin);
+    atomicMax(&miscu[kTopkMiscKmax], tkmax);
   }
   __syncthreads();
-  if (kRel) {
-    base = miscu[kTopkMiscKmin];
-    const uint32_t diff = miscu[kTopkMiscKmax] - base;
-    sh = diff ? 32 - __clz((int)diff) : 0;
-  }
+  const uint32_t base = miscu[kTopkMiscKmin];
+  const uint32_t diff = miscu[kTopkMiscKmax] - base;
+  int sh = diff ? 32 - __clz((int)diff) : 0;
   uint32_t hiT = 0, T = 0;
   int remaining = k;
   int *hc = histB, *hn = histA;
@@ -507,7 +454,7 @@ __global__ void __launch_bounds__(NT, MINB)
     }
     __syncthreads();
     int rem, cnt;
-    const int b = topk_select_bin_cnt<NT>(hc, remaining, wbufA, res, rem, cnt);
+    const int b = topk_select_bin<NT, true>(hc, kTopkBins, remaining, wbufA, res, rem, &cnt);  // holds it: nc >= k
     hiT = (hiT << width) | (uint32_t)b;
     remaining = rem;
     sh = nsh;
@@ -515,7 +462,7 @@ __global__ void __launch_bounds__(NT, MINB)
       T = base + hiT;
       break;
     }
-    if (kSmall && cnt <= SPMLA_WARP_SIZE) {
+    if (cnt <= SPMLA_WARP_SIZE) {
       // The cnt candidates left: one warp ranks them (hn is zero and unused here).
       for (int i = tid; i < nc; i += NT) {
         const uint32_t key = cand[i].x;

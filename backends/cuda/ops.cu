@@ -94,16 +94,15 @@ cudaError_t launch_indexer(const kern::IndexerParams &p, int groups, cudaStream_
 // topk: the fast kernel in the first configuration whose candidate list (what shared memory
 // leaves after the bitmaps, at `blocks` blocks per SM) holds what the kernel's sample aims at with
 // room to spare; otherwise the portable kernel. Kernel parameters <threads, blocks per SM, loads
-// per thread, sample vectors per thread, prefetch distance, flags 3: candidate-range digits and
-// the one-warp last bin>.
+// per thread, sample vectors per thread, prefetch distance>.
 namespace {
 struct TopkFastCfg {
-  void (*kernel)(kern::TopkParams, int, int, int);
+  void (*kernel)(kern::TopkParams, int, int);
   int threads, blocks, sample;  // sample: vectors per thread (the kernel's SV)
 };
 const TopkFastCfg kTopkFast[kTopkFastConfigs] = {
-    {kern::topk_per_row_fast_kernel<384, 3, 3, 1, 2, 3>, 384, 3, 1},
-    {kern::topk_per_row_fast_kernel<512, 2, 4, 1, 2, 3>, 512, 2, 1},
+    {kern::topk_per_row_fast_kernel<384, 3, 3, 1, 2>, 384, 3, 1},
+    {kern::topk_per_row_fast_kernel<512, 2, 4, 1, 2>, 512, 2, 1},
 };
 }  // namespace
 
@@ -136,7 +135,7 @@ cudaError_t launch_topk(const kern::TopkParams &p, const size_t *fast_smem, cuda
       const double aim = (ex + 4.0 * std::sqrt(ex) + 4.0) * p.C / ns;  // the kernel's sample target
       if (cap < 1.25 * aim + 64) continue;
     }
-    f.kernel<<<p.R, f.threads, kern::topk_fast_smem_bytes(words, cap), s>>>(p, words, cap, 0);
+    f.kernel<<<p.R, f.threads, kern::topk_fast_smem_bytes(words, cap), s>>>(p, words, cap);
     return cudaGetLastError();
   }
   kern::topk_per_row_kernel<<<p.R, kern::kTopkThreads, 0, s>>>(p);

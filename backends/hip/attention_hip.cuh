@@ -123,25 +123,9 @@ SPMLA_DEVICE void dequant_tile_global(const AttnParams &p, const int64_t *info, 
 // Final per-row results: writes lse / max_logits (or the split's partials) and returns the factor
 // that scales the row's accumulators.
 SPMLA_DEVICE float attn_row_finish(const AttnParams &p, int t, int h, int split, float m, float l) {
-  float lse, f;
-  if (l > 0.f) {
-    lse = (m + log2f(l)) * kern::kLn2;
-    f = 1.f / l;
-  } else {
-    lse = p.num_splits > 1 ? dev::neg_inf() : dev::pos_inf();
-    f = 0.f;
-  }
-  const float mxl = m == dev::neg_inf() ? m : m * kern::kLn2;
-  if (p.num_splits > 1) {
-    const int64_t pi = ((int64_t)split * p.T + t) * p.H + h;
-    p.part_lse[pi] = lse;
-    p.part_max[pi] = mxl;
-  } else {
-    if (p.sink && l > 0.f) f *= 1.f / (1.f + expf(p.sink[(int64_t)h * p.sink_stride] - lse));
-    p.lse[(int64_t)t * p.lse_stride_t + (int64_t)h * p.lse_stride_h] = lse;
-    if (p.max_logits) p.max_logits[(int64_t)t * p.ml_stride_t + (int64_t)h * p.ml_stride_h] = mxl;
-  }
-  return f;
+  const kern::AttnRowStats rs = kern::attn_row_stats(p, h, m, l);
+  kern::attn_row_write_stats(p, t, h, split, rs);
+  return rs.f;
 }
 
 SPMLA_DEVICE void attn_store_out(const AttnParams &p, int t, int h, int split, int dim, float v) {
@@ -283,17 +267,8 @@ __global__ void __launch_bounds__(kMfmaThreads, 1) sparse_attention_mfma_kernel(
   for (int j = 0; j < 4; ++j) {
     const int h = hw + 4 * quad + j;
     if (h >= p.H) continue;
-    float f;
-    if (col == 0) {
-      f = attn_row_finish(p, t, h, split, m[j], l[j]);
-    } else {
-      // same factor without the writes
-      f = l[j] > 0.f ? 1.f / l[j] : 0.f;
-      if (p.num_splits == 1 && p.sink && l[j] > 0.f) {
-        const float lse = (m[j] + log2f(l[j])) * kern::kLn2;
-        f *= 1.f / (1.f + expf(p.sink[(int64_t)h * p.sink_stride] - lse));
-      }
-    }
+    // lane col 0 writes the row's statistics; every lane needs its factor
+    const float f = col == 0 ? attn_row_finish(p, t, h, split, m[j], l[j]) : kern::attn_row_stats(p, h, m[j], l[j]).f;
 #pragma unroll
     for (int n = 0; n < kDV / 16; ++n) attn_store_out(p, t, h, split, n * 16 + col, o[n][j] * f);
   }

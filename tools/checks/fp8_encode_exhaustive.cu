@@ -39,7 +39,7 @@ __global__ void all_fp32(Result *r) {
        c += (unsigned long long)gridDim.x * blockDim.x) {
     float x[8];
     for (int i = 0; i < 8; ++i) x[i] = __uint_as_float((unsigned)(c * 8 + i));
-    const uint2 w = quant8<kFnuz, kQMul, 0>(x, 1.0f);
+    const uint2 w = quant8<kFnuz, kQMul>(x, 1.0f);
     for (int i = 0; i < 8; ++i) {
       const unsigned got = ((i < 4 ? w.x : w.y) >> (8 * (i & 3))) & 0xffu;
       const unsigned want = f32_to_fp8_e4m3(x[i], kind);
@@ -62,7 +62,7 @@ __global__ void indexer_pairs(Result *r) {
     const float scale = amax / fp8_max_finite(Fp8Kind::E4M3FN);
     float x[8];
     for (int i = 0; i < 8; ++i) x[i] = __uint_as_float((xb + i) << 16);
-    const uint2 w = quant8<false, kQRcp, 0>(x, scale, quant8_rcp(scale));
+    const uint2 w = quant8<false, kQRcp>(x, scale, quant8_rcp(scale));
     for (int i = 0; i < 8; ++i) {
       const unsigned got = ((i < 4 ? w.x : w.y) >> (8 * (i & 3))) & 0xffu;
       // A NaN quotient encodes with x's sign (the store's rule, as the software encoder's

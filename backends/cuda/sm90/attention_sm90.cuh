@@ -40,6 +40,7 @@ constexpr int kBM = 64;        // heads per CTA (the wgmma M)
 constexpr int kBN = 64;        // index-list entries per tile
 constexpr int kThreads = 256;  // two warpgroups
 constexpr int kChunk = kBN * 128;  // bytes of one 64-column chunk of a 64-row bf16 tile
+constexpr int kRing = 3;           // tiles whose row addresses are in shared memory at once
 
 template <int D>
 struct Smem {
@@ -48,9 +49,9 @@ struct Smem {
   static constexpr int kOffK = kTile;              // two key buffers
   static constexpr int kOffP = 3 * kTile;          // P: 64 x 64 bf16, one chunk
   static constexpr int kOffRow = kOffP + kChunk;   // [2][64] floats exchanged between warpgroups
-  static constexpr int kOffPtr = kOffRow + 2 * kBM * 4;  // [3][64] row addresses (0 = no key)
-  static constexpr int kOffAux = kOffPtr + 3 * kBN * 8;  // [3][64] V4 scale-row addresses (D 512)
-  static constexpr int kUsed = kOffAux + (D == 512 ? 3 * kBN * 8 : 0);
+  static constexpr int kOffPtr = kOffRow + 2 * kBM * 4;      // [kRing][64] row addresses (0 = no key)
+  static constexpr int kOffAux = kOffPtr + kRing * kBN * 8;  // [kRing][64] V4 scale-row addresses (D 512)
+  static constexpr int kUsed = kOffAux + (D == 512 ? kRing * kBN * 8 : 0);
   // + alignment slack (swizzle atoms: 1 KiB). D 576 uses exactly Hopper's 227 KiB per block.
   static constexpr int kBytes = kUsed + 1024;
 };
@@ -371,7 +372,8 @@ __device__ __forceinline__ void pv_issue(float (&o)[128], const uint8_t *ps, con
   wg_commit();
 }
 
-// Row sums of both warpgroups, lse, max logits, the normalized output (or the split's partials).
+// Row sums of both warpgroups, lse, max logits (kern::attn_row_stats), the normalized output (or
+// the split's partials).
 template <bool kNamed>
 __device__ __forceinline__ void attn_epilogue(const kern::AttnParams &p, const MathAcc &acc, const MathThread &th,
                                               float *xrow, int t, int h0, int split) {
@@ -384,33 +386,17 @@ __device__ __forceinline__ void attn_epilogue(const kern::AttnParams &p, const M
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     const int r = r0 + 8 * i, h = h0 + r;
-    const float l = xrow[r] + xrow[kBM + r], m = acc.m[i];
-    float lse, f;
-    if (l > 0.f) {
-      lse = (m + log2f(l)) * kern::kLn2;
-      f = 1.f / l;
-    } else {
-      lse = p.num_splits > 1 ? dev::neg_inf() : dev::pos_inf();
-      f = 0.f;
-    }
-    const float mxl = m == dev::neg_inf() ? m : m * kern::kLn2;
     if (h < p.H) {
+      const kern::AttnRowStats rs = kern::attn_row_stats(p, h, acc.m[i], xrow[r] + xrow[kBM + r]);
+      const float f = rs.f;
+      if (wg == 0 && quad == 0) kern::attn_row_write_stats(p, t, h, split, rs);
       if (p.num_splits > 1) {
         const int64_t pi = ((int64_t)split * p.T + t) * p.H + h;
-        if (wg == 0 && quad == 0) {
-          p.part_lse[pi] = lse;
-          p.part_max[pi] = mxl;
-        }
         float *dst = p.part_o + pi * kern::kDV + wg * 256 + quad * 2;
 #pragma unroll
         for (int j = 0; j < 32; ++j)
           *reinterpret_cast<float2 *>(dst + j * 8) = make_float2(acc.o[4 * j + 2 * i] * f, acc.o[4 * j + 2 * i + 1] * f);
       } else {
-        if (p.sink && l > 0.f) f *= 1.f / (1.f + expf(p.sink[(int64_t)h * p.sink_stride] - lse));
-        if (wg == 0 && quad == 0) {
-          p.lse[(int64_t)t * p.lse_stride_t + (int64_t)h * p.lse_stride_h] = lse;
-          if (p.max_logits) p.max_logits[(int64_t)t * p.ml_stride_t + (int64_t)h * p.ml_stride_h] = mxl;
-        }
         uint16_t *dst = p.out + (int64_t)t * p.out_stride_t + (int64_t)h * p.out_stride_h + wg * 256 + quad * 2;
         // Pairs of bf16 as one 4-byte store where the output allows it (the usual contiguous case).
         if ((reinterpret_cast<uintptr_t>(dst) & 3u) == 0) {
@@ -449,6 +435,9 @@ struct SmemView {
     auxs = reinterpret_cast<const uint8_t **>(base + S::kOffAux);
   }
   __device__ __forceinline__ uint8_t *ktile(int b) const { return base + Smem<D>::kOffK + b * Smem<D>::kTile; }
+  // The ring slot (one of kRing) of tile i's row addresses and V4 scale-row addresses.
+  __device__ __forceinline__ const uint8_t **rows_of(int i) const { return rows + (i % kRing) * kBN; }
+  __device__ __forceinline__ const uint8_t **auxs_of(int i) const { return auxs + (i % kRing) * kBN; }
 };
 
 template <int D, int Layout, int Flavor>
@@ -471,20 +460,20 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
     const Entry e1 = tile_entry(p, t, range, range.begin + kBN, tid);
     const Entry e2 = tile_entry(p, t, range, range.begin + 2 * kBN, tid);
     ahead = tile_entry(p, t, range, range.begin + 3 * kBN, tid);
-    tile_rows<D>(p, e0, sm.rows, sm.auxs, tid);
-    tile_rows<D>(p, e1, sm.rows + kBN, sm.auxs + kBN, tid);
-    tile_rows<D>(p, e2, sm.rows + 2 * kBN, sm.auxs + 2 * kBN, tid);
+    tile_rows<D>(p, e0, sm.rows_of(0), sm.auxs_of(0), tid);
+    tile_rows<D>(p, e1, sm.rows_of(1), sm.auxs_of(1), tid);
+    tile_rows<D>(p, e2, sm.rows_of(2), sm.auxs_of(2), tid);
   }
   __syncthreads();
   // Tile 0 into buffer 0 now; FP8: tile 1's raw bytes into registers (stored during iteration 0).
   Fp8Stage<Layout, kThreads> st;
   if (ntiles > 0) {
     if constexpr (kFp8) {
-      fp8_load(st, sm.rows, sm.auxs, tid);
+      fp8_load(st, sm.rows_of(0), sm.auxs_of(0), tid);
       fp8_store(st, sm.ktile(0), flavor, tid);
-      if (ntiles > 1) fp8_load(st, sm.rows + kBN, sm.auxs + kBN, tid);
+      if (ntiles > 1) fp8_load(st, sm.rows_of(1), sm.auxs_of(1), tid);
     } else {
-      bf16_issue<D, kThreads>(sm.ktile(0), sm.rows, tid);
+      bf16_issue<D, kThreads>(sm.ktile(0), sm.rows_of(0), tid);
     }
   }
   dev::async_wait_all();
@@ -495,7 +484,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
   MathAcc acc;
   acc.init();
 
-  // Iteration it: tile it is in buffer it & 1; ring slot s % 3 holds the row addresses of tile
+  // Iteration it: tile it is in buffer it & 1; ring slot rows_of(s) holds the row addresses of tile
   // s, written in iteration s-3 (the prologue for tiles 0..2). While QK^T of tile it runs, tile
   // it+1 goes into the other buffer (free since the previous P V): BF16 by cp.async, FP8 from
   // the raw bytes in registers, which are dequantized and stored, and the registers are at once
@@ -513,19 +502,19 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
       if constexpr (kFp8) {
         fp8_store(st, sm.ktile(buf ^ 1), flavor, tid);
         fence_async_smem();
-        if (it + 2 < ntiles) fp8_load(st, sm.rows + ((it + 2) % 3) * kBN, sm.auxs + ((it + 2) % 3) * kBN, tid);
+        if (it + 2 < ntiles) fp8_load(st, sm.rows_of(it + 2), sm.auxs_of(it + 2), tid);
       } else {
-        bf16_issue<D, kThreads>(sm.ktile(buf ^ 1), sm.rows + ((it + 1) % 3) * kBN, tid);
+        bf16_issue<D, kThreads>(sm.ktile(buf ^ 1), sm.rows_of(it + 1), tid);
       }
     }
     wg_wait0();
     fence_regs(s);
 
-    softmax_tile<false>(s, acc, th, sm.rows + (it % 3) * kBN, sm.xrow, sm.ps, sl2);
+    softmax_tile<false>(s, acc, th, sm.rows_of(it), sm.xrow, sm.ps, sl2);
 
     pv_issue(acc.o, sm.ps, kt, th.wg);
     if (tid < kBN && it + 3 < ntiles) {
-      tile_rows<D>(p, ahead, sm.rows + (it % 3) * kBN, sm.auxs + (it % 3) * kBN, tid);
+      tile_rows<D>(p, ahead, sm.rows_of(it), sm.auxs_of(it), tid);  // tile it+3 takes tile it's slot
       ahead = tile_entry(p, t, range, range.begin + (it + 4) * kBN, tid);
     }
     wg_wait0();
@@ -580,20 +569,20 @@ __global__ void __launch_bounds__(kWsThreads, 1) sparse_attention_sm90_ws_kernel
     load_q<D, 128>(p, sm.qs, t, h0, pt);
     Entry ahead{-1, 0};  // threads 0..63: the entry of tile i+1, read during iteration i-1
     if (pt < kBN) {
-      tile_rows<D>(p, tile_entry(p, t, range, range.begin, pt), sm.rows, sm.auxs, pt);
+      tile_rows<D>(p, tile_entry(p, t, range, range.begin, pt), sm.rows_of(0), sm.auxs_of(0), pt);
       ahead = tile_entry(p, t, range, range.begin + kBN, pt);
     }
     bar_sync_n(kBarProd, 128);
     Fp8Stage<Layout, 128, 2> st;  // half of a tile's raw bytes
     if constexpr (kFp8) {
-      if (ntiles > 0) fp8_load(st, sm.rows, sm.auxs, pt, 0);
+      if (ntiles > 0) fp8_load(st, sm.rows_of(0), sm.auxs_of(0), pt, 0);
     }
     for (int i = 0; i < ntiles; ++i) {
       const int b = i & 1;
       uint8_t *kt = sm.ktile(b);
-      const uint8_t *const *rows_i = sm.rows + (i % 3) * kBN;
-      const uint8_t *const *aux_i = sm.auxs + (i % 3) * kBN;
-      // Tile i-2 consumed: buffer b and ring slot (i+1) % 3 (tile i-2's) are free.
+      const uint8_t *const *rows_i = sm.rows_of(i);
+      const uint8_t *const *aux_i = sm.auxs_of(i);
+      // Tile i-2 consumed: buffer b and ring slot rows_of(i + 1) (tile i-2's) are free.
       if (i >= 2) bar_sync_n(kBarEmpty + b, kWsThreads);
       if constexpr (kFp8) {
         fp8_store(st, kt, flavor, pt, 0);
@@ -603,13 +592,13 @@ __global__ void __launch_bounds__(kWsThreads, 1) sparse_attention_sm90_ws_kernel
         bf16_issue<D, 128>(kt, rows_i, pt);
       }
       if (pt < kBN && i + 1 < ntiles) {
-        tile_rows<D>(p, ahead, sm.rows + ((i + 1) % 3) * kBN, sm.auxs + ((i + 1) % 3) * kBN, pt);
+        tile_rows<D>(p, ahead, sm.rows_of(i + 1), sm.auxs_of(i + 1), pt);
         ahead = tile_entry(p, t, range, range.begin + (i + 2) * kBN, pt);
       }
       bar_sync_n(kBarProd, 128);
       // The first half of tile i+1 on its way into registers while the compute works on tile i.
       if constexpr (kFp8) {
-        if (i + 1 < ntiles) fp8_load(st, sm.rows + ((i + 1) % 3) * kBN, sm.auxs + ((i + 1) % 3) * kBN, pt, 0);
+        if (i + 1 < ntiles) fp8_load(st, sm.rows_of(i + 1), sm.auxs_of(i + 1), pt, 0);
       }
       dev::async_wait_all();  // BF16 tile i (and Q, committed before tile 0)
       fence_async_smem();
@@ -631,7 +620,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) sparse_attention_sm90_ws_kernel
       qk_issue<D>(s, sm.qs, kt, th.wg);
       wg_wait0();
       fence_regs(s);
-      softmax_tile<true>(s, acc, th, sm.rows + (i % 3) * kBN, sm.xrow, sm.ps, sl2);
+      softmax_tile<true>(s, acc, th, sm.rows_of(i), sm.xrow, sm.ps, sl2);
       pv_issue(acc.o, sm.ps, kt, th.wg);
       wg_wait0();
       fence_regs(acc.o);
