@@ -23,12 +23,19 @@
 //    If the sample misjudged the row (fewer than k candidates, or more than the list holds) the
 //    block falls back to the global-memory passes of the portable kernel for that row: slower,
 //    same result.
-// Where the fast kernel's time goes (H200, 4096 x 32768, k = 2048, 3 blocks of 384 per SM, clock64
-// per phase, 2026-12-01): sample ~12k cycles, stream ~22k, candidate select ~9k, mark ~2k, output
-// ~6k per row. Blocks start together and stay in step: the stream phase takes as long as all
-// resident blocks' rows need at full bandwidth (~11 us for 396 rows of 128 KiB), and the memory
-// idles while every block selects. Spreading the blocks' phases (a staggered start, or a
-// persistent block that streams the next row while it selects) is the next step.
+// Where the fast kernel's time goes (H200, 4096 x 32768, k = 2048, 3 blocks of 384 per SM):
+//  - clock64 per phase: sample ~12k cycles, stream ~22k, candidate select ~9k, mark ~2k, output
+//    ~6k per row;
+//  - the same launch with the kernel cut short: sample alone 0.075 ms, sample + stream 0.204 ms,
+//    whole kernel 0.287 ms;
+//  - ncu: SM throughput 66 %, 2.75 of 4 instructions issued per cycle, DRAM 42 %. The kernel is
+//    bound by instruction issue as much as by memory, so adding instructions to the stream loop
+//    slows it (measured: keys and their range computed in the stream, -10 %).
+// Measured slower and not kept: a persistent block that issues its next row's sample and L2
+// prefetch while it selects (-8 %), loading the first stream iteration with the sample (-3 %),
+// 256 threads x 4 blocks per SM (-5 %), placing the stream's candidates by one ballot per
+// element slot instead of a warp scan (k = 2048 unchanged, k = 512 -4 %, the 512-thread
+// configuration -9 %), streaming loads, a staggered start.
 #pragma once
 #include "compat.h"
 #include "params.h"
@@ -83,6 +90,29 @@ SPMLA_DEVICE int topk_block_scan(int v, int *wbuf, int &total) {
   }
   total = tot;
   return before + x - v;
+}
+
+// The same for two ints per thread at once (one barrier): exclusive prefixes of a and b, with the
+// per-warp sums in wa and wb (NT / warp size ints each).
+template <int NT>
+SPMLA_DEVICE int2 topk_block_scan2(int a, int b, int *wa, int *wb) {
+  constexpr int kWarps = NT / SPMLA_WARP_SIZE;
+  const int lane = dev::lane_id(), warp = dev::warp_id();
+  int x = a, y = b;
+#pragma unroll
+  for (int d = 1; d < SPMLA_WARP_SIZE; d <<= 1) {
+    const int xs = dev::shfl_up(x, d), ys = dev::shfl_up(y, d);
+    if (lane >= d) x += xs, y += ys;
+  }
+  if (lane == SPMLA_WARP_SIZE - 1) wa[warp] = x, wb[warp] = y;
+  __syncthreads();
+  int xb = 0, yb = 0;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    xb += w < warp ? wa[w] : 0;
+    yb += w < warp ? wb[w] : 0;
+  }
+  return make_int2(xb + x - a, yb + y - b);
 }
 
 // The bin of hist[0, nbins) at which the count from the top bin down first reaches `remaining`;
@@ -508,14 +538,12 @@ __global__ void __launch_bounds__(NT, MINB) topk_per_row_fast_kernel(const TopkP
   const int W = (len + 31) >> 5;
   const int wpt = (W + NT - 1) / NT;
   const int w0 = min(W, tid * wpt), w1 = min(W, w0 + wpt);
-  int eqc = 0;
-  for (int w = w0; w < w1; ++w) eqc += __popc(eqm[w]);
-  int tot;
-  const int eq_before = topk_block_scan<NT>(eqc, wbufA, tot);
-  int take = max(0, min(eqc, need_eq - eq_before));
-  int cnt = take;
-  for (int w = w0; w < w1; ++w) cnt += __popc(sel[w]);
-  int pos = topk_block_scan<NT>(cnt, wbufB, tot);
+  int gtc = 0, eqc = 0;
+  for (int w = w0; w < w1; ++w) gtc += __popc(sel[w]), eqc += __popc(eqm[w]);
+  // One scan: the keys == T taken before this thread's words are min(eq before, need_eq).
+  const int2 before = topk_block_scan2<NT>(gtc, eqc, wbufA, wbufB);
+  int take = max(0, min(eqc, need_eq - before.y));
+  int pos = before.x + min(before.y, need_eq);
   for (int w = w0; w < w1; ++w) {
     uint32_t m = sel[w], q = eqm[w];
     for (; take > 0 && q; --take) {

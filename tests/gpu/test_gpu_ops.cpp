@@ -158,16 +158,18 @@ TEST_CASE("gpu topk_per_row", "[gpu][topk]") {
   // rows: 0 whole rows, 2 row_starts/row_ends, 3 the paged rule (next_n = 2).
   // CUDA paths: C above ~11000 (32768, 33333, 70000, 131072) the fast kernel's sampled pass, below
   // it every key a candidate; k too large for the list (40000/9000) or C too large for the bitmaps
-  // (500000) the portable kernel.
+  // (500000) the portable kernel. The last four cases have more rows than one wave of blocks
+  // (3 x 132 on an H200), with short, sampled, take-all and fallen-back rows mixed in one launch.
   struct Cs { int R, C, k, vals, rows; } cases[] = {
       {3, 100, 1, 0, 0},        {7, 5000, 7, 1, 0},       {64, 32768, 2048, 0, 0}, {33, 32768, 1024, 0, 2},
       {40, 8192, 512, 1, 0},    {5, 600, 1000, 0, 0},     {16, 4096, 2048, 0, 3},  {9, 70000, 2048, 0, 2},
       {8, 3000, 100, 0, 3},     {20, 32768, 1, 0, 0},     {10, 32768, 7, 0, 2},    {12, 33333, 512, 1, 0},
       {16, 32768, 2048, 1, 2},  {16, 32768, 2048, 0, 3},  {6, 131072, 2048, 0, 0}, {5, 131072, 512, 0, 2},
       {6, 32768, 2048, 2, 0},   {6, 32768, 2048, 3, 2},   {8, 8192, 2048, 3, 0},   {6, 32768, 4000, 4, 0},
-      {6, 32768, 2048, 4, 2},   {4, 40000, 9000, 0, 2},   {4, 500000, 2048, 0, 0}, {8, 33333, 2048, 0, 2}};
+      {6, 32768, 2048, 4, 2},   {4, 40000, 9000, 0, 2},   {4, 500000, 2048, 0, 0}, {8, 33333, 2048, 0, 2},
+      {1000, 32768, 2048, 0, 2}, {700, 32768, 2048, 2, 2}, {1000, 20000, 512, 1, 3}, {900, 32768, 4000, 4, 2}};
   for (auto cs : cases) {
-    if (quick()) cs.R = std::min(cs.R, 8), cs.C = std::min(cs.C, 8192);  // every mode, smaller
+    if (quick()) cs.R = std::min(cs.R, cs.R > 100 ? 600 : 8), cs.C = std::min(cs.C, 8192);  // every mode, smaller
     INFO("R=" << cs.R << " C=" << cs.C << " k=" << cs.k << " vals=" << cs.vals << " rows=" << cs.rows);
     const int R = cs.R, Cc = cs.C, k = cs.k;
     std::vector<float> v((size_t)R * Cc);
