@@ -25,7 +25,7 @@ cudaError_t launch_attention_plan(void *ws, unsigned splits, unsigned T, unsigne
 cudaError_t launch_indices_to_slots(const kern::IndicesToSlotsParams &p, cudaStream_t s);
 cudaError_t launch_window_indices(const kern::WindowParams &p, cudaStream_t s);
 cudaError_t indexer_prepare();
-cudaError_t launch_indexer(const kern::IndexerParams &p, int groups, cudaStream_t s);
+cudaError_t launch_indexer(const kern::IndexerParams &p, int sm_count, cudaStream_t s);
 // topk: raises the fast kernel configurations' shared-memory limits and returns their per-block
 // budgets (kTopkFastConfigs entries; 0: that configuration is not used).
 constexpr int kTopkFastConfigs = 2;

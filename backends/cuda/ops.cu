@@ -70,24 +70,21 @@ cudaError_t indexer_prepare() {
   return e;
 }
 
-// `groups` (the dispatcher's kIdxRows grouping) only says whether there are rows: the fused
-// kernel deals its own work items (kFxGroup rows x kFxKeys keys) to at most one CTA per SM.
-cudaError_t launch_indexer(const kern::IndexerParams &p, int groups, cudaStream_t s) {
-  if (groups == 0 || p.C == 0 || p.rows == 0) return cudaSuccess;
+// The fused kernel deals its own work items (kFxGroup rows x kFxKeys keys) to at most one CTA per
+// SM (sm_count: the context's device).
+cudaError_t launch_indexer(const kern::IndexerParams &p, int sm_count, cudaStream_t s) {
+  if (p.C == 0 || p.rows == 0) return cudaSuccess;
   const int64_t row_groups = p.paged ? (int64_t)(p.rows / p.next_n) * ((p.next_n + kern::kFxGroup - 1) / kern::kFxGroup)
                                      : ((int64_t)p.rows + kern::kFxGroup - 1) / kern::kFxGroup;
-  const int64_t items = row_groups * kern::fx_key_blocks(p);
+  const int key_blocks = kern::fx_key_blocks(p);
+  const int64_t items = row_groups * key_blocks;
   if (items > 0x7fffffff) return cudaErrorInvalidValue;
-  int dev = 0, sms = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  if (e != cudaSuccess) return e;
-  const int grid = (int)std::min<int64_t>(items, sms > 0 ? sms : 1);
+  const int grid = (int)std::min<int64_t>(items, std::max(1, sm_count));
   const int ng = (p.Hi + 15) / 16;
   if (p.Di == 64)
-    idx_kernel<64>(ng)<<<grid, kern::kFxThreads, kern::FxSmem<64>::kBytes, s>>>(p, kern::fx_key_blocks(p), (int)items);
+    idx_kernel<64>(ng)<<<grid, kern::kFxThreads, kern::FxSmem<64>::kBytes, s>>>(p, key_blocks, (int)items);
   else
-    idx_kernel<128>(ng)<<<grid, kern::kFxThreads, kern::FxSmem<128>::kBytes, s>>>(p, kern::fx_key_blocks(p), (int)items);
+    idx_kernel<128>(ng)<<<grid, kern::kFxThreads, kern::FxSmem<128>::kBytes, s>>>(p, key_blocks, (int)items);
   return cudaGetLastError();
 }
 

@@ -436,8 +436,7 @@ spmla_status_t indexer_logits(void *ctx, const spmla_indexer_logits_args_t *a, v
   p.ks_end_stride = st(a->k_end, 0);
   p.paged = 0;
   p.next_n = 1;
-  const int groups = (p.rows + kern::kIdxRows - 1) / kern::kIdxRows;
-  SPMLA_CU(launch_indexer(p, groups, as_stream(stream)), "indexer_logits launch");
+  SPMLA_CU(launch_indexer(p, static_cast<Context *>(ctx)->sm_count, as_stream(stream)), "indexer_logits launch");
   return SPMLA_STATUS_SUCCESS;
 }
 
@@ -470,8 +469,7 @@ spmla_status_t indexer_logits_paged(void *ctx, const spmla_indexer_logits_paged_
   p.max_pages = (int)a->block_table->shape[1];
   p.context_lens = ptr<const int32_t>(a->context_lens);
   p.cl_stride = st(a->context_lens, 0);
-  const int groups = B * ((N + kern::kIdxRows - 1) / kern::kIdxRows);
-  SPMLA_CU(launch_indexer(p, groups, as_stream(stream)), "indexer_logits_paged launch");
+  SPMLA_CU(launch_indexer(p, static_cast<Context *>(ctx)->sm_count, as_stream(stream)), "indexer_logits_paged launch");
   return SPMLA_STATUS_SUCCESS;
 }
 

@@ -156,6 +156,18 @@ void require_equal(const std::vector<T> &g, const std::vector<T> &r, const std::
   CHECK(bad == 0);
 }
 
+// One op on the CPU reference (gpu false) or the GPU: its workspace queried, allocated on the side
+// that runs it, then the run. ws and run are the op's spmla_*_get_workspace_size and spmla_*_run.
+template <typename Args, typename WsFn, typename RunFn>
+inline void run_op(bool gpu, const Args &a, WsFn ws, RunFn run, const char *what) {
+  const spmla_handle_t h = gpu ? G() : C();
+  size_t wsb = 0;
+  check(ws(h, &a, &wsb), "ws");
+  DevBuf dws(gpu ? wsb : 0);
+  std::vector<uint8_t> hws(wsb + 16);
+  check(run(h, &a, gpu ? dws.p : hws.data(), wsb, nullptr), what);
+}
+
 // Indexer logits [rows, C] within SPEC's tolerance: relative 1e-3 of the row's largest finite
 // magnitude; infinities (masked columns) exact.
 inline void compare_logits(const std::vector<float> &g, const std::vector<float> &ref, int rows, int C,
@@ -205,11 +217,7 @@ inline void check_indexer_ragged(const std::vector<uint8_t> &q, const std::vecto
     spmla_tensor_t o = tensor(gpu ? dout.p : hout.data(), SPMLA_DTYPE_FP32, {T, S});
     spmla_indexer_logits_args_t a = SPMLA_INDEXER_LOGITS_ARGS_INIT;
     a.q = &a1, a.k = &a2, a.k_scale = &a3, a.weights = &a4, a.k_start = &a5, a.k_end = &a6, a.logits = &o;
-    size_t wsb = 0;
-    check(spmla_indexer_logits_get_workspace_size(gpu ? G() : C(), &a, &wsb), "ws");
-    DevBuf dws(gpu ? wsb : 0);
-    std::vector<uint8_t> hws(wsb + 16);
-    check(spmla_indexer_logits_run(gpu ? G() : C(), &a, gpu ? dws.p : hws.data(), wsb, nullptr), "indexer_logits");
+    run_op(gpu, a, spmla_indexer_logits_get_workspace_size, spmla_indexer_logits_run, "indexer_logits");
   }
   sync();
   compare_logits(dout.download<float>(hout.size()), hout, T, S, what);
@@ -260,11 +268,7 @@ inline void check_indexer_paged(const IndexerCache &ic, const std::vector<int32_
     spmla_tensor_t o = tensor(gpu ? dout.p : hout.data(), SPMLA_DTYPE_FP32, {B * N, Cc});
     spmla_indexer_logits_paged_args_t a = SPMLA_INDEXER_LOGITS_PAGED_ARGS_INIT;
     a.q = &a1, a.cache = &cc, a.block_table = &a2, a.context_lens = &a3, a.weights = &a4, a.logits = &o;
-    size_t wsb = 0;
-    check(spmla_indexer_logits_paged_get_workspace_size(gpu ? G() : C(), &a, &wsb), "ws");
-    DevBuf dws(gpu ? wsb : 0);
-    std::vector<uint8_t> hws(wsb + 16);
-    check(spmla_indexer_logits_paged_run(gpu ? G() : C(), &a, gpu ? dws.p : hws.data(), wsb, nullptr), "paged");
+    run_op(gpu, a, spmla_indexer_logits_paged_get_workspace_size, spmla_indexer_logits_paged_run, "paged");
   }
   sync();
   compare_logits(dout.download<float>(hout.size()), hout, B * N, Cc, what);

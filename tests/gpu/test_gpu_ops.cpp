@@ -209,11 +209,7 @@ TEST_CASE("gpu topk_per_row", "[gpu][topk]") {
       if (cs.rows == 3) a.context_lens = &a4, a.next_n = next_n;
       a.indices = &o;
       if (cs.rows == 3 && R % next_n) continue;
-      size_t wsb = 0;
-      check(spmla_topk_per_row_get_workspace_size(gpu ? G() : C(), &a, &wsb), "ws");
-      DevBuf dws(gpu ? wsb : 0);
-      std::vector<uint8_t> hws(wsb + 16);
-      check(spmla_topk_per_row_run(gpu ? G() : C(), &a, gpu ? dws.p : hws.data(), wsb, nullptr), "topk");
+      run_op(gpu, a, spmla_topk_per_row_get_workspace_size, spmla_topk_per_row_run, "topk");
     }
     sync();
     require_equal(dout.download<int32_t>(hout.size()), hout, "topk indices");
