@@ -12,17 +12,20 @@
 //    passes and an ordered compaction pass all read the row from global memory.
 //  - topk_per_row_fast_kernel (CUDA plan from launch_topk; ~75 KiB of shared memory at 3 blocks
 //    per SM): reads the row ONCE, with 16-byte loads, and keeps only the candidates, the values
-//    >= a lower bound `lo`, as (bits, column) pairs in shared memory. `lo` comes from a strided
-//    sample of the row (4 * SV values per thread) such that 1.5-2 k keys are expected above
-//    it; when the row fits the list, lo = 0. The histogram passes then run over the candidates
-//    alone: the digits are those of key - (smallest candidate key), as many bits as the
-//    candidates' range needs (for normal data the first 11-bit pass already leaves a few keys),
-//    and a last bin of at most a warp's width of keys is ranked by one warp instead of more
+//    >= a lower bound `lo`, as (bits, column) pairs in shared memory. `lo` comes from a sample
+//    of the row (4 * SV values per thread, read as warp-wide chunks of consecutive vectors spread
+//    over the row) such that 1.5-2 k keys are expected above it; when the row fits the list,
+//    lo = 0. The histogram passes then run over the candidates alone: the digits are those of
+//    key - (smallest candidate key), as many bits as the candidates' range needs (for normal
+//    data the first 11-bit pass already leaves a few keys), and a last bin of at most a warp's width of keys is ranked by one warp instead of more
 //    passes. The selection is marked in a per-row bitmap, and the output is a scan over the
 //    bitmap (ascending columns by construction; the keys == T are taken lowest columns first).
 //    If the sample misjudged the row (fewer than k candidates, or more than the list holds) the
 //    block falls back to the global-memory passes of the portable kernel for that row: slower,
 //    same result.
+// The chunked sample replaced one 16-byte load per thread at strided places, which fetched a
+// 32-byte sector and a DRAM burst for every 16 bytes used: 0.2848 -> 0.2583 ms at k = 2048 (H200,
+// same run; session 4 in docs/BENCHMARKS.md). The figures below are from before that change.
 // Where the fast kernel's time goes (H200, 4096 x 32768, k = 2048, 3 blocks of 384 per SM):
 //  - clock64 per phase: sample ~12k cycles, stream ~22k, candidate select ~9k, mark ~2k, output
 //    ~6k per row;
@@ -284,11 +287,18 @@ SPMLA_DEVICE TopkRowGeo topk_row_geo(const TopkParams &p, int r, int cap) {
   return g;
 }
 
-// The first loads of a row: its sample (SV vectors per thread, spread evenly over the row) into
-// registers, its first PF iterations into L2.
+// The first loads of a row: its sample (SV vectors per thread) into registers, its first PF
+// iterations into L2. The sample is NT / warp * SV chunks of one warp's width of consecutive
+// vectors, spread evenly over the row: whole DRAM bursts (a 16-byte load per thread at strided
+// places fetched a 32-byte sector, and a burst, for every 16 bytes used). g.sampled guarantees
+// n4 >= NT * SV, so a chunk never passes the next one's start (nor the row's end). With 384
+// threads that is 12 chunks of 128 values: a row whose values trend with the column is sampled
+// more coarsely than by strided places, and one that it misjudges falls back (same result).
 template <int NT, int SV>
 SPMLA_DEVICE const uint4 *topk_sample_addr(const TopkRowGeo &g, int j) {
-  return g.row4 + (int)((int64_t)(threadIdx.x + j * NT) * g.n4 / (NT * SV));
+  constexpr int kChunks = NT / SPMLA_WARP_SIZE * SV;
+  const int q = dev::warp_id() + j * (NT / SPMLA_WARP_SIZE);
+  return g.row4 + (int)((int64_t)q * g.n4 / kChunks) + dev::lane_id();
 }
 template <int NT, int U, int SV, int PF>
 SPMLA_DEVICE void topk_row_issue(const TopkRowGeo &g, uint4 *sv) {

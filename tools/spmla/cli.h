@@ -44,6 +44,7 @@ struct BenchOptions {
   double peak_tflops = 0, peak_gbps = 0;  // 0 = measure (or unknown)
   uint64_t seed = 1234;
   std::string shape;  // substring filter on the shape labels ("" = every case)
+  std::string l2_flush = "memset";  // memset: 256 MiB overwritten before each timed call (GPU); none
 };
 
 int cmd_info(const InfoOptions &o);

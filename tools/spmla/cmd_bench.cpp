@@ -7,8 +7,10 @@
 // time_op() with one queued call of the op, and returns the FLOPs and bytes of one call.
 // On a GPU every timed call starts from a cold L2: a 256 MiB scratch buffer (larger than the L2 of
 // any current GPU) is overwritten before each call, outside the timed events, so repeats cannot
-// hit data the previous call left there. The bf16 matmul ceiling is passed in (--peak-tflops;
-// scripts/gpu-check measures it through torch in the same run).
+// hit data the previous call left there. The flush leaves the L2 full of dirty lines, which the
+// timed call then writes back (--l2-flush none skips the flush, to see what it costs an op).
+// The bf16 matmul ceiling is passed in (--peak-tflops; scripts/gpu-check measures it through torch
+// in the same run).
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -486,7 +488,7 @@ int cmd_bench(const BenchOptions &o) {
   Env env{h, o};
   const bool cpu = backend == "cpu";
   DeviceBuffer l2_flush;
-  if (!cpu) {
+  if (!cpu && o.l2_flush == "memset") {
     l2_flush = DeviceBuffer(h, size_t(256) << 20);
     env.l2_flush = &l2_flush;
   }
@@ -563,6 +565,7 @@ int cmd_bench(const BenchOptions &o) {
               {"sizes", small ? "small" : "spec"},
               {"warmup", o.warmup},
               {"repeats", o.repeats},
+              {"l2_flush", cpu ? "none" : o.l2_flush},
               {"ceilings",
                {{"tflops", num_or_null(peak_tflops)},
                 {"tflops_source", tflops_src},
