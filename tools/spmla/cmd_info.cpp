@@ -1,9 +1,13 @@
 // spmla info: versions, every backend the registry knows (available or the reason why not), devices.
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "check.h"
 #include "cli.h"
@@ -14,6 +18,23 @@ namespace {
 std::string str(const char *s) { return s ? s : ""; }
 
 std::string abi_string(uint32_t v) { return std::to_string(v >> 16) + "." + std::to_string(v & 0xffff); }
+
+// The entries of a ':'-separated SPMLA_BACKEND_PATH that are not directories. The loader skips
+// them silently and falls back to the plugins beside libspmla, so a typo (or a folder name with a
+// ':' in it) would otherwise go unnoticed.
+std::vector<std::string> missing_path_dirs(const std::string &p) {
+  std::vector<std::string> bad;
+  size_t start = 0;
+  while (start <= p.size()) {
+    size_t colon = p.find(':', start);
+    if (colon == std::string::npos) colon = p.size();
+    const std::string d = p.substr(start, colon - start);
+    struct stat st;
+    if (!d.empty() && (stat(d.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))) bad.push_back(d);
+    start = colon + 1;
+  }
+  return bad;
+}
 }  // namespace
 
 int cmd_info(const InfoOptions &o) {
@@ -26,6 +47,8 @@ int cmd_info(const InfoOptions &o) {
               {"run_time", abi_string(spmla_abi_version())}};
   const char *path = std::getenv("SPMLA_BACKEND_PATH");
   j["backend_path_env"] = path ? json(path) : json(nullptr);
+  const std::vector<std::string> missing = path ? missing_path_dirs(path) : std::vector<std::string>{};
+  j["backend_path_not_dirs"] = missing;
 
   int32_t n = 0;
   SPMLA_CHECK(spmla_backend_count(&n));
@@ -70,6 +93,8 @@ int cmd_info(const InfoOptions &o) {
               j["abi"]["compile_time"].get<std::string>().c_str(),
               j["abi"]["run_time"].get<std::string>().c_str());
   if (path) std::printf("SPMLA_BACKEND_PATH=%s\n", path);
+  for (const std::string &d : missing)
+    std::printf("  warning: SPMLA_BACKEND_PATH entry '%s' is not a directory (skipped)\n", d.c_str());
   std::printf("backends:\n");
   for (const json &b : backends) {
     const std::string lib = b["library"].get<std::string>();
