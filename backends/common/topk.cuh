@@ -24,7 +24,7 @@
 //    block falls back to the global-memory passes of the portable kernel for that row: slower,
 //    same result.
 // The chunked sample replaced one 16-byte load per thread at strided places, which fetched a
-// 32-byte sector and a DRAM burst for every 16 bytes used: 0.2848 -> 0.2583 ms at k = 2048 (H200,
+// 32-byte sector and a DRAM burst for every 16 bytes used: 0.2848 -> 0.2582 ms at k = 2048 (H200,
 // same run; session 4 in docs/BENCHMARKS.md). The figures below are from before that change.
 // Where the fast kernel's time goes (H200, 4096 x 32768, k = 2048, 3 blocks of 384 per SM):
 //  - clock64 per phase: sample ~12k cycles, stream ~22k, candidate select ~9k, mark ~2k, output
