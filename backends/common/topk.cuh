@@ -17,9 +17,10 @@
 //    over the row) such that 1.5-2 k keys are expected above it; when the row fits the list,
 //    lo = 0. The histogram passes then run over the candidates alone: the digits are those of
 //    key - (smallest candidate key), as many bits as the candidates' range needs (for normal
-//    data the first 11-bit pass already leaves a few keys), and a last bin of at most a warp's width of keys is ranked by one warp instead of more
-//    passes. The selection is marked in a per-row bitmap, and the output is a scan over the
-//    bitmap (ascending columns by construction; the keys == T are taken lowest columns first).
+//    data the first 11-bit pass already leaves a few keys), and a last bin of at most a warp's
+//    width of keys is ranked by one warp instead of more passes. The selection is marked in a
+//    per-row bitmap, and the output is a scan over the bitmap (ascending columns by
+//    construction; the keys == T are taken lowest columns first).
 //    If the sample misjudged the row (fewer than k candidates, or more than the list holds) the
 //    block falls back to the global-memory passes of the portable kernel for that row: slower,
 //    same result.
