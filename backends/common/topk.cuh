@@ -12,21 +12,26 @@
 //    passes and an ordered compaction pass all read the row from global memory.
 //  - topk_per_row_fast_kernel (CUDA plan from launch_topk; ~75 KiB of shared memory at 3 blocks
 //    per SM): reads the row ONCE, with 16-byte loads, and keeps only the candidates, the values
-//    >= a lower bound `lo`, as (bits, column) pairs in shared memory. `lo` comes from a sample
-//    of the row (4 * SV values per thread, read as warp-wide chunks of consecutive vectors spread
-//    over the row) such that 1.5-2 k keys are expected above it; when the row fits the list,
-//    lo = 0. The histogram passes then run over the candidates alone: the digits are those of
-//    key - (smallest candidate key), as many bits as the candidates' range needs (for normal
-//    data the first 11-bit pass already leaves a few keys), and a last bin of at most a warp's
-//    width of keys is ranked by one warp instead of more passes. The selection is marked in a
-//    per-row bitmap, and the output is a scan over the bitmap (ascending columns by
-//    construction; the keys == T are taken lowest columns first).
+//    >= a lower bound `lo`, as (bits, column) pairs in shared memory. `lo` comes from a strided
+//    sample of the row (4 * SV values per thread) such that 1.5-2 k keys are expected above
+//    it; when the row fits the list, lo = 0. The histogram passes then run over the candidates
+//    alone: the digits are those of key - (smallest candidate key), as many bits as the
+//    candidates' range needs (for normal data the first 11-bit pass already leaves a few keys),
+//    and a last bin of at most a warp's width of keys is ranked by one warp instead of more
+//    passes. The selection is marked in a per-row bitmap, and the output is a scan over the
+//    bitmap (ascending columns by construction; the keys == T are taken lowest columns first).
 //    If the sample misjudged the row (fewer than k candidates, or more than the list holds) the
 //    block falls back to the global-memory passes of the portable kernel for that row: slower,
 //    same result.
-// The chunked sample replaced one 16-byte load per thread at strided places, which fetched a
-// 32-byte sector and a DRAM burst for every 16 bytes used: 0.2848 -> 0.2582 ms at k = 2048 (H200,
-// same run; session 4 in docs/BENCHMARKS.md). The figures below are from before that change.
+//  - topk_sample_kernel, before the fast kernel's split configuration (kSplit; the first one):
+//    the same sample, one warp per row, whose `lo` the fast kernel then reads from out[r][0].
+// Why the split (H200, 4096 x 32768, k = 2048, same run; docs/BENCHMARKS.md session 4): with
+// the sample inside the block, every block waited on 384 scattered 16-byte loads (one DRAM
+// round trip, many pages) and a chain of barriers before its stream could start. Split, at 320
+// threads: 0.2589 ms against 0.2848 (384 threads sampling in the block). Reading the sample as
+// warp-wide chunks instead was as fast (0.2582) but, simulated on rows whose values are
+// correlated over 64-512 columns, fell back on 10-20 % of them, where strided places never did.
+// The figures below are from before the split.
 // Where the fast kernel's time goes (H200, 4096 x 32768, k = 2048, 3 blocks of 384 per SM):
 //  - clock64 per phase: sample ~12k cycles, stream ~22k, candidate select ~9k, mark ~2k, output
 //    ~6k per row;
@@ -288,18 +293,11 @@ SPMLA_DEVICE TopkRowGeo topk_row_geo(const TopkParams &p, int r, int cap) {
   return g;
 }
 
-// The first loads of a row: its sample (SV vectors per thread) into registers, its first PF
-// iterations into L2. The sample is NT / warp * SV chunks of one warp's width of consecutive
-// vectors, spread evenly over the row: whole DRAM bursts (a 16-byte load per thread at strided
-// places fetched a 32-byte sector, and a burst, for every 16 bytes used). g.sampled guarantees
-// n4 >= NT * SV, so a chunk never passes the next one's start (nor the row's end). With 384
-// threads that is 12 chunks of 128 values: a row whose values trend with the column is sampled
-// more coarsely than by strided places, and one that it misjudges falls back (same result).
+// The first loads of a row: its sample (SV vectors per thread, spread evenly over the row) into
+// registers, its first PF iterations into L2.
 template <int NT, int SV>
 SPMLA_DEVICE const uint4 *topk_sample_addr(const TopkRowGeo &g, int j) {
-  constexpr int kChunks = NT / SPMLA_WARP_SIZE * SV;
-  const int q = dev::warp_id() + j * (NT / SPMLA_WARP_SIZE);
-  return g.row4 + (int)((int64_t)q * g.n4 / kChunks) + dev::lane_id();
+  return g.row4 + (int)((int64_t)(threadIdx.x + j * NT) * g.n4 / (NT * SV));
 }
 template <int NT, int U, int SV, int PF>
 SPMLA_DEVICE void topk_row_issue(const TopkRowGeo &g, uint4 *sv) {
@@ -311,12 +309,104 @@ SPMLA_DEVICE void topk_row_issue(const TopkRowGeo &g, uint4 *sv) {
   for (int i = 0; i < PF; ++i)
     topk_prefetch_iter<NT, U>(g.row4 + threadIdx.x + i * NT * U, g.n4 - (int)threadIdx.x - i * NT * U);
 }
+// ---- the sample, as its own kernel: one warp per row finds the row's lower bound `lo` before the
+// fast kernel runs, and leaves it in out[r][0] (the fast kernel reads it first and overwrites the
+// row last; outputs never overlap themselves). Same places and target as the in-block sample;
+// `lo` is 16 bits of key here (two 8-bit digits) instead of 22, which admits a few more
+// candidates (a 1/128-octave bin) and costs a warp far less.
+constexpr int kTopkSampleWarps = 8;
+constexpr int kTopkSampleBins = 256;  // 8-bit digits: lo is the target-th largest key's top 16 bits
+
+// The bin of the warp's histogram h[0, 256) at which the count from the top bin down first reaches
+// `remaining` (-1 when it holds fewer); rem = what is still to take inside it. Warp-uniform.
+SPMLA_DEVICE int topk_warp_select_bin(const int *h, int remaining, int &rem) {
+  constexpr int kPer = kTopkSampleBins / SPMLA_WARP_SIZE;
+  const int lane = dev::lane_id();
+  int local[kPer], s = 0;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) s += local[i] = h[kTopkSampleBins - 1 - (lane * kPer + i)];  // descending
+  int incl = s;
+#pragma unroll
+  for (int d = 1; d < SPMLA_WARP_SIZE; d <<= 1) {
+    const int y = dev::shfl_up(incl, d);
+    if (lane >= d) incl += y;
+  }
+  int above = incl - s, who = SPMLA_WARP_SIZE, bin = -1, left = remaining;
+  if (above < remaining && incl >= remaining) {  // at most one lane
+    who = lane;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      if (bin < 0 && above + local[i] >= remaining) bin = kTopkSampleBins - 1 - (lane * kPer + i), left = remaining - above;
+      above += local[i];
+    }
+  }
+#pragma unroll
+  for (int d = SPMLA_WARP_SIZE / 2; d >= 1; d >>= 1) who = min(who, dev::shfl_xor(who, d));
+  if (who == SPMLA_WARP_SIZE) {
+    rem = remaining;
+    return -1;
+  }
+  rem = dev::shfl(left, who);
+  return dev::shfl(bin, who);
+}
+
+// NT, SV: the fast kernel's configuration (the same rows are sampled, at the same places).
+template <int NT, int SV>
+__global__ void __launch_bounds__(kTopkSampleWarps * SPMLA_WARP_SIZE) topk_sample_kernel(const TopkParams p, int cap) {
+  constexpr int kVec = NT * SV / SPMLA_WARP_SIZE;  // sample vectors per lane
+  static_assert(NT * SV % SPMLA_WARP_SIZE == 0, "whole warps");
+  __shared__ int hist[kTopkSampleWarps][2][kTopkSampleBins];
+  const int warp = dev::warp_id(), lane = dev::lane_id();
+  const int r = blockIdx.x * kTopkSampleWarps + warp;
+  if (r >= p.R) return;  // (warp-level synchronisation only below)
+  const TopkRowGeo g = topk_row_geo<NT, SV>(p, r, cap);
+  if (!g.sampled) return;
+  uint4 v[kVec];
+#pragma unroll
+  for (int j = 0; j < kVec; ++j)  // topk_sample_addr's places, thread t = lane + warp size * j
+    v[j] = dev::ld16_readonly(g.row4 + (int)((int64_t)(lane + j * SPMLA_WARP_SIZE) * g.n4 / (NT * SV)));
+  int *h1 = hist[warp][0], *h2 = hist[warp][1];
+  for (int i = lane; i < 2 * kTopkSampleBins; i += SPMLA_WARP_SIZE) h1[i] = 0;
+  dev::warp_sync();
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) {
+    atomicAdd(&h1[topk_key_bits(v[j].x) >> 24], 1);
+    atomicAdd(&h1[topk_key_bits(v[j].y) >> 24], 1);
+    atomicAdd(&h1[topk_key_bits(v[j].z) >> 24], 1);
+    atomicAdd(&h1[topk_key_bits(v[j].w) >> 24], 1);
+  }
+  dev::warp_sync();
+  // ~k * ns / len sample keys lie above the k-th largest; ask for 4 sigma (Poisson) more.
+  const float expect = (float)p.k * (4.0f * NT * SV) / (float)g.len;
+  const int target = (int)ceilf(expect + 4.0f * sqrtf(expect) + 4.0f);
+  int rem;
+  uint32_t lo = 0;
+  const int b1 = topk_warp_select_bin(h1, target, rem);
+  if (b1 >= 0) {
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      const uint32_t w[4] = {v[j].x, v[j].y, v[j].z, v[j].w};
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const uint32_t key = topk_key_bits(w[c]);
+        if ((int)(key >> 24) == b1) atomicAdd(&h2[(key >> 16) & 255u], 1);
+      }
+    }
+    dev::warp_sync();
+    const int b2 = topk_warp_select_bin(h2, rem, rem);
+    lo = ((uint32_t)b1 << 24) | ((uint32_t)b2 << 16);
+  }
+  if (lane == 0) p.out[(int64_t)r * p.out_stride] = (int32_t)lo;
+}
+
 // NT threads, MINB blocks per SM (the launcher sizes shared memory for it), U 16-byte loads per
 // thread and iteration, SV sample vectors per thread, PF iterations prefetched into L2 ahead of
 // the loads; one block per row. cap >= 4 * NT * SV + 8 when any row is longer than cap.
+// kSplit: topk_sample_kernel<NT, SV> ran just before with the same cap and left each sampled
+// row's `lo` in out[r][0]; otherwise the block takes the sample itself.
 // (Measured no faster on the H200 and not kept: streaming loads, and an L2 prefetch of a later
 // block's row once this block's row is read.)
-template <int NT, int MINB, int U, int SV, int PF>
+template <int NT, int MINB, int U, int SV, int PF, bool kSplit>
 __global__ void __launch_bounds__(NT, MINB) topk_per_row_fast_kernel(const TopkParams p, int words, int cap) {
   static_assert(NT % SPMLA_WARP_SIZE == 0 && NT / SPMLA_WARP_SIZE <= 32, "scan buffers hold 32 warps");
   constexpr int kStep = NT * U;  // vectors per iteration
@@ -339,8 +429,20 @@ __global__ void __launch_bounds__(NT, MINB) topk_per_row_fast_kernel(const TopkP
     for (int i = tid; i < k; i += NT) out[i] = i < len ? i : -1;
     return;
   }
-  uint4 sv[SV];
-  topk_row_issue<NT, U, SV, PF>(g, sv);
+  // kSplit: the row's bound comes from topk_sample_kernel (in out[0]), and the first iteration's
+  // loads go out before the zeroing. Otherwise the block samples the row itself first.
+  uint32_t lo = 0;
+  uint4 cur[U];
+  [[maybe_unused]] uint4 sv[SV];
+  if constexpr (kSplit) {
+    lo = g.sampled ? (uint32_t)out[0] : 0u;
+    topk_load_iter<NT, U>(g.row4 + tid, g.n4 - tid, cur);
+#pragma unroll
+    for (int i = 1; i < PF; ++i)
+      topk_prefetch_iter<NT, U>(g.row4 + tid + i * kStep, g.n4 - tid - i * kStep);
+  } else {
+    topk_row_issue<NT, U, SV, PF>(g, sv);
+  }
   {  // histograms and bitmaps to zero (16-byte stores; 2 * words is a multiple of 4)
     uint4 *h4 = topk_smem;
     for (int i = tid; i < kTopkBins / 2; i += NT) h4[i] = make_uint4(0u, 0u, 0u, 0u);
@@ -356,8 +458,7 @@ __global__ void __launch_bounds__(NT, MINB) topk_per_row_fast_kernel(const TopkP
   __syncthreads();
 
   // ---- lower bound `lo` of the candidate keys: the target-th largest key of the sample, to 21 bits
-  uint32_t lo = 0;
-  if (g.sampled) {  // block-uniform
+  if (!kSplit && g.sampled) {  // block-uniform
     uint32_t sk[4 * SV];
 #pragma unroll
     for (int j = 0; j < SV; ++j) {
@@ -391,8 +492,7 @@ __global__ void __launch_bounds__(NT, MINB) topk_per_row_fast_kernel(const TopkP
   const float vlo = topk_key_floor(lo);
   const int head = g.head, n4 = g.n4;
   const int iters = (n4 + kStep - 1) / kStep;
-  uint4 cur[U];
-  topk_load_iter<NT, U>(g.row4 + tid, n4 - tid, cur);
+  if constexpr (!kSplit) topk_load_iter<NT, U>(g.row4 + tid, n4 - tid, cur);
 
   // ---- one pass over the row: keep (raw bits, column) of the values >= vlo
   const uint4 *src = g.row4 + tid;  // this thread's vectors of iteration it: src[u * NT], u * NT < left

@@ -95,11 +95,15 @@ cudaError_t launch_indexer(const kern::IndexerParams &p, int sm_count, cudaStrea
 namespace {
 struct TopkFastCfg {
   void (*kernel)(kern::TopkParams, int, int);
+  void (*sampler)(kern::TopkParams, int);  // its sample kernel (kSplit), or null: it samples itself
   int threads, blocks, sample;  // sample: vectors per thread (the kernel's SV)
 };
+// H200, 4096 x 32768, k = 2048, same run (docs/BENCHMARKS.md, session 4): the 320-thread split
+// configuration 0.2589 ms against 0.2848 for 384 threads sampling in the block; the 512-thread
+// one serves rows too long for the first one's list (131072 columns).
 const TopkFastCfg kTopkFast[kTopkFastConfigs] = {
-    {kern::topk_per_row_fast_kernel<384, 3, 3, 1, 2>, 384, 3, 1},
-    {kern::topk_per_row_fast_kernel<512, 2, 4, 1, 2>, 512, 2, 1},
+    {kern::topk_per_row_fast_kernel<320, 3, 3, 1, 2, true>, kern::topk_sample_kernel<320, 1>, 320, 3, 1},
+    {kern::topk_per_row_fast_kernel<512, 2, 4, 1, 2, false>, nullptr, 512, 2, 1},
 };
 }  // namespace
 
@@ -131,6 +135,11 @@ cudaError_t launch_topk(const kern::TopkParams &p, const size_t *fast_smem, cuda
       const double ns = 4.0 * f.threads * f.sample, ex = p.k * ns / p.C;
       const double aim = (ex + 4.0 * std::sqrt(ex) + 4.0) * p.C / ns;  // the kernel's sample target
       if (cap < 1.25 * aim + 64) continue;
+      if (f.sampler) {  // the rows' bounds into out[r][0], which the fast kernel reads first
+        f.sampler<<<(p.R + kern::kTopkSampleWarps - 1) / kern::kTopkSampleWarps,
+                    kern::kTopkSampleWarps * SPMLA_WARP_SIZE, 0, s>>>(p, cap);
+        if (cudaError_t e = cudaGetLastError()) return e;
+      }
     }
     f.kernel<<<p.R, f.threads, kern::topk_fast_smem_bytes(words, cap), s>>>(p, words, cap);
     return cudaGetLastError();
