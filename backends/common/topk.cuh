@@ -293,17 +293,26 @@ SPMLA_DEVICE TopkRowGeo topk_row_geo(const TopkParams &p, int r, int cap) {
   return g;
 }
 
-// The first loads of a row: its sample (SV vectors per thread, spread evenly over the row) into
-// registers, its first PF iterations into L2.
+// The sample: NT * SV vectors spread evenly over the row, vector i of them at sample_at(i) (the
+// block reads i = thread + j * NT, the sample kernel's warp i = lane + j * warp size: the same
+// places). ~k * ns / len of its ns keys lie above the k-th largest; the bound asks for 4 sigma
+// (Poisson) more, `target` keys.
 template <int NT, int SV>
-SPMLA_DEVICE const uint4 *topk_sample_addr(const TopkRowGeo &g, int j) {
-  return g.row4 + (int)((int64_t)(threadIdx.x + j * NT) * g.n4 / (NT * SV));
+SPMLA_DEVICE const uint4 *topk_sample_at(const TopkRowGeo &g, int64_t i) {
+  return g.row4 + (int)(i * g.n4 / (NT * SV));
 }
+SPMLA_DEVICE int topk_sample_target(int k, int ns, int len) {
+  const float expect = (float)k * (float)ns / (float)len;
+  return (int)ceilf(expect + 4.0f * sqrtf(expect) + 4.0f);
+}
+
+// The first loads of a row: its sample (SV vectors per thread) into registers, its first PF
+// iterations into L2.
 template <int NT, int U, int SV, int PF>
 SPMLA_DEVICE void topk_row_issue(const TopkRowGeo &g, uint4 *sv) {
   if (g.sampled) {
 #pragma unroll
-    for (int j = 0; j < SV; ++j) sv[j] = dev::ld16_readonly(topk_sample_addr<NT, SV>(g, j));
+    for (int j = 0; j < SV; ++j) sv[j] = dev::ld16_readonly(topk_sample_at<NT, SV>(g, threadIdx.x + j * NT));
   }
 #pragma unroll
   for (int i = 0; i < PF; ++i)
@@ -363,8 +372,7 @@ __global__ void __launch_bounds__(kTopkSampleWarps * SPMLA_WARP_SIZE) topk_sampl
   if (!g.sampled) return;
   uint4 v[kVec];
 #pragma unroll
-  for (int j = 0; j < kVec; ++j)  // topk_sample_addr's places, thread t = lane + warp size * j
-    v[j] = dev::ld16_readonly(g.row4 + (int)((int64_t)(lane + j * SPMLA_WARP_SIZE) * g.n4 / (NT * SV)));
+  for (int j = 0; j < kVec; ++j) v[j] = dev::ld16_readonly(topk_sample_at<NT, SV>(g, lane + j * SPMLA_WARP_SIZE));
   int *h1 = hist[warp][0], *h2 = hist[warp][1];
   for (int i = lane; i < 2 * kTopkSampleBins; i += SPMLA_WARP_SIZE) h1[i] = 0;
   dev::warp_sync();
@@ -376,12 +384,9 @@ __global__ void __launch_bounds__(kTopkSampleWarps * SPMLA_WARP_SIZE) topk_sampl
     atomicAdd(&h1[topk_key_bits(v[j].w) >> 24], 1);
   }
   dev::warp_sync();
-  // ~k * ns / len sample keys lie above the k-th largest; ask for 4 sigma (Poisson) more.
-  const float expect = (float)p.k * (4.0f * NT * SV) / (float)g.len;
-  const int target = (int)ceilf(expect + 4.0f * sqrtf(expect) + 4.0f);
   int rem;
   uint32_t lo = 0;
-  const int b1 = topk_warp_select_bin(h1, target, rem);
+  const int b1 = topk_warp_select_bin(h1, topk_sample_target(p.k, 4 * NT * SV, g.len), rem);
   if (b1 >= 0) {
 #pragma unroll
     for (int j = 0; j < kVec; ++j) {
@@ -470,11 +475,8 @@ __global__ void __launch_bounds__(NT, MINB) topk_per_row_fast_kernel(const TopkP
 #pragma unroll
     for (int c = 0; c < 4 * SV; ++c) atomicAdd(&histA[sk[c] >> 21], 1);
     __syncthreads();
-    // ~k * ns / len sample keys lie above the k-th largest; ask for 4 sigma (Poisson) more.
-    const float expect = (float)k * (4.0f * NT * SV) / (float)len;
-    const int target = (int)ceilf(expect + 4.0f * sqrtf(expect) + 4.0f);
     int rem;
-    const int b1 = topk_select_bin<NT>(histA, kTopkBins, target, wbufA, res, rem);
+    const int b1 = topk_select_bin<NT>(histA, kTopkBins, topk_sample_target(k, 4 * NT * SV, len), wbufA, res, rem);
     if (b1 >= 0) {  // block-uniform
 #pragma unroll
       for (int c = 0; c < 4 * SV; ++c)

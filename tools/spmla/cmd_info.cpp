@@ -21,7 +21,8 @@ std::string abi_string(uint32_t v) { return std::to_string(v >> 16) + "." + std:
 
 // The entries of a ':'-separated SPMLA_BACKEND_PATH that are not directories. The loader skips
 // them silently and falls back to the plugins beside libspmla, so a typo (or a folder name with a
-// ':' in it) would otherwise go unnoticed.
+// ':' in it) would otherwise go unnoticed. (The same splitting as plugin_search_dirs() in
+// src/plugin_loader.cpp, which the CLI cannot call: it sees only the public ABI.)
 std::vector<std::string> missing_path_dirs(const std::string &p) {
   std::vector<std::string> bad;
   size_t start = 0;
