@@ -134,6 +134,23 @@ SPMLA_DEVICE void warp_sync() {
 #endif
 }
 
+// Programmatic dependent launch (CUDA, sm_90+): a kernel that its launcher marks with
+// cudaLaunchAttributeProgrammaticStreamSerialization may start while the kernel before it in the
+// stream still runs. That earlier kernel calls grid_launch_dependents() to let it be scheduled; the
+// later one calls grid_dependency_wait() before it reads anything the earlier one writes (the wait
+// returns once that grid has finished and its writes are visible). Both are no-ops elsewhere,
+// where the launch serialises as usual.
+SPMLA_DEVICE void grid_launch_dependents() {
+#if defined(SPMLA_VENDOR_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+SPMLA_DEVICE void grid_dependency_wait() {
+#if defined(SPMLA_VENDOR_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // ------------------------------------------------------------------------------- FP8
 // flavour: 1 = E4M3FN (bias 7, NaN S.1111.111, max 448), 2 = E4M3FNUZ (bias 8, NaN 0x80, max 240).
 // Exact software decode: normal codes become an fp32 bit pattern directly, subnormals are m * 2^-9

@@ -24,13 +24,19 @@
 //    block falls back to the global-memory passes of the portable kernel for that row: slower,
 //    same result.
 //  - topk_sample_kernel, before the fast kernel's split configuration (kSplit; the first one):
-//    the same sample, one warp per row, whose `lo` the fast kernel then reads from out[r][0].
+//    a sample of NS vectors per row, one warp per row, whose `lo` the fast kernel then reads
+//    from out[r][0]. The fast kernel is launched as its programmatic dependent (sm_90): it
+//    issues its first loads while the sample kernel finishes, and waits only before that read.
 // Why the split (H200, 4096 x 32768, k = 2048, same run; docs/BENCHMARKS.md session 4): with
 // the sample inside the block, every block waited on 384 scattered 16-byte loads (one DRAM
 // round trip, many pages) and a chain of barriers before its stream could start. Split, at 320
 // threads: 0.2589 ms against 0.2848 (384 threads sampling in the block). Reading the sample as
 // warp-wide chunks instead was as fast (0.2582) but, simulated on rows whose values are
 // correlated over 64-512 columns, fell back on 10-20 % of them, where strided places never did.
+// Session 5 (same kind of run): 160 places instead of 320 halve the sample kernel's scattered
+// loads (0.044 -> 0.026 ms alone) for ~18 % more candidates (tools/sim/topk_sample.py
+// --threads 160: no fallback on any modelled row kind), and the dependent launch saves the gap
+// between the two kernels: 0.2561 -> 0.2375 ms together.
 // The figures below are from before the split.
 // Where the fast kernel's time goes (H200, 4096 x 32768, k = 2048, 3 blocks of 384 per SM):
 //  - clock64 per phase: sample ~12k cycles, stream ~22k, candidate select ~9k, mark ~2k, output
@@ -294,9 +300,9 @@ SPMLA_DEVICE TopkRowGeo topk_row_geo(const TopkParams &p, int r, int cap) {
 }
 
 // The sample: NT * SV vectors spread evenly over the row, vector i of them at sample_at(i) (the
-// block reads i = thread + j * NT, the sample kernel's warp i = lane + j * warp size: the same
-// places). ~k * ns / len of its ns keys lie above the k-th largest; the bound asks for 4 sigma
-// (Poisson) more, `target` keys.
+// block reads i = thread + j * NT; the sample kernel, NS places of its own, calls it with
+// NT * SV = NS and i = lane + j * warp size). ~k * ns / len of its ns keys lie above the k-th
+// largest; the bound asks for 4 sigma (Poisson) more, `target` keys.
 template <int NT, int SV>
 SPMLA_DEVICE const uint4 *topk_sample_at(const TopkRowGeo &g, int64_t i) {
   return g.row4 + (int)(i * g.n4 / (NT * SV));
@@ -320,9 +326,9 @@ SPMLA_DEVICE void topk_row_issue(const TopkRowGeo &g, uint4 *sv) {
 }
 // ---- the sample, as its own kernel: one warp per row finds the row's lower bound `lo` before the
 // fast kernel runs, and leaves it in out[r][0] (the fast kernel reads it first and overwrites the
-// row last; outputs never overlap themselves). Same places and target as the in-block sample;
-// `lo` is 16 bits of key here (two 8-bit digits) instead of 22, which admits a few more
-// candidates (a 1/128-octave bin) and costs a warp far less.
+// row last; outputs never overlap themselves). The same kind of places and target as the
+// in-block sample, NS vectors per row; `lo` is 16 bits of key here (two 8-bit digits) instead of
+// 22, which admits a few more candidates (a 1/128-octave bin) and costs a warp far less.
 constexpr int kTopkSampleWarps = 8;
 constexpr int kTopkSampleBins = 256;  // 8-bit digits: lo is the target-th largest key's top 16 bits
 
@@ -359,20 +365,23 @@ SPMLA_DEVICE int topk_warp_select_bin(const int *h, int remaining, int &rem) {
   return dev::shfl(bin, who);
 }
 
-// NT, SV: the fast kernel's configuration (the same rows are sampled, at the same places).
-template <int NT, int SV>
+// NS: 16-byte vectors sampled per row, at most the fast kernel's NT * SV. The rows it samples are
+// the fast kernel's: both need len > k and len > cap, and cap >= 4 * NT * SV + 8 leaves n4 >= NT *
+// SV >= NS. (A bound that misjudges a row costs time, never the result: the fast kernel checks.)
+template <int NS>
 __global__ void __launch_bounds__(kTopkSampleWarps * SPMLA_WARP_SIZE) topk_sample_kernel(const TopkParams p, int cap) {
-  constexpr int kVec = NT * SV / SPMLA_WARP_SIZE;  // sample vectors per lane
-  static_assert(NT * SV % SPMLA_WARP_SIZE == 0, "whole warps");
+  constexpr int kVec = NS / SPMLA_WARP_SIZE;  // sample vectors per lane
+  static_assert(NS % SPMLA_WARP_SIZE == 0, "whole warps");
   __shared__ int hist[kTopkSampleWarps][2][kTopkSampleBins];
+  dev::grid_launch_dependents();  // the fast kernel may be scheduled now; it waits before reading lo
   const int warp = dev::warp_id(), lane = dev::lane_id();
   const int r = blockIdx.x * kTopkSampleWarps + warp;
   if (r >= p.R) return;  // (warp-level synchronisation only below)
-  const TopkRowGeo g = topk_row_geo<NT, SV>(p, r, cap);
+  const TopkRowGeo g = topk_row_geo<NS, 1>(p, r, cap);
   if (!g.sampled) return;
   uint4 v[kVec];
 #pragma unroll
-  for (int j = 0; j < kVec; ++j) v[j] = dev::ld16_readonly(topk_sample_at<NT, SV>(g, lane + j * SPMLA_WARP_SIZE));
+  for (int j = 0; j < kVec; ++j) v[j] = dev::ld16_readonly(topk_sample_at<NS, 1>(g, lane + j * SPMLA_WARP_SIZE));
   int *h1 = hist[warp][0], *h2 = hist[warp][1];
   for (int i = lane; i < 2 * kTopkSampleBins; i += SPMLA_WARP_SIZE) h1[i] = 0;
   dev::warp_sync();
@@ -386,7 +395,7 @@ __global__ void __launch_bounds__(kTopkSampleWarps * SPMLA_WARP_SIZE) topk_sampl
   dev::warp_sync();
   int rem;
   uint32_t lo = 0;
-  const int b1 = topk_warp_select_bin(h1, topk_sample_target(p.k, 4 * NT * SV, g.len), rem);
+  const int b1 = topk_warp_select_bin(h1, topk_sample_target(p.k, 4 * NS, g.len), rem);
   if (b1 >= 0) {
 #pragma unroll
     for (int j = 0; j < kVec; ++j) {
@@ -407,8 +416,9 @@ __global__ void __launch_bounds__(kTopkSampleWarps * SPMLA_WARP_SIZE) topk_sampl
 // NT threads, MINB blocks per SM (the launcher sizes shared memory for it), U 16-byte loads per
 // thread and iteration, SV sample vectors per thread, PF iterations prefetched into L2 ahead of
 // the loads; one block per row. cap >= 4 * NT * SV + 8 when any row is longer than cap.
-// kSplit: topk_sample_kernel<NT, SV> ran just before with the same cap and left each sampled
-// row's `lo` in out[r][0]; otherwise the block takes the sample itself.
+// kSplit: topk_sample_kernel ran just before with the same cap and leaves each sampled row's `lo`
+// in out[r][0] (launched as its programmatic dependent, this kernel may start before that
+// kernel has finished); otherwise the block takes the sample itself.
 // (Measured no faster on the H200 and not kept: streaming loads, and an L2 prefetch of a later
 // block's row once this block's row is read.)
 template <int NT, int MINB, int U, int SV, int PF, bool kSplit>
@@ -434,17 +444,20 @@ __global__ void __launch_bounds__(NT, MINB) topk_per_row_fast_kernel(const TopkP
     for (int i = tid; i < k; i += NT) out[i] = i < len ? i : -1;
     return;
   }
-  // kSplit: the row's bound comes from topk_sample_kernel (in out[0]), and the first iteration's
-  // loads go out before the zeroing. Otherwise the block samples the row itself first.
+  // kSplit: the row's bound comes from topk_sample_kernel (in out[0]). The first iteration's loads
+  // go out first; the wait for the sample kernel comes before the one read of its output. (Rows
+  // with len <= k returned above without waiting: the sample kernel never writes them.)
+  // Otherwise the block samples the row itself first.
   uint32_t lo = 0;
   uint4 cur[U];
   [[maybe_unused]] uint4 sv[SV];
   if constexpr (kSplit) {
-    lo = g.sampled ? (uint32_t)out[0] : 0u;
     topk_load_iter<NT, U>(g.row4 + tid, g.n4 - tid, cur);
 #pragma unroll
     for (int i = 1; i < PF; ++i)
       topk_prefetch_iter<NT, U>(g.row4 + tid + i * kStep, g.n4 - tid - i * kStep);
+    dev::grid_dependency_wait();
+    lo = g.sampled ? (uint32_t)out[0] : 0u;
   } else {
     topk_row_issue<NT, U, SV, PF>(g, sv);
   }

@@ -26,11 +26,16 @@ cudaError_t launch_indices_to_slots(const kern::IndicesToSlotsParams &p, cudaStr
 cudaError_t launch_window_indices(const kern::WindowParams &p, cudaStream_t s);
 cudaError_t indexer_prepare();
 cudaError_t launch_indexer(const kern::IndexerParams &p, int sm_count, cudaStream_t s);
-// topk: raises the fast kernel configurations' shared-memory limits and returns their per-block
-// budgets (kTopkFastConfigs entries; 0: that configuration is not used).
+// topk: topk_prepare raises the fast kernel configurations' shared-memory limits and fills in
+// the device's launch state: their per-block budgets (0: that configuration is not used), and
+// whether a fast kernel may start as the programmatic dependent of its sample kernel (sm_90+).
 constexpr int kTopkFastConfigs = 2;
-cudaError_t topk_prepare(int device, size_t *fast_smem);
-cudaError_t launch_topk(const kern::TopkParams &p, const size_t *fast_smem, cudaStream_t s);
+struct TopkLaunchState {
+  size_t fast_smem[kTopkFastConfigs] = {};
+  bool dependent_launch = false;
+};
+cudaError_t topk_prepare(int device, TopkLaunchState *st);
+cudaError_t launch_topk(const kern::TopkParams &p, const TopkLaunchState &st, cudaStream_t s);
 cudaError_t launch_kv_store(const kern::StoreParams &p, int vec, cudaStream_t s);
 cudaError_t launch_kv_gather(const kern::GatherParams &p, int vec, cudaStream_t s);
 

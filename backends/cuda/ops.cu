@@ -97,19 +97,27 @@ struct TopkFastCfg {
   void (*kernel)(kern::TopkParams, int, int);
   void (*sampler)(kern::TopkParams, int);  // its sample kernel (kSplit), or null: it samples itself
   int threads, blocks, sample;  // sample: vectors per thread (the kernel's SV)
+  int sample_vectors;           // 16-byte vectors in a row's sample: the sampler's NS, or threads * sample
 };
-// H200, 4096 x 32768, k = 2048, same run (docs/BENCHMARKS.md, session 4): the 320-thread split
-// configuration 0.2589 ms against 0.2848 for 384 threads sampling in the block; the 512-thread
-// one serves rows too long for the first one's list (131072 columns).
+// H200, 4096 x 32768, k = 2048, same run (docs/BENCHMARKS.md, sessions 4 and 5): the 320-thread
+// split configuration 0.2589 ms against 0.2848 for 384 threads sampling in the block; its sample
+// at 160 places and the dependent launch, 0.2375 against 0.2561. The 512-thread configuration
+// serves rows too long for the first one's list (131072 columns).
+constexpr int kTopkSplitSample = 160;
 const TopkFastCfg kTopkFast[kTopkFastConfigs] = {
-    {kern::topk_per_row_fast_kernel<320, 3, 3, 1, 2, true>, kern::topk_sample_kernel<320, 1>, 320, 3, 1},
-    {kern::topk_per_row_fast_kernel<512, 2, 4, 1, 2, false>, nullptr, 512, 2, 1},
+    {kern::topk_per_row_fast_kernel<320, 3, 3, 1, 2, true>, kern::topk_sample_kernel<kTopkSplitSample>, 320, 3, 1,
+     kTopkSplitSample},
+    {kern::topk_per_row_fast_kernel<512, 2, 4, 1, 2, false>, nullptr, 512, 2, 1, 512},
 };
+static_assert(kTopkSplitSample <= 320 * 1, "the sampler samples the rows the fast kernel samples (see topk.cuh)");
 }  // namespace
 
-cudaError_t topk_prepare(int device, size_t *fast_smem) {
-  int per_sm = 0, reserved = 0, optin = 0;
+cudaError_t topk_prepare(int device, TopkLaunchState *st) {
+  int per_sm = 0, reserved = 0, optin = 0, major = 0;
+  size_t *fast_smem = st->fast_smem;
   cudaError_t e = cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  st->dependent_launch = major >= 9;
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, device);
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
   for (int i = 0; i < kTopkFastConfigs; ++i) {
@@ -122,7 +130,8 @@ cudaError_t topk_prepare(int device, size_t *fast_smem) {
   return e;
 }
 
-cudaError_t launch_topk(const kern::TopkParams &p, const size_t *fast_smem, cudaStream_t s) {
+cudaError_t launch_topk(const kern::TopkParams &p, const TopkLaunchState &st, cudaStream_t s) {
+  const size_t *fast_smem = st.fast_smem;
   if (p.R == 0) return cudaSuccess;
   const int words = kern::topk_fast_words(p.C);
   const size_t fixed = kern::topk_fast_smem_bytes(words, 0);
@@ -132,13 +141,26 @@ cudaError_t launch_topk(const kern::TopkParams &p, const size_t *fast_smem, cuda
     const int cap = (int)std::min<size_t>((fast_smem[i] - fixed) / 8, (size_t)p.C);
     if (cap < p.C) {  // rows may be longer than the list: the kernel samples them
       if (cap < 4 * f.threads * f.sample + 8) continue;
-      const double ns = 4.0 * f.threads * f.sample, ex = p.k * ns / p.C;
+      const double ns = 4.0 * f.sample_vectors, ex = p.k * ns / p.C;
       const double aim = (ex + 4.0 * std::sqrt(ex) + 4.0) * p.C / ns;  // the kernel's sample target
       if (cap < 1.25 * aim + 64) continue;
       if (f.sampler) {  // the rows' bounds into out[r][0], which the fast kernel reads first
         f.sampler<<<(p.R + kern::kTopkSampleWarps - 1) / kern::kTopkSampleWarps,
                     kern::kTopkSampleWarps * SPMLA_WARP_SIZE, 0, s>>>(p, cap);
         if (cudaError_t e = cudaGetLastError()) return e;
+        if (st.dependent_launch) {  // may start while the sampler runs; waits before reading lo
+          cudaLaunchAttribute attr[1];
+          attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+          attr[0].val.programmaticStreamSerializationAllowed = 1;
+          cudaLaunchConfig_t lc = {};
+          lc.gridDim = dim3((unsigned)p.R);
+          lc.blockDim = dim3((unsigned)f.threads);
+          lc.dynamicSmemBytes = kern::topk_fast_smem_bytes(words, cap);
+          lc.stream = s;
+          lc.attrs = attr;
+          lc.numAttrs = 1;
+          return cudaLaunchKernelEx(&lc, f.kernel, p, words, cap);
+        }
       }
     }
     f.kernel<<<p.R, f.threads, kern::topk_fast_smem_bytes(words, cap), s>>>(p, words, cap);

@@ -43,7 +43,7 @@ struct Context {
   size_t smem_optin = 0;
   AttnSm90Mode attn_sm90 = AttnSm90Mode::kOff;  // the Hopper attention fast path on this device
   int attn_splits = 0;  // SPMLA_CUDA_ATTENTION_SPLITS (tuning): split-K count forced, 0 = chosen
-  size_t topk_smem[kTopkFastConfigs] = {};  // fast topk kernels' shared memory per block (0: not used)
+  TopkLaunchState topk;  // fast topk kernels' shared memory per block, dependent launch
 };
 
 spmla_status_t use_device(const Context *c) {
@@ -132,7 +132,7 @@ spmla_status_t context_create(int32_t device, void **out) {
   if (e == cudaSuccess) e = attention_sm90_prepare(major * 10 + minor, c->smem_optin, &c->attn_sm90);
   if (const char *v = std::getenv("SPMLA_CUDA_ATTENTION_SPLITS")) c->attn_splits = std::max(0, std::min(64, std::atoi(v)));
   if (e == cudaSuccess) e = indexer_prepare();
-  if (e == cudaSuccess) e = topk_prepare(device, c->topk_smem);
+  if (e == cudaSuccess) e = topk_prepare(device, &c->topk);
   if (e != cudaSuccess) {
     delete c;
     return cuda_fail(e, "context setup");
@@ -493,7 +493,7 @@ spmla_status_t topk_per_row(void *ctx, const spmla_topk_per_row_args_t *a, void 
   p.next_n = a->next_n >= 1 ? a->next_n : 1;
   p.out = ptr<int32_t>(a->indices);
   p.out_stride = st(a->indices, 0);
-  SPMLA_CU(launch_topk(p, c->topk_smem, as_stream(stream)), "topk_per_row launch");
+  SPMLA_CU(launch_topk(p, c->topk, as_stream(stream)), "topk_per_row launch");
   return SPMLA_STATUS_SUCCESS;
 }
 

@@ -5,6 +5,10 @@
 
 #include "gpu_test.h"
 
+#if defined(SPMLA_GPU_TESTS_HAVE_CUDART)
+#include <cuda_runtime.h>
+#endif
+
 using namespace gpu_test;
 
 namespace {
@@ -215,6 +219,85 @@ TEST_CASE("gpu topk_per_row", "[gpu][topk]") {
     require_equal(dout.download<int32_t>(hout.size()), hout, "topk indices");
   }
 }
+
+#if defined(SPMLA_GPU_TESTS_HAVE_CUDART)
+// The CUDA fast path is two kernels, the second launched as a programmatic dependent of the first
+// (sm_90): it may start before the first has finished. Captured in a graph right after the copy
+// that writes its logits (poisoned to NaN before every replay), on a stream of its own, it must
+// still equal the CPU reference on every replay, as the eager run on that stream must.
+TEST_CASE("gpu topk_per_row on a stream and in a CUDA graph, after the copy that writes its logits", "[gpu][topk][graph]") {
+  Rng r;
+  INFO("seed " << r.seed);
+  const int R = quick() ? 200 : 1000, Cc = 32768, k = 2048;  // sampled rows, more than one wave
+  std::vector<float> v((size_t)R * Cc);
+  for (auto &x : v) {
+    const double u = r.uni();
+    x = u < 0.01 ? qnan() : u < 0.015 ? inf() : r.normal(3.0f);
+  }
+  std::vector<int32_t> rs(R), re(R);
+  for (int i = 0; i < R; ++i) {
+    rs[i] = (int32_t)r.range(0, Cc / 4);
+    re[i] = (int32_t)r.range(Cc / 2, Cc + 1);
+  }
+  auto href = poisoned<int32_t>((size_t)R * k);
+  DevBuf dsrc(v), dv(v.size() * 4), drs(rs), dre(re), dout((size_t)R * k * 4);
+  struct Args {  // the op's arguments and the tensors they point to
+    spmla_tensor_t logits, starts, ends, out;
+    spmla_topk_per_row_args_t a = SPMLA_TOPK_PER_ROW_ARGS_INIT;
+    Args(const void *l, const void *rs_, const void *re_, void *o, int R_, int C_, int k_)
+        : logits(tensor(l, SPMLA_DTYPE_FP32, {R_, C_})), starts(tensor(rs_, SPMLA_DTYPE_INT32, {R_})),
+          ends(tensor(re_, SPMLA_DTYPE_INT32, {R_})), out(tensor(o, SPMLA_DTYPE_INT32, {R_, k_})) {
+      a.logits = &logits;
+      a.row_starts = &starts;
+      a.row_ends = &ends;
+      a.indices = &out;
+    }
+    Args(const Args &) = delete;
+  };
+  const Args ha(v.data(), rs.data(), re.data(), href.data(), R, Cc, k);
+  run_op(false, ha.a, spmla_topk_per_row_get_workspace_size, spmla_topk_per_row_run, "topk (reference)");
+  const Args dargs(dv.p, drs.p, dre.p, dout.p, R, Cc, k);
+  const spmla_topk_per_row_args_t &da = dargs.a;
+  size_t wsb = 0;
+  check(spmla_topk_per_row_get_workspace_size(G(), &da, &wsb), "ws");
+  DevBuf dws(wsb);
+  cudaStream_t s;
+  REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+  auto poison = [&] {
+    REQUIRE(cudaMemsetAsync(dv.p, 0xff, dv.bytes, s) == cudaSuccess);  // NaN logits
+    REQUIRE(cudaMemsetAsync(dout.p, 0xff, dout.bytes, s) == cudaSuccess);
+  };
+  auto copy_and_run = [&] {
+    REQUIRE(cudaMemcpyAsync(dv.p, dsrc.p, dv.bytes, cudaMemcpyDeviceToDevice, s) == cudaSuccess);
+    return spmla_topk_per_row_run(G(), &da, dws.p, wsb, s);
+  };
+  {
+    INFO("eager, on its own stream");
+    poison();
+    check(copy_and_run(), "topk (eager)");
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    require_equal(dout.download<int32_t>(href.size()), href, "topk indices, eager");
+  }
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess);
+  const spmla_status_t st = copy_and_run();
+  const cudaError_t ec = cudaStreamEndCapture(s, &graph);
+  check(st, "topk (captured)");
+  REQUIRE(ec == cudaSuccess);
+  REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+  for (int rep = 0; rep < 3; ++rep) {
+    INFO("graph replay " << rep);
+    poison();
+    REQUIRE(cudaGraphLaunch(exec, s) == cudaSuccess);
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    require_equal(dout.download<int32_t>(href.size()), href, "topk indices, graph");
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(s);
+}
+#endif
 
 TEST_CASE("gpu kv_cache_store bit-identical and kv_cache_gather", "[gpu][kv]") {
   Rng r;

@@ -13,7 +13,8 @@ threads (the list holds `cap` pairs; 6352 with 3 blocks per SM).
 
 Layouts: strided (one vector per thread at even places, the kernel's), chunkN (chunks of N
 consecutive vectors at even places: whole DRAM bursts for N >= 2). Bound: the target-th largest
-sample key cut to 22 bits (in-block sample) or 16 bits (topk_sample_kernel). Needs numpy.
+sample key cut to 22 bits (in-block sample) or 16 bits (topk_sample_kernel, which samples 160
+places per row since session 5: `--threads 160`). Needs numpy.
 """
 import argparse
 
