@@ -34,7 +34,7 @@
 // warp-wide chunks instead was as fast (0.2582) but, simulated on rows whose values are
 // correlated over 64-512 columns, fell back on 10-20 % of them, where strided places never did.
 // Session 5 (same kind of run): 160 places instead of 320 halve the sample kernel's scattered
-// loads (0.044 -> 0.026 ms alone) for ~18 % more candidates (tools/sim/topk_sample.py
+// loads (0.045 -> 0.026 ms alone) for ~18 % more candidates (tools/sim/topk_sample.py
 // --threads 160: no fallback on any modelled row kind), and the dependent launch saves the gap
 // between the two kernels: 0.2561 -> 0.2375 ms together.
 // The figures below are from before the split.
