@@ -117,7 +117,16 @@ cudaError_t topk_prepare(int device, TopkLaunchState *st) {
   size_t *fast_smem = st->fast_smem;
   cudaError_t e = cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  // A dependent launch needs the device (sm_90+) and split kernels whose loaded code has the wait:
+  // code built for an older architecture (sm_80 SASS, or its PTX JIT-compiled here) compiles
+  // dev::grid_dependency_wait() to nothing, and such a kernel must start only after its sampler.
   st->dependent_launch = major >= 9;
+  for (int i = 0; e == cudaSuccess && i < kTopkFastConfigs; ++i) {
+    if (!kTopkFast[i].sampler) continue;
+    cudaFuncAttributes fa = {};
+    e = cudaFuncGetAttributes(&fa, kTopkFast[i].kernel);
+    if (e == cudaSuccess && fa.ptxVersion < 90) st->dependent_launch = false;
+  }
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, device);
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
   for (int i = 0; i < kTopkFastConfigs; ++i) {
