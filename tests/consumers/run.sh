@@ -58,8 +58,11 @@ cmake -S "$root/tests/consumers/cmake" -B "$tmp/cmake-build" -G Ninja \
 cmake --build "$tmp/cmake-build" -j"$jobs" || fail "building the find_package consumer"
 (cd "$tmp/cmake-build" && ctest --output-on-failure) || fail "find_package consumer tests"
 # It linked the installed library, not a build tree's.
-ldd "$tmp/cmake-build/consumer_c" | grep -q "$libdir/libspmla.so.1" \
-  || fail "consumer_c does not resolve libspmla from the install prefix: $(ldd "$tmp/cmake-build/consumer_c" | grep spmla)"
+# (grep reads a here-string, not a pipe: under pipefail `ldd ... | grep -q` fails at random when grep
+# exits on its match before ldd has written everything, and ldd dies of SIGPIPE)
+deps=$(ldd "$tmp/cmake-build/consumer_c")
+grep -q "$libdir/libspmla.so.1" <<<"$deps" \
+  || fail "consumer_c does not resolve libspmla from the install prefix: $(grep spmla <<<"$deps")"
 
 step "(b) Makefile project with pkg-config"
 mkdir -p "$tmp/make-out"
@@ -77,7 +80,7 @@ PKG_CONFIG_PATH="$moved_pcdir" make -s -C "$root/tests/consumers/make" OUT="$tmp
 step "(c) engine: dlopen, not linked against spmla"
 cc -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -I"$prefix/include" \
   "$root/tests/consumers/engine/engine.c" -o "$tmp/engine" -ldl -lm
-if readelf -d "$tmp/engine" | grep -q 'NEEDED.*libspmla'; then
+if grep -q 'NEEDED.*libspmla' <<<"$(readelf -d "$tmp/engine")"; then
   fail "the engine links libspmla; it must only dlopen it"
 fi
 "$tmp/engine" "$lib" || fail "engine (dlopen by path)"
