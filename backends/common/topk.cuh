@@ -540,33 +540,23 @@ __global__ void __launch_bounds__(NT, MINB) topk_per_row_fast_kernel(const TopkP
       if (lane == SPMLA_WARP_SIZE - 1) base = atomicAdd(&misc[kTopkMiscNcand], wtot);
       base = dev::shfl(base, SPMLA_WARP_SIZE - 1);
       int pos = base + incl - cnt;
-      if constexpr (kSplit) {
-        // Predicated stores: no per-value branch and no per-value `pos < cap`. A warp whose
-        // candidates would pass the list's end stores none of them (warp-uniform test); its
-        // count still lands in misc, so the row falls back below. Measured on the H200 (session
-        // 5): 2-4 % faster than the branchy stores. The unsplit configuration keeps those: at its
-        // 64-register cap the predicated form spills.
-        if (base + wtot <= cap) {
-#pragma unroll
-          for (int u = 0; u < U; ++u) {
-            const int col = head + 4 * (n4 - left + u * NT);
-            const uint32_t w[4] = {cur[u].x, cur[u].y, cur[u].z, cur[u].w};
-#pragma unroll
-            for (int c = 0; c < 4; ++c) {
-              const uint32_t hit = (m >> (4 * u + c)) & 1u;
-              if (hit) cand[pos] = make_uint2(w[c], (uint32_t)(col + c));
-              pos += (int)hit;
-            }
-          }
-        }
-      } else {
+      // kSplit: predicated stores, no per-value branch and no per-value `pos < cap`. A warp whose
+      // candidates would pass the list's end stores none of them (warp-uniform test); its count
+      // still lands in misc, so the row falls back below. Measured on the H200 (session 5): 2-4 %
+      // faster than the branchy stores. The unsplit configuration keeps those: at its 64-register
+      // cap the predicated form spills.
+      if (!kSplit || base + wtot <= cap) {
 #pragma unroll
         for (int u = 0; u < U; ++u) {
           const int col = head + 4 * (n4 - left + u * NT);
           const uint32_t w[4] = {cur[u].x, cur[u].y, cur[u].z, cur[u].w};
 #pragma unroll
           for (int c = 0; c < 4; ++c) {
-            if (m & (1u << (4 * u + c))) {
+            if constexpr (kSplit) {
+              const uint32_t hit = (m >> (4 * u + c)) & 1u;
+              if (hit) cand[pos] = make_uint2(w[c], (uint32_t)(col + c));
+              pos += (int)hit;
+            } else if (m & (1u << (4 * u + c))) {
               if (pos < cap) cand[pos] = make_uint2(w[c], (uint32_t)(col + c));
               ++pos;
             }

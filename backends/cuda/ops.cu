@@ -104,12 +104,19 @@ struct TopkFastCfg {
 // at 160 places and the dependent launch, 0.2375 against 0.2561. The 512-thread configuration
 // serves rows too long for the first one's list (131072 columns).
 constexpr int kTopkSplitSample = 160;
-const TopkFastCfg kTopkFast[kTopkFastConfigs] = {
+constexpr TopkFastCfg kTopkFast[kTopkFastConfigs] = {
     {kern::topk_per_row_fast_kernel<320, 3, 3, 1, 2, true>, kern::topk_sample_kernel<kTopkSplitSample>, 320, 3, 1,
      kTopkSplitSample},
     {kern::topk_per_row_fast_kernel<512, 2, 4, 1, 2, false>, nullptr, 512, 2, 1, 512},
 };
-static_assert(kTopkSplitSample <= 320 * 1, "the sampler samples the rows the fast kernel samples (see topk.cuh)");
+// A sampler samples the rows its fast kernel samples (see topk.cuh), and an in-block sample is
+// threads * sample vectors.
+constexpr bool topk_samples_consistent() {
+  for (const TopkFastCfg &f : kTopkFast)
+    if (f.sampler ? f.sample_vectors > f.threads * f.sample : f.sample_vectors != f.threads * f.sample) return false;
+  return true;
+}
+static_assert(topk_samples_consistent(), "kTopkFast: sample_vectors");
 }  // namespace
 
 cudaError_t topk_prepare(int device, TopkLaunchState *st) {
