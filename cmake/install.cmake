@@ -84,3 +84,7 @@ configure_file(${CMAKE_CURRENT_LIST_DIR}/spmla.pc.in ${CMAKE_CURRENT_BINARY_DIR}
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/spmla.pc
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig
   COMPONENT development)
+
+# --- license and changelog ------------------------------------------------------------------
+install(FILES ${PROJECT_SOURCE_DIR}/LICENSE ${PROJECT_SOURCE_DIR}/CHANGELOG.md
+  DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT runtime)

@@ -459,7 +459,7 @@ SPMLA_API spmla_status_t spmla_topk_per_row_run(spmla_handle_t handle,
 /* 6. kv_cache_store   7. kv_cache_gather                                     */
 /* ------------------------------------------------------------------------- */
 /** Writes kv[n] into slot slot_mapping[n] of the cache in its layout (negative or
- *  out-of-range slots are skipped). FP8 layouts quantize per SPEC.md; the
+ *  out-of-range slots are skipped). FP8 layouts quantize per docs/SPEC.md; the
  *  INDEXER_FP8 layout stores fp8 bytes plus one fp32 scale amax/fp8_max per token. */
 typedef struct spmla_kv_cache_store_args {
   size_t struct_size;                 /* via SPMLA_KV_CACHE_STORE_ARGS_INIT */

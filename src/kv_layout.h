@@ -1,4 +1,4 @@
-// kv_layout.h — byte geometry of the KV-cache layouts (SPEC.md "KV cache layouts").
+// kv_layout.h — byte geometry of the KV-cache layouts (docs/SPEC.md "KV cache layouts").
 // Shared by validation, the CPU reference and the tools, so the numbers live in one place.
 #pragma once
 #include <cstddef>

@@ -1,4 +1,4 @@
-// numerics.h — scalar number formats of spmla (SPEC.md "Number formats"), header-only.
+// numerics.h — scalar number formats of spmla (docs/SPEC.md "Number formats"), header-only.
 //
 // bf16 / fp16 <-> fp32, FP8 E4M3FN and E4M3FNUZ decode and encode, UE8M0 scales. Everything is
 // done on bit patterns with integer arithmetic, so the results are exact and identical on every
@@ -11,7 +11,7 @@
 //    the quiet bit is forced so that a payload never truncates to infinity); overflow gives inf.
 //  - FP8 encode: x is rounded to nearest even on the FP8 grid; |x| beyond the largest finite
 //    value (including +-inf) saturates to +-max finite (448 for E4M3FN, 240 for E4M3FNUZ), as
-//    SPEC.md demands (torch would give NaN for inf; SPEC says saturate, so we saturate);
+//    docs/SPEC.md demands (torch would give NaN for inf; SPEC says saturate, so we saturate);
 //    NaN gives the NaN code: E4M3FN 0x7F / 0xFF by sign (as torch does), E4M3FNUZ 0x80.
 //    Zero sign: E4M3FN keeps it (-0 and negatives rounding to zero give 0x80); E4M3FNUZ has no
 //    -0, so they give 0x00.
@@ -235,7 +235,7 @@ SPMLA_HD int ceil_log2_exact(float r) {
   return (e - 127) + (man != 0 ? 1 : 0);
 }
 
-// The per-tile power-of-two quantization scale of SPEC.md / FlashMLA's quant.py:
+// The per-tile power-of-two quantization scale of docs/SPEC.md / FlashMLA's quant.py:
 //   scale = 2^ceil(log2(max(amax / fp8_max, 1e-4)))
 // amax / fp8_max is computed in fp32 (as quant.py does in torch fp32), then ceil(log2(.)) is taken
 // exactly from the bits (a power of two maps to itself). Returns the exponent k (scale = 2^k).

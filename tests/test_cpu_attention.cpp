@@ -1,6 +1,6 @@
 // test_cpu_attention.cpp — sparse_attention on the CPU backend through the public API:
 // hand-computed cases, an independent double-precision reference over every layout, the
-// properties of SPEC.md op 1, and a timing print of a DeepSeek-V3.2 decode step.
+// properties of docs/SPEC.md op 1, and a timing print of a DeepSeek-V3.2 decode step.
 #include <algorithm>
 #include <chrono>
 #include <climits>

@@ -1,6 +1,6 @@
 // test_vectors.cpp — the CPU backend against FlashMLA's public test vectors
 // (tests/vectors/flashmla, a copy of the public shared/vectors; see its README): cache bytes of quant.py and sparse decode /
-// prefill outputs, with SPEC.md's tolerances.
+// prefill outputs, with docs/SPEC.md's tolerances.
 #include "test_support.h"
 
 namespace {

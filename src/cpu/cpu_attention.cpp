@@ -1,4 +1,4 @@
-// cpu_attention.cpp — sparse_attention, the reference (SPEC.md op 1).
+// cpu_attention.cpp — sparse_attention, the reference (docs/SPEC.md op 1).
 //
 // Per token t:
 //   1. J = the valid entries of the main list (list position < lengths[t], slot in

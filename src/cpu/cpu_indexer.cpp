@@ -1,4 +1,4 @@
-// cpu_indexer.cpp — indexer_logits, ragged and paged (SPEC.md op 4).
+// cpu_indexer.cpp — indexer_logits, ragged and paged (docs/SPEC.md op 4).
 //
 // logits[r, j] = sum_h weights[r, h] * relu(k_scale[j] * <q[r, h, :], k[j, :]>), with q and k
 // decoded from FP8 to fp32, the dot product in fp32 (16 lane partial sums, fixed order), the sum

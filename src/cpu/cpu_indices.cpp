@@ -1,4 +1,4 @@
-// cpu_indices.cpp — indices_to_slots and window_indices (SPEC.md ops 2 and 3).
+// cpu_indices.cpp — indices_to_slots and window_indices (docs/SPEC.md ops 2 and 3).
 #include <limits>
 
 #include "cpu/cpu_internal.h"

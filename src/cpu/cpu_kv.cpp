@@ -1,4 +1,4 @@
-// cpu_kv.cpp — KV-cache row decoding, kv_cache_store and kv_cache_gather (SPEC.md ops 6 and 7).
+// cpu_kv.cpp — KV-cache row decoding, kv_cache_store and kv_cache_gather (docs/SPEC.md ops 6 and 7).
 #include <algorithm>
 #include <cmath>
 

@@ -1,4 +1,4 @@
-// cpu_topk.cpp — topk_per_row (SPEC.md op 5).
+// cpu_topk.cpp — topk_per_row (docs/SPEC.md op 5).
 //
 // Per row r: the range [s, e) is [row_starts[r], row_ends[r]) (absent start: 0, absent end: C),
 // or with context_lens the paged rule [0, context_lens[r / next_n] - next_n + r % next_n + 1);

@@ -3,7 +3,7 @@
 // tests/gpu/test_gpu_fp8_flavours.cpp on the GPU backend under test (cuda, or hip through the
 // HIP-on-NVIDIA build). Buffers come from spmla_device_malloc on the handle, so one body serves both.
 //
-// What is expected is computed here from the bf16 input alone, by a model of SPEC.md written
+// What is expected is computed here from the bf16 input alone, by a model of docs/SPEC.md written
 // independently of spmla (no numerics.h, no kv_layout.h): E4M3 decoded from its bits with bias 7
 // (E4M3FN, max 448) or 8 (E4M3FNUZ, max 240); encoding = the nearest finite code of the flavour,
 // ties to the even code; per-tile scale 2^ceil(log2(max(amax / fp8_max, 1e-4))) with the ratio in
@@ -13,7 +13,7 @@
 // Checked:
 //  - store in flavour F: the cache bytes are the model's (codes, scales, RoPE), byte for byte;
 //  - gather and sparse_attention of that cache declared F: the model's dequantized numbers
-//    (gather exactly, attention within SPEC.md's tolerance against a double-precision reference);
+//    (gather exactly, attention within docs/SPEC.md's tolerance against a double-precision reference);
 //  - an FNUZ store never mis-scales with 448 (a tile of amax 300 comes back as ~288, not clipped
 //    at 240), and an E4M3FN store never uses 240;
 //  - the same bytes declared in the other flavour give other numbers (x2 or x0.5, NaN for the
@@ -456,7 +456,7 @@ inline AttnOut run_attention(spmla_handle_t h, int T, int H, const std::vector<u
   return r;
 }
 
-// SPEC.md: logit = scale * <q, K[0:D]>, out = softmax-weighted sum of V = the first 512 values.
+// docs/SPEC.md: logit = scale * <q, K[0:D]>, out = softmax-weighted sum of V = the first 512 values.
 inline AttnOut reference(int T, int H, const std::vector<uint16_t> &q, const Source &m, const Source *x) {
   const int D = m.s->L.D;
   const double scale = 1.0 / std::sqrt((double)D);

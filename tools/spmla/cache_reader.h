@@ -1,5 +1,5 @@
 // cache_reader.h — reads rows of a paged KV cache back to the host and dequantizes them in double,
-// from the layout table of SPEC.md ("KV cache layouts"), written independently of the library.
+// from the layout table of docs/SPEC.md ("KV cache layouts"), written independently of the library.
 // Pages are fetched on demand with spmla_memcpy and kept, so checking a few tokens of a large
 // device cache copies only the pages those tokens touch.
 #pragma once

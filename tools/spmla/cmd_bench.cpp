@@ -2,7 +2,7 @@
 // compares each with a ceiling measured in the same run.
 //
 // Extending it: every benchmark is a Case {op, shape label, run}. The shape lists live in
-// small_cases() (CPU-sized) and spec_cases() (SPEC.md "Sizes to support and benchmark"); add a
+// small_cases() (CPU-sized) and spec_cases() (docs/SPEC.md "Sizes to support and benchmark"); add a
 // shape to a list, or a new op with a make_<op>_case() factory that sets up inputs, calls
 // time_op() with one queued call of the op, and returns the FLOPs and bytes of one call.
 // On a GPU every timed call starts from a cold L2: a 256 MiB scratch buffer (larger than the L2 of
@@ -385,7 +385,7 @@ std::vector<Case> small_cases() {
   return c;
 }
 
-// SPEC.md "Sizes to support and benchmark" (for GPU backends).
+// docs/SPEC.md "Sizes to support and benchmark" (for GPU backends).
 std::vector<Case> spec_cases() {
   std::vector<Case> c;
   for (int64_t b : {2, 32, 64, 128})  // V3.2 decode: 2 tokens per request (MTP), context 32K
@@ -399,7 +399,7 @@ std::vector<Case> spec_cases() {
       c.push_back(make_attention_case({"v4", "decode", 2 * 64, h, k, 128, 64 * 32768}));
       c.push_back(make_attention_case({"v4", "prefill", 4096, h, k, 128, 32768}));
     }
-  // (the corr row is not a SPEC.md size: it shows what column-correlated logits cost the fast path)
+  // (the corr row is not a docs/SPEC.md size: it shows what column-correlated logits cost the fast path)
   for (TopkShape s : {TopkShape{256, 32768, 2048}, TopkShape{4096, 32768, 2048}, TopkShape{4096, 32768, 1024},
                       TopkShape{4096, 32768, 512}, TopkShape{4096, 131072, 2048}, TopkShape{4096, 32768, 2048, 64}})
     c.push_back(make_topk_case(s));

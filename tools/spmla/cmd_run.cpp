@@ -10,7 +10,7 @@
 //   3. top-k per row -> request-local positions;  4. indices_to_slots through the block table;
 //   5. v4: window_indices for the sliding window;   6. sparse attention (workspace -> plan -> run).
 // The checker then recomputes a sample of query tokens in double from the cache bytes themselves
-// (decoded here from SPEC.md's layout table, not by the library) and compares out, lse and
+// (decoded here from docs/SPEC.md's layout table, not by the library) and compares out, lse and
 // max_logits, plus the indexer logits, top-k selection and slot lists of the same rows.
 #include <nlohmann/json.hpp>
 
@@ -585,7 +585,7 @@ int cmd_run(const RunOptions &o) {
         }
       }
 
-      // Attention in double from the decoded cache rows, by SPEC.md's definition.
+      // Attention in double from the decoded cache rows, by docs/SPEC.md's definition.
       std::vector<std::vector<double>> keys;
       auto add = [&](CacheReader &rd, const std::vector<int32_t> &list, int32_t n) {
         for (int32_t k = 0; k < int32_t(list.size()) && k < n; ++k)

@@ -1,4 +1,4 @@
-// host_numerics.h — the CLI's own number formats, written from the table in SPEC.md ("Number
+// host_numerics.h — the CLI's own number formats, written from the table in docs/SPEC.md ("Number
 // formats") and independent of src/numerics.h, so `spmla run` checks the library against a second
 // implementation rather than against itself.
 #pragma once

@@ -76,7 +76,7 @@ int main(int argc, char **argv) {
   bench->add_flag("--json", bo.json, "Print one JSON object");
   bench->add_option("--repeats", bo.repeats, "Timed calls per case (median reported)")->check(CLI::Range(1, 100000))->capture_default_str();
   bench->add_option("--warmup", bo.warmup, "Untimed calls before timing")->check(CLI::Range(0, 100000))->capture_default_str();
-  bench->add_option("--sizes", bo.sizes, "small (CPU-sized), spec (SPEC.md benchmark sizes) or auto (small on cpu)")
+  bench->add_option("--sizes", bo.sizes, "small (CPU-sized), spec (docs/SPEC.md benchmark sizes) or auto (small on cpu)")
       ->check(CLI::IsMember({"auto", "small", "spec"}))->capture_default_str();
   bench->add_option("--peak-tflops", bo.peak_tflops, "Compute ceiling to compare with (default: measured on cpu, none elsewhere)");
   bench->add_option("--peak-gbps", bo.peak_gbps, "Bandwidth ceiling to compare with (default: measured copy bandwidth)");

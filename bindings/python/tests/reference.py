@@ -1,7 +1,7 @@
-"""A numpy reference of SPEC.md, written for this test suite.
+"""A numpy reference of docs/SPEC.md, written for this test suite.
 
 It is independent of spmla's C reference backend (FP8 decoding and encoding come from ml_dtypes,
-the layouts are implemented from SPEC.md's tables), so the two references check each other.
+the layouts are implemented from docs/SPEC.md's tables), so the two references check each other.
 Everything works on host numpy arrays; caches are ``uint8 [num_pages, page_stride]``.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 FP8_DTYPES = {"e4m3fn": ml_dtypes.float8_e4m3fn, "e4m3fnuz": ml_dtypes.float8_e4m3fnuz}
 FP8_MAX = {"e4m3fn": 448.0, "e4m3fnuz": 240.0}
 
-# Layout geometry (SPEC.md "KV cache layouts").
+# Layout geometry (docs/SPEC.md "KV cache layouts").
 V32_TOKEN_BYTES, V32_NOPE, V32_TILE, V32_SCALE_OFF, V32_ROPE_OFF = 656, 512, 128, 512, 528
 V4_DATA_BYTES, V4_SCALE_BYTES, V4_NOPE, V4_TILE, V4_SCALES = 576, 8, 448, 64, 7
 D_V = 512

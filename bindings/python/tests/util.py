@@ -1,5 +1,5 @@
 """Helpers of the spmla test suite: random inputs, caches filled by the numpy reference, and
-comparisons with SPEC.md's tolerances."""
+comparisons with docs/SPEC.md's tolerances."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def poison_slot(ref: R.RefCache, s: int) -> None:
 
 
 def assert_attention_close(out, lse, ref_out, ref_lse, max_logits=None, ref_max=None):
-    """SPEC.md tolerances: ||out - ref|| / ||ref|| < 1e-2, |lse - ref| < 1e-3 max(1, |ref|);
+    """docs/SPEC.md tolerances: ||out - ref|| / ||ref|| < 1e-2, |lse - ref| < 1e-3 max(1, |ref|);
     rows with nothing attended exactly out 0, lse +inf, max_logits -inf."""
     out = np.asarray(out).astype(np.float64)
     lse = np.asarray(lse, dtype=np.float64)

@@ -7,7 +7,7 @@
  *   kv_cache_store (V32_FP8 "fp8_ds_mla")  ->  indices_to_slots  ->  plan  ->  run
  *
  * Everything is checked against values this program computes itself: the slot ids from
- * its own block table, the cache bytes from its own FP8 quantizer (SPEC.md), and the
+ * its own block table, the cache bytes from its own FP8 quantizer (docs/SPEC.md), and the
  * attention output / lse from a double-precision reference over its own dequantized keys.
  *
  * Usage: engine [path/to/libspmla.so.1]   (default "libspmla.so.1", found by the loader)

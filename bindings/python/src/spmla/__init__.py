@@ -6,7 +6,7 @@ allocated by the inputs' framework; GPU work runs on the framework's current str
 ``stream=`` says otherwise. Every failure raises an :class:`spmla.Error` subclass carrying the
 C library's message.
 
-Operations (SPEC.md): :func:`sparse_attention` (and :class:`SparseAttentionPlan` for decode),
+Operations (docs/SPEC.md): :func:`sparse_attention` (and :class:`SparseAttentionPlan` for decode),
 :func:`indices_to_slots`, :func:`window_indices`, :func:`indexer_logits`,
 :func:`indexer_logits_paged`, :func:`topk_per_row`, :func:`kv_cache_store`,
 :func:`kv_cache_gather`.

@@ -1,4 +1,4 @@
-"""The operations of SPEC.md, with keyword arguments, outputs allocated on request, and
+"""The operations of docs/SPEC.md, with keyword arguments, outputs allocated on request, and
 plan objects for decode."""
 
 from __future__ import annotations
@@ -469,7 +469,7 @@ def kv_cache_store(kv: Any, slot_mapping: Any, cache: KVCache, *, dtype: Any = N
                    handle: Optional[Handle] = None, stream: Any = None) -> None:
     """Writes ``kv[n]`` into slot ``slot_mapping[n]`` of the cache in its layout, in place.
 
-    FP8 layouts quantise per SPEC.md (per-tile power-of-two scales for V32_FP8 / V4_FP8, the
+    FP8 layouts quantise per docs/SPEC.md (per-tile power-of-two scales for V32_FP8 / V4_FP8, the
     cache's scale for FP8_PER_TENSOR, one fp32 scale ``amax / fp8_max`` per token for
     INDEXER_FP8); RoPE values are stored as bf16. Negative or out-of-range slots are skipped.
 

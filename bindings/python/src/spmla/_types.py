@@ -30,7 +30,7 @@ class DType(enum.IntEnum):
 
 
 class Layout(enum.IntEnum):
-    """KV-cache layouts (``spmla_kv_layout_t``); see SPEC.md "KV cache layouts"."""
+    """KV-cache layouts (``spmla_kv_layout_t``); see docs/SPEC.md "KV cache layouts"."""
 
     BF16 = 1
     FP8_PER_TENSOR = 2

@@ -2056,7 +2056,7 @@ extern "C" {
     ) -> spmla_status_t;
 }
 #[doc = " Writes kv[n] into slot slot_mapping[n] of the cache in its layout (negative or"]
-#[doc = "  out-of-range slots are skipped). FP8 layouts quantize per SPEC.md; the"]
+#[doc = "  out-of-range slots are skipped). FP8 layouts quantize per docs/SPEC.md; the"]
 #[doc = "  INDEXER_FP8 layout stores fp8 bytes plus one fp32 scale amax/fp8_max per token."]
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -2148,7 +2148,7 @@ fn bindgen_test_layout_spmla_kv_cache_store_args() {
     test_field_cache();
 }
 #[doc = " Writes kv[n] into slot slot_mapping[n] of the cache in its layout (negative or"]
-#[doc = "  out-of-range slots are skipped). FP8 layouts quantize per SPEC.md; the"]
+#[doc = "  out-of-range slots are skipped). FP8 layouts quantize per docs/SPEC.md; the"]
 #[doc = "  INDEXER_FP8 layout stores fp8 bytes plus one fp32 scale amax/fp8_max per token."]
 pub type spmla_kv_cache_store_args_t = spmla_kv_cache_store_args;
 extern "C" {

@@ -1,6 +1,6 @@
 //! Test helpers: a small deterministic RNG and an independent reference of the
 //! cache formats and the operations, written from the operation contract
-//! (SPEC.md), not from the library's sources.
+//! (docs/SPEC.md), not from the library's sources.
 #![allow(dead_code)]
 
 use spmla::{Bf16, Fp8E4m3fn, Fp8E4m3fnuz, HostBuffer};
@@ -42,13 +42,13 @@ pub fn ceil_log2(r: f32) -> i32 {
     e + if bits & 0x7F_FFFF != 0 { 1 } else { 0 }
 }
 
-/// The power-of-two tile scale of SPEC.md: 2^ceil(log2(max(amax / fp8_max, 1e-4))).
+/// The power-of-two tile scale of docs/SPEC.md: 2^ceil(log2(max(amax / fp8_max, 1e-4))).
 pub fn tile_scale(amax: f32, fp8_max: f32) -> f32 {
     let r = (amax / fp8_max).max(1e-4);
     2f32.powi(ceil_log2(r))
 }
 
-/// The 656 bytes of one DeepSeek-V3.2 "fp8_ds_mla" token (OCP E4M3FN), per SPEC.md.
+/// The 656 bytes of one DeepSeek-V3.2 "fp8_ds_mla" token (OCP E4M3FN), per docs/SPEC.md.
 pub fn v32_encode(row: &[Bf16]) -> Vec<u8> {
     assert_eq!(row.len(), 576);
     let mut out = vec![0u8; 656];
