@@ -212,13 +212,18 @@ def test_flashmla_v32_decode_vectors(vectors, name):
 
 
 def test_flashmla_v4_decode_vectors_kernel_view(vectors):
-    """The V4 cache handed over exactly as FlashMLA's kernel sees it: a [pages, bs, 1, 584] view
-    of the padded page buffer."""
+    """FlashMLA's kernel view of a V4 cache, [pages, bs, 1, 584] over the padded page buffer,
+    lacks each page's rounding to a multiple of 576, which kv_cache_store writes: it is refused
+    with a message naming the view to hand over; the padded page buffer itself
+    (``[pages, 37440]``, as FlashMLA allocates it) or ``data[:, :37440]`` of it is the cache."""
     c = load_case(vectors, "model1_decode_small")
     main_pages, extra_pages = c["k_cache_pages"], c["extra_k_cache_pages"]
     main_view = main_pages[:, :64 * 584].reshape(6, 64, 1, 584)
     assert main_view.strides[0] == 37440 and main_view.base is not None
-    main = spmla.KVCache(main_view, "v4_fp8", block_size=64)
+    with pytest.raises(spmla.InvalidArgumentError, match=r"rows of at least 37440 bytes.*"
+                                                         r"data\[:, :37440\]"):
+        spmla.KVCache(main_view, "v4_fp8", block_size=64).num_pages
+    main = spmla.KVCache(main_pages[:, :37440], "v4_fp8", block_size=64)
     assert main.page_stride_bytes == 37440 and main.num_pages == 6
     extra = spmla.KVCache(extra_pages, "v4_fp8", block_size=128)
     out, lse = spmla.sparse_attention(

@@ -1,5 +1,10 @@
 """Builds the wheel, installs it into a fresh venv and runs operations from outside the source
-tree: the wheel alone must carry libspmla, the extension and the backend plugins ($ORIGIN)."""
+tree: the wheel alone must carry libspmla, the extension and the backend plugins ($ORIGIN).
+
+The wheel is built once, CPU-only (-Ccmake.define.SPMLA_CPU_ONLY=ON, the documented switch; it
+is also the fast build), unless SPMLA_WHEEL_CMAKE_DEFINES says otherwise: then the checks that
+depend on the switch are skipped and the rest still run. Its venv has numpy only (ml_dtypes is
+blocked in the checks), and every shipped .so searches $ORIGIN only."""
 
 import os
 import pathlib
@@ -12,10 +17,13 @@ import zipfile
 import numpy
 import pytest
 
+import elfcheck
+
 PKG = pathlib.Path(__file__).resolve().parent.parent
 
 CHECK = textwrap.dedent(r"""
     import os, sys
+    sys.modules["ml_dtypes"] = None  # pip brings numpy only: nothing may need ml_dtypes
     import numpy as np
     import spmla
     here = os.path.dirname(spmla.__file__)
@@ -67,7 +75,8 @@ def wheel(tmp_path_factory):
         cmd.append("--no-build-isolation")  # offline machines: use the installed build tools
     except ImportError:
         pass
-    for d in os.environ.get("SPMLA_WHEEL_CMAKE_DEFINES", "").split():  # e.g. SPMLA_ENABLE_CUDA=OFF
+    defines = os.environ.get("SPMLA_WHEEL_CMAKE_DEFINES", "").split()
+    for d in defines or ["SPMLA_CPU_ONLY=ON"]:  # e.g. SPMLA_ENABLE_CUDA=OFF
         cmd.append(f"-Ccmake.define.{d}")
     _run(cmd, timeout=3600)
     wheels = list(wheel_dir.glob("spmla-*.whl"))
@@ -104,22 +113,46 @@ def test_wheel_contents_and_unpacked_install(wheel, tmp_path):
     assert any(n.startswith("spmla/_spmla") and n.endswith(".so") for n in names)
     assert not any(n.startswith(("include/", "lib/", "share/", "bin/")) for n in names), names
     assert not any("/tests/" in n for n in names)
+    # The root LICENSE (Apache-2.0) in .dist-info, and the license classifier.
+    lic = [n for n in names if ".dist-info/" in n and n.rsplit("/", 1)[-1] == "LICENSE"]
+    assert lic, names
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read(lic[0]).decode().lstrip().startswith("Apache License"), lic
+        meta = z.read([n for n in names if n.endswith(".dist-info/METADATA")][0]).decode()
+    assert "Classifier: License :: OSI Approved :: Apache Software License" in meta, meta
+    defines = os.environ.get("SPMLA_WHEEL_CMAKE_DEFINES", "").split()
+    if not defines or "SPMLA_CPU_ONLY=ON" in defines:
+        # SPMLA_CPU_ONLY=ON: no GPU plugin, whatever toolchains this machine has.
+        assert not any("libspmla_backend_" in n for n in names), names
     py, site = _venv(tmp_path, with_pip=False)
     with zipfile.ZipFile(wheel) as z:  # installing a wheel = unpacking it into site-packages
         z.extractall(site)
     _link_numpy(site)
     for so in (site / "spmla").glob("*.so*"):
         so.chmod(0o755)
+    libs = elfcheck.shipped_libraries(site / "spmla")
+    assert libs
+    for so in libs:
+        # Only $ORIGIN-based RUNPATH/RPATH entries: no empty one (= the current directory), no
+        # relative or build-tree one.
+        assert elfcheck.bad_search_entries(so) == [], (so, elfcheck.search_paths(so))
+        if so.name.startswith("_spmla"):
+            paths = elfcheck.search_paths(so)
+            assert paths["RUNPATH"] + paths["RPATH"] == ["$ORIGIN"], paths
     if shutil.which("readelf"):
-        for so in (site / "spmla").glob("*.so*"):
-            if so.name.startswith("libspmla.so"):
-                continue
+        for so in libs:
             dyn = _run(["readelf", "-d", str(so)]).stdout
             if so.name.startswith("_spmla"):
                 assert "$ORIGIN" in dyn and "libspmla.so.1" in dyn, dyn
             assert "/build" not in dyn and "/work" not in dyn, dyn  # no build-tree rpaths
     r = _run([str(py), "-c", CHECK], cwd=tmp_path, env=_clean_env(), timeout=600)
     assert "wheel ok" in r.stdout
+    # Vendor runtimes planted in the working directory are never loaded.
+    work = tmp_path / "cwd"
+    work.mkdir()
+    assert elfcheck.plant_fakes(work), "no C compiler to build the planted libraries"
+    marker, listing = elfcheck.run_with_fakes(py, work, env=_clean_env())
+    assert marker is None, f"a planted library was loaded from the working directory: {marker}"
 
 
 @pytest.mark.slow

@@ -97,13 +97,40 @@ TensorView::TensorView(py::handle obj, std::string name, int dtype, py::object s
   if (writable && readonly_) {
     raise_invalid("argument '" + name_ + "': the array is read-only but the call writes to it");
   }
+  // Sizes any producer may claim (a fake capsule, as_strided with stride 0): the element count
+  // and the byte extent must fit in 64 bits before anything below multiplies them.
+  {
+    int64_t n = 1, extent = 0;
+    bool overflow = false;
+    for (int i = 0; i < t_.ndim && !overflow; ++i) {
+      overflow = __builtin_mul_overflow(n, t_.shape[i], &n);
+    }
+    if (!overflow && n > 0) {
+      extent = 1;
+      for (int i = 0; i < t_.ndim && !overflow; ++i) {
+        int64_t term = 0;
+        const int64_t st = t_.strides[i] < 0 ? -t_.strides[i] : t_.strides[i];
+        overflow = __builtin_mul_overflow(t_.shape[i] - 1, st, &term) ||
+                   __builtin_add_overflow(extent, term, &extent);
+      }
+      overflow = overflow || __builtin_mul_overflow(extent, itemsize_, &extent);
+    }
+    if (overflow) {
+      std::string shp;
+      for (int i = 0; i < t_.ndim; ++i) shp += (i ? ", " : "") + std::to_string(t_.shape[i]);
+      raise_status(SPMLA_STATUS_SIZE_OVERFLOW,
+                   "argument '" + name_ + "': expected an element count and byte extent below "
+                   "2^63, got shape (" + shp + ")");
+    }
+  }
   // An empty tensor has no memory layout to speak of: give it compact strides, so the
   // producer's conventions for empty arrays (some export 0 strides) do not matter.
   if (numel() == 0) {
     int64_t running = 1;
     for (int i = t_.ndim - 1; i >= 0; --i) {
       t_.strides[i] = running;
-      running *= t_.shape[i] > 0 ? t_.shape[i] : 1;
+      if (__builtin_mul_overflow(running, t_.shape[i] > 0 ? t_.shape[i] : 1, &running))
+        running = 1;  // an empty tensor's strides are never used for addressing
     }
   }
 }
@@ -245,7 +272,10 @@ void TensorView::from_dlpack(py::handle obj, py::object stream, bool writable) {
   int64_t running = 1;
   for (int i = dl->ndim - 1; i >= 0; --i) {
     t_.strides[i] = dl->strides ? dl->strides[i] : running;
-    running *= t_.shape[i] > 0 ? t_.shape[i] : 1;
+    if (__builtin_mul_overflow(running, t_.shape[i] > 0 ? t_.shape[i] : 1, &running)) {
+      raise_status(SPMLA_STATUS_SIZE_OVERFLOW, "argument '" + name_ + "': expected a DLPack "
+                   "shape whose element count is below 2^63, got an overflowing product");
+    }
   }
   t_.data = dl->data ? static_cast<char *>(dl->data) + dl->byte_offset : nullptr;
 }
@@ -371,17 +401,58 @@ py::tuple TensorView::strides() const {
 // ---------------------------------------------------------------------------------------------
 // CacheView
 
+namespace {
+
+const char *layout_name(int layout) {
+  switch (layout) {
+    case SPMLA_KV_LAYOUT_BF16: return "bf16";
+    case SPMLA_KV_LAYOUT_FP8_PER_TENSOR: return "fp8_per_tensor";
+    case SPMLA_KV_LAYOUT_V32_FP8: return "v32_fp8";
+    case SPMLA_KV_LAYOUT_V4_FP8: return "v4_fp8";
+    case SPMLA_KV_LAYOUT_INDEXER_FP8: return "indexer_fp8";
+    default: return "?";
+  }
+}
+
+// Raises the status of a failed C geometry call with the library's message.
+void check_c(spmla_status_t st) {
+  if (st == SPMLA_STATUS_SUCCESS) return;
+  std::string msg = spmla_last_error_message();
+  raise_status(st, msg.empty() ? spmla_status_string(st) : msg);
+}
+
+}  // namespace
+
+// THE RULE: every byte the C descriptor spans (spmla_kv_cache_size_bytes: page stride x
+// num_pages) lies inside the array the caller handed over. Geometry comes from the C library
+// (spmla_kv_cache_page_bytes / _size_bytes), never re-derived here: a V4_FP8 page is 584 x
+// block_size bytes rounded up to a multiple of 576, and kv_cache_store writes the rounding too.
+// The one exception is a 2-D view with gaps between its rows (data[:, :n] of a wider buffer):
+// its page stride is the row stride (a padded stride, whose padding the library never touches)
+// and each row must hold a whole packed page.
 CacheView::CacheView(py::object data, int layout, int fp8_flavor, int head_dim, int64_t num_pages,
                      int block_size, int64_t page_stride_bytes, float scale)
     : data_(std::move(data)) {
   view_ = data_.cast<TensorView *>();
   const TensorView &v = *view_;
-  const std::string &nm = v.name();
+  const std::string fn = "spmla.KVCache: " + v.name();
   const spmla_tensor_t *t = v.tensor();
-  if (t->ndim < 1) raise_invalid("argument '" + nm + "': a cache needs at least one dimension");
+  // num_pages / page_stride_bytes: -1 = "from the array" (None in Python); anything else
+  // negative, and an explicit stride of 0 (which the C ABI would read as "packed"), is refused.
+  if (num_pages < -1) {
+    raise_invalid(fn + ".num_pages: expected >= 0 (or None: as many as the array holds), got " +
+                  std::to_string(num_pages));
+  }
+  if (page_stride_bytes == 0 || page_stride_bytes < -1) {
+    raise_invalid(fn + ".page_stride_bytes: expected > 0 (or None: the array's first stride), "
+                  "got " + std::to_string(page_stride_bytes));
+  }
+  if (t->ndim < 1) raise_invalid(fn + ": expected an array of at least one dimension, got a scalar");
   for (int i = 0; i < t->ndim; ++i) {
-    if (t->shape[i] > 1 && t->strides[i] < 0) {
-      raise_invalid("argument '" + nm + "': negative strides are not supported for a cache");
+    if (t->shape[i] > 1 && t->strides[i] <= 0) {
+      raise_invalid(fn + ".strides[" + std::to_string(i) + "]: expected > 0 (pages and their bytes "
+                    "must not overlap: no broadcast or negative-stride views), got " +
+                    std::to_string(t->strides[i] * v.itemsize()) + " bytes");
     }
   }
   const int64_t item = v.itemsize();
@@ -390,10 +461,22 @@ CacheView::CacheView(py::object data, int layout, int fp8_flavor, int head_dim, 
   int64_t inner_elems = 1;
   for (int i = t->ndim - 1; i >= 1; --i) {
     if (t->shape[i] != 1 && t->strides[i] != inner_elems) inner_compact = false;
-    inner_elems *= t->shape[i];
+    if (__builtin_mul_overflow(inner_elems, t->shape[i], &inner_elems)) {
+      raise_status(SPMLA_STATUS_SIZE_OVERFLOW, fn + ": expected a size that fits in 64 bits, got "
+                   "an overflowing shape");
+    }
+  }
+  int64_t inner_bytes = 0, total = 0, numel = 1;
+  for (int i = 0; i < t->ndim; ++i) {
+    if (__builtin_mul_overflow(numel, t->shape[i], &numel)) numel = -1;
+    if (numel < 0) break;
+  }
+  if (numel < 0 || __builtin_mul_overflow(inner_elems, item, &inner_bytes) ||
+      __builtin_mul_overflow(numel, item, &total)) {
+    raise_status(SPMLA_STATUS_SIZE_OVERFLOW, fn + ": expected an array of fewer than 2^63 bytes, "
+                 "got an overflowing shape");
   }
   const bool contiguous = v.is_contiguous();
-  const int64_t total = v.numel() * item;
 
   c_.data = t->data;
   c_.layout = static_cast<spmla_kv_layout_t>(layout);
@@ -401,85 +484,93 @@ CacheView::CacheView(py::object data, int layout, int fp8_flavor, int head_dim, 
   c_.head_dim = head_dim;
   c_.block_size = block_size;
   c_.scale = scale;
-  c_.num_pages = 0;
-  c_.page_stride_bytes = 0;
-  // Resolve the page stride the array implies.
-  int64_t stride = page_stride_bytes;  // -1 = from the array
-  if (t->ndim >= 2) {
-    const int64_t row_stride = (t->shape[0] > 1 ? t->strides[0] : inner_elems) * item;
-    if (!inner_compact) {
-      raise_invalid("argument '" + nm + "': the bytes of one page (dimensions 1..) must be "
-                    "contiguous");
-    }
-    if (stride < 0) {
-      stride = row_stride;
-    } else if (!contiguous && stride != row_stride) {
-      raise_invalid("argument '" + nm + "': page_stride_bytes " + std::to_string(stride) +
-                    " differs from the array's page stride of " + std::to_string(row_stride) +
-                    " bytes");
-    }
-  } else if (!contiguous) {
-    raise_invalid("argument '" + nm + "': a one-dimensional cache buffer must be contiguous");
-  }
   // The packed page size validates the descriptor itself (layout, flavour, dims, block size).
   size_t packed = 0;
   c_.num_pages = 1;
   c_.page_stride_bytes = 0;
-  spmla_status_t st = spmla_kv_cache_page_bytes(&c_, &packed);
-  if (st != SPMLA_STATUS_SUCCESS) {
-    std::string msg = spmla_last_error_message();
-    raise_status(st, msg.empty() ? spmla_status_string(st) : msg);
-  }
+  check_c(spmla_kv_cache_page_bytes(&c_, &packed));
   page_bytes_ = static_cast<int64_t>(packed);
-  // A stride equal to the packed page is "packed" (0): the C rules for explicit strides
-  // (a multiple of 16) are for padded pages.
-  c_.page_stride_bytes = (stride < 0 || stride == page_bytes_) ? 0 : stride;
-  if (c_.page_stride_bytes != 0) {  // let the C rules judge an explicit stride first
-    st = spmla_kv_cache_page_bytes(&c_, &packed);
-    if (st != SPMLA_STATUS_SUCCESS) {
-      std::string msg = spmla_last_error_message();
-      raise_status(st, msg.empty() ? spmla_status_string(st) : msg);
-    }
-  }
-  stride_ = c_.page_stride_bytes ? c_.page_stride_bytes : page_bytes_;
-  stride = stride_;
-  // Bytes of the last page that are actually addressed (a V4 page's tail padding is not).
-  int64_t needed = page_bytes_;
-  if (c_.layout == SPMLA_KV_LAYOUT_V4_FP8) needed = static_cast<int64_t>(584) * block_size;
-  if (needed > page_bytes_) needed = page_bytes_;
+  const std::string page_what = "one packed " + std::string(layout_name(layout)) + " page of " +
+                                std::to_string(block_size) + " tokens";
 
-  int64_t avail_pages = 0;
-  if (t->ndim >= 2 && !contiguous) {
-    // Strided pages: page p lives at p * stride, inner bytes each.
-    const int64_t inner_bytes = inner_elems * item;
-    if (needed > inner_bytes) {
-      raise_invalid("argument '" + nm + "': a page holds " + std::to_string(inner_bytes) +
-                    " bytes but the layout addresses " + std::to_string(needed) + " per page");
+  // Resolve the page stride the array implies.
+  int64_t stride = page_stride_bytes;  // -1 = from the array
+  const bool gapped = t->ndim >= 2 && !contiguous;  // rows apart by more than their bytes
+  if (t->ndim >= 2) {
+    if (!inner_compact) {
+      raise_invalid(fn + ": expected the bytes of one page (dimensions 1..) to be contiguous, got "
+                    "strides " + py::str(v.strides()).cast<std::string>() + " (elements)");
     }
+    const int64_t row_stride = t->shape[0] > 1 ? t->strides[0] * item : inner_bytes;
+    if (stride < 0) {
+      stride = row_stride;
+    } else if (gapped && stride != row_stride) {
+      raise_invalid(fn + ".page_stride_bytes: expected the array's page stride of " +
+                    std::to_string(row_stride) + " bytes, got " + std::to_string(stride));
+    }
+    if (gapped && inner_bytes < page_bytes_) {
+      raise_invalid(fn + ".shape: expected rows of at least " + std::to_string(page_bytes_) +
+                    " bytes (" + page_what + "; the library writes all of it, V4_FP8's rounding "
+                    "to a multiple of 576 included: hand over data[:, :" +
+                    std::to_string(page_bytes_) + "] of the padded buffer), got rows of " +
+                    std::to_string(inner_bytes) + " bytes");
+    }
+  } else if (!contiguous) {
+    raise_invalid(fn + ": expected a contiguous one-dimensional buffer, got strides " +
+                  py::str(v.strides()).cast<std::string>());
+  }
+  if (stride < 0) stride = page_bytes_;
+  if (stride < page_bytes_) {
+    raise_invalid(fn + ".page_stride_bytes: expected >= " + std::to_string(page_bytes_) + " (" +
+                  page_what + "), got " + std::to_string(stride) +
+                  (page_stride_bytes < 0 ? " (the array's first stride)" : ""));
+  }
+  // A stride equal to the packed page is "packed" (0): the C rules for explicit strides
+  // (a multiple of 16) are for padded pages; let them judge an explicit one.
+  c_.page_stride_bytes = stride == page_bytes_ ? 0 : stride;
+  check_c(spmla_kv_cache_page_bytes(&c_, &packed));
+  stride_ = stride;
+
+  // How many pages the array holds, by the C library's span of the descriptor.
+  auto span_of = [&](int64_t pages) -> int64_t {
+    spmla_kv_cache_t c = c_;
+    c.num_pages = pages;
+    size_t size = 0;
+    check_c(spmla_kv_cache_size_bytes(&c, &size));
+    return static_cast<int64_t>(size);
+  };
+  // Bytes of the array the span must fit in: all of it, or for a gapped view its rows, each
+  // padded to the stride (the gap is the padding of a padded stride).
+  int64_t avail_pages = 0;
+  std::string holds;
+  if (gapped) {
     avail_pages = t->shape[0];
+    holds = std::to_string(t->shape[0]) + " rows of " + std::to_string(inner_bytes) +
+            " bytes, " + std::to_string(stride) + " apart";
   } else {
-    avail_pages = (stride > 0 && total >= needed) ? (total - needed) / stride + 1 : 0;
-    if (t->ndim >= 2 && page_stride_bytes < 0 && num_pages < 0 && avail_pages > t->shape[0])
-      avail_pages = t->shape[0];
+    avail_pages = total / stride;
+    if (t->ndim >= 2 && page_stride_bytes < 0 && avail_pages > t->shape[0]) avail_pages = t->shape[0];
+    holds = std::to_string(total) + " bytes";
   }
   if (num_pages < 0) {
     num_pages = avail_pages;
     if (num_pages == 0) {
-      raise_invalid("argument '" + nm + "': the array (" + std::to_string(total) +
-                    " bytes) does not hold one page of " + std::to_string(needed) + " bytes");
+      raise_invalid(fn + ": expected an array that holds at least one page of " +
+                    std::to_string(stride) + " bytes (" + page_what + "), got " + holds);
     }
   } else if (num_pages > avail_pages) {
-    raise_invalid("argument '" + nm + "': num_pages " + std::to_string(num_pages) +
-                  " pages of " + std::to_string(stride) + " bytes do not fit in the array (" +
-                  std::to_string(avail_pages) + " fit)");
+    raise_invalid(fn + ".num_pages: expected at most " + std::to_string(avail_pages) +
+                  " (pages of " + std::to_string(stride) + " bytes that fit in the array: " +
+                  holds + "), got " + std::to_string(num_pages) + "; they do not fit");
   }
   c_.num_pages = num_pages;
-  // Validate the complete descriptor once more (page stride vs layout, alignment of data).
-  size_t size = 0;
-  st = spmla_kv_cache_size_bytes(&c_, &size);
-  if (st != SPMLA_STATUS_SUCCESS) {
-    std::string msg = spmla_last_error_message();
-    raise_status(st, msg.empty() ? spmla_status_string(st) : msg);
+  const int64_t span = span_of(num_pages);  // validates the complete descriptor once more
+  // The rule, checked on the C library's own number.
+  int64_t limit = total;
+  if (gapped && __builtin_mul_overflow(t->shape[0], stride, &limit)) limit = std::numeric_limits<int64_t>::max();
+  if (span > limit) {
+    raise_status(SPMLA_STATUS_INTERNAL, fn + ": the cache spans " + std::to_string(span) +
+                 " bytes, more than the " + std::to_string(limit) + " the array holds");
   }
 }
 

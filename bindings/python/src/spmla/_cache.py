@@ -7,8 +7,8 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _spmla
-from ._errors import InvalidArgumentError
-from ._runtime import Call, framework_of, unwrap
+from ._errors import InvalidArgumentError, SizeOverflowError
+from ._runtime import Call, framework_of, guarded_allocation, unwrap
 from ._types import FP8Flavor, Layout, as_flavor, as_layout
 
 __all__ = ["KVCache", "page_bytes"]
@@ -35,6 +35,24 @@ def page_bytes(layout: Any, block_size: int, *, head_dim: int = 0,
                                  int(_flavor_for(lay, fp8_flavor))))
 
 
+def _count(name: str, value: Any, lowest: int) -> int:
+    """An integer argument of KVCache, >= ``lowest`` (a negative num_pages is not "all", and a
+    page stride of 0 would mean "packed" to the C library, whatever the array's stride)."""
+    try:
+        v = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidArgumentError(
+            f"spmla.KVCache: {name}: expected an integer, got {value!r}") from None
+    if v != value or v < lowest:
+        extra = " or None: as many as the array holds" if name == "num_pages" else \
+            " or None: the array's first stride"
+        raise InvalidArgumentError(
+            f"spmla.KVCache: {name}: expected an integer >= {lowest}{extra}, got {value!r}")
+    if v >= 1 << 62:
+        raise SizeOverflowError(f"spmla.KVCache: {name}: expected < 2^62, got {v}")
+    return v
+
+
 class KVCache:
     """A paged KV cache: ``num_pages`` pages of ``block_size`` tokens in one layout, over memory
     the caller owns (torch, cupy, jax, numpy or any DLPack / buffer-protocol array).
@@ -45,8 +63,15 @@ class KVCache:
     * ``[num_pages, ...]`` whose dimensions after the first hold one page contiguously (e.g.
       ``uint8 [num_pages, page_bytes]``, FlashMLA's ``[num_pages, block_size, 1, 656]`` view, or
       ``bf16 [num_pages, block_size, D]`` for the BF16 layout); the page stride is the first
-      dimension's stride and may exceed the page (padding), as in FlashMLA's V4 kernel view.
+      dimension's stride and may exceed the page (padding, e.g. ``data[:, :page_bytes]`` of a
+      wider buffer). Each row must hold a whole packed page: a V4_FP8 page is ``584*block_size``
+      bytes rounded up to a multiple of 576 and kv_cache_store writes the rounding, so FlashMLA's
+      ``[pages, bs, 1, 584]`` kernel view is refused; hand over the padded page buffer.
     * a flat contiguous buffer: pages are ``page_stride_bytes`` apart (default: packed).
+
+    Every byte the cache spans (page stride x num_pages, by the C library's
+    ``spmla_kv_cache_size_bytes``) lies inside ``data``; broadcast (stride 0), negative-stride
+    and overlapping views are refused with :class:`InvalidArgumentError`.
 
     Args:
         data: the page memory.
@@ -57,8 +82,9 @@ class KVCache:
         fp8_flavor: ``"e4m3fn"`` (OCP; the default for FP8 layouts) or ``"e4m3fnuz"``; always
             explicit in the descriptor, never guessed from the device. ``None`` for BF16.
         head_dim: D (576 or 512; Di 64 or 128 for the indexer). 0 = the layout's own.
-        num_pages: default: as many as the array holds.
-        page_stride_bytes: default: from the array's first stride, or packed for a flat buffer.
+        num_pages: default: as many as the array holds (whole pages only); >= 0.
+        page_stride_bytes: default: from the array's first stride, or packed for a flat buffer;
+            > 0 and at least one packed page.
         scale: FP8_PER_TENSOR only: dequantised value = fp8 * scale.
     """
 
@@ -72,8 +98,9 @@ class KVCache:
         self.fp8_flavor = _flavor_for(self.layout, fp8_flavor)
         self.block_size = int(block_size)
         self.head_dim = int(head_dim)
-        self._num_pages = None if num_pages is None else int(num_pages)
-        self._page_stride = None if page_stride_bytes is None else int(page_stride_bytes)
+        self._num_pages = None if num_pages is None else _count("num_pages", num_pages, 0)
+        self._page_stride = (None if page_stride_bytes is None
+                             else _count("page_stride_bytes", page_stride_bytes, 1))
         self.scale = float(scale)
 
     @classmethod
@@ -83,18 +110,27 @@ class KVCache:
         by the framework of ``like`` (numpy when None; torch on ``like.device``; cupy)."""
         lay = as_layout(layout)
         pb = page_bytes(lay, block_size, head_dim=head_dim, fp8_flavor=fp8_flavor)
-        shape = (int(num_pages), pb)
+        fn = "spmla.KVCache.zeros"
+        pages = _count("num_pages", num_pages, 0)
+        nbytes = pages * pb
+        if nbytes >= 1 << 63:
+            raise SizeOverflowError(f"{fn}: num_pages: expected num_pages * {pb} bytes below "
+                                    f"2^63, got {pages} pages")
+        shape = (pages, pb)
         fw = framework_of(like) if like is not None else "numpy"
-        if fw == "torch":
-            import torch
 
-            data = torch.zeros(shape, dtype=torch.uint8, device=unwrap(like).device)
-        elif fw == "cupy":
-            import cupy
+        def make() -> Any:
+            if fw == "torch":
+                import torch
 
-            data = cupy.zeros(shape, dtype=np.uint8)
-        else:
-            data = np.zeros(shape, dtype=np.uint8)
+                return torch.zeros(shape, dtype=torch.uint8, device=unwrap(like).device)
+            if fw == "cupy":
+                import cupy
+
+                return cupy.zeros(shape, dtype=np.uint8)
+            return np.zeros(shape, dtype=np.uint8)
+
+        data = guarded_allocation(fn, "data", nbytes, make)
         return cls(data, lay, block_size=block_size, fp8_flavor=fp8_flavor, head_dim=head_dim,
                    scale=scale)
 

@@ -89,7 +89,8 @@ class SparseAttentionPlan:
         kv_cache = _need_cache(kv_cache, "kv_cache")
         if extra_kv_cache is not None:
             _need_cache(extra_kv_cache, "extra_kv_cache")
-        call = Call(q, handle, stream, [indices, lengths, extra_indices, extra_lengths, attn_sink])
+        call = Call(q, handle, stream, [indices, lengths, extra_indices, extra_lengths, attn_sink],
+                    fn="spmla.sparse_attention")
         self.handle = call.handle
         self.device = call.device
         self._like = q
@@ -154,7 +155,8 @@ class SparseAttentionPlan:
 
     def replan(self, *, stream: Any = None) -> None:
         """Rebuilds the schedule after the planned ``lengths`` arrays were rewritten in place."""
-        call = Call(self._like, self.handle, stream, [self._lengths, self._extra_lengths])
+        call = Call(self._like, self.handle, stream, [self._lengths, self._extra_lengths],
+                    fn="spmla.SparseAttentionPlan.replan")
         self._plan(call)
 
     def run(self, q: Any, kv_cache: KVCache, indices: Any, *,
@@ -169,7 +171,8 @@ class SparseAttentionPlan:
         planned with ``return_max_logits``; ``out=`` / ``lse=`` / ``max_logits=`` write into
         caller arrays instead.
         """
-        call = Call(q, self.handle, stream, [indices, extra_indices, out])
+        call = Call(q, self.handle, stream, [indices, extra_indices, out],
+                    fn="spmla.SparseAttentionPlan.run")
         if attn_sink is None:
             attn_sink = self._attn_sink
         args = self._views(call, q, kv_cache, indices, extra_kv_cache, extra_indices, attn_sink)
@@ -274,7 +277,8 @@ def indices_to_slots(positions: Any, token_to_req: Any, block_table: Any, block_
     Returns:
         ``(slots, lengths)`` or ``(slots, lengths, indptr, ragged_slots)``.
     """
-    call = Call(positions, handle, stream, [token_to_req, block_table, out])
+    call = Call(positions, handle, stream, [token_to_req, block_table, out],
+                fn="spmla.indices_to_slots")
     pos = call.view(positions, "positions")
     req = call.view(token_to_req, "token_to_req")
     table = call.view(block_table, "block_table")
@@ -315,7 +319,8 @@ def window_indices(positions: Any, token_to_req: Any, block_table: Any, block_si
     Returns:
         ``(slots [T, W], lengths [T])``.
     """
-    call = Call(positions, handle, stream, [token_to_req, block_table, out])
+    call = Call(positions, handle, stream, [token_to_req, block_table, out],
+                fn="spmla.window_indices")
     pos = call.view(positions, "positions")
     req = call.view(token_to_req, "token_to_req")
     table = call.view(block_table, "block_table")
@@ -358,7 +363,8 @@ def indexer_logits(q: Any, k: Any, k_scale: Any, weights: Any, k_start: Any, k_e
     Returns:
         ``logits [T, S]`` fp32.
     """
-    call = Call(q, handle, stream, [k, k_scale, weights, k_start, k_end, out])
+    call = Call(q, handle, stream, [k, k_scale, weights, k_start, k_end, out],
+                fn="spmla.indexer_logits")
     qv = call.view(q, "q", dtype=dtype)
     kv = call.view(k, "k", dtype=dtype)
     ks = call.view(k_scale, "k_scale")
@@ -399,7 +405,8 @@ def indexer_logits_paged(q: Any, cache: KVCache, block_table: Any, context_lens:
         ``logits [B*N, C]`` fp32.
     """
     cache = _need_cache(cache, "cache")
-    call = Call(q, handle, stream, [block_table, context_lens, weights, out])
+    call = Call(q, handle, stream, [block_table, context_lens, weights, out],
+                fn="spmla.indexer_logits_paged")
     qv = call.view(q, "q", dtype=dtype)
     cv = cache._view(call, "cache")
     table = call.view(block_table, "block_table")
@@ -443,7 +450,8 @@ def topk_per_row(logits: Any, k: Optional[int] = None, *, row_starts: Any = None
     Returns:
         ``indices [R, k]`` int32.
     """
-    call = Call(logits, handle, stream, [row_starts, row_ends, context_lens, out])
+    call = Call(logits, handle, stream, [row_starts, row_ends, context_lens, out],
+                fn="spmla.topk_per_row")
     lv = call.view(logits, "logits")
     rs = call.view(row_starts, "row_starts")
     re = call.view(row_ends, "row_ends")
@@ -480,7 +488,7 @@ def kv_cache_store(kv: Any, slot_mapping: Any, cache: KVCache, *, dtype: Any = N
         dtype: ``"bf16"`` when kv is a uint16 view.
     """
     cache = _need_cache(cache, "cache")
-    call = Call(kv, handle, stream, [slot_mapping, cache.data])
+    call = Call(kv, handle, stream, [slot_mapping, cache.data], fn="spmla.kv_cache_store")
     kvv = call.view(kv, "kv", dtype=dtype)
     sm = call.view(slot_mapping, "slot_mapping")
     cv = cache._view(call, "cache", writable=True)
@@ -501,7 +509,7 @@ def kv_cache_gather(cache: KVCache, slots: Any, *, out: Any = None, dtype: Any =
         ``out [N, D]`` bf16 (D = the cache's head dim).
     """
     cache = _need_cache(cache, "cache")
-    call = Call(cache.data, handle, stream, [slots, out])
+    call = Call(cache.data, handle, stream, [slots, out], fn="spmla.kv_cache_gather")
     cv = cache._view(call, "cache")
     sv = call.view(slots, "slots")
     arr, ov = call.output(out, "out", (_dim(sv, 0, "slots"), cache.dim), DType.BF16, dtype)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import operator
 import threading
 from typing import Any, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import _spmla
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, OutOfMemoryError, SizeOverflowError
 from ._types import DType, as_dtype
 
 __all__ = ["Handle", "Typed", "typed", "Workspace", "default_handle"]
@@ -291,6 +292,50 @@ _TORCH_NAMES = {DType.BF16: "bfloat16", DType.FP16: "float16", DType.FP32: "floa
                 DType.INT32: "int32", DType.INT64: "int64", DType.UINT8: "uint8"}
 
 
+MAX_EXTENT = 1 << 31  # every tensor extent of the C ABI is below 2^31 (validate.cpp)
+
+
+def check_shape(fn: str, name: str, shape: Sequence[Any], itemsize: int) -> Tuple[int, ...]:
+    """The shape of an output spmla is about to allocate, checked as the C library checks its
+    tensors (each extent 0 .. 2^31-1, the byte size below 2^63) before any memory is asked
+    for: a huge request is an spmla error, never numpy's MemoryError / ValueError or a crash."""
+    out = []
+    nbytes = int(itemsize)
+    for d, s in enumerate(shape):
+        try:
+            v = operator.index(s)
+        except TypeError:
+            raise InvalidArgumentError(
+                f"{fn}: {name}.shape[{d}]: expected an integer, got {s!r}") from None
+        if v < 0:
+            raise InvalidArgumentError(f"{fn}: {name}.shape[{d}]: expected 0 .. 2^31-1, got {v}")
+        if v >= MAX_EXTENT:
+            raise SizeOverflowError(f"{fn}: {name}.shape[{d}]: expected 0 .. 2^31-1, got {v}")
+        nbytes *= v
+        out.append(v)
+    if nbytes >= 1 << 63:
+        raise SizeOverflowError(f"{fn}: {name}: expected fewer than 2^63 bytes, got shape "
+                                f"{tuple(out)} ({nbytes} bytes)")
+    return tuple(out)
+
+
+def guarded_allocation(fn: str, name: str, nbytes: int, make: Any) -> Any:
+    """``make()``, with the allocator's failures turned into spmla errors."""
+    try:
+        return make()
+    except MemoryError as e:  # numpy, cupy
+        raise OutOfMemoryError(f"{fn}: {name}: expected an allocation of {nbytes} bytes to "
+                               f"succeed, got {type(e).__name__}: {e}") from None
+    except (ValueError, OverflowError) as e:  # numpy: "array is too big"
+        raise SizeOverflowError(f"{fn}: {name}: expected an allocatable size, got {nbytes} "
+                                f"bytes ({type(e).__name__}: {e})") from None
+    except RuntimeError as e:  # torch.OutOfMemoryError and friends
+        if "out of memory" in str(e).lower():
+            raise OutOfMemoryError(f"{fn}: {name}: expected an allocation of {nbytes} bytes to "
+                                   f"succeed, got {type(e).__name__}: {e}") from None
+        raise
+
+
 def allocate(like: Any, device: Tuple[int, int], shape: Sequence[int],
              dtype: DType) -> Tuple[Any, int]:
     """(array, dtype override): an uninitialised array of ``shape`` on ``device`` from the
@@ -345,9 +390,10 @@ class Call:
     """Device, handle and stream of one operation call, and the conversion of its arrays."""
 
     def __init__(self, primary: Any, handle: Optional[Handle], stream: Any,
-                 arrays: Sequence[Any] = ()) -> None:
+                 arrays: Sequence[Any] = (), fn: str = "spmla") -> None:
+        self.fn = fn
         if primary is None:
-            raise InvalidArgumentError("a required array argument is None")
+            raise InvalidArgumentError(f"{fn}: a required array argument is None")
         self.like = primary
         self.device = device_of(primary)
         if handle is not None and not isinstance(handle, Handle):
@@ -383,7 +429,12 @@ class Call:
         fresh array from the inputs' framework."""
         if given is not None:
             return given, self.view(given, name, dtype=dtype_override, writable=True)
-        arr, ov = allocate(self.like, self.device, shape, dtype)
+        shape = check_shape(self.fn, name, shape, dtype.itemsize)
+        nbytes = dtype.itemsize
+        for s in shape:
+            nbytes *= s
+        arr, ov = guarded_allocation(self.fn, name, nbytes,
+                                     lambda: allocate(self.like, self.device, shape, dtype))
         return arr, self.view(arr, name, dtype=ov or None, writable=True)
 
 
