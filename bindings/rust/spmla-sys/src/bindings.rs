@@ -3,12 +3,12 @@
 // Generated from include/spmla.h by scripts/regen-rust-bindings. Do not edit.
 
 pub const SPMLA_VERSION_MAJOR: u32 = 1;
-pub const SPMLA_VERSION_MINOR: u32 = 0;
+pub const SPMLA_VERSION_MINOR: u32 = 1;
 pub const SPMLA_VERSION_PATCH: u32 = 0;
-pub const SPMLA_VERSION_NUMBER: u32 = 10000;
-pub const SPMLA_VERSION_STRING: &[u8; 6usize] = b"1.0.0\0";
+pub const SPMLA_VERSION_NUMBER: u32 = 10100;
+pub const SPMLA_VERSION_STRING: &[u8; 6usize] = b"1.1.0\0";
 pub const SPMLA_ABI_VERSION_MAJOR: u32 = 1;
-pub const SPMLA_ABI_VERSION_MINOR: u32 = 0;
+pub const SPMLA_ABI_VERSION_MINOR: u32 = 1;
 pub const SPMLA_MAX_DIMS: u32 = 8;
 pub type __int32_t = ::std::os::raw::c_int;
 pub type __uint32_t = ::std::os::raw::c_uint;
@@ -36,6 +36,7 @@ pub const SPMLA_STATUS_SIZE_OVERFLOW: spmla_status = 7;
 pub const SPMLA_STATUS_DEVICE_ERROR: spmla_status = 8;
 pub const SPMLA_STATUS_ABI_MISMATCH: spmla_status = 9;
 pub const SPMLA_STATUS_INTERNAL: spmla_status = 10;
+pub const SPMLA_STATUS_HANDLE_BUSY: spmla_status = 11;
 pub type spmla_status = ::std::os::raw::c_uint;
 pub use self::spmla_status as spmla_status_t;
 extern "C" {
