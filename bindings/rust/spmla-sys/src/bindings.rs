@@ -850,7 +850,9 @@ extern "C" {
 #[doc = "  in `kv` and of extra_indices[t, :extra_lengths[t]] in `extra_kv`:"]
 #[doc = "    logit = scale · <q[t,h,:], Kdeq[0:D_qk]>,  lse = log Σ exp(logit),"]
 #[doc = "    out = Σ exp(logit - lse) · Vdeq[0:512], times 1/(1 + exp(sink[h] - lse))."]
-#[doc = "  Empty sets give out = 0, lse = +inf, max_logits = -inf."]
+#[doc = "  Empty sets give out = 0, lse = +inf, max_logits = -inf. The sink follows IEEE"]
+#[doc = "  arithmetic: +inf gives out = +0, -inf no change, NaN gives out = NaN (for tokens"]
+#[doc = "  with at least one key; lse is reported without the sink)."]
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct spmla_sparse_attention_args {
@@ -1106,7 +1108,9 @@ fn bindgen_test_layout_spmla_sparse_attention_args() {
 #[doc = "  in `kv` and of extra_indices[t, :extra_lengths[t]] in `extra_kv`:"]
 #[doc = "    logit = scale · <q[t,h,:], Kdeq[0:D_qk]>,  lse = log Σ exp(logit),"]
 #[doc = "    out = Σ exp(logit - lse) · Vdeq[0:512], times 1/(1 + exp(sink[h] - lse))."]
-#[doc = "  Empty sets give out = 0, lse = +inf, max_logits = -inf."]
+#[doc = "  Empty sets give out = 0, lse = +inf, max_logits = -inf. The sink follows IEEE"]
+#[doc = "  arithmetic: +inf gives out = +0, -inf no change, NaN gives out = NaN (for tokens"]
+#[doc = "  with at least one key; lse is reported without the sink)."]
 pub type spmla_sparse_attention_args_t = spmla_sparse_attention_args;
 extern "C" {
     #[doc = " Workspace bytes that plan and run need for these shapes (host-only, reads no"]
