@@ -5,13 +5,17 @@
 // "spmla_<fn>: <argument>: expected <x>, got <y>" and writes nothing to its outputs).
 //
 // Calls
-//  - handle non-NULL; args non-NULL; args->struct_size >= sizeof(the args struct of this
-//    release) [INVALID_ARGUMENT, message names "args->struct_size"]. Output pointers of
-//    queries (workspace_bytes, count, info, ...) non-NULL [INVALID_ARGUMENT].
+//  - handle non-NULL [INVALID_ARGUMENT] and not in use by a call on another thread
+//    [HANDLE_BUSY, api.cpp]; args non-NULL; output pointers of queries (workspace_bytes,
+//    count, info, ...) non-NULL [INVALID_ARGUMENT].
+//  - struct_size of every caller struct (args, tensors, caches; check_struct_size, the
+//    struct_size rule of docs/ABI.md): >= sizeof(the struct of this release) [INVALID_ARGUMENT,
+//    message names "<arg>->struct_size"]; <= 64 KiB [INVALID_ARGUMENT, the tail is not read];
+//    every byte past sizeof zero [ABI_MISMATCH, message names the struct type and offset].
 //
 // Tensors (spmla_tensor_t), in this order
 //  - required tensors non-NULL, optional ones may be NULL [INVALID_ARGUMENT];
-//  - struct_size >= sizeof(spmla_tensor_t) [INVALID_ARGUMENT];
+//  - the struct_size rule above;
 //  - dtype exactly one of those the argument allows; ndim exactly the argument's rank;
 //  - every shape[d] in [0, 2^31); every stride >= 0;
 //  - innermost stride == 1, except that a size-1 innermost dim may have any stride;
@@ -24,11 +28,14 @@
 //  - outputs do not overlap themselves, in row-major order: for every dim d of size > 1,
 //    strides[d] >= 1 + sum_{e>d} (shape[e]-1)*strides[e] (for a contiguous inner block this
 //    is strides[d] >= strides[d+1]*shape[d+1]) [INVALID_ARGUMENT];
+//  - aliasing (after every per-tensor rule of the op): the byte range of each output
+//    ([data, data + extent); an output cache's num_pages * page stride) is disjoint from the
+//    range of every other tensor and cache of the call [INVALID_ARGUMENT, names both];
 //  - workspace-size queries never touch memory: they skip the data-pointer rules (NULL,
 //    pointer alignment, address wrap) and check everything else.
 //
 // KV caches (spmla_kv_cache_t)
-//  - struct_size >= sizeof(spmla_kv_cache_t); layout is one of BF16, FP8_PER_TENSOR,
+//  - the struct_size rule above; layout is one of BF16, FP8_PER_TENSOR,
 //    V32_FP8, V4_FP8, INDEXER_FP8; BF16 requires fp8_flavor NONE, every FP8 layout
 //    (INDEXER_FP8 included) E4M3FN or E4M3FNUZ [INVALID_ARGUMENT];
 //  - head_dim: V32_FP8 0 or 576; V4_FP8 0 or 512; BF16 and FP8_PER_TENSOR 512 or 576;
