@@ -17,6 +17,15 @@
  *  - transparent structs start with `size_t struct_size` and only ever grow at the
  *    end; initialise them with the matching *_INIT macro (which sets struct_size).
  *  - optional arguments are NULL pointers.
+ *  - aliasing: the bytes an output spans (data .. data + extent of a tensor; the
+ *    whole num_pages * page stride of an output cache) must not overlap the bytes of
+ *    any other tensor or cache of the same call, input or output
+ *    (SPMLA_STATUS_INVALID_ARGUMENT; no op works in place). Inputs may share memory
+ *    with each other. The check is on byte ranges: two strided views interleaved in
+ *    one buffer count as overlapping.
+ *  - struct_size larger than this library's struct (a caller built against a newer
+ *    header): accepted when every byte past the members known here is zero, else
+ *    SPMLA_STATUS_ABI_MISMATCH; a struct_size above 64 KiB is INVALID_ARGUMENT.
  *  - tensor data pointers live on the handle's device (host memory for "cpu").
  *  - every run call takes a `void *stream` (cudaStream_t / hipStream_t; NULL = the
  *    default stream; ignored by the CPU backend, which runs synchronously).
@@ -25,7 +34,10 @@
  *  - the library-wide functions (version, status strings, backend and device
  *    enumeration, spmla_get_api, handle creation) are thread-safe.
  *  - a handle is used by one thread at a time; different handles may be used by
- *    different threads concurrently.
+ *    different threads concurrently. A call that finds its handle in use by a call
+ *    on another thread returns SPMLA_STATUS_HANDLE_BUSY (ABI 1.1) and does nothing
+ *    (a cheap check, not a lock: use one handle per thread). Destroying a handle
+ *    while another thread may still call it remains undefined.
  *  - descriptors (spmla_tensor_t, spmla_kv_cache_t, *_args_t) are plain data that
  *    the library only reads; they may be shared between threads.
  *  - the last-error message is per thread.
@@ -50,7 +62,11 @@ extern "C" {
 /* ------------------------------------------------------------------------- */
 /* Export macro and versions                                                  */
 /* ------------------------------------------------------------------------- */
-#if defined(_WIN32)
+/* On Windows the library's own build defines SPMLA_BUILDING_LIBRARY (CMake target
+ * `spmla`) and exports; every consumer imports. */
+#if defined(_WIN32) && defined(SPMLA_BUILDING_LIBRARY)
+#  define SPMLA_API __declspec(dllexport)
+#elif defined(_WIN32)
 #  define SPMLA_API __declspec(dllimport)
 #elif defined(__GNUC__) || defined(__clang__)
 #  define SPMLA_API __attribute__((visibility("default")))
@@ -59,17 +75,17 @@ extern "C" {
 #endif
 
 #define SPMLA_VERSION_MAJOR 1
-#define SPMLA_VERSION_MINOR 0
+#define SPMLA_VERSION_MINOR 1
 #define SPMLA_VERSION_PATCH 0
 /* One number, comparable: major * 10000 + minor * 100 + patch (zstd style). */
 #define SPMLA_VERSION_NUMBER \
   (SPMLA_VERSION_MAJOR * 10000 + SPMLA_VERSION_MINOR * 100 + SPMLA_VERSION_PATCH)
-#define SPMLA_VERSION_STRING "1.0.0"
+#define SPMLA_VERSION_STRING "1.1.0"
 
 /* The ABI major is the SONAME (libspmla.so.1). A minor ABI bump only adds
  * functions, enum values or trailing struct members. */
 #define SPMLA_ABI_VERSION_MAJOR 1
-#define SPMLA_ABI_VERSION_MINOR 0
+#define SPMLA_ABI_VERSION_MINOR 1
 
 /** Run-time library version, SPMLA_VERSION_NUMBER of the loaded library. */
 SPMLA_API unsigned spmla_version_number(void);
@@ -92,7 +108,10 @@ typedef enum spmla_status {
   SPMLA_STATUS_SIZE_OVERFLOW = 7,       /* sizes overflow 64-bit / index range */
   SPMLA_STATUS_DEVICE_ERROR = 8,        /* the vendor runtime reported an error */
   SPMLA_STATUS_ABI_MISMATCH = 9,        /* plugin or caller ABI version mismatch */
-  SPMLA_STATUS_INTERNAL = 10            /* a bug in spmla: please report it */
+  SPMLA_STATUS_INTERNAL = 10,           /* a bug in spmla: please report it */
+  SPMLA_STATUS_HANDLE_BUSY = 11         /* (ABI 1.1) the handle is in use by a call on another
+                                           thread; nothing was done. A handle serves one
+                                           thread at a time: use one handle per thread. */
 } spmla_status_t;
 
 /** Static name of a status ("SPMLA_STATUS_INVALID_ARGUMENT"); unknown values
@@ -285,7 +304,9 @@ SPMLA_API spmla_status_t spmla_event_elapsed_ms(spmla_handle_t handle, spmla_eve
  *  in `kv` and of extra_indices[t, :extra_lengths[t]] in `extra_kv`:
  *    logit = scale · <q[t,h,:], Kdeq[0:D_qk]>,  lse = log Σ exp(logit),
  *    out = Σ exp(logit - lse) · Vdeq[0:512], times 1/(1 + exp(sink[h] - lse)).
- *  Empty sets give out = 0, lse = +inf, max_logits = -inf. */
+ *  Empty sets give out = 0, lse = +inf, max_logits = -inf. The sink follows IEEE
+ *  arithmetic: +inf gives out = +0, -inf no change, NaN gives out = NaN (for tokens
+ *  with at least one key; lse is reported without the sink). */
 typedef struct spmla_sparse_attention_args {
   size_t struct_size;                  /* via SPMLA_SPARSE_ATTENTION_ARGS_INIT */
   const spmla_tensor_t *q;             /* [T, H, D_qk] bf16, H 1..128 */

@@ -1,8 +1,10 @@
 // api.cpp — every function of spmla.h: argument checks (src/validate), then the backend.
 // Plain C entry points; no exception crosses them (std::bad_alloc -> OUT_OF_MEMORY, anything
 // else -> INTERNAL). A failed call sets the thread's last error and writes no output.
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -18,6 +20,9 @@ struct spmla_handle_s {
   const spmla_backend_table_t *table;
   void *ctx;
   int32_t device;
+  // Set while a call is using the handle (HandleUse below): a handle serves one thread at a
+  // time, and a second call arriving meanwhile gets SPMLA_STATUS_HANDLE_BUSY instead of racing.
+  std::atomic<bool> in_use{false};
 };
 
 namespace spmla {
@@ -56,6 +61,37 @@ spmla_status_t check_handle(const char *fn, spmla_handle_t h) {
   return OK;
 }
 
+// Marks a handle in use for the duration of one call (RAII). acquire() fails with HANDLE_BUSY
+// when another call (another thread: the API never re-enters itself) holds the handle. The
+// exchange (acquire) / store (release) pair orders one caller's use of the handle's context
+// before the next caller's, so serial use from several threads is clean under TSan too.
+class HandleUse {
+ public:
+  HandleUse() = default;
+  HandleUse(const HandleUse &) = delete;
+  HandleUse &operator=(const HandleUse &) = delete;
+  ~HandleUse() {
+    if (h_) h_->in_use.store(false, std::memory_order_release);
+  }
+  spmla_status_t acquire(const char *fn, spmla_handle_t h) {
+    SPMLA_TRY(check_handle(fn, h));
+    if (h->in_use.exchange(true, std::memory_order_acquire))
+      return fail(SPMLA_STATUS_HANDLE_BUSY, fn, "handle",
+                  "a handle no other thread is using", "one in use by another call");
+    h_ = h;
+    return OK;
+  }
+  // The handle is about to be deleted: nothing to clear.
+  void release_for_destroy() { h_ = nullptr; }
+
+ private:
+  spmla_handle_t h_ = nullptr;
+};
+// Checks the handle and holds it for the rest of the enclosing scope.
+#define SPMLA_USE_HANDLE(fn, h) \
+  HandleUse _handle_use;        \
+  SPMLA_TRY(_handle_use.acquire(fn, h))
+
 // The backend implements member `m` (inside its struct_size, non-NULL), else UNSUPPORTED.
 template <class M>
 spmla_status_t require(const char *fn, spmla_handle_t h, M Table::*m, const char *member) {
@@ -75,6 +111,14 @@ spmla_status_t call_backend(const char *fn, const std::string &backend, F &&f) {
     fail_msg(st, fn, "backend '" + backend + "' failed with " + spmla_status_string(st));
   return st;
 }
+// The backend's message of a call that just failed, for wrapping into the core's form.
+std::string backend_said(const char *fn, spmla_handle_t h) {
+  std::string m = last_error();
+  const std::string prefix = std::string(fn) + ": ";
+  if (m.compare(0, prefix.size(), prefix) == 0) m.erase(0, prefix.size());
+  return "backend '" + h->backend->name + "': " + m;
+}
+
 #define SPMLA_CALL(fn, h, member, ...) \
   call_backend(fn, (h)->backend->name, [&] { return (h)->table->member(__VA_ARGS__); })
 
@@ -141,6 +185,7 @@ SPMLA_API const char *spmla_status_string(spmla_status_t status) {
     case SPMLA_STATUS_DEVICE_ERROR: return "SPMLA_STATUS_DEVICE_ERROR";
     case SPMLA_STATUS_ABI_MISMATCH: return "SPMLA_STATUS_ABI_MISMATCH";
     case SPMLA_STATUS_INTERNAL: return "SPMLA_STATUS_INTERNAL";
+    case SPMLA_STATUS_HANDLE_BUSY: return "SPMLA_STATUS_HANDLE_BUSY";
   }
   return "SPMLA_STATUS_UNKNOWN";
 }
@@ -258,11 +303,9 @@ SPMLA_API spmla_status_t spmla_backend_get_info(int32_t index, spmla_backend_inf
       return fail(INVALID, fn, "index", "0 .. " + std::to_string(int64_t(reg.size()) - 1),
                   std::to_string(index));
     if (!info) return null_arg(fn, "info", "a spmla_backend_info_t (SPMLA_BACKEND_INFO_INIT)");
-    if (info->struct_size < sizeof(spmla_backend_info_t))
-      return fail(INVALID, fn, "info->struct_size",
-                  ">= " + std::to_string(sizeof(spmla_backend_info_t)) +
-                      " (SPMLA_BACKEND_INFO_INIT)",
-                  std::to_string(info->struct_size));
+    // An output struct: a larger one (newer header) is filled up to this library's size.
+    SPMLA_TRY(check_struct_size(fn, "info", "spmla_backend_info_t", info, info->struct_size,
+                                sizeof(spmla_backend_info_t), "SPMLA_BACKEND_INFO_INIT", false));
     const BackendEntry &b = reg[static_cast<size_t>(index)];
     info->name = b.name.c_str();
     info->available = b.available ? 1 : 0;
@@ -281,16 +324,14 @@ SPMLA_API spmla_status_t spmla_device_get_info(const char *backend, int32_t devi
     SPMLA_TRY(resolve_backend(fn, backend, &b));
     SPMLA_TRY(check_device(fn, b, device));
     if (!info) return null_arg(fn, "info", "a spmla_device_info_t (SPMLA_DEVICE_INFO_INIT)");
-    if (info->struct_size < sizeof(spmla_device_info_t))
-      return fail(INVALID, fn, "info->struct_size",
-                  ">= " + std::to_string(sizeof(spmla_device_info_t)) +
-                      " (SPMLA_DEVICE_INFO_INIT)",
-                  std::to_string(info->struct_size));
+    SPMLA_TRY(check_struct_size(fn, "info", "spmla_device_info_t", info, info->struct_size,
+                                sizeof(spmla_device_info_t), "SPMLA_DEVICE_INFO_INIT", false));
     spmla_device_info_t local = SPMLA_DEVICE_INFO_INIT;
     const spmla_status_t st =
         call_backend(fn, b->name, [&] { return b->table->device_info(device, &local); });
     if (st != OK) return st;
-    local.struct_size = sizeof(spmla_device_info_t);
+    // Filled up to min(struct_size, sizeof) = sizeof; the caller's struct_size is kept.
+    local.struct_size = info->struct_size;
     local.name[sizeof local.name - 1] = '\0';
     local.arch[sizeof local.arch - 1] = '\0';
     std::memcpy(info, &local, sizeof local);
@@ -324,6 +365,8 @@ SPMLA_API spmla_status_t spmla_handle_destroy(spmla_handle_t handle) {
   static const char fn[] = "spmla_handle_destroy";
   return guard(fn, [&]() -> spmla_status_t {
     if (!handle) return OK;
+    SPMLA_USE_HANDLE(fn, handle);  // not while another thread's call is using it
+    _handle_use.release_for_destroy();
     handle->table->context_destroy(handle->ctx);
     delete handle;
     return OK;
@@ -337,7 +380,7 @@ SPMLA_API const char *spmla_handle_backend_name(spmla_handle_t handle) {
 SPMLA_API spmla_status_t spmla_handle_device(spmla_handle_t handle, int32_t *device) {
   static const char fn[] = "spmla_handle_device";
   return guard(fn, [&]() -> spmla_status_t {
-    SPMLA_TRY(check_handle(fn, handle));
+    SPMLA_USE_HANDLE(fn, handle);
     if (!device) return null_arg(fn, "device", "an int32_t to write");
     *device = handle->device;
     return OK;
@@ -350,11 +393,24 @@ SPMLA_API spmla_status_t spmla_handle_device(spmla_handle_t handle, int32_t *dev
 SPMLA_API spmla_status_t spmla_device_malloc(spmla_handle_t handle, size_t bytes, void **ptr) {
   static const char fn[] = "spmla_device_malloc";
   return guard(fn, [&]() -> spmla_status_t {
-    SPMLA_TRY(check_handle(fn, handle));
+    SPMLA_USE_HANDLE(fn, handle);
     if (!ptr) return null_arg(fn, "ptr", "a void* to write");
     SPMLA_REQUIRE(fn, handle, malloc_fn);
+    // Sizes are rounded up to a multiple of 256 (the alignment): refuse what cannot be.
+    constexpr size_t kMaxBytes = std::numeric_limits<size_t>::max() / 2;
+    if (bytes > kMaxBytes)
+      return fail(SPMLA_STATUS_SIZE_OVERFLOW, fn, "bytes",
+                  "at most " + std::to_string(kMaxBytes) + " (half the address space)",
+                  std::to_string(bytes));
     void *p = nullptr;
-    SPMLA_TRY(SPMLA_CALL(fn, handle, malloc_fn, handle->ctx, bytes, &p));
+    const spmla_status_t st = SPMLA_CALL(fn, handle, malloc_fn, handle->ctx, bytes, &p);
+    if (st == SPMLA_STATUS_OUT_OF_MEMORY || st == SPMLA_STATUS_SIZE_OVERFLOW)
+      return fail(st, fn, "bytes",
+                  st == SPMLA_STATUS_OUT_OF_MEMORY
+                      ? "a size the device can allocate"
+                      : "a size the backend can allocate",
+                  std::to_string(bytes) + " (" + backend_said(fn, handle) + ")");
+    if (st != OK) return st;
     *ptr = p;
     return OK;
   });
@@ -363,7 +419,7 @@ SPMLA_API spmla_status_t spmla_device_malloc(spmla_handle_t handle, size_t bytes
 SPMLA_API spmla_status_t spmla_device_free(spmla_handle_t handle, void *ptr) {
   static const char fn[] = "spmla_device_free";
   return guard(fn, [&]() -> spmla_status_t {
-    SPMLA_TRY(check_handle(fn, handle));
+    SPMLA_USE_HANDLE(fn, handle);
     if (!ptr) return OK;
     SPMLA_REQUIRE(fn, handle, free_fn);
     return SPMLA_CALL(fn, handle, free_fn, handle->ctx, ptr);
@@ -374,7 +430,7 @@ SPMLA_API spmla_status_t spmla_memcpy(spmla_handle_t handle, void *dst, const vo
                                       size_t bytes, spmla_memcpy_kind_t kind, void *stream) {
   static const char fn[] = "spmla_memcpy";
   return guard(fn, [&]() -> spmla_status_t {
-    SPMLA_TRY(check_handle(fn, handle));
+    SPMLA_USE_HANDLE(fn, handle);
     const int64_t k = enum_value(kind);
     if (k != SPMLA_MEMCPY_HOST_TO_DEVICE && k != SPMLA_MEMCPY_DEVICE_TO_HOST &&
         k != SPMLA_MEMCPY_DEVICE_TO_DEVICE)
@@ -392,7 +448,7 @@ SPMLA_API spmla_status_t spmla_memset(spmla_handle_t handle, void *dst, int valu
                                       void *stream) {
   static const char fn[] = "spmla_memset";
   return guard(fn, [&]() -> spmla_status_t {
-    SPMLA_TRY(check_handle(fn, handle));
+    SPMLA_USE_HANDLE(fn, handle);
     if (bytes == 0) return OK;
     if (!dst) return null_arg(fn, "dst", "a destination pointer");
     SPMLA_REQUIRE(fn, handle, memset_fn);
@@ -403,7 +459,7 @@ SPMLA_API spmla_status_t spmla_memset(spmla_handle_t handle, void *dst, int valu
 SPMLA_API spmla_status_t spmla_stream_synchronize(spmla_handle_t handle, void *stream) {
   static const char fn[] = "spmla_stream_synchronize";
   return guard(fn, [&]() -> spmla_status_t {
-    SPMLA_TRY(check_handle(fn, handle));
+    SPMLA_USE_HANDLE(fn, handle);
     SPMLA_REQUIRE(fn, handle, stream_synchronize);
     return SPMLA_CALL(fn, handle, stream_synchronize, handle->ctx, stream);
   });
@@ -412,7 +468,7 @@ SPMLA_API spmla_status_t spmla_stream_synchronize(spmla_handle_t handle, void *s
 SPMLA_API spmla_status_t spmla_event_create(spmla_handle_t handle, spmla_event_t *event) {
   static const char fn[] = "spmla_event_create";
   return guard(fn, [&]() -> spmla_status_t {
-    SPMLA_TRY(check_handle(fn, handle));
+    SPMLA_USE_HANDLE(fn, handle);
     if (!event) return null_arg(fn, "event", "a spmla_event_t to write");
     SPMLA_REQUIRE(fn, handle, event_create);
     void *ev = nullptr;
@@ -425,7 +481,7 @@ SPMLA_API spmla_status_t spmla_event_create(spmla_handle_t handle, spmla_event_t
 SPMLA_API spmla_status_t spmla_event_destroy(spmla_handle_t handle, spmla_event_t event) {
   static const char fn[] = "spmla_event_destroy";
   return guard(fn, [&]() -> spmla_status_t {
-    SPMLA_TRY(check_handle(fn, handle));
+    SPMLA_USE_HANDLE(fn, handle);
     if (!event) return OK;
     SPMLA_REQUIRE(fn, handle, event_destroy);
     return SPMLA_CALL(fn, handle, event_destroy, handle->ctx, static_cast<void *>(event));
@@ -436,7 +492,7 @@ SPMLA_API spmla_status_t spmla_event_record(spmla_handle_t handle, spmla_event_t
                                             void *stream) {
   static const char fn[] = "spmla_event_record";
   return guard(fn, [&]() -> spmla_status_t {
-    SPMLA_TRY(check_handle(fn, handle));
+    SPMLA_USE_HANDLE(fn, handle);
     if (!event) return null_arg(fn, "event", "an event from spmla_event_create");
     SPMLA_REQUIRE(fn, handle, event_record);
     return SPMLA_CALL(fn, handle, event_record, handle->ctx, static_cast<void *>(event), stream);
@@ -447,14 +503,21 @@ SPMLA_API spmla_status_t spmla_event_elapsed_ms(spmla_handle_t handle, spmla_eve
                                                 spmla_event_t end, float *ms) {
   static const char fn[] = "spmla_event_elapsed_ms";
   return guard(fn, [&]() -> spmla_status_t {
-    SPMLA_TRY(check_handle(fn, handle));
+    SPMLA_USE_HANDLE(fn, handle);
     if (!start) return null_arg(fn, "start", "an event from spmla_event_create");
     if (!end) return null_arg(fn, "end", "an event from spmla_event_create");
     if (!ms) return null_arg(fn, "ms", "a float to write");
     SPMLA_REQUIRE(fn, handle, event_elapsed_ms);
     float v = 0.0f;
-    SPMLA_TRY(SPMLA_CALL(fn, handle, event_elapsed_ms, handle->ctx, static_cast<void *>(start),
-                         static_cast<void *>(end), &v));
+    const spmla_status_t st = SPMLA_CALL(fn, handle, event_elapsed_ms, handle->ctx,
+                                         static_cast<void *>(start), static_cast<void *>(end), &v);
+    if (st != OK) {
+      // The CPU backend names the event itself; a plugin's own message is wrapped.
+      if (std::strncmp(last_error(), "spmla_event_elapsed_ms: ", 24) == 0) return st;
+      return fail(st, fn, "start, end",
+                  "events recorded by spmla_event_record whose work has completed",
+                  "events the backend refused (" + backend_said(fn, handle) + ")");
+    }
     *ms = v;
     return OK;
   });
@@ -474,7 +537,7 @@ SPMLA_API spmla_status_t spmla_event_elapsed_ms(spmla_handle_t handle, spmla_eve
 
 #define SPMLA_GET_WORKSPACE_SIZE(fn, validate_call, member)                          \
   return guard(fn, [&]() -> spmla_status_t {                                        \
-    SPMLA_TRY(check_handle(fn, handle));                                            \
+    SPMLA_USE_HANDLE(fn, handle);                                         \
     SPMLA_TRY(validate_call);                                                       \
     if (!workspace_bytes) return null_arg(fn, "workspace_bytes", "a size_t to write"); \
     size_t need = 0;                                                                \
@@ -485,7 +548,7 @@ SPMLA_API spmla_status_t spmla_event_elapsed_ms(spmla_handle_t handle, spmla_eve
 
 #define SPMLA_RUN_WITH_WORKSPACE(fn, validate_call, ws_member, member)                      \
   return guard(fn, [&]() -> spmla_status_t {                                                \
-    SPMLA_TRY(check_handle(fn, handle));                                                    \
+    SPMLA_USE_HANDLE(fn, handle);                                                 \
     SPMLA_TRY(validate_call);                                                               \
     SPMLA_REQUIRE(fn, handle, member);                                                      \
     size_t need = 0;                                                                        \
@@ -497,7 +560,7 @@ SPMLA_API spmla_status_t spmla_event_elapsed_ms(spmla_handle_t handle, spmla_eve
 
 #define SPMLA_RUN(fn, validate_call, member)                                     \
   return guard(fn, [&]() -> spmla_status_t {                                     \
-    SPMLA_TRY(check_handle(fn, handle));                                         \
+    SPMLA_USE_HANDLE(fn, handle);                                      \
     SPMLA_TRY(validate_call);                                                    \
     SPMLA_REQUIRE(fn, handle, member);                                           \
     return SPMLA_CALL(fn, handle, member, handle->ctx, args, stream);            \

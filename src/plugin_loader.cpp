@@ -1,5 +1,6 @@
 // plugin_loader.cpp — dlopen loader of backend plugins. Every failure becomes
-// "unavailable" with a reason: not found, dlopen error, missing entry symbol, entry returned
+// "unavailable" with a reason: not found (entries that are not regular files are skipped and
+// named, never opened), dlopen error, missing entry symbol, entry returned
 // NULL, ABI major mismatch, table too small, init() failed, zero devices.
 #include "plugin_loader.h"
 
@@ -8,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -36,9 +38,27 @@ std::string self_dir() {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-bool is_file(const std::string &path) {
+// What a candidate plugin path is. Only a regular file (directly or through symlinks) is ever
+// opened: dlopen of a FIFO blocks forever inside the registry's call_once (every spmla call
+// of the process would hang), and a directory or device is never a plugin.
+enum class PathKind { Missing, Regular, Other };
+PathKind path_kind(const std::string &path, std::string *why) {
   struct stat st;
-  return stat(path.c_str(), &st) == 0 && !S_ISDIR(st.st_mode);
+  if (stat(path.c_str(), &st) != 0) {  // follows symlinks
+    const int e = errno;
+    if (e == ENOENT || e == ENOTDIR) return PathKind::Missing;
+    *why = std::string("cannot stat (") + std::strerror(e) + ")";
+    return PathKind::Other;
+  }
+  if (S_ISREG(st.st_mode)) return PathKind::Regular;
+  const char *what = S_ISDIR(st.st_mode)    ? "a directory"
+                     : S_ISFIFO(st.st_mode) ? "a FIFO"
+                     : S_ISCHR(st.st_mode)  ? "a character device"
+                     : S_ISBLK(st.st_mode)  ? "a block device"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                                            : "not a file";
+  *why = std::string("not a regular file (") + what + ")";
+  return PathKind::Other;
 }
 
 std::string join_dirs(const std::vector<std::string> &dirs) {
@@ -155,15 +175,19 @@ LoadedPlugin load_plugin(const std::string &name, const std::vector<std::string>
   LoadedPlugin p;
   p.name = name;
   const std::string file = kPrefix + name + kSuffix;
+  std::string skipped;  // entries of that name that are not regular files, with the reason
   for (const auto &d : dirs) {
     const std::string path = d + "/" + file;
-    if (is_file(path)) {
+    std::string why;
+    const PathKind k = path_kind(path, &why);
+    if (k == PathKind::Regular) {
       p.library = path;
       break;
     }
+    if (k == PathKind::Other) skipped += "; skipped " + path + ": " + why;
   }
   if (p.library.empty()) {
-    p.reason = file + " not found (searched: " + join_dirs(dirs) + ")";
+    p.reason = file + " not found (searched: " + join_dirs(dirs) + skipped + ")";
     return p;
   }
   dlerror();

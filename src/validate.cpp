@@ -5,13 +5,17 @@
 // "spmla_<fn>: <argument>: expected <x>, got <y>" and writes nothing to its outputs).
 //
 // Calls
-//  - handle non-NULL; args non-NULL; args->struct_size >= sizeof(the args struct of this
-//    release) [INVALID_ARGUMENT, message names "args->struct_size"]. Output pointers of
-//    queries (workspace_bytes, count, info, ...) non-NULL [INVALID_ARGUMENT].
+//  - handle non-NULL [INVALID_ARGUMENT] and not in use by a call on another thread
+//    [HANDLE_BUSY, api.cpp]; args non-NULL; output pointers of queries (workspace_bytes,
+//    count, info, ...) non-NULL [INVALID_ARGUMENT].
+//  - struct_size of every caller struct (args, tensors, caches; check_struct_size, the
+//    struct_size rule of docs/ABI.md): >= sizeof(the struct of this release) [INVALID_ARGUMENT,
+//    message names "<arg>->struct_size"]; <= 64 KiB [INVALID_ARGUMENT, the tail is not read];
+//    every byte past sizeof zero [ABI_MISMATCH, message names the struct type and offset].
 //
 // Tensors (spmla_tensor_t), in this order
 //  - required tensors non-NULL, optional ones may be NULL [INVALID_ARGUMENT];
-//  - struct_size >= sizeof(spmla_tensor_t) [INVALID_ARGUMENT];
+//  - the struct_size rule above;
 //  - dtype exactly one of those the argument allows; ndim exactly the argument's rank;
 //  - every shape[d] in [0, 2^31); every stride >= 0;
 //  - innermost stride == 1, except that a size-1 innermost dim may have any stride;
@@ -24,11 +28,14 @@
 //  - outputs do not overlap themselves, in row-major order: for every dim d of size > 1,
 //    strides[d] >= 1 + sum_{e>d} (shape[e]-1)*strides[e] (for a contiguous inner block this
 //    is strides[d] >= strides[d+1]*shape[d+1]) [INVALID_ARGUMENT];
+//  - aliasing (after every per-tensor rule of the op): the byte range of each output
+//    ([data, data + extent); an output cache's num_pages * page stride) is disjoint from the
+//    range of every other tensor and cache of the call [INVALID_ARGUMENT, names both];
 //  - workspace-size queries never touch memory: they skip the data-pointer rules (NULL,
 //    pointer alignment, address wrap) and check everything else.
 //
 // KV caches (spmla_kv_cache_t)
-//  - struct_size >= sizeof(spmla_kv_cache_t); layout is one of BF16, FP8_PER_TENSOR,
+//  - the struct_size rule above; layout is one of BF16, FP8_PER_TENSOR,
 //    V32_FP8, V4_FP8, INDEXER_FP8; BF16 requires fp8_flavor NONE, every FP8 layout
 //    (INDEXER_FP8 included) E4M3FN or E4M3FNUZ [INVALID_ARGUMENT];
 //  - head_dim: V32_FP8 0 or 576; V4_FP8 0 or 512; BF16 and FP8_PER_TENSOR 512 or 576;
@@ -71,6 +78,7 @@
 #include "validate.h"
 
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 #include <string>
 
@@ -81,6 +89,7 @@ namespace {
 
 constexpr int64_t kMaxDim = int64_t(1) << 31;      // shapes are < 2^31
 constexpr int32_t kMaxBlockSize = int32_t(1) << 20;
+constexpr size_t kMaxStructSize = size_t(64) << 10;  // struct_size cap (the tail is read)
 
 const spmla_status_t OK = SPMLA_STATUS_SUCCESS;
 const spmla_status_t INVALID = SPMLA_STATUS_INVALID_ARGUMENT;
@@ -122,6 +131,42 @@ spmla_status_t dim_range(const char *fn, const char *name, const spmla_tensor_t 
               str(lo) + ".." + str(hi), str(t->shape[d]));
 }
 
+// Byte range [begin, end) a validated tensor spans (empty for zero elements or NULL data).
+struct Span {
+  const char *name;
+  uintptr_t begin, end;
+  bool output;
+};
+
+}  // namespace
+
+spmla_status_t check_struct_size(const char *fn, const std::string &arg, const char *type,
+                                 const void *p, size_t struct_size, size_t own,
+                                 const char *init, bool read_tail) {
+  // Every struct is still at its 1.0 size in ABI 1.1: the smallest size accepted is `own`.
+  if (struct_size < own)
+    return fail(INVALID, fn, arg + "->struct_size",
+                ">= " + str(int64_t(own)) + " (" + init + ")",
+                std::to_string(struct_size));
+  if (!read_tail || struct_size == own) return OK;
+  if (struct_size > kMaxStructSize)
+    return fail(INVALID, fn, arg + "->struct_size",
+                str(int64_t(own)) + " .. " + str(int64_t(kMaxStructSize)) + " (" + init +
+                    "; a " + type + " of a newer spmla.h is never that large)",
+                std::to_string(struct_size));
+  const unsigned char *b = static_cast<const unsigned char *>(p);
+  for (size_t off = own; off < struct_size; ++off)
+    if (b[off] != 0)
+      return fail(SPMLA_STATUS_ABI_MISMATCH, fn, arg + " (" + type + ")",
+                  "zero bytes from offset " + str(int64_t(own)) + " to struct_size " +
+                      std::to_string(struct_size) + " (members of a newer spmla.h, which this " +
+                      "libspmla " SPMLA_VERSION_STRING " cannot honour)",
+                  "a non-zero byte at offset " + str(int64_t(off)));
+  return OK;
+}
+
+namespace {
+
 spmla_status_t absent(const char *fn, const char *name, const void *p, const char *why) {
   if (!p) return OK;
   return fail(INVALID, fn, name, std::string("NULL (") + why + ")", "a tensor");
@@ -138,10 +183,8 @@ spmla_status_t validate_tensor(const char *fn, const spmla_tensor_t *t, const Te
                                      std::to_string(r.ndim) + ")",
                 "NULL");
   }
-  if (t->struct_size < sizeof(spmla_tensor_t))
-    return fail(INVALID, fn, field(n, "->struct_size"),
-                ">= " + str(int64_t(sizeof(spmla_tensor_t))) + " (SPMLA_TENSOR_INIT)",
-                str(int64_t(t->struct_size)));
+  SPMLA_TRY(check_struct_size(fn, n, "spmla_tensor_t", t, t->struct_size, sizeof(spmla_tensor_t),
+                              "SPMLA_TENSOR_INIT"));
   const int64_t dt = enum_value(t->dtype);
   if (dt == SPMLA_DTYPE_INVALID || (dt != r.dtypes[0] && dt != r.dtypes[1]))
     return fail(INVALID, fn, field(n, ".dtype"), dtypes_str(r),
@@ -223,10 +266,8 @@ spmla_status_t validate_tensor(const char *fn, const spmla_tensor_t *t, const Te
 spmla_status_t validate_cache(const char *fn, const char *n, const spmla_kv_cache_t *c,
                               bool check_data, CacheGeometry *geom) {
   if (!c) return fail(INVALID, fn, n, "a KV cache descriptor", "NULL");
-  if (c->struct_size < sizeof(spmla_kv_cache_t))
-    return fail(INVALID, fn, field(n, "->struct_size"),
-                ">= " + str(int64_t(sizeof(spmla_kv_cache_t))) + " (SPMLA_KV_CACHE_INIT)",
-                str(int64_t(c->struct_size)));
+  SPMLA_TRY(check_struct_size(fn, n, "spmla_kv_cache_t", c, c->struct_size,
+                              sizeof(spmla_kv_cache_t), "SPMLA_KV_CACHE_INIT"));
   const int64_t Lv = enum_value(c->layout);
   if (Lv < SPMLA_KV_LAYOUT_BF16 || Lv > SPMLA_KV_LAYOUT_INDEXER_FP8)
     return fail(INVALID, fn, field(n, ".layout"),
@@ -317,16 +358,67 @@ TensorRule out_opt(const char *n, int nd, spmla_dtype_t a) {
   return TensorRule{n, false, true, nd, {a, NONE}, false};
 }
 
-spmla_status_t args_header(const char *fn, const void *a, size_t struct_size, size_t need) {
+// Names of the argument structs and their *_INIT macros, for messages.
+#define SPMLA_ARGS_NAMES(T, INIT)                              \
+  const char *args_type(const T *) { return #T; }              \
+  const char *args_init(const T *) { return INIT; }
+SPMLA_ARGS_NAMES(spmla_sparse_attention_args_t, "SPMLA_SPARSE_ATTENTION_ARGS_INIT")
+SPMLA_ARGS_NAMES(spmla_indices_to_slots_args_t, "SPMLA_INDICES_TO_SLOTS_ARGS_INIT")
+SPMLA_ARGS_NAMES(spmla_window_indices_args_t, "SPMLA_WINDOW_INDICES_ARGS_INIT")
+SPMLA_ARGS_NAMES(spmla_indexer_logits_args_t, "SPMLA_INDEXER_LOGITS_ARGS_INIT")
+SPMLA_ARGS_NAMES(spmla_indexer_logits_paged_args_t, "SPMLA_INDEXER_LOGITS_PAGED_ARGS_INIT")
+SPMLA_ARGS_NAMES(spmla_topk_per_row_args_t, "SPMLA_TOPK_PER_ROW_ARGS_INIT")
+SPMLA_ARGS_NAMES(spmla_kv_cache_store_args_t, "SPMLA_KV_CACHE_STORE_ARGS_INIT")
+SPMLA_ARGS_NAMES(spmla_kv_cache_gather_args_t, "SPMLA_KV_CACHE_GATHER_ARGS_INIT")
+#undef SPMLA_ARGS_NAMES
+
+template <class A>
+spmla_status_t args_header(const char *fn, const A *a) {
   if (!a) return fail(INVALID, fn, "args", "an argument struct", "NULL");
-  if (struct_size < need)
-    return fail(INVALID, fn, "args->struct_size",
-                ">= " + str(int64_t(need)) + " (use the *_ARGS_INIT macro)",
-                str(int64_t(struct_size)));
+  return check_struct_size(fn, "args", args_type(a), a, a->struct_size, sizeof(A), args_init(a));
+}
+#define SPMLA_ARGS_HEADER(fn, a) SPMLA_TRY(args_header(fn, a))
+
+// Aliasing: the byte range of a validated tensor / cache, and the rule that no output's range
+// meets the range of any other tensor or cache of the call (inputs may share memory freely).
+Span span(const char *name, const spmla_tensor_t *t, bool output) {
+  Span s{name, 0, 0, output};
+  if (!t || !t->data) return s;
+  int64_t extent = 1;  // validated: no overflow
+  for (int d = 0; d < t->ndim; ++d) {
+    if (t->shape[d] == 0) return s;
+    extent += (t->shape[d] - 1) * t->strides[d];
+  }
+  s.begin = reinterpret_cast<uintptr_t>(t->data);
+  s.end = s.begin + static_cast<uintptr_t>(extent) * spmla_dtype_size(t->dtype);
+  return s;
+}
+Span span(const char *name, const spmla_kv_cache_t *c, bool output) {
+  Span s{name, 0, 0, output};
+  if (!c || !c->data) return s;
+  const CacheGeometry g = resolve_geometry(*c);
+  s.begin = reinterpret_cast<uintptr_t>(c->data);
+  s.end = s.begin + static_cast<uintptr_t>(g.num_pages * g.page_stride);
+  return s;
+}
+std::string range_str(const Span &s) {
+  return "[" + ptr_str(reinterpret_cast<const void *>(s.begin)) + ", " +
+         ptr_str(reinterpret_cast<const void *>(s.end)) + ")";
+}
+spmla_status_t no_overlap(const char *fn, std::initializer_list<Span> spans) {
+  for (const Span &o : spans) {
+    if (!o.output || o.begin == o.end) continue;
+    for (const Span &x : spans) {
+      if (&x == &o || x.begin == x.end) continue;
+      if (o.begin < x.end && x.begin < o.end)
+        return fail(INVALID, fn, o.name,
+                    std::string("memory disjoint from ") + x.name +
+                        " (an output may not overlap any other tensor or cache of the call)",
+                    "bytes " + range_str(o) + " overlapping " + x.name + "'s " + range_str(x));
+    }
+  }
   return OK;
 }
-#define SPMLA_ARGS_HEADER(fn, a) \
-  SPMLA_TRY(args_header(fn, a, (a) ? (a)->struct_size : 0, sizeof(*(a))))
 
 spmla_status_t block_size_ok(const char *fn, int32_t bs) {
   if (bs >= 1) return OK;
@@ -390,6 +482,16 @@ spmla_status_t validate_sparse_attention(const char *fn, const spmla_sparse_atte
     SPMLA_TRY(dim_eq(fn, "max_logits", a->max_logits, 0, T, "T = q.shape[0]"));
     SPMLA_TRY(dim_eq(fn, "max_logits", a->max_logits, 1, H, "H = q.shape[1]"));
   }
+  if (cd)
+    SPMLA_TRY(no_overlap(fn, {span("q", a->q, false), span("kv", a->kv, false),
+                              span("indices", a->indices, false),
+                              span("lengths", a->lengths, false),
+                              span("extra_kv", a->extra_kv, false),
+                              span("extra_indices", a->extra_indices, false),
+                              span("extra_lengths", a->extra_lengths, false),
+                              span("attn_sink", a->attn_sink, false), span("out", a->out, true),
+                              span("lse", a->lse, true),
+                              span("max_logits", a->max_logits, true)}));
   return OK;
 }
 
@@ -423,6 +525,13 @@ spmla_status_t validate_indices_to_slots(const char *fn, const spmla_indices_to_
       return fail(INVALID, fn, "ragged_slots.shape[0]", ">= " + str(T * K) + " (T * K)",
                   str(dim(a->ragged_slots, 0)));
   }
+  SPMLA_TRY(no_overlap(fn, {span("positions", a->positions, false),
+                            span("token_to_req", a->token_to_req, false),
+                            span("block_table", a->block_table, false),
+                            span("token_valid", a->token_valid, false),
+                            span("slots", a->slots, true), span("lengths", a->lengths, true),
+                            span("indptr", a->indptr, true),
+                            span("ragged_slots", a->ragged_slots, true)}));
   return OK;
 }
 
@@ -440,6 +549,10 @@ spmla_status_t validate_window_indices(const char *fn, const spmla_window_indice
   SPMLA_TRY(dim_range(fn, "slots", a->slots, 1, 1, kMaxDim - 1, "W"));
   SPMLA_TRY(validate_tensor(fn, a->lengths, out_req("lengths", 1, I32), true));
   SPMLA_TRY(dim_eq(fn, "lengths", a->lengths, 0, T, "T = positions.shape[0]"));
+  SPMLA_TRY(no_overlap(fn, {span("positions", a->positions, false),
+                            span("token_to_req", a->token_to_req, false),
+                            span("block_table", a->block_table, false),
+                            span("slots", a->slots, true), span("lengths", a->lengths, true)}));
   return OK;
 }
 
@@ -465,6 +578,12 @@ spmla_status_t validate_indexer_logits(const char *fn, const spmla_indexer_logit
   SPMLA_TRY(validate_tensor(fn, a->logits, out_req("logits", 2, F32), cd));
   SPMLA_TRY(dim_eq(fn, "logits", a->logits, 0, T, "T = q.shape[0]"));
   SPMLA_TRY(dim_eq(fn, "logits", a->logits, 1, S, "S = k.shape[0]"));
+  if (cd)
+    SPMLA_TRY(no_overlap(fn, {span("q", a->q, false), span("k", a->k, false),
+                              span("k_scale", a->k_scale, false),
+                              span("weights", a->weights, false),
+                              span("k_start", a->k_start, false), span("k_end", a->k_end, false),
+                              span("logits", a->logits, true)}));
   return OK;
 }
 
@@ -497,6 +616,12 @@ spmla_status_t validate_indexer_logits_paged(const char *fn,
   SPMLA_TRY(dim_eq(fn, "weights", a->weights, 1, Hi, "Hi = q.shape[2]"));
   SPMLA_TRY(validate_tensor(fn, a->logits, out_req("logits", 2, F32), cd));
   SPMLA_TRY(dim_eq(fn, "logits", a->logits, 0, B * N, "B * N = q.shape[0] * q.shape[1]"));
+  if (cd)
+    SPMLA_TRY(no_overlap(fn, {span("q", a->q, false), span("cache", a->cache, false),
+                              span("block_table", a->block_table, false),
+                              span("context_lens", a->context_lens, false),
+                              span("weights", a->weights, false),
+                              span("logits", a->logits, true)}));
   return OK;
 }
 
@@ -526,6 +651,12 @@ spmla_status_t validate_topk_per_row(const char *fn, const spmla_topk_per_row_ar
   SPMLA_TRY(validate_tensor(fn, a->indices, out_req("indices", 2, I32), cd));
   SPMLA_TRY(dim_eq(fn, "indices", a->indices, 0, R, "R = logits.shape[0]"));
   SPMLA_TRY(dim_range(fn, "indices", a->indices, 1, 1, kMaxDim - 1, "k"));
+  if (cd)
+    SPMLA_TRY(no_overlap(fn, {span("logits", a->logits, false),
+                              span("row_starts", a->row_starts, false),
+                              span("row_ends", a->row_ends, false),
+                              span("context_lens", a->context_lens, false),
+                              span("indices", a->indices, true)}));
   return OK;
 }
 
@@ -538,6 +669,9 @@ spmla_status_t validate_kv_cache_store(const char *fn, const spmla_kv_cache_stor
   SPMLA_TRY(dim_eq(fn, "kv", a->kv, 1, g.dim, "D = cache.head_dim"));
   SPMLA_TRY(validate_tensor(fn, a->slot_mapping, in_req("slot_mapping", 1, I32, I64), true));
   SPMLA_TRY(dim_eq(fn, "slot_mapping", a->slot_mapping, 0, N, "N = kv.shape[0]"));
+  SPMLA_TRY(no_overlap(fn, {span("kv", a->kv, false),
+                            span("slot_mapping", a->slot_mapping, false),
+                            span("cache", a->cache, true)}));
   return OK;
 }
 
@@ -550,6 +684,8 @@ spmla_status_t validate_kv_cache_gather(const char *fn, const spmla_kv_cache_gat
   SPMLA_TRY(validate_tensor(fn, a->out, out_req("out", 2, BF16, true), true));
   SPMLA_TRY(dim_eq(fn, "out", a->out, 0, N, "N = slots.shape[0]"));
   SPMLA_TRY(dim_eq(fn, "out", a->out, 1, g.dim, "D = cache.head_dim"));
+  SPMLA_TRY(no_overlap(fn, {span("cache", a->cache, false), span("slots", a->slots, false),
+                            span("out", a->out, true)}));
   return OK;
 }
 

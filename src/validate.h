@@ -2,6 +2,7 @@
 // A backend only ever receives descriptors that passed these checks.
 #pragma once
 #include <cstddef>
+#include <string>
 
 #include "kv_layout.h"
 #include "spmla.h"
@@ -11,6 +12,16 @@ namespace spmla {
 // `fn` is the public function name used in messages ("spmla_sparse_attention_run").
 // `check_data` is false for workspace-size queries, which never touch tensor memory: data
 // pointers (NULL, alignment, address overflow) are then not checked, everything else is.
+
+// The struct_size rule of docs/ABI.md for a caller's struct `p` of C type `type` (argument
+// `arg`, library size `own`, initialised by macro `init`): smaller than `own` (the x.0 size)
+// is INVALID_ARGUMENT; larger is accepted only when every byte past `own` is zero (else
+// ABI_MISMATCH naming the struct and the offset), and never above 64 KiB (INVALID_ARGUMENT,
+// the tail is not read). `read_tail` false (output structs, filled only up to `own`) skips
+// the tail rules.
+spmla_status_t check_struct_size(const char *fn, const std::string &arg, const char *type,
+                                 const void *p, size_t struct_size, size_t own, const char *init,
+                                 bool read_tail = true);
 
 // One tensor: the generic rules (struct_size, dtype, rank, shape range, strides, extent,
 // alignment, no self-overlap for outputs). NULL is accepted iff !required.

@@ -53,3 +53,24 @@ foreach(_hdr spmla spmla_backend)
                    -I${PROJECT_SOURCE_DIR}/include ${_spmla_hdr_dir}/${_hdr}_alone.cpp)
   set_tests_properties(header_c99_${_hdr} header_cxx17_${_hdr} PROPERTIES LABELS "abi")
 endforeach()
+
+# spmla.h on Windows: SPMLA_API is dllexport while building libspmla (SPMLA_BUILDING_LIBRARY,
+# defined by the `spmla` target) and dllimport for everyone else. Checked on the preprocessor
+# output with _WIN32 defined (any compiler can preprocess it).
+if(SPMLA_BASH)
+  set(_inc ${PROJECT_SOURCE_DIR}/include)
+  add_test(NAME header_win32_dllexport
+           COMMAND ${SPMLA_BASH} -c "
+exp=$(\"$0\" -E -P -D_WIN32 -DSPMLA_BUILDING_LIBRARY -I'${_inc}' '${_inc}/spmla.h') || exit 1
+imp=$(\"$0\" -E -P -D_WIN32 -I'${_inc}' '${_inc}/spmla.h') || exit 1
+grep -q '__declspec(dllexport) unsigned spmla_version_number' <<<\"$exp\" || { echo 'no dllexport when building the library'; exit 1; }
+grep -q '__declspec(dllimport) unsigned spmla_version_number' <<<\"$imp\" || { echo 'no dllimport for consumers'; exit 1; }
+if grep -q dllimport <<<\"$exp\"; then echo 'dllimport while building the library'; exit 1; fi
+echo ok" ${CMAKE_C_COMPILER})
+  set_tests_properties(header_win32_dllexport PROPERTIES LABELS "abi")
+  # The library target really defines it.
+  get_target_property(_spmla_defs spmla COMPILE_DEFINITIONS)
+  if(NOT "SPMLA_BUILDING_LIBRARY" IN_LIST _spmla_defs)
+    message(FATAL_ERROR "target spmla must define SPMLA_BUILDING_LIBRARY (spmla.h's SPMLA_API)")
+  endif()
+endif()

@@ -20,6 +20,10 @@ TEST_CASE("abi: versions agree between macros and run time", "[abi]") {
         SPMLA_VERSION_MAJOR * 10000 + SPMLA_VERSION_MINOR * 100 + SPMLA_VERSION_PATCH);
   CHECK(spmla_abi_version() ==
         ((uint32_t(SPMLA_ABI_VERSION_MAJOR) << 16) | uint32_t(SPMLA_ABI_VERSION_MINOR)));
+  // 1.1: SPMLA_STATUS_HANDLE_BUSY (a new enum value is an ABI minor).
+  CHECK(std::string(SPMLA_VERSION_STRING) == "1.1.0");
+  CHECK(SPMLA_VERSION_NUMBER == 10100);
+  CHECK(spmla_abi_version() == ((1u << 16) | 1u));
 }
 
 TEST_CASE("abi: spmla_get_api returns the full table", "[abi]") {
@@ -104,11 +108,12 @@ TEST_CASE("abi: status strings", "[abi]") {
                          "SPMLA_STATUS_OUT_OF_MEMORY",    "SPMLA_STATUS_WORKSPACE_TOO_SMALL",
                          "SPMLA_STATUS_MISALIGNED",       "SPMLA_STATUS_SIZE_OVERFLOW",
                          "SPMLA_STATUS_DEVICE_ERROR",     "SPMLA_STATUS_ABI_MISMATCH",
-                         "SPMLA_STATUS_INTERNAL"};
-  for (int i = 0; i <= 10; ++i)
+                         "SPMLA_STATUS_INTERNAL",         "SPMLA_STATUS_HANDLE_BUSY"};
+  for (int i = 0; i <= 11; ++i)
     CHECK(std::string(spmla_status_string(static_cast<spmla_status_t>(i))) == names[i]);
   CHECK(SPMLA_STATUS_INTERNAL == 10);
-  for (int bad : {11, 12, -1, 1000})
+  CHECK(SPMLA_STATUS_HANDLE_BUSY == 11);  // ABI 1.1
+  for (int bad : {12, 13, -1, 1000})
     CHECK(std::string(spmla_status_string(static_cast<spmla_status_t>(bad))) ==
           "SPMLA_STATUS_UNKNOWN");
 }

@@ -84,7 +84,9 @@ void mutate_tensor(Rng &r, Fixture &fx, TensorArg &ta) {
   spmla_tensor_t *t = ta.t;
   switch (r.u(9)) {
     case 0: null_member(fx, t); break;
-    case 1: t->struct_size = r.pick<size_t>({0, 8, sizeof(spmla_tensor_t) - 1, sizeof(spmla_tensor_t) + 64}); break;
+    // Larger than the struct: only sizes the library must refuse without reading the tail (the
+    // fixture's descriptor has no tail to read; tails are tested in test_struct_size.cpp).
+    case 1: t->struct_size = r.pick<size_t>({0, 8, sizeof(spmla_tensor_t) - 1, SIZE_MAX, size_t(1) << 20}); break;
     case 2: t->dtype = static_cast<spmla_dtype_t>(r.u(12)); break;
     case 3: t->ndim = static_cast<int32_t>(r.u(12)) - 1; break;
     case 4: {
@@ -116,7 +118,7 @@ void mutate_tensor(Rng &r, Fixture &fx, TensorArg &ta) {
 void mutate_cache(Rng &r, Fixture &fx, spmla_kv_cache_t *c) {
   switch (r.u(10)) {
     case 0: null_member(fx, c); break;
-    case 1: c->struct_size = r.pick<size_t>({0, 8, sizeof(spmla_kv_cache_t) - 1}); break;
+    case 1: c->struct_size = r.pick<size_t>({0, 8, sizeof(spmla_kv_cache_t) - 1, SIZE_MAX, size_t(1) << 20}); break;
     case 2: c->layout = static_cast<spmla_kv_layout_t>(r.u(8)); break;
     case 3: c->fp8_flavor = static_cast<spmla_fp8_flavor_t>(r.u(4)); break;
     case 4: c->head_dim = r.pick<int32_t>({0, 64, 128, 512, 576, 100, -1, 1 << 30}); break;
@@ -135,7 +137,7 @@ void mutate_cache(Rng &r, Fixture &fx, spmla_kv_cache_t *c) {
 
 void mutate_args(Rng &r, Fixture &fx) {
   switch (r.u(4)) {
-    case 0: *fx.struct_size() = r.pick<size_t>({0, 8, *fx.struct_size() - 1, *fx.struct_size() + 64}); break;
+    case 0: *fx.struct_size() = r.pick<size_t>({0, 8, *fx.struct_size() - 1, SIZE_MAX, size_t(1) << 20}); break;
     case 1: fx.ws_bytes = r.pick<size_t>({0, 1, 16, 4096}); break;
     case 2: fx.ws_null = true; fx.ws_bytes = r.pick<size_t>({0, 64}); break;
     default: fx.ws_offset = r.pick<size_t>({1, 4, 8, 16}); break;
@@ -270,11 +272,24 @@ TEST_CASE("fuzz: random bytes as descriptors", "[fuzz]") {
   Buf arena(1 << 16);
   const uint64_t iters = env_u64("SPMLA_FUZZ_ITERS", 4000);
   for (uint64_t it = 0; it < iters; ++it) {
-    spmla_tensor_t ts[12];
+    // Each descriptor has a 64-byte tail (random or zero) that a struct_size up to sizeof + 64
+    // may cover (the struct_size rule reads it; SIZE_MAX must be refused without reading).
+    struct TailedTensor {
+      spmla_tensor_t t;
+      unsigned char tail[64];
+    } tts[12];
+    spmla_tensor_t *ts[12];
+    for (int i = 0; i < 12; ++i) {
+      ts[i] = &tts[i].t;
+      for (auto &b : tts[i].tail) b = r.coin(70) ? 0 : static_cast<unsigned char>(r.u(256));
+    }
     spmla_kv_cache_t cs[2];
-    for (auto &t : ts) {
+    for (spmla_tensor_t *tp : ts) {
+      spmla_tensor_t &t = *tp;
       std::memset(&t, 0, sizeof t);
-      t.struct_size = r.coin(90) ? sizeof t : r.u(200);
+      t.struct_size = r.coin(85) ? sizeof t
+                      : r.coin(50) ? r.u(sizeof t + 64 + 1)
+                                   : r.pick<size_t>({SIZE_MAX, size_t(1) << 20, size_t(65537)});
       t.dtype = static_cast<spmla_dtype_t>(r.u(11));
       t.ndim = static_cast<int32_t>(r.u(6));
       for (int d = 0; d < SPMLA_MAX_DIMS; ++d) {
@@ -307,15 +322,15 @@ TEST_CASE("fuzz: random bytes as descriptors", "[fuzz]") {
       const size_t off = static_cast<size_t>(static_cast<unsigned char *>(t.data) - arena.p);
       return static_cast<uint64_t>(extent) <= (arena.n - off) / es;
     };
-    for (auto &t : ts)
-      if (!fits(t)) t.data = nullptr;
+    for (spmla_tensor_t *t : ts)
+      if (!fits(*t)) t->data = nullptr;
     for (auto &c : cs) {
       spmla_kv_cache_t p = c;
       size_t bytes = 0;
       if (spmla_kv_cache_size_bytes(&p, &bytes) == SPMLA_STATUS_SUCCESS && bytes > arena.n - 256)
         c.data = nullptr;
     }
-    auto T = [&](int i) -> const spmla_tensor_t * { return r.coin(8) ? nullptr : &ts[i]; };
+    auto T = [&](int i) -> const spmla_tensor_t * { return r.coin(8) ? nullptr : ts[i]; };
     const int op = static_cast<int>(r.u(7));
     spmla_handle_t h = cpu_handle();
     size_t ws = 0;

@@ -3,7 +3,9 @@
 // with SPMLA_BACKEND_PATH pointing at the fake plugins of tests/plugins/.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -25,8 +27,12 @@ struct Result {
   std::string out;
 };
 
-Result run_probe(const std::string &backend_path, const std::string &args) {
-  const std::string cmd = "SPMLA_BACKEND_PATH='" + backend_path + "' '" + kProbe + "' " + args + " 2>&1";
+// `timeout_s` > 0 runs the probe under timeout(1): a hang becomes exit status 124.
+Result run_probe(const std::string &backend_path, const std::string &args, int timeout_s = 0) {
+  const std::string runner =
+      timeout_s > 0 ? "timeout -k 5 " + std::to_string(timeout_s) + " " : std::string();
+  const std::string cmd = "SPMLA_BACKEND_PATH='" + backend_path + "' " + runner + "'" + kProbe +
+                          "' " + args + " 2>&1";
   Result r;
   FILE *p = popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
@@ -257,4 +263,51 @@ TEST_CASE("registry: two threads creating handles at first use", "[registry]") {
     });
   for (auto &t : ts) t.join();
   for (int v : ok) CHECK(v == 20);
+}
+
+TEST_CASE("registry: a FIFO, directory or device named like a plugin is skipped, never opened",
+          "[registry]") {
+  // dlopen of a FIFO blocks until a writer appears: before the loader checked the file type,
+  // every spmla call of the process hung inside the registry's call_once.
+  char tmpl[] = "/tmp/spmla-fifo-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  const std::string dir = tmpl;
+  const std::string fifo = dir + "/libspmla_backend_cuda.so";
+  const std::string subdir = dir + "/libspmla_backend_x.so";
+  const std::string devnull = dir + "/libspmla_backend_devnull.so";
+  const std::string linked = dir + "/libspmla_backend_linked.so";
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  REQUIRE(mkdir(subdir.c_str(), 0700) == 0);
+  REQUIRE(symlink("/dev/null", devnull.c_str()) == 0);
+  // A symlink to a regular file is a plugin like any other.
+  REQUIRE(symlink((kPluginDir + "/libspmla_backend_fake.so").c_str(), linked.c_str()) == 0);
+
+  const Result r = run_probe(dir, "list", 60);
+  unlink(fifo.c_str());
+  rmdir(subdir.c_str());
+  unlink(devnull.c_str());
+  unlink(linked.c_str());
+  rmdir(dir.c_str());
+  INFO(r.out);
+  REQUIRE(r.status != 124);  // timed out: the loader blocked
+  REQUIRE(r.status == 0);
+  auto m = parse_list(r.out, nullptr);
+  REQUIRE(m.count("cuda") == 1);
+  REQUIRE(m.count("x") == 1);
+  REQUIRE(m.count("devnull") == 1);
+  REQUIRE(m.count("linked") == 1);
+  if (m["cuda"].library.empty()) {  // no real CUDA plugin beside libspmla
+    CHECK_FALSE(m["cuda"].available);
+    CHECK(has(m["cuda"].reason, "skipped " + fifo + ": not a regular file (a FIFO)"));
+  } else {
+    CHECK(m["cuda"].library != fifo);
+  }
+  CHECK_FALSE(m["x"].available);
+  CHECK(m["x"].library.empty());
+  CHECK(has(m["x"].reason, "libspmla_backend_x.so not found (searched: " + dir));
+  CHECK(has(m["x"].reason, "skipped " + subdir + ": not a regular file (a directory)"));
+  CHECK_FALSE(m["devnull"].available);
+  CHECK(has(m["devnull"].reason, "skipped " + devnull + ": not a regular file (a character device)"));
+  CHECK(m["linked"].available);
+  CHECK(m["linked"].library == linked);
 }

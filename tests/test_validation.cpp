@@ -251,8 +251,8 @@ void generic_call_cases(const Factory &f) {
         CHECK(fx->outputs_untouched());
       }
     }
-    // A newer caller's bigger struct is fine (trailing members unknown to us are ignored):
-    // not testable without a bigger struct; struct_size == sizeof is the baseline below.
+    // A newer caller's bigger struct (zero tail accepted, non-zero tail ABI_MISMATCH, absurd
+    // sizes refused): tests/test_struct_size.cpp.
   }
 }
 

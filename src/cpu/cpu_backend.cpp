@@ -149,7 +149,11 @@ spmla_status_t cpu_event_elapsed_ms(void *, void *start, void *end, float *ms) {
   auto *a = static_cast<Event *>(start);
   auto *b = static_cast<Event *>(end);
   if (!a->recorded || !b->recorded) {
-    set_error("cpu backend: event_elapsed_ms: both events must have been recorded");
+    set_error(!a->recorded
+                  ? "spmla_event_elapsed_ms: start: expected an event recorded by "
+                    "spmla_event_record, got one never recorded"
+                  : "spmla_event_elapsed_ms: end: expected an event recorded by "
+                    "spmla_event_record, got one never recorded");
     return SPMLA_STATUS_INVALID_ARGUMENT;
   }
   *ms = std::chrono::duration<float, std::milli>(b->t - a->t).count();

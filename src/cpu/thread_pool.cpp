@@ -2,6 +2,9 @@
 #include "cpu/thread_pool.h"
 
 #include <cstdlib>
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 namespace spmla {
 namespace cpu {
@@ -72,7 +75,15 @@ int default_thread_count() {
     long v = std::strtol(s, &end, 10);
     if (end != s && *end == '\0' && v > 0) return v > 1024 ? 1024 : static_cast<int>(v);
   }
-  unsigned hc = std::thread::hardware_concurrency();
+  // The CPUs this process may run on (taskset, cgroup cpusets, sched_setaffinity), not every
+  // CPU of the machine: more workers than allowed CPUs only time-slice against each other.
+  unsigned hc = 0;
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) hc = static_cast<unsigned>(CPU_COUNT(&set));
+#endif
+  if (hc == 0) hc = std::thread::hardware_concurrency();
   if (hc == 0) hc = 1;
   return hc > 1024 ? 1024 : static_cast<int>(hc);
 }

@@ -14,6 +14,7 @@ __all__ = [
     "DeviceError",
     "AbiMismatchError",
     "InternalError",
+    "HandleBusyError",
     "error_class",
 ]
 
@@ -112,6 +113,16 @@ class InternalError(Error):
     status_name = "SPMLA_STATUS_INTERNAL"
 
 
+class HandleBusyError(Error):
+    """The handle is in use by a call on another thread (libspmla 1.1+); nothing was done.
+
+    A handle serves one thread at a time: use one handle per thread.
+    """
+
+    status = 11
+    status_name = "SPMLA_STATUS_HANDLE_BUSY"
+
+
 _CLASSES: dict[int, type[Error]] = {
     c.status: c
     for c in (
@@ -125,6 +136,7 @@ _CLASSES: dict[int, type[Error]] = {
         DeviceError,
         AbiMismatchError,
         InternalError,
+        HandleBusyError,
     )
 }
 _NAMES: dict[int, str] = {s: c.status_name for s, c in _CLASSES.items()}

@@ -3,12 +3,12 @@
 // Generated from include/spmla.h by scripts/regen-rust-bindings. Do not edit.
 
 pub const SPMLA_VERSION_MAJOR: u32 = 1;
-pub const SPMLA_VERSION_MINOR: u32 = 0;
+pub const SPMLA_VERSION_MINOR: u32 = 1;
 pub const SPMLA_VERSION_PATCH: u32 = 0;
-pub const SPMLA_VERSION_NUMBER: u32 = 10000;
-pub const SPMLA_VERSION_STRING: &[u8; 6usize] = b"1.0.0\0";
+pub const SPMLA_VERSION_NUMBER: u32 = 10100;
+pub const SPMLA_VERSION_STRING: &[u8; 6usize] = b"1.1.0\0";
 pub const SPMLA_ABI_VERSION_MAJOR: u32 = 1;
-pub const SPMLA_ABI_VERSION_MINOR: u32 = 0;
+pub const SPMLA_ABI_VERSION_MINOR: u32 = 1;
 pub const SPMLA_MAX_DIMS: u32 = 8;
 pub type __int32_t = ::std::os::raw::c_int;
 pub type __uint32_t = ::std::os::raw::c_uint;
@@ -36,6 +36,7 @@ pub const SPMLA_STATUS_SIZE_OVERFLOW: spmla_status = 7;
 pub const SPMLA_STATUS_DEVICE_ERROR: spmla_status = 8;
 pub const SPMLA_STATUS_ABI_MISMATCH: spmla_status = 9;
 pub const SPMLA_STATUS_INTERNAL: spmla_status = 10;
+pub const SPMLA_STATUS_HANDLE_BUSY: spmla_status = 11;
 pub type spmla_status = ::std::os::raw::c_uint;
 pub use self::spmla_status as spmla_status_t;
 extern "C" {
@@ -849,7 +850,9 @@ extern "C" {
 #[doc = "  in `kv` and of extra_indices[t, :extra_lengths[t]] in `extra_kv`:"]
 #[doc = "    logit = scale · <q[t,h,:], Kdeq[0:D_qk]>,  lse = log Σ exp(logit),"]
 #[doc = "    out = Σ exp(logit - lse) · Vdeq[0:512], times 1/(1 + exp(sink[h] - lse))."]
-#[doc = "  Empty sets give out = 0, lse = +inf, max_logits = -inf."]
+#[doc = "  Empty sets give out = 0, lse = +inf, max_logits = -inf. The sink follows IEEE"]
+#[doc = "  arithmetic: +inf gives out = +0, -inf no change, NaN gives out = NaN (for tokens"]
+#[doc = "  with at least one key; lse is reported without the sink)."]
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct spmla_sparse_attention_args {
@@ -1105,7 +1108,9 @@ fn bindgen_test_layout_spmla_sparse_attention_args() {
 #[doc = "  in `kv` and of extra_indices[t, :extra_lengths[t]] in `extra_kv`:"]
 #[doc = "    logit = scale · <q[t,h,:], Kdeq[0:D_qk]>,  lse = log Σ exp(logit),"]
 #[doc = "    out = Σ exp(logit - lse) · Vdeq[0:512], times 1/(1 + exp(sink[h] - lse))."]
-#[doc = "  Empty sets give out = 0, lse = +inf, max_logits = -inf."]
+#[doc = "  Empty sets give out = 0, lse = +inf, max_logits = -inf. The sink follows IEEE"]
+#[doc = "  arithmetic: +inf gives out = +0, -inf no change, NaN gives out = NaN (for tokens"]
+#[doc = "  with at least one key; lse is reported without the sink)."]
 pub type spmla_sparse_attention_args_t = spmla_sparse_attention_args;
 extern "C" {
     #[doc = " Workspace bytes that plan and run need for these shapes (host-only, reads no"]

@@ -31,6 +31,8 @@ pub enum Status {
     AbiMismatch,
     /// A bug in spmla.
     Internal,
+    /// The handle is in use by a call on another thread (ABI 1.1); nothing was done.
+    HandleBusy,
     /// A status value this version of the crate does not know.
     Unknown(u32),
 }
@@ -50,6 +52,7 @@ impl Status {
             sys::SPMLA_STATUS_DEVICE_ERROR => Status::DeviceError,
             sys::SPMLA_STATUS_ABI_MISMATCH => Status::AbiMismatch,
             sys::SPMLA_STATUS_INTERNAL => Status::Internal,
+            sys::SPMLA_STATUS_HANDLE_BUSY => Status::HandleBusy,
             other => Status::Unknown(other),
         }
     }
@@ -68,6 +71,7 @@ impl Status {
             Status::DeviceError => sys::SPMLA_STATUS_DEVICE_ERROR,
             Status::AbiMismatch => sys::SPMLA_STATUS_ABI_MISMATCH,
             Status::Internal => sys::SPMLA_STATUS_INTERNAL,
+            Status::HandleBusy => sys::SPMLA_STATUS_HANDLE_BUSY,
             Status::Unknown(code) => code,
         }
     }

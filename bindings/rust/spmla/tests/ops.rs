@@ -59,6 +59,12 @@ fn versions_backends_and_dtypes() {
         "SPMLA_STATUS_INVALID_ARGUMENT"
     );
     assert_eq!(Status::from_raw(1234), Status::Unknown(1234));
+    // ABI 1.1: a handle used from two threads at once.
+    assert_eq!(Status::from_raw(11), Status::HandleBusy);
+    assert_eq!(Status::HandleBusy.code(), 11);
+    assert_eq!(Status::HandleBusy.name(), "SPMLA_STATUS_HANDLE_BUSY");
+    assert_eq!(sys::SPMLA_VERSION_NUMBER, 10100);
+    assert_eq!(sys::SPMLA_ABI_VERSION_MINOR, 1);
     assert_eq!(Status::Unknown(1234).name(), "SPMLA_STATUS_UNKNOWN");
 
     let h = cpu();
