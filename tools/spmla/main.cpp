@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <new>
 
 #include "check.h"
 #include "cli.h"
@@ -13,9 +14,9 @@ using namespace spmla_cli;
 namespace spmla_cli {
 std::string format_bytes(double b) {
   char buf[64];
-  const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
   int i = 0;
-  while (b >= 1024 && i < 4) b /= 1024, ++i;
+  while (b >= 1024 && i < 6) b /= 1024, ++i;
   std::snprintf(buf, sizeof buf, i ? "%.1f %s" : "%.0f %s", b, unit[i]);
   return buf;
 }
@@ -93,8 +94,16 @@ int main(int argc, char **argv) {
     if (*info) return cmd_info(io);
     if (*run) return cmd_run(ro);
     if (*bench) return cmd_bench(bo);
+  } catch (const std::bad_alloc &) {
+    // The memory estimate refuses what cannot fit; this is what it did not foresee.
+    std::fprintf(stderr, "spmla: error: out of host memory (std::bad_alloc); lower the size options "
+                         "(--batch, --tokens-per-request, --context, --heads, --topk, or bench --sizes/--shape)\n");
+    return 1;
   } catch (const std::exception &e) {
     std::fprintf(stderr, "spmla: error: %s\n", e.what());
+    return 1;
+  } catch (...) {
+    std::fprintf(stderr, "spmla: error: unknown exception\n");
     return 1;
   }
   return 1;
