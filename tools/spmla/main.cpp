@@ -22,7 +22,8 @@ std::string format_bytes(double b) {
 }
 }  // namespace spmla_cli
 
-int main(int argc, char **argv) {
+namespace {
+int run_main(int argc, char **argv) {
   CLI::App app{"spmla: portable sparse MLA (DeepSeek-V3.2 / V4 sparse attention)\n"
                "built against spmla " SPMLA_VERSION_STRING};
   app.set_version_flag("--version", std::string("spmla ") + SPMLA_VERSION_STRING);
@@ -90,12 +91,19 @@ int main(int argc, char **argv) {
 
   CLI11_PARSE(app, argc, argv);
 
+  if (*info) return cmd_info(io);
+  if (*run) return cmd_run(ro);
+  if (*bench) return cmd_bench(bo);
+  return 1;
+}
+}  // namespace
+
+// No exception reaches the user (or std::terminate): each becomes a message and exit status 1.
+int main(int argc, char **argv) {
   try {
-    if (*info) return cmd_info(io);
-    if (*run) return cmd_run(ro);
-    if (*bench) return cmd_bench(bo);
+    return run_main(argc, argv);
   } catch (const std::bad_alloc &) {
-    // The memory estimate refuses what cannot fit; this is what it did not foresee.
+    // The memory estimate (memory.h) refuses what cannot fit; this is what it did not foresee.
     std::fprintf(stderr, "spmla: error: out of host memory (std::bad_alloc); lower the size options "
                          "(--batch, --tokens-per-request, --context, --heads, --topk, or bench --sizes/--shape)\n");
     return 1;
@@ -106,5 +114,4 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "spmla: error: unknown exception\n");
     return 1;
   }
-  return 1;
 }
