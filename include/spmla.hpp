@@ -18,6 +18,12 @@
  *
  * Threading follows spmla.h: a Handle (and what it owns) is used by one thread at a
  * time; different handles may be used concurrently.
+ *
+ * Lifetimes: the Handle is move-only (one user-facing owner), but the C handle under it is
+ * shared with every DeviceBuffer, Workspace, Event and Plan made through it and destroyed
+ * after the last of them, so those may outlive the Handle. Their constructors that take a
+ * raw spmla_handle_t borrow it instead (the caller keeps it alive). A moved-from object of
+ * this header throws spmla::Error (SPMLA_STATUS_INVALID_ARGUMENT) when used.
  */
 #ifndef SPMLA_HPP
 #define SPMLA_HPP
@@ -27,6 +33,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -141,22 +148,47 @@ inline size_t kv_cache_page_bytes(const spmla_kv_cache_t &c) {
 }
 
 class Handle;
+class Plan;
 
-/** Device memory of a handle (host memory on "cpu"), freed on destruction. Move-only. */
+namespace detail {
+/** Shared ownership of a C handle: the Handle and every object made through it hold one, and
+ *  the last of them to go calls spmla_handle_destroy. */
+using handle_ref = std::shared_ptr<spmla_handle_s>;
+
+inline handle_ref adopt_handle(spmla_handle_t h) {
+  // If the control block cannot be allocated, shared_ptr calls the deleter before it throws
+  // std::bad_alloc, so the C handle is not leaked.
+  return handle_ref(h, [](spmla_handle_t p) noexcept { spmla_handle_destroy(p); });
+}
+
+/** The error a moved-from object gives when it is used ("fn: arg: expected ..., got ..."). */
+[[noreturn]] inline void throw_moved_from(const char *fn, const char *arg, const char *type) {
+  throw Error(SPMLA_STATUS_INVALID_ARGUMENT,
+              std::string(fn) + ": " + arg + ": expected a live " + type + ", got a moved-from (or empty) " +
+                  type);
+}
+}  // namespace detail
+
+/** Device memory of a handle (host memory on "cpu"), freed on destruction. Move-only.
+ *  One made by Handle::alloc keeps the C handle alive, so it may outlive its Handle. */
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
+  /** Borrows `h` (not owned): the caller keeps that C handle alive until this buffer is
+   *  destroyed. Prefer Handle::alloc, which shares ownership instead. */
   DeviceBuffer(spmla_handle_t h, size_t bytes) : h_(h), bytes_(bytes) {
     check(spmla_device_malloc(h_, bytes_, &ptr_));
   }
   ~DeviceBuffer() { reset(); }
   DeviceBuffer(DeviceBuffer &&o) noexcept
-      : h_(std::exchange(o.h_, nullptr)),
+      : owner_(std::move(o.owner_)),
+        h_(std::exchange(o.h_, nullptr)),
         ptr_(std::exchange(o.ptr_, nullptr)),
         bytes_(std::exchange(o.bytes_, 0)) {}
   DeviceBuffer &operator=(DeviceBuffer &&o) noexcept {
     if (this != &o) {
       reset();
+      owner_ = std::move(o.owner_);
       h_ = std::exchange(o.h_, nullptr);
       ptr_ = std::exchange(o.ptr_, nullptr);
       bytes_ = std::exchange(o.bytes_, 0);
@@ -171,69 +203,107 @@ class DeviceBuffer {
 
   /** Copies host bytes in at `offset` and waits for the copy. */
   void copy_from_host(const void *src, size_t bytes, size_t offset = 0) {
-    range(offset, bytes);
+    range("spmla::DeviceBuffer::copy_from_host", offset, bytes);
     check(spmla_memcpy(h_, static_cast<char *>(ptr_) + offset, src, bytes,
                        SPMLA_MEMCPY_HOST_TO_DEVICE, nullptr));
     check(spmla_stream_synchronize(h_, nullptr));
   }
   /** Copies bytes at `offset` out to host memory and waits for the copy. */
   void copy_to_host(void *dst, size_t bytes, size_t offset = 0) const {
-    range(offset, bytes);
+    range("spmla::DeviceBuffer::copy_to_host", offset, bytes);
     check(spmla_memcpy(h_, dst, static_cast<const char *>(ptr_) + offset, bytes,
                        SPMLA_MEMCPY_DEVICE_TO_HOST, nullptr));
     check(spmla_stream_synchronize(h_, nullptr));
   }
 
  private:
-  void range(size_t offset, size_t bytes) const {
+  friend class Handle;
+  friend class Workspace;
+  DeviceBuffer(detail::handle_ref owner, size_t bytes)
+      : owner_(std::move(owner)), h_(owner_.get()), bytes_(bytes) {
+    check(spmla_device_malloc(h_, bytes_, &ptr_));
+  }
+  void range(const char *fn, size_t offset, size_t bytes) const {
+    if (!h_) detail::throw_moved_from(fn, "buffer", "spmla::DeviceBuffer");
     if (offset > bytes_ || bytes > bytes_ - offset)
       throw Error(SPMLA_STATUS_INVALID_ARGUMENT,
-                  "spmla.hpp: copy of " + std::to_string(bytes) + " bytes at offset " +
-                      std::to_string(offset) + " exceeds the " + std::to_string(bytes_) +
-                      "-byte buffer");
+                  std::string(fn) + ": bytes: expected at most " +
+                      std::to_string(offset > bytes_ ? 0 : bytes_ - offset) + " (a copy of " +
+                      std::to_string(bytes) + " bytes at offset " + std::to_string(offset) +
+                      " must fit the " + std::to_string(bytes_) + "-byte buffer), got " +
+                      std::to_string(bytes));
   }
   void reset() noexcept {
-    if (ptr_) spmla_device_free(h_, ptr_);
+    if (ptr_) spmla_device_free(h_, ptr_);  // before the C handle may go with owner_
     ptr_ = nullptr;
     bytes_ = 0;
+    h_ = nullptr;
+    owner_.reset();
   }
+  detail::handle_ref owner_;  // empty for a borrowing buffer
   spmla_handle_t h_ = nullptr;
   void *ptr_ = nullptr;
   size_t bytes_ = 0;
 };
 
-/** Scratch memory that grows to what each call queries and is kept for the next. */
+/** Scratch memory that grows to what each call queries and is kept for the next. Move-only.
+ *  One made by Handle::workspace keeps the C handle alive, so it may outlive its Handle. */
 class Workspace {
  public:
+  /** Borrows `h` (not owned): the caller keeps that C handle alive until this workspace is
+   *  destroyed. Prefer Handle::workspace, which shares ownership instead. */
   explicit Workspace(spmla_handle_t h) : h_(h) {}
-  /** Makes sure at least `bytes` are held. */
-  void reserve(size_t bytes) {
-    if (bytes > buf_.size()) {
-      buf_ = DeviceBuffer();
-      buf_ = DeviceBuffer(h_, bytes);
+  Workspace(Workspace &&o) noexcept
+      : owner_(std::move(o.owner_)), h_(std::exchange(o.h_, nullptr)), buf_(std::move(o.buf_)) {}
+  Workspace &operator=(Workspace &&o) noexcept {
+    if (this != &o) {
+      buf_ = std::move(o.buf_);
+      h_ = std::exchange(o.h_, nullptr);
+      owner_ = std::move(o.owner_);
     }
+    return *this;
   }
+  Workspace(const Workspace &) = delete;
+  Workspace &operator=(const Workspace &) = delete;
+
+  /** Makes sure at least `bytes` are held. */
+  void reserve(size_t bytes) { reserve("spmla::Workspace::reserve", bytes); }
   void *data() const noexcept { return buf_.data(); }
   size_t size() const noexcept { return buf_.size(); }
+  /** The C handle (NULL once moved from). */
   spmla_handle_t handle() const noexcept { return h_; }
 
  private:
-  spmla_handle_t h_;
+  friend class Handle;
+  friend class Plan;
+  explicit Workspace(detail::handle_ref owner) : owner_(std::move(owner)), h_(owner_.get()) {}
+  void reserve(const char *fn, size_t bytes) {
+    if (!h_) detail::throw_moved_from(fn, "workspace", "spmla::Workspace");
+    if (bytes > buf_.size()) {
+      buf_ = DeviceBuffer();
+      buf_ = owner_ ? DeviceBuffer(owner_, bytes) : DeviceBuffer(h_, bytes);
+    }
+  }
+  detail::handle_ref owner_;  // empty for a borrowing workspace
+  spmla_handle_t h_ = nullptr;
   DeviceBuffer buf_;
 };
 
-/** A timing event, destroyed with it. Move-only. */
+/** A timing event, destroyed with it. Move-only.
+ *  One made by Handle::event keeps the C handle alive, so it may outlive its Handle. */
 class Event {
  public:
+  /** Borrows `h` (not owned): the caller keeps that C handle alive until this event is
+   *  destroyed. Prefer Handle::event, which shares ownership instead. */
   explicit Event(spmla_handle_t h) : h_(h) { check(spmla_event_create(h_, &e_)); }
-  ~Event() {
-    if (e_) spmla_event_destroy(h_, e_);
-  }
-  Event(Event &&o) noexcept : h_(o.h_), e_(std::exchange(o.e_, nullptr)) {}
+  ~Event() { reset(); }
+  Event(Event &&o) noexcept
+      : owner_(std::move(o.owner_)), h_(std::exchange(o.h_, nullptr)), e_(std::exchange(o.e_, nullptr)) {}
   Event &operator=(Event &&o) noexcept {
     if (this != &o) {
-      if (e_) spmla_event_destroy(h_, e_);
-      h_ = o.h_;
+      reset();
+      owner_ = std::move(o.owner_);
+      h_ = std::exchange(o.h_, nullptr);
       e_ = std::exchange(o.e_, nullptr);
     }
     return *this;
@@ -241,9 +311,18 @@ class Event {
   Event(const Event &) = delete;
   Event &operator=(const Event &) = delete;
 
-  void record(void *stream = nullptr) { check(spmla_event_record(h_, e_, stream)); }
+  void record(void *stream = nullptr) {
+    live("spmla::Event::record", "event");
+    check(spmla_event_record(h_, e_, stream));
+  }
   /** Milliseconds from this event to `end` (waits for `end`). */
   float elapsed_ms(const Event &end) const {
+    static const char fn[] = "spmla::Event::elapsed_ms";
+    live(fn, "event");
+    end.live(fn, "end");
+    if (end.h_ != h_)
+      throw Error(SPMLA_STATUS_INVALID_ARGUMENT,
+                  std::string(fn) + ": end: expected an event of this event's handle, got one of another handle");
     float ms = 0.0f;
     check(spmla_event_elapsed_ms(h_, e_, end.e_, &ms));
     return ms;
@@ -251,120 +330,169 @@ class Event {
   spmla_event_t get() const noexcept { return e_; }
 
  private:
-  spmla_handle_t h_;
+  friend class Handle;
+  explicit Event(detail::handle_ref owner) : owner_(std::move(owner)), h_(owner_.get()) {
+    check(spmla_event_create(h_, &e_));
+  }
+  void live(const char *fn, const char *arg) const {
+    if (!e_) detail::throw_moved_from(fn, arg, "spmla::Event");
+  }
+  void reset() noexcept {
+    if (e_) spmla_event_destroy(h_, e_);  // before the C handle may go with owner_
+    e_ = nullptr;
+    h_ = nullptr;
+    owner_.reset();
+  }
+  detail::handle_ref owner_;  // empty for a borrowing event
+  spmla_handle_t h_ = nullptr;
   spmla_event_t e_ = nullptr;
 };
 
 /** A handle on one device of one backend ("cpu", "cuda", "hip", a plugin, or "auto").
- *  Move-only; used by one thread at a time. */
+ *  Move-only; used by one thread at a time.
+ *
+ *  Ownership: the C handle is shared by the Handle and every DeviceBuffer, Workspace, Event
+ *  and Plan made through it, and spmla_handle_destroy runs when the last of them is
+ *  destroyed; so any of them may outlive the Handle (and stays usable). The threading rule
+ *  covers them all: the C handle and everything made through it are used by one thread at a
+ *  time. A moved-from Handle (and any other moved-from object of this header) throws
+ *  spmla::Error (SPMLA_STATUS_INVALID_ARGUMENT) when used; get() then returns NULL. */
 class Handle {
  public:
   explicit Handle(const char *backend = "auto", int32_t device = 0) {
-    check(spmla_handle_create(backend, device, &h_));
+    spmla_handle_t h = nullptr;
+    check(spmla_handle_create(backend, device, &h));
+    ref_ = detail::adopt_handle(h);
   }
-  ~Handle() {
-    if (h_) spmla_handle_destroy(h_);
-  }
-  Handle(Handle &&o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
-  Handle &operator=(Handle &&o) noexcept {
-    if (this != &o) {
-      if (h_) spmla_handle_destroy(h_);
-      h_ = std::exchange(o.h_, nullptr);
-    }
-    return *this;
-  }
+  Handle(Handle &&o) noexcept = default;             // leaves o empty (shared_ptr's move)
+  Handle &operator=(Handle &&o) noexcept = default;  // the old C handle lives on in its objects
   Handle(const Handle &) = delete;
   Handle &operator=(const Handle &) = delete;
 
-  spmla_handle_t get() const noexcept { return h_; }
-  std::string backend_name() const { return spmla_handle_backend_name(h_); }
+  /** The C handle (NULL once moved from). */
+  spmla_handle_t get() const noexcept { return ref_.get(); }
+  std::string backend_name() const {
+    const char *n = spmla_handle_backend_name(raw("spmla::Handle::backend_name"));
+    return n ? n : "";
+  }
   int32_t device() const {
     int32_t d = 0;
-    check(spmla_handle_device(h_, &d));
+    check(spmla_handle_device(raw("spmla::Handle::device"), &d));
     return d;
   }
 
-  DeviceBuffer alloc(size_t bytes) const { return DeviceBuffer(h_, bytes); }
-  Workspace workspace() const { return Workspace(h_); }
-  Event event() const { return Event(h_); }
-  void synchronize(void *stream = nullptr) const { check(spmla_stream_synchronize(h_, stream)); }
+  DeviceBuffer alloc(size_t bytes) const { return DeviceBuffer(ref("spmla::Handle::alloc"), bytes); }
+  Workspace workspace() const { return Workspace(ref("spmla::Handle::workspace")); }
+  Event event() const { return Event(ref("spmla::Handle::event")); }
+  void synchronize(void *stream = nullptr) const {
+    check(spmla_stream_synchronize(raw("spmla::Handle::synchronize"), stream));
+  }
 
   // --- operations ----------------------------------------------------------------------
   size_t sparse_attention_workspace_size(const spmla_sparse_attention_args_t &a) const {
     size_t n = 0;
-    check(spmla_sparse_attention_get_workspace_size(h_, &a, &n));
+    check(spmla_sparse_attention_get_workspace_size(
+        raw("spmla::Handle::sparse_attention_workspace_size"), &a, &n));
     return n;
   }
   void indices_to_slots(const spmla_indices_to_slots_args_t &a, void *stream = nullptr) const {
-    check(spmla_indices_to_slots_run(h_, &a, stream));
+    check(spmla_indices_to_slots_run(raw("spmla::Handle::indices_to_slots"), &a, stream));
   }
   void window_indices(const spmla_window_indices_args_t &a, void *stream = nullptr) const {
-    check(spmla_window_indices_run(h_, &a, stream));
+    check(spmla_window_indices_run(raw("spmla::Handle::window_indices"), &a, stream));
   }
   void indexer_logits(const spmla_indexer_logits_args_t &a, Workspace &ws,
                       void *stream = nullptr) const {
-    same(ws);
+    static const char fn[] = "spmla::Handle::indexer_logits";
+    spmla_handle_t h = same(fn, ws);
     size_t n = 0;
-    check(spmla_indexer_logits_get_workspace_size(h_, &a, &n));
-    ws.reserve(n);
-    check(spmla_indexer_logits_run(h_, &a, ws.data(), ws.size(), stream));
+    check(spmla_indexer_logits_get_workspace_size(h, &a, &n));
+    ws.reserve(fn, n);
+    check(spmla_indexer_logits_run(h, &a, ws.data(), ws.size(), stream));
   }
   void indexer_logits_paged(const spmla_indexer_logits_paged_args_t &a, Workspace &ws,
                             void *stream = nullptr) const {
-    same(ws);
+    static const char fn[] = "spmla::Handle::indexer_logits_paged";
+    spmla_handle_t h = same(fn, ws);
     size_t n = 0;
-    check(spmla_indexer_logits_paged_get_workspace_size(h_, &a, &n));
-    ws.reserve(n);
-    check(spmla_indexer_logits_paged_run(h_, &a, ws.data(), ws.size(), stream));
+    check(spmla_indexer_logits_paged_get_workspace_size(h, &a, &n));
+    ws.reserve(fn, n);
+    check(spmla_indexer_logits_paged_run(h, &a, ws.data(), ws.size(), stream));
   }
   void topk_per_row(const spmla_topk_per_row_args_t &a, Workspace &ws,
                     void *stream = nullptr) const {
-    same(ws);
+    static const char fn[] = "spmla::Handle::topk_per_row";
+    spmla_handle_t h = same(fn, ws);
     size_t n = 0;
-    check(spmla_topk_per_row_get_workspace_size(h_, &a, &n));
-    ws.reserve(n);
-    check(spmla_topk_per_row_run(h_, &a, ws.data(), ws.size(), stream));
+    check(spmla_topk_per_row_get_workspace_size(h, &a, &n));
+    ws.reserve(fn, n);
+    check(spmla_topk_per_row_run(h, &a, ws.data(), ws.size(), stream));
   }
   void kv_cache_store(const spmla_kv_cache_store_args_t &a, void *stream = nullptr) const {
-    check(spmla_kv_cache_store_run(h_, &a, stream));
+    check(spmla_kv_cache_store_run(raw("spmla::Handle::kv_cache_store"), &a, stream));
   }
   void kv_cache_gather(const spmla_kv_cache_gather_args_t &a, void *stream = nullptr) const {
-    check(spmla_kv_cache_gather_run(h_, &a, stream));
+    check(spmla_kv_cache_gather_run(raw("spmla::Handle::kv_cache_gather"), &a, stream));
   }
 
  private:
-  void same(const Workspace &ws) const {
-    if (ws.handle() != h_)
-      throw Error(SPMLA_STATUS_INVALID_ARGUMENT,
-                  "spmla.hpp: the workspace belongs to another handle");
+  friend class Plan;
+  // The C handle, or spmla::Error naming `fn` if this Handle was moved from.
+  spmla_handle_t raw(const char *fn) const {
+    if (!ref_) detail::throw_moved_from(fn, "handle", "spmla::Handle");
+    return ref_.get();
   }
-  spmla_handle_t h_ = nullptr;
+  const detail::handle_ref &ref(const char *fn) const {
+    raw(fn);
+    return ref_;
+  }
+  spmla_handle_t same(const char *fn, const Workspace &ws) const {
+    spmla_handle_t h = raw(fn);
+    if (!ws.handle()) detail::throw_moved_from(fn, "workspace", "spmla::Workspace");
+    if (ws.handle() != h)
+      throw Error(SPMLA_STATUS_INVALID_ARGUMENT,
+                  std::string(fn) +
+                      ": workspace: expected a workspace of this handle, got one of another handle");
+    return h;
+  }
+  detail::handle_ref ref_;  // empty once moved from
 };
 
 /** A sparse-attention plan: its workspace (freed on destruction) and the schedule the
  *  plan step wrote there. Valid for runs with the shapes, lengths tensors and lengths
- *  contents it was planned with; call replan() when they change. Move-only. */
+ *  contents it was planned with; call replan() when they change. Move-only; keeps the C
+ *  handle alive, so it may outlive its Handle. */
 class Plan {
  public:
   Plan(const Handle &h, const spmla_sparse_attention_args_t &a, void *stream = nullptr)
-      : h_(h.get()), ws_(h.get()) {
+      : ws_(h.ref("spmla::Plan")) {
     replan(a, stream);
   }
+  Plan(Plan &&) noexcept = default;  // leaves the source's workspace moved from
+  Plan &operator=(Plan &&) noexcept = default;
+  Plan(const Plan &) = delete;
+  Plan &operator=(const Plan &) = delete;
+
   /** Plans again (growing the workspace if needed). */
   void replan(const spmla_sparse_attention_args_t &a, void *stream = nullptr) {
+    static const char fn[] = "spmla::Plan::replan";
+    spmla_handle_t h = live(fn);
     size_t n = 0;
-    check(spmla_sparse_attention_get_workspace_size(h_, &a, &n));
-    ws_.reserve(n);
-    check(spmla_sparse_attention_plan(h_, &a, ws_.data(), ws_.size(), stream));
+    check(spmla_sparse_attention_get_workspace_size(h, &a, &n));
+    ws_.reserve(fn, n);
+    check(spmla_sparse_attention_plan(h, &a, ws_.data(), ws_.size(), stream));
   }
   /** Runs attention with the planned schedule. */
   void run(const spmla_sparse_attention_args_t &a, void *stream = nullptr) const {
-    check(spmla_sparse_attention_run(h_, &a, ws_.data(), ws_.size(), stream));
+    check(spmla_sparse_attention_run(live("spmla::Plan::run"), &a, ws_.data(), ws_.size(), stream));
   }
   size_t workspace_bytes() const noexcept { return ws_.size(); }
 
  private:
-  spmla_handle_t h_;
+  spmla_handle_t live(const char *fn) const {
+    if (!ws_.handle()) detail::throw_moved_from(fn, "plan", "spmla::Plan");
+    return ws_.handle();
+  }
   Workspace ws_;
 };
 

@@ -3,11 +3,13 @@
 #include <spmla.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -151,16 +153,36 @@ inline double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// Runs f(i) for i in [0, n) on all hardware threads.
+// Runs f(i) for i in [0, n) on all hardware threads. An exception of f (std::bad_alloc of a
+// per-row buffer, say) or of starting a thread is rethrown here, after every started thread has
+// been joined, instead of ending the process through std::terminate.
 template <class F>
 void parallel_for(int64_t n, F f) {
   const int nt = int(std::max<int64_t>(1, std::min<int64_t>(std::thread::hardware_concurrency(), n)));
+  std::exception_ptr first;
+  std::mutex m;
+  std::atomic<bool> stop{false};
+  auto work = [&](int w) {
+    try {
+      for (int64_t i = w; i < n && !stop.load(std::memory_order_relaxed); i += nt) f(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(m);
+      if (!first) first = std::current_exception();
+      stop = true;
+    }
+  };
   std::vector<std::thread> th;
-  for (int w = 0; w < nt; ++w)
-    th.emplace_back([&, w] {
-      for (int64_t i = w; i < n; i += nt) f(i);
-    });
+  try {
+    th.reserve(size_t(nt));
+    for (int w = 1; w < nt; ++w) th.emplace_back(work, w);
+  } catch (...) {
+    stop = true;
+    for (auto &x : th) x.join();
+    throw;
+  }
+  work(0);  // this thread is worker 0
   for (auto &x : th) x.join();
+  if (first) std::rethrow_exception(first);
 }
 
 std::string format_bytes(double bytes);

@@ -26,6 +26,7 @@
 #include "cli.h"
 #include "device_buffer.h"
 #include "host_numerics.h"
+#include "memory.h"
 
 namespace spmla_cli {
 namespace {
@@ -48,7 +49,21 @@ struct Case {
   std::string op;
   std::string shape;
   std::function<Measurement(Env &)> run;
+  MemoryEstimate memory;  // what run() allocates (checked before any case runs)
 };
+
+// Bytes of one cache page (a pure computation of the library: no handle, no allocation).
+int64_t page_bytes(spmla_kv_layout_t layout, int dim, int block_size = 64) {
+  spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
+  c.layout = layout;
+  c.fp8_flavor = layout == SPMLA_KV_LAYOUT_BF16 ? SPMLA_FP8_NONE : SPMLA_FP8_E4M3FN;
+  c.head_dim = dim;
+  c.num_pages = 1;
+  c.block_size = block_size;
+  size_t pb = 0;
+  SPMLA_CHECK(spmla_kv_cache_page_bytes(&c, &pb));
+  return int64_t(pb);
+}
 
 // Warm-up calls, then `repeats` calls each between two events; the median in ms.
 double time_op(Env &e, const std::function<void()> &call) {
@@ -117,6 +132,13 @@ struct FilledCache {
     return double(pb) / c.block_size;
   }
 };
+// What filled_cache() allocates (same sizes).
+void estimate_filled_cache(MemoryEstimate &m, spmla_kv_layout_t layout, int dim, int64_t tokens, int block_size = 64) {
+  m.device("cache", {(tokens + block_size - 1) / block_size, page_bytes(layout, dim, block_size)});
+  const int64_t chunk = std::min<int64_t>(tokens, 32768);
+  m.device("cache fill chunk", {chunk, int64_t(dim) * 2 + 4});
+  m.host("cache fill chunk", {chunk, int64_t(dim) * 2 + 4});
+}
 std::unique_ptr<FilledCache> filled_cache(Env &e, spmla_kv_layout_t layout, int dim, int64_t tokens,
                                           int block_size = 64) {
   auto fc = std::make_unique<FilledCache>();
@@ -164,6 +186,17 @@ Case make_attention_case(AttnShape sh) {
   std::snprintf(label, sizeof label, "%s %s T=%lld H=%d K=%d%s S_kv=%lld%s", sh.model, sh.phase, (long long)sh.T,
                 sh.H, sh.K, sh.W ? ("+" + std::to_string(sh.W)).c_str() : "", (long long)sh.S,
                 sh.bf16_kv ? " BF16" : "");
+  MemoryEstimate mem;  // the sizes of the allocations below
+  {
+    const int64_t d = v4 ? 512 : 576;
+    estimate_filled_cache(mem, sh.bf16_kv ? SPMLA_KV_LAYOUT_BF16 : (v4 ? SPMLA_KV_LAYOUT_V4_FP8 : SPMLA_KV_LAYOUT_V32_FP8),
+                          int(d), sh.S);
+    mem.device("q", {sh.T, sh.H, d, 2});
+    mem.host("q", {sh.T, sh.H, d, 2});
+    mem.device("indices", {sh.T, sh.K + sh.W, 4});
+    mem.host("indices", {sh.T, sh.K + sh.W, 4});
+    mem.device("out, lse", {sh.T, sh.H, 512 * 2 + 4});
+  }
   return {"sparse_attention", label, [sh, v4](Env &e) {
             const int d = v4 ? 512 : 576;
             const spmla_kv_layout_t layout =
@@ -215,7 +248,7 @@ Case make_attention_case(AttnShape sh) {
             m.time_ms = time_op(e, [&] { SPMLA_CHECK(spmla_sparse_attention_run(e.h, &a, ws.data(), wsb, nullptr)); });
             m.flops = 2.0 * double(sh.T) * sh.H * double(sh.K + sh.W) * (d + 512);
             return m;
-          }};
+          }, mem};
 }
 
 // --- topk_per_row -------------------------------------------------------------------------
@@ -228,6 +261,11 @@ Case make_topk_case(TopkShape sh) {
   char label[96];
   std::snprintf(label, sizeof label, "rows=%lld cols=%lld k=%d", (long long)sh.R, (long long)sh.C, sh.k);
   if (sh.corr > 0) std::snprintf(label + std::strlen(label), sizeof label - std::strlen(label), " corr=%d", sh.corr);
+  MemoryEstimate mem;
+  mem.device("logits", {sh.R, sh.C, 4});
+  mem.host("logits", {sh.R, sh.C, 4});
+  if (sh.corr > 0) mem.host("offsets", {sh.R, (sh.C + sh.corr - 1) / sh.corr, 4});
+  mem.device("indices", {sh.R, sh.k, 4});
   return {"topk", label, [sh](Env &e) {
             DeviceTensor logits(e.h, SPMLA_DTYPE_FP32, {sh.R, sh.C}), idx(e.h, SPMLA_DTYPE_INT32, {sh.R, sh.k});
             std::vector<float> v = random_f32(e.o.seed, 4, size_t(sh.R) * sh.C);
@@ -248,7 +286,7 @@ Case make_topk_case(TopkShape sh) {
             m.time_ms = time_op(e, [&] { SPMLA_CHECK(spmla_topk_per_row_run(e.h, &a, ws.data(), wsb, nullptr)); });
             m.bytes = double(sh.R) * sh.C * 4 + double(sh.R) * sh.k * 4;
             return m;
-          }};
+          }, mem};
 }
 
 // --- indexer_logits (ragged prefill form and paged decode form) --------------------------
@@ -266,6 +304,25 @@ Case make_indexer_case(IndexerShape sh) {
   else
     std::snprintf(label, sizeof label, "ragged T=%lld Hi=%d Di=%d S=%lld", (long long)(sh.B * sh.N), sh.Hi, sh.Di,
                   (long long)sh.S);
+  MemoryEstimate mem;
+  {
+    const int64_t T = sh.B * sh.N;
+    mem.device("weights", {T, sh.Hi, 4});
+    mem.host("weights", {T, sh.Hi, 4});
+    mem.device("logits", {T, sh.S, 4});
+    mem.device("q", {T, sh.Hi, sh.Di});
+    mem.host("q", {T, sh.Hi, sh.Di});
+    if (sh.paged) {
+      estimate_filled_cache(mem, SPMLA_KV_LAYOUT_INDEXER_FP8, sh.Di, sh.B * sh.S);
+      mem.device("block table", {sh.B, (sh.S + 63) / 64 + 1, 4});
+      mem.host("page permutation", {sh.B, (sh.S + 63) / 64 + 1, 4});
+    } else {
+      mem.device("keys", {sh.S, sh.Di + 4});
+      mem.host("keys", {sh.S, sh.Di + 4});
+      mem.device("ranges", {T, 8});
+      mem.host("ranges", {T, 8});
+    }
+  }
   return {"indexer", label, [sh](Env &e) {
             const int64_t T = sh.B * sh.N;
             DeviceTensor w(e.h, SPMLA_DTYPE_FP32, {T, sh.Hi}), logits(e.h, SPMLA_DTYPE_FP32, {T, sh.S});
@@ -316,7 +373,7 @@ Case make_indexer_case(IndexerShape sh) {
               m.time_ms = time_op(e, [&] { SPMLA_CHECK(spmla_indexer_logits_run(e.h, &a, ws.data(), wsb, nullptr)); });
             }
             return m;
-          }};
+          }, mem};
 }
 
 // --- kv_cache_store and kv_cache_gather ---------------------------------------------------
@@ -327,6 +384,14 @@ struct CacheOpShape {
 };
 std::string cache_label(const CacheOpShape &sh) {
   return std::string(layout_name(sh.layout)) + " D=" + std::to_string(sh.dim) + " N=" + std::to_string(sh.N);
+}
+MemoryEstimate estimate_cache_op(const CacheOpShape &sh) {  // store and gather allocate the same sizes
+  MemoryEstimate mem;
+  estimate_filled_cache(mem, sh.layout, sh.dim, sh.N);
+  mem.device("rows", {sh.N, int64_t(sh.dim) * 2 + 4});
+  mem.host("row chunk", {std::min<int64_t>(sh.N, 65536), int64_t(sh.dim) * 2});
+  mem.host("slots", {sh.N, 4});
+  return mem;
 }
 Case make_store_case(CacheOpShape sh) {
   return {"store", cache_label(sh), [sh](Env &e) {
@@ -347,7 +412,7 @@ Case make_store_case(CacheOpShape sh) {
             m.time_ms = time_op(e, [&] { SPMLA_CHECK(spmla_kv_cache_store_run(e.h, &a, nullptr)); });
             m.bytes = double(sh.N) * (2.0 * sh.dim + 4 + cache->token_bytes());
             return m;
-          }};
+          }, estimate_cache_op(sh)};
 }
 Case make_gather_case(CacheOpShape sh) {
   return {"gather", cache_label(sh), [sh](Env &e) {
@@ -362,7 +427,7 @@ Case make_gather_case(CacheOpShape sh) {
             m.time_ms = time_op(e, [&] { SPMLA_CHECK(spmla_kv_cache_gather_run(e.h, &a, nullptr)); });
             m.bytes = double(sh.N) * (2.0 * sh.dim + 4 + cache->token_bytes());
             return m;
-          }};
+          }, estimate_cache_op(sh)};
 }
 
 // --- the shape tables ---------------------------------------------------------------------
@@ -514,6 +579,24 @@ int cmd_bench(const BenchOptions &o) {
     std::fprintf(stderr, "spmla bench: no %s case matches --op %s --shape '%s'\n", small ? "small" : "spec",
                  o.op.c_str(), o.shape.c_str());
     return 2;
+  }
+
+  // Memory: every case the run will reach must fit (cases run one at a time and free what they
+  // allocated), beside the L2-flush buffer; the ceilings' copy buffers (1 GiB x 2 on a GPU,
+  // 128 MiB x 2 on the host) are freed before the first case.
+  for (const Case &c : cases) {
+    MemoryEstimate m = c.memory;
+    if (env.l2_flush) m.device("L2 flush buffer", {int64_t(256) << 20});
+    check_memory("spmla bench", "--sizes " + std::string(small ? "small" : "spec") + " --op " + c.op + " (case '" +
+                     c.shape + "'; --shape selects cases)",
+                 m, cpu || std::string(dev.arch) == "cpu", dev, true);
+  }
+  {
+    MemoryEstimate m;
+    if (!cpu && o.peak_gbps <= 0) m.device("copy-bandwidth buffers", {2, int64_t(1) << 30});
+    if (cpu && o.peak_gbps <= 0) m.host("copy-bandwidth buffers", {2, int64_t(128) << 20});
+    if (env.l2_flush) m.device("L2 flush buffer", {int64_t(256) << 20});
+    check_memory("spmla bench", "--peak-gbps not given (measured)", m, cpu || std::string(dev.arch) == "cpu", dev, true);
   }
 
   // Ceilings, measured in this run unless given.

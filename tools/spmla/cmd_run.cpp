@@ -28,6 +28,7 @@
 #include "cli.h"
 #include "device_buffer.h"
 #include "host_numerics.h"
+#include "memory.h"
 
 namespace spmla_cli {
 namespace {
@@ -56,6 +57,7 @@ struct Shapes {
   const Model *m;
   int B, N, H, K, W, bs, Hi, Di, ctx_max, max_pages;
   int64_t T;
+  bool decode = true;           // decode: paged indexer over ctx_max columns; prefill: ragged over S
   std::vector<int> ctx;         // tokens of each request (its queries are the last N)
   std::vector<int64_t> offset;  // first flat token of each request (prefill's ragged k)
   int64_t S;                    // total context tokens
@@ -110,6 +112,99 @@ spmla_tensor_t rows(const spmla_tensor_t &t, int64_t n) {
 }
 
 
+// Pages of the block tables make_block_table() will build: the KV (and indexer) caches' and the
+// sliding-window cache's (without the spare page), as cmd_run computes first/last below.
+std::pair<int64_t, int64_t> count_pages(const Shapes &s) {
+  int64_t pages = 0, wpages = 0;
+  for (int b = 0; b < s.B; ++b) {
+    const int64_t last = (s.ctx[b] - 1) / s.bs;
+    pages += last + 1;
+    if (s.W > 0) {
+      const int64_t lo = std::max<int64_t>(0, int64_t(s.ctx[b]) - s.N + 1 - s.W);
+      wpages += last - lo / s.bs + 1;
+    }
+  }
+  return {pages, wpages};
+}
+
+// The options that set the sizes, with the values in effect.
+std::string size_flags(const RunOptions &o, const Shapes &s) {
+  std::string f = "--batch " + std::to_string(s.B) + " --tokens-per-request " + std::to_string(s.N) + " --context " +
+                  std::to_string(s.ctx_max) + " --heads " + std::to_string(s.H) + " --topk " + std::to_string(s.K);
+  if (s.W) f += " --window " + std::to_string(s.W);
+  if (o.block_size != 64) f += " --block-size " + std::to_string(s.bs);
+  if (s.Hi != 64 || s.Di != 128) f += " --indexer-heads " + std::to_string(s.Hi) + " --indexer-dim " + std::to_string(s.Di);
+  return f + " (--model " + o.model + " --phase " + o.phase + ")";
+}
+
+// Bytes cmd_run allocates, from the same sizes as the allocations below (keep the two in step).
+// Device buffers stay alive to the end, so they are summed; host buffers are summed too (the
+// transient ones are small next to the tensors, except the indexer query, the size of its device
+// copy). Not counted: the backend's workspaces (0 on cpu; a GPU's failed allocation is an
+// OUT_OF_MEMORY status, not an OOM kill) and the cpu backend's per-token scratch.
+MemoryEstimate estimate_memory(const Shapes &s, spmla_fp8_flavor_t flavor, int check_tokens) {
+  const Model &m = *s.m;
+  const bool decode = s.decode;
+  auto page_bytes = [&](spmla_kv_layout_t layout, int dim) {
+    spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
+    c.layout = layout;
+    c.fp8_flavor = flavor;
+    c.head_dim = dim;
+    c.num_pages = 1;
+    c.block_size = s.bs;
+    size_t pb = 0;
+    SPMLA_CHECK(spmla_kv_cache_page_bytes(&c, &pb));
+    return int64_t(pb);
+  };
+  const auto [pages, wpages] = count_pages(s);
+  const int64_t T = s.T, B = s.B, S = s.S, C = decode ? s.ctx_max : s.S, H = s.H, K = s.K, W = s.W;
+  const int64_t Hi = s.Hi, Di = s.Di, dqk = m.d_qk, dv = m.d_v, mp = s.max_pages;
+  const int64_t pb_kv = page_bytes(m.layout, m.d_qk), pb_idx = page_bytes(SPMLA_KV_LAYOUT_INDEXER_FP8, s.Di);
+  MemoryEstimate e;
+  // 1. caches (one spare page each), the store chunk, the block tables
+  e.device("KV cache", {pages + 1, pb_kv});
+  e.device("indexer cache", {pages + 1, pb_idx});
+  if (W) e.device("sliding-window cache", {wpages + 1, pb_kv});
+  const int64_t chunk = std::min<int64_t>(16384, S);
+  e.device("store chunk", {chunk, 2 * dqk + 2 * Di + 4});
+  e.host("store chunk", {chunk, 2 * dqk + 2 * Di + 4 + 16});
+  e.host("block tables", {W ? 2 : 1, B, mp, 4});
+  e.host("page lists", {pages + wpages, 4});
+  // query-side inputs
+  e.device("q [T, H, D] bf16", {T, H, dqk, 2});
+  const int64_t qrow = H * dqk * 2, qchunk = std::min<int64_t>(T, std::max<int64_t>(1, (int64_t(64) << 20) / qrow));
+  e.host("q upload chunk", {qchunk, qrow});
+  e.device("indexer q", {T, Hi, Di});
+  e.host("indexer q", {T, Hi, Di});
+  e.device("indexer weights", {T, Hi, 4});
+  e.host("indexer weights", {T, Hi, 4});
+  e.host("token tables", {T, 2 * 4});
+  e.device("token tables", {T, 2 * 4});
+  e.device("block table", {W ? 2 : 1, B, mp, 4});
+  // 2. indexer logits (+ prefill's ragged keys and ranges)
+  e.device("indexer logits [T x " + std::string(decode ? "context" : "batch*context") + "] fp32", {T, C, 4});
+  if (!decode) {
+    e.device("ragged indexer keys", {S, Di + 4});
+    e.device("k ranges", {T, 2 * 4});
+    e.host("k ranges", {T, 2 * 4});
+  }
+  // 3-5. top-k, slots, window lists
+  e.device("top-k [T, K] int32", {T, K, 4});
+  e.device("slots [T, K] int32", {T, K + 1, 4});
+  if (W) e.device("window slots", {T, W + 1, 4});
+  // 6. attention outputs
+  e.device("out [T, H, 512] bf16", {T, H, dv * 2 + 8});
+  // check: pages read back (kept per reader), per-token rows in double
+  const int64_t nchk = std::min<int64_t>(check_tokens, T);
+  if (nchk > 0) {
+    e.host("checker pages", {std::min<int64_t>(pages, nchk * mp), pb_idx + pb_kv});
+    if (W) e.host("checker window pages", {std::min<int64_t>(wpages, nchk * mp), pb_kv});
+    e.host("checker rows", {s.ctx_max, Di * 8 + 24 + 8 + 1 + 4});
+    e.host("checker keys", {K + W, dqk * 8 + 24});
+  }
+  return e;
+}
+
 struct CheckResult {
   int tokens = 0;
   double max_rel_err = 0, max_lse_err = 0, max_lse_err_norm = 0, max_maxlogit_err_norm = 0;
@@ -135,6 +230,7 @@ int cmd_run(const RunOptions &o) {
   // --- shapes ---------------------------------------------------------------------------------
   Shapes s;
   s.m = &m;
+  s.decode = decode;
   s.B = o.batch ? o.batch : (decode ? 2 : 1);
   s.N = o.tokens_per_request ? o.tokens_per_request : (decode ? 2 : 256);
   s.H = o.heads ? o.heads : m.heads;
@@ -166,6 +262,15 @@ int cmd_run(const RunOptions &o) {
   spmla_device_info_t dev = SPMLA_DEVICE_INFO_INIT;
   SPMLA_CHECK(spmla_device_get_info(backend.c_str(), h.device(), &dev));
   progress(std::string("model ") + m.name + ", " + o.phase + ", backend " + backend + " (" + dev.name + ")");
+
+  // --- sizes: refuse what cannot fit or cannot work before allocating anything large ----------
+  check_memory("spmla run", size_flags(o, s), estimate_memory(s, flavor, o.check_tokens),
+               backend == "cpu" || std::string(dev.arch) == "cpu", dev, o.verbose < 0);
+  // Slots (and prefill's ragged key offsets) are int32.
+  const int64_t slots = (count_pages(s).first + 1) * s.bs;
+  if (slots > std::numeric_limits<int32_t>::max())
+    throw Error("spmla run: " + size_flags(o, s) + ": the KV cache would have " + std::to_string(slots) +
+                " slots, more than int32 slot ids reach (2147483647); lower --batch or --context");
 
   json stages = json::object();
   Stopwatch stage_clock;

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <new>
 
 #include "check.h"
 #include "cli.h"
@@ -13,15 +14,16 @@ using namespace spmla_cli;
 namespace spmla_cli {
 std::string format_bytes(double b) {
   char buf[64];
-  const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
   int i = 0;
-  while (b >= 1024 && i < 4) b /= 1024, ++i;
+  while (b >= 1024 && i < 6) b /= 1024, ++i;
   std::snprintf(buf, sizeof buf, i ? "%.1f %s" : "%.0f %s", b, unit[i]);
   return buf;
 }
 }  // namespace spmla_cli
 
-int main(int argc, char **argv) {
+namespace {
+int run_main(int argc, char **argv) {
   CLI::App app{"spmla: portable sparse MLA (DeepSeek-V3.2 / V4 sparse attention)\n"
                "built against spmla " SPMLA_VERSION_STRING};
   app.set_version_flag("--version", std::string("spmla ") + SPMLA_VERSION_STRING);
@@ -89,13 +91,27 @@ int main(int argc, char **argv) {
 
   CLI11_PARSE(app, argc, argv);
 
+  if (*info) return cmd_info(io);
+  if (*run) return cmd_run(ro);
+  if (*bench) return cmd_bench(bo);
+  return 1;
+}
+}  // namespace
+
+// No exception reaches the user (or std::terminate): each becomes a message and exit status 1.
+int main(int argc, char **argv) {
   try {
-    if (*info) return cmd_info(io);
-    if (*run) return cmd_run(ro);
-    if (*bench) return cmd_bench(bo);
+    return run_main(argc, argv);
+  } catch (const std::bad_alloc &) {
+    // The memory estimate (memory.h) refuses what cannot fit; this is what it did not foresee.
+    std::fprintf(stderr, "spmla: error: out of host memory (std::bad_alloc); lower the size options "
+                         "(--batch, --tokens-per-request, --context, --heads, --topk, or bench --sizes/--shape)\n");
+    return 1;
   } catch (const std::exception &e) {
     std::fprintf(stderr, "spmla: error: %s\n", e.what());
     return 1;
+  } catch (...) {
+    std::fprintf(stderr, "spmla: error: unknown exception\n");
+    return 1;
   }
-  return 1;
 }
