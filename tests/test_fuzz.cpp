@@ -15,21 +15,12 @@
 #include <random>
 #include <string>
 
-#include "plugins/op_fixtures.h"
+#include "fixture_support.h"
 #include "spmla.h"
 
 using namespace fixtures;
 
 namespace {
-
-spmla_handle_t cpu_handle() {
-  static spmla_handle_t h = [] {
-    spmla_handle_t x = nullptr;
-    if (spmla_handle_create("cpu", 0, &x) != SPMLA_STATUS_SUCCESS) std::abort();
-    return x;
-  }();
-  return h;
-}
 
 uint64_t env_u64(const char *name, uint64_t dflt) {
   const char *v = std::getenv(name);

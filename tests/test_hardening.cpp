@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "plugins/op_fixtures.h"
+#include "fixture_support.h"
 #include "spmla.h"
 
 using namespace fixtures;
@@ -25,25 +25,6 @@ using namespace fixtures;
 namespace {
 
 bool has(const std::string &s, const std::string &sub) { return s.find(sub) != std::string::npos; }
-
-spmla_handle_t shared_cpu_handle() {
-  static spmla_handle_t h = [] {
-    spmla_handle_t x = nullptr;
-    if (spmla_handle_create("cpu", 0, &x) != SPMLA_STATUS_SUCCESS) std::abort();
-    return x;
-  }();
-  return h;
-}
-
-std::unique_ptr<Fixture> make(const Factory &f) {
-  auto fx = f();
-  for (auto &c : fx->calls())
-    if (c.query) {
-      REQUIRE(c.f(shared_cpu_handle()) == SPMLA_STATUS_SUCCESS);
-      fx->ws_bytes = fx->ws_out;
-    }
-  return fx;
-}
 
 }  // namespace
 
@@ -203,7 +184,7 @@ TEST_CASE("validation: an output overlapping another argument is refused", "[val
             if (c.query) continue;  // queries never look at data pointers
             fx->poison_outputs();
             spmla_clear_last_error();
-            const spmla_status_t st = c.f(shared_cpu_handle());
+            const spmla_status_t st = c.f(cpu_handle());
             const std::string msg = spmla_last_error_message();
             INFO(entry.first << " " << c.fn << ": " << args[i].name << " onto " << args[j].name
                              << " +" << shift << ": " << msg);
@@ -239,7 +220,7 @@ TEST_CASE("validation: an output overlapping another argument is refused", "[val
     a.extra_lengths = a.lengths;
     for (auto &c : fx->calls()) {
       INFO(c.fn << ": " << spmla_last_error_message());
-      CHECK(c.f(shared_cpu_handle()) == SPMLA_STATUS_SUCCESS);
+      CHECK(c.f(cpu_handle()) == SPMLA_STATUS_SUCCESS);
       ++inputs_shared;
     }
   }
@@ -257,7 +238,7 @@ TEST_CASE("validation: lse and max_logits in one buffer: adjacent ok, overlappin
   mx.data = both->p + 8 * sizeof(float);
   sa.a.lse = &lse;
   sa.a.max_logits = &mx;
-  auto run = [&] { return spmla_sparse_attention_run(shared_cpu_handle(), &sa.a, fx->ws_ptr(), fx->ws_bytes, nullptr); };
+  auto run = [&] { return spmla_sparse_attention_run(cpu_handle(), &sa.a, fx->ws_ptr(), fx->ws_bytes, nullptr); };
   CHECK(run() == SPMLA_STATUS_SUCCESS);
   mx.data = both->p + 7 * sizeof(float);  // one element shared
   CHECK(run() == SPMLA_STATUS_INVALID_ARGUMENT);
@@ -279,7 +260,7 @@ TEST_CASE("validation: lse and max_logits in one buffer: adjacent ok, overlappin
 // (6) messages of spmla_device_malloc and spmla_event_elapsed_ms
 // ---------------------------------------------------------------------------------------------
 TEST_CASE("abi: device_malloc and event_elapsed_ms failures name the argument", "[abi]") {
-  spmla_handle_t h = shared_cpu_handle();
+  spmla_handle_t h = cpu_handle();
   void *p = reinterpret_cast<void *>(0x1234);
   spmla_clear_last_error();
   CHECK(spmla_device_malloc(h, SIZE_MAX, &p) == SPMLA_STATUS_SIZE_OVERFLOW);
@@ -322,7 +303,7 @@ TEST_CASE("cpu attention: a NaN sink makes out NaN and leaves lse alone", "[cpu]
   auto run = [&] {
     for (auto &c : fx->calls()) {
       INFO(c.fn << ": " << spmla_last_error_message());
-      REQUIRE(c.f(shared_cpu_handle()) == SPMLA_STATUS_SUCCESS);
+      REQUIRE(c.f(cpu_handle()) == SPMLA_STATUS_SUCCESS);
     }
   };
   const spmla_tensor_t *sink = sa.a.attn_sink;

@@ -15,21 +15,12 @@
 #include <string>
 #include <vector>
 
-#include "plugins/op_fixtures.h"
+#include "fixture_support.h"
 #include "spmla.h"
 
 using namespace fixtures;
 
 namespace {
-
-spmla_handle_t cpu_handle() {
-  static spmla_handle_t h = [] {
-    spmla_handle_t x = nullptr;
-    if (spmla_handle_create("cpu", 0, &x) != SPMLA_STATUS_SUCCESS) std::abort();
-    return x;
-  }();
-  return h;
-}
 
 constexpr size_t kExtra = 40;  // bytes a "newer header" adds at the end
 
@@ -49,16 +40,6 @@ struct Bigger {
   }
   void set_size(size_t s) { std::memcpy(p, &s, sizeof s); }
 };
-
-std::unique_ptr<Fixture> make(const Factory &f) {
-  auto fx = f();
-  for (auto &c : fx->calls())
-    if (c.query) {
-      REQUIRE(c.f(cpu_handle()) == SPMLA_STATUS_SUCCESS);
-      fx->ws_bytes = fx->ws_out;
-    }
-  return fx;
-}
 
 // Replaces every pointer-sized member of the args struct equal to `from` by `to`.
 void redirect(Fixture &fx, const void *from, const void *to) {

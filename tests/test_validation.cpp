@@ -7,33 +7,12 @@
 #include <limits>
 #include <string>
 
-#include "plugins/op_fixtures.h"
+#include "fixture_support.h"
 #include "spmla.h"
 
 using namespace fixtures;
 
 namespace {
-
-spmla_handle_t cpu_handle() {
-  static spmla_handle_t h = [] {
-    spmla_handle_t x = nullptr;
-    if (spmla_handle_create("cpu", 0, &x) != SPMLA_STATUS_SUCCESS) std::abort();
-    return x;
-  }();
-  return h;
-}
-
-// Prepares a fixture: the run/plan calls get the workspace size the query reports.
-std::unique_ptr<Fixture> make(const Factory &f) {
-  auto fx = f();
-  for (auto &c : fx->calls())
-    if (c.query) {
-      REQUIRE(c.f(cpu_handle()) == SPMLA_STATUS_SUCCESS);
-      REQUIRE(fx->ws_out <= fx->ws->n);
-      fx->ws_bytes = fx->ws_out;
-    }
-  return fx;
-}
 
 enum class Scope { All, RunOnly };
 
