@@ -1,9 +1,11 @@
 """Builds the wheel, installs it into a fresh venv and runs operations from outside the source
 tree: the wheel alone must carry libspmla, the extension and the backend plugins ($ORIGIN).
 
-The wheel is built once, CPU-only (-Ccmake.define.SPMLA_CPU_ONLY=ON, the documented switch; it
-is also the fast build), unless SPMLA_WHEEL_CMAKE_DEFINES says otherwise: then the checks that
-depend on the switch are skipped and the rest still run. Its venv has numpy only (ml_dtypes is
+The wheel is build-dist's CPU-only wheel (spmla-<v>+cpu-..., built once per session with the
+sdist: conftest.py's dist fixture, also used by test_dist.py), unless SPMLA_WHEEL_CMAKE_DEFINES
+asks for something else than SPMLA_CPU_ONLY=ON: then `pip wheel` builds the default
+configuration with those definitions, the checks that depend on the switch are skipped and the
+rest still run. Its venv has numpy only (ml_dtypes is
 blocked in the checks), and every shipped .so searches $ORIGIN only."""
 
 import os
@@ -60,12 +62,23 @@ def _run(cmd, **kw):
     return r
 
 
+def cpu_only_defines():
+    """True when the wheel under test is build-dist's +cpu wheel: SPMLA_WHEEL_CMAKE_DEFINES unset
+    or asking for SPMLA_CPU_ONLY=ON (anything else, e.g. scripts/gpu-check's CUDA architectures,
+    builds a wheel of the default configuration with those definitions)."""
+    defines = os.environ.get("SPMLA_WHEEL_CMAKE_DEFINES", "").split()
+    return not defines or "SPMLA_CPU_ONLY=ON" in defines
+
+
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory):
+def wheel(tmp_path_factory, request):
     if os.environ.get("SPMLA_SKIP_WHEEL_TEST") == "1":
         pytest.skip("SPMLA_SKIP_WHEEL_TEST=1")
     if not (PKG / "pyproject.toml").exists():
         pytest.skip("not run from a source checkout")
+    if cpu_only_defines():
+        # The same build as test_dist.py's (conftest.py's dist fixture: build-dist --sdist --cpu).
+        return request.getfixturevalue("dist")["cpu"]
     wheel_dir = tmp_path_factory.mktemp("wheel")
     cmd = [sys.executable, "-m", "pip", "wheel", str(PKG), "-w", str(wheel_dir), "--no-deps", "-q"]
     try:
@@ -75,8 +88,7 @@ def wheel(tmp_path_factory):
         cmd.append("--no-build-isolation")  # offline machines: use the installed build tools
     except ImportError:
         pass
-    defines = os.environ.get("SPMLA_WHEEL_CMAKE_DEFINES", "").split()
-    for d in defines or ["SPMLA_CPU_ONLY=ON"]:  # e.g. SPMLA_ENABLE_CUDA=OFF
+    for d in os.environ.get("SPMLA_WHEEL_CMAKE_DEFINES", "").split():  # e.g. SPMLA_ENABLE_CUDA=OFF
         cmd.append(f"-Ccmake.define.{d}")
     _run(cmd, timeout=3600)
     wheels = list(wheel_dir.glob("spmla-*.whl"))
@@ -120,9 +132,9 @@ def test_wheel_contents_and_unpacked_install(wheel, tmp_path):
         assert z.read(lic[0]).decode().lstrip().startswith("Apache License"), lic
         meta = z.read([n for n in names if n.endswith(".dist-info/METADATA")][0]).decode()
     assert "Classifier: License :: OSI Approved :: Apache Software License" in meta, meta
-    defines = os.environ.get("SPMLA_WHEEL_CMAKE_DEFINES", "").split()
-    if not defines or "SPMLA_CPU_ONLY=ON" in defines:
-        # SPMLA_CPU_ONLY=ON: no GPU plugin, whatever toolchains this machine has.
+    if cpu_only_defines():
+        # The +cpu wheel: no GPU plugin, whatever toolchains this machine has.
+        assert "+cpu-" in wheel.name, wheel.name
         assert not any("libspmla_backend_" in n for n in names), names
     py, site = _venv(tmp_path, with_pip=False)
     with zipfile.ZipFile(wheel) as z:  # installing a wheel = unpacking it into site-packages
