@@ -152,7 +152,7 @@ SPMLA_DEVICE void grid_dependency_wait() {
 }
 
 // ------------------------------------------------------------------------------- FP8
-// flavour: 1 = E4M3FN (bias 7, NaN S.1111.111, max 448), 2 = E4M3FNUZ (bias 8, NaN 0x80, max 240).
+// flavor: 1 = E4M3FN (bias 7, NaN S.1111.111, max 448), 2 = E4M3FNUZ (bias 8, NaN 0x80, max 240).
 // Exact software decode: normal codes become an fp32 bit pattern directly, subnormals are m * 2^-9
 // (FN) or m * 2^-10 (FNUZ). No denormal fp32 is produced on the way (works with flush-to-zero).
 SPMLA_DEVICE float fp8_to_f32(uint32_t b, int flavor) {

@@ -14,7 +14,7 @@
 // one computes: BF16 rows by cp.async straight into the swizzled tile; FP8 rows (V32, V4) are
 // held in registers as raw bytes, dequantized into the other buffer while QK^T runs, and the
 // registers refilled at once with the tile after (about one tile of latency to hide). The FP8
-// flavour is a template argument (one decoder per kernel keeps the code in the instruction
+// flavor is a template argument (one decoder per kernel keeps the code in the instruction
 // cache). FP8_PER_TENSOR and sources of two layouts take the portable kernel.
 //
 // The compute steps are functions (qk_issue, softmax_tile, pv_issue, attn_epilogue) shared by the
