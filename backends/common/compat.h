@@ -36,7 +36,7 @@ typedef cudaStream_t spmla_stream_t;
 #  endif
 #endif
 
-#include "../../src/numerics.h"
+#include "numerics.h"  // numerics/numerics.h, on every kernel target's include path
 
 #define SPMLA_DEVICE __device__ __forceinline__
 #define SPMLA_HOST_DEVICE __host__ __device__ __forceinline__
@@ -189,7 +189,7 @@ SPMLA_DEVICE void fp8x4_to_f32(uint32_t w, int flavor, float out[4]) {
 }
 
 // Encode fp32 -> fp8 (RNE, saturating, NaN -> NaN code): the reference's own bit-exact integer
-// routine from src/numerics.h (header-only, host/device), so the GPU store matches the CPU
+// routine from numerics/numerics.h (header-only, host/device), so the GPU store matches the CPU
 // reference bit for bit by construction.
 SPMLA_DEVICE uint32_t f32_to_fp8(float x, int flavor) {
   return ::spmla::f32_to_fp8_e4m3(x, flavor == 2 ? ::spmla::Fp8Kind::E4M3FNUZ : ::spmla::Fp8Kind::E4M3FN);

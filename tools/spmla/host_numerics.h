@@ -1,5 +1,5 @@
 // host_numerics.h — the CLI's own number formats, written from the table in docs/SPEC.md ("Number
-// formats") and independent of src/numerics.h, so `spmla run` checks the library against a second
+// formats") and independent of numerics/numerics.h, so `spmla run` checks the library against a second
 // implementation rather than against itself.
 #pragma once
 #include <spmla.h>
