@@ -440,7 +440,7 @@ SPMLA_DEVICE void store_rows(const StoreParams &p, int vec) {
 
 // One layout / flavor per kernel (the CUDA launcher's choice: each gets its own register count).
 // (Timed on the H200 and not kept: deeper row prefetch, streaming loads or stores, and other
-// rows-per-group counts; docs/BENCHMARKS.md lists the times.)
+// rows-per-group counts; docs/benchmarks-history.md lists the times.)
 template <int L, int G, bool kFnuz>
 __global__ void __launch_bounds__(kStoreThreads, 1) kv_store_layout_kernel(const StoreParams p, int vec) {
   store_rows<L, G, kFnuz>(p, vec);
