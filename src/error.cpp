@@ -98,7 +98,7 @@ std::string flavor_str(int64_t f) {
     case SPMLA_FP8_NONE: return "NONE";
     case SPMLA_FP8_E4M3FN: return "E4M3FN";
     case SPMLA_FP8_E4M3FNUZ: return "E4M3FNUZ";
-    default: return "unknown flavour " + str(f);
+    default: return "unknown flavor " + str(f);
   }
 }
 

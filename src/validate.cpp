@@ -603,7 +603,7 @@ spmla_status_t validate_indexer_logits_paged(const char *fn,
   if (enum_value(a->q->dtype) != want)
     return fail(INVALID, fn, "q.dtype",
                 std::string(dtype_str(want)) + " (cache.fp8_flavor is " + flavor_str(g.flavor) +
-                    "; FP8 flavours must match)",
+                    "; FP8 flavors must match)",
                 dtype_str(enum_value(a->q->dtype)));
   if (g.dim != Di)
     return fail(INVALID, fn, "cache.head_dim", str(Di) + " (Di = q.shape[3])", str(g.dim));

@@ -179,7 +179,7 @@ TEST_CASE("sparse_attention: hand-computed two-key case (bf16 cache)") {
   CHECK(a.lse[0] == Approx(std::log(std::exp(2 * s) + std::exp(s))).epsilon(1e-6));
 }
 
-TEST_CASE("sparse_attention: every layout, flavour, H, K and block size against the reference") {
+TEST_CASE("sparse_attention: every layout, flavor, H, K and block size against the reference") {
   tst::Handle h;
   tst::Rng rng(1234);
   const spmla_kv_layout_t layouts[] = {SPMLA_KV_LAYOUT_BF16, SPMLA_KV_LAYOUT_FP8_PER_TENSOR,
@@ -206,7 +206,7 @@ TEST_CASE("sparse_attention: every layout, flavour, H, K and block size against 
             if (K > 1) a.len = {int32_t(rng.integer(0, K)), int32_t(K + 5)};
             a.scale = 0.75f / 8.0f;
             a.run(h);
-            INFO("layout " << layout << " flavour " << fl << " bs " << bs << " H " << H << " K " << K);
+            INFO("layout " << layout << " flavor " << fl << " bs " << bs << " H " << H << " K " << K);
             a.check_against_ref(5e-3, 1e-5);
             ++runs;
           }
@@ -252,7 +252,7 @@ TEST_CASE("sparse_attention: main + extra source with lengths and a sink") {
       a.sink[4] = -tst::inf();
       a.scale = 0.08f;
       a.run(h);
-      INFO("main " << cb.m << " extra " << cb.e << " flavour " << fl);
+      INFO("main " << cb.m << " extra " << cb.e << " flavor " << fl);
       a.check_against_ref(5e-3, 1e-5);
       // token 1 attends nothing: exact empty-set outputs
       for (int64_t hh = 0; hh < 16; ++hh) {

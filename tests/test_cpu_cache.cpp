@@ -1,5 +1,5 @@
 // test_cpu_cache.cpp — kv_cache_store and kv_cache_gather on the CPU backend (public API):
-// hand-computed bytes, store -> gather round trips for every layout and flavour, skipped slots,
+// hand-computed bytes, store -> gather round trips for every layout and flavor, skipped slots,
 // duplicates, zero rows for invalid slots, and "reads only the listed slots".
 #include <climits>
 
@@ -100,7 +100,7 @@ TEST_CASE("kv_cache_store: hand-computed V32 and V4 bytes") {
   }
 }
 
-TEST_CASE("kv_cache_store -> kv_cache_gather round trip, every layout, flavour and block size") {
+TEST_CASE("kv_cache_store -> kv_cache_gather round trip, every layout, flavor and block size") {
   tst::Handle h;
   tst::Rng rng(31337);
   struct L {
@@ -116,7 +116,7 @@ TEST_CASE("kv_cache_store -> kv_cache_gather round trip, every layout, flavour a
       const bool fnuz = fl == 2;
       const double fp8_max = fnuz ? 240.0 : 448.0;
       for (int bs : {1, 53, 64}) {
-        INFO("layout " << l.layout << " dim " << l.dim << " flavour " << fl << " bs " << bs);
+        INFO("layout " << l.layout << " dim " << l.dim << " flavor " << fl << " bs " << bs);
         TestCache c(l.layout, spmla_fp8_flavor_t(fl), l.dim, bs == 1 ? 40 : 2, bs, bs == 53 ? 16 : 0);
         const int64_t N = 30;
         std::vector<uint16_t> kv(size_t(N * l.dim));

@@ -17,7 +17,7 @@ void check_value(float got, double ref, double mag) {
 
 }  // namespace
 
-TEST_CASE("indexer_logits (ragged): ranges, -inf outside, every column written, both flavours") {
+TEST_CASE("indexer_logits (ragged): ranges, -inf outside, every column written, both flavors") {
   g_checked = 0;
   tst::Handle h;
   tst::Rng rng(55);

@@ -52,7 +52,7 @@ TEST_CASE("fp8 decode: all 256 codes of E4M3FN, E4M3FNUZ and UE8M0 match fp8_cod
   CHECK(checked == 768);
 }
 
-TEST_CASE("fp8 encode: every row of fp8_encode.tsv, both flavours") {
+TEST_CASE("fp8 encode: every row of fp8_encode.tsv, both flavors") {
   auto rows = read_tsv(tst::vectors_dir() + "/fp8_encode.tsv");
   REQUIRE(rows.size() == 691);
   int fn = 0, fnuz = 0;

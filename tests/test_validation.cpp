@@ -176,7 +176,7 @@ void generic_cache_cases(const Factory &f, const std::string &n, bool attention)
       on(fx)->data = reinterpret_cast<void *>(~uintptr_t(15));
     }, SPMLA_STATUS_SIZE_OVERFLOW, n + ".data", Scope::RunOnly);
     if (attention) {
-      // Flavour / layout combinations on an attention cache (head_dim 576 or 512 kept).
+      // Flavor / layout combinations on an attention cache (head_dim 576 or 512 kept).
       expect_fail(f, [&](Fixture &fx) { on(fx)->fp8_flavor = SPMLA_FP8_E4M3FN; }, INV,
                   n + ".fp8_flavor", Scope::All, "NONE");
       expect_fail(f, [&](Fixture &fx) {
@@ -447,7 +447,7 @@ TEST_CASE("validation: indices_to_slots and window_indices specifics", "[validat
   expect_ok(w, [&](Fixture &fx) { W(fx).ratio = 128; });
 }
 
-TEST_CASE("validation: indexer_logits specifics and FP8 flavours", "[validation]") {
+TEST_CASE("validation: indexer_logits specifics and FP8 flavors", "[validation]") {
   auto f = fac<IndexerLogits>();
   auto T = [](Fixture &fx, const char *n) { return fx.find(n)->t; };
   expect_fail(f, [&](Fixture &fx) { T(fx, "q")->shape[1] = 65; }, INV, "q.shape[1] (Hi)");
@@ -465,7 +465,7 @@ TEST_CASE("validation: indexer_logits specifics and FP8 flavours", "[validation]
   expect_fail(f, [&](Fixture &fx) { T(fx, "k_end")->shape[0] = 3; }, INV, "k_end.shape[0]");
   expect_fail(f, [&](Fixture &fx) { T(fx, "logits")->shape[1] = 5; }, INV, "logits.shape[1]");
   expect_fail(f, [&](Fixture &fx) { T(fx, "logits")->shape[0] = 1; }, INV, "logits.shape[0]");
-  // Both flavours are valid when q and k agree; the logits row stride is free.
+  // Both flavors are valid when q and k agree; the logits row stride is free.
   expect_ok(f, [&](Fixture &fx) {
     T(fx, "q")->dtype = FNUZ;
     T(fx, "k")->dtype = FNUZ;
@@ -481,7 +481,7 @@ TEST_CASE("validation: indexer_logits specifics and FP8 flavours", "[validation]
   expect_fail(p, [&](Fixture &fx) { T(fx, "q")->dtype = FNUZ; }, INV, "q.dtype", Scope::All,
               "cache.fp8_flavor is E4M3FN");
   {
-    // The message names both flavours.
+    // The message names both flavors.
     auto fx = make(p);
     T(*fx, "q")->dtype = FNUZ;
     CHECK(spmla_indexer_logits_paged_run(cpu_handle(), &as<IndexerLogitsPaged>(*fx).a, nullptr, 0,

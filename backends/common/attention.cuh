@@ -1,4 +1,4 @@
-// attention.cuh — sparse MLA attention: one tile algorithm for every layout, both FP8 flavours,
+// attention.cuh — sparse MLA attention: one tile algorithm for every layout, both FP8 flavors,
 // prefill and decode, written against a matrix-multiply policy (see backends/cuda/mma_policy_sm80.cuh).
 //
 // CTA = (query token t, block of 64 heads, split s). The heads are the M dimension, the selected

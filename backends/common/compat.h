@@ -36,7 +36,7 @@ typedef cudaStream_t spmla_stream_t;
 #  endif
 #endif
 
-#include "../../src/numerics.h"
+#include "numerics.h"  // numerics/numerics.h, on every kernel target's include path
 
 #define SPMLA_DEVICE __device__ __forceinline__
 #define SPMLA_HOST_DEVICE __host__ __device__ __forceinline__
@@ -152,7 +152,7 @@ SPMLA_DEVICE void grid_dependency_wait() {
 }
 
 // ------------------------------------------------------------------------------- FP8
-// flavour: 1 = E4M3FN (bias 7, NaN S.1111.111, max 448), 2 = E4M3FNUZ (bias 8, NaN 0x80, max 240).
+// flavor: 1 = E4M3FN (bias 7, NaN S.1111.111, max 448), 2 = E4M3FNUZ (bias 8, NaN 0x80, max 240).
 // Exact software decode: normal codes become an fp32 bit pattern directly, subnormals are m * 2^-9
 // (FN) or m * 2^-10 (FNUZ). No denormal fp32 is produced on the way (works with flush-to-zero).
 SPMLA_DEVICE float fp8_to_f32(uint32_t b, int flavor) {
@@ -189,7 +189,7 @@ SPMLA_DEVICE void fp8x4_to_f32(uint32_t w, int flavor, float out[4]) {
 }
 
 // Encode fp32 -> fp8 (RNE, saturating, NaN -> NaN code): the reference's own bit-exact integer
-// routine from src/numerics.h (header-only, host/device), so the GPU store matches the CPU
+// routine from numerics/numerics.h (header-only, host/device), so the GPU store matches the CPU
 // reference bit for bit by construction.
 SPMLA_DEVICE uint32_t f32_to_fp8(float x, int flavor) {
   return ::spmla::f32_to_fp8_e4m3(x, flavor == 2 ? ::spmla::Fp8Kind::E4M3FNUZ : ::spmla::Fp8Kind::E4M3FN);

@@ -149,7 +149,7 @@ constexpr int kStoreRowsPerGroupV32 = 16;
 // (the unscaled input: x / scale keeps x's sign, and a NaN keeps its sign through the reference's
 // host division, while GPU arithmetic would return the canonical NaN). Bit-identical to
 // ::spmla::f32_to_fp8_e4m3 for every fp32 q (checked exhaustively over all 2^32 inputs, both
-// flavours): the normal range rounds the fp32 pattern to 3 mantissa bits (a carry into the
+// flavors): the normal range rounds the fp32 pattern to 3 mantissa bits (a carry into the
 // exponent is the right answer, beyond the range saturates by the min), the subnormal range is
 // rounded by one fp32 add of 2^(21-bias), whose ulp is the FP8 subnormal step.
 template <bool kFnuz>
@@ -438,9 +438,9 @@ SPMLA_DEVICE void store_rows(const StoreParams &p, int vec) {
   }
 }
 
-// One layout / flavour per kernel (the CUDA launcher's choice: each gets its own register count).
+// One layout / flavor per kernel (the CUDA launcher's choice: each gets its own register count).
 // (Timed on the H200 and not kept: deeper row prefetch, streaming loads or stores, and other
-// rows-per-group counts; docs/BENCHMARKS.md lists the times.)
+// rows-per-group counts; docs/benchmarks-history.md lists the times.)
 template <int L, int G, bool kFnuz>
 __global__ void __launch_bounds__(kStoreThreads, 1) kv_store_layout_kernel(const StoreParams p, int vec) {
   store_rows<L, G, kFnuz>(p, vec);

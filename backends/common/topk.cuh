@@ -27,30 +27,11 @@
 //    a sample of NS vectors per row, one warp per row, whose `lo` the fast kernel then reads
 //    from out[r][0]. The fast kernel is launched as its programmatic dependent (sm_90): it
 //    issues its first loads while the sample kernel finishes, and waits only before that read.
-// Why the split (H200, 4096 x 32768, k = 2048, same run; docs/BENCHMARKS.md session 4): with
-// the sample inside the block, every block waited on 384 scattered 16-byte loads (one DRAM
-// round trip, many pages) and a chain of barriers before its stream could start. Split, at 320
-// threads: 0.2589 ms against 0.2848 (384 threads sampling in the block). Reading the sample as
-// warp-wide chunks instead was as fast (0.2582) but, simulated on rows whose values are
-// correlated over 64-512 columns, fell back on 10-20 % of them, where strided places never did.
-// Session 5 (same kind of run): 160 places instead of 320 halve the sample kernel's scattered
-// loads (0.045 -> 0.026 ms alone) for ~18 % more candidates (tools/sim/topk_sample.py
-// --threads 160: no fallback on any modelled row kind), and the dependent launch saves the gap
-// between the two kernels: 0.2561 -> 0.2375 ms together.
-// The figures below are from before the split.
-// Where the fast kernel's time goes (H200, 4096 x 32768, k = 2048, 3 blocks of 384 per SM):
-//  - clock64 per phase: sample ~12k cycles, stream ~22k, candidate select ~9k, mark ~2k, output
-//    ~6k per row;
-//  - the same launch with the kernel cut short: sample alone 0.075 ms, sample + stream 0.204 ms,
-//    whole kernel 0.287 ms;
-//  - ncu: SM throughput 66 %, 2.75 of 4 instructions issued per cycle, DRAM 42 %. The kernel is
-//    bound by instruction issue as much as by memory, so adding instructions to the stream loop
-//    slows it (measured: keys and their range computed in the stream, -10 %).
-// Measured slower and not kept: a persistent block that issues its next row's sample and L2
-// prefetch while it selects (-8 %), loading the first stream iteration with the sample (-3 %),
-// 256 threads x 4 blocks per SM (-5 %), placing the stream's candidates by one ballot per
-// element slot instead of a warp scan (k = 2048 unchanged, k = 512 -4 %, the 512-thread
-// configuration -9 %), streaming loads, a staggered start.
+// Why the split: with the sample inside the block, every block waited on scattered loads and
+// barriers before its stream could start (split: 0.2589 against 0.2848 ms on the H200).
+// Why 160 sample places and the dependent launch: half the sampler's scattered loads for ~18 %
+// more candidates, and no gap between the kernels (0.2561 -> 0.2375 ms together).
+// Measurements, what the time goes to, and the variants not kept: docs/KERNEL-NOTES.md (topk).
 #pragma once
 #include "compat.h"
 #include "params.h"

@@ -99,7 +99,7 @@ struct TopkFastCfg {
   int threads, blocks, sample;  // sample: vectors per thread (the kernel's SV)
   int sample_vectors;           // 16-byte vectors in a row's sample: the sampler's NS, or threads * sample
 };
-// H200, 4096 x 32768, k = 2048, same run (docs/BENCHMARKS.md, sessions 4 and 5): the 320-thread
+// H200, 4096 x 32768, k = 2048, same run (docs/benchmarks-history.md, sessions 4 and 5): the 320-thread
 // split configuration 0.2589 ms against 0.2848 for 384 threads sampling in the block; its sample
 // at 160 places and the dependent launch, 0.2375 against 0.2561. The 512-thread configuration
 // serves rows too long for the first one's list (131072 columns).

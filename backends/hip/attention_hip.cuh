@@ -16,7 +16,7 @@
 //    dims x 16 heads of accumulators per thread. No shuffles, no MMA. LDS ~58 KiB for D = 576.
 //
 // Both read the cache bytes straight from global memory (no async copies on AMD) and convert FP8
-// with the device's hardware instruction when the cache's flavour is the one the device converts
+// with the device's hardware instruction when the cache's flavor is the one the device converts
 // natively (gfx942: E4M3FNUZ, gfx950: E4M3FN), in software otherwise: same numbers either way.
 #pragma once
 #include "../common/attention.cuh"
@@ -35,7 +35,7 @@ using kern::kAttnBN;
 using kern::kDV;
 
 // ------------------------------------------------------------------ dequantization
-// Elements [e0, e0 + 8) of a row as 8 bf16. Hardware FP8 decode where the flavour matches the
+// Elements [e0, e0 + 8) of a row as 8 bf16. Hardware FP8 decode where the flavor matches the
 // device's native one; everything else is the shared (exact, software) dequant8.
 SPMLA_DEVICE uint4 dequant8_amd(const CacheDesc &c, const uint8_t *row, const uint8_t *aux, int e0) {
 #if defined(SPMLA_AMD_HW_FP8_FLAVOR)

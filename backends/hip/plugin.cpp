@@ -80,7 +80,7 @@ kern::CacheDesc cache_desc(const spmla_kv_cache_t &c) {
   return d;
 }
 
-// FP8 caches carry their flavour; the kernels convert E4M3FN and E4M3FNUZ (hardware where the
+// FP8 caches carry their flavor; the kernels convert E4M3FN and E4M3FNUZ (hardware where the
 // device has the instruction, exact software otherwise). Anything else is refused here, at
 // plan time, instead of being read with the wrong bias.
 spmla_status_t check_flavor(const spmla_kv_cache_t *c, const char *which) {

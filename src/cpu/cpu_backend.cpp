@@ -73,7 +73,7 @@ spmla_status_t cpu_device_info(int32_t device, spmla_device_info_t *info) {
       (pages > 0 && page_size > 0) ? static_cast<int64_t>(pages) * page_size : 0;
   info->multiprocessor_count = threads;
   info->warp_size = 1;
-  info->fp8_e4m3fn_native = 0;  // software conversion (numerics.h), exact for both flavours
+  info->fp8_e4m3fn_native = 0;  // software conversion (numerics.h), exact for both flavors
   info->fp8_e4m3fnuz_native = 0;
   return SPMLA_STATUS_SUCCESS;
 }

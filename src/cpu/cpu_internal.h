@@ -75,7 +75,7 @@ inline const float *fp8_table(Fp8Kind k) {
 // A validated cache plus the derived numbers needed to find a slot's bytes.
 struct CacheView {
   CacheGeometry g;
-  const float *fp8 = nullptr;  // decode table of the cache's flavour (FP8 layouts)
+  const float *fp8 = nullptr;  // decode table of the cache's flavor (FP8 layouts)
   explicit CacheView(const spmla_kv_cache_t &c) : g(resolve_geometry(c)) {
     if (g.layout != SPMLA_KV_LAYOUT_BF16) fp8 = fp8_table(kind_of(g.flavor));
   }

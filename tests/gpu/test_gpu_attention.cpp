@@ -1,5 +1,5 @@
 // GPU tier: sparse_attention against the CPU reference over the sweep (H, K, block size, layout,
-// FP8 flavour, lengths, extra source, sink), NaN-filled masked slots, poisoned outputs, and a
+// FP8 flavor, lengths, extra source, sink), NaN-filled masked slots, poisoned outputs, and a
 // CUDA-graph capture + replay of a plan + run decode step equal bit for bit to eager.
 #include <algorithm>
 #include <cstdio>
@@ -388,7 +388,7 @@ TEST_CASE("gpu sparse_attention sweep vs reference", "[gpu][attention]") {
     c.K2 = 0;
     c.extra_lengths = false;
     if (c.extra) {
-      // V4: a sliding-window source of the same flavour; else a bf16 source of the same D.
+      // V4: a sliding-window source of the same flavor; else a bf16 source of the same D.
       const Combo xcb = cb.layout == SPMLA_KV_LAYOUT_V4_FP8 ? cb : Combo{SPMLA_KV_LAYOUT_BF16, SPMLA_FP8_NONE, cb.D};
       c.K2 = i % 3 == 0 ? 128 : 37;
       c.xspec = spec_for(r, xcb, BSs[(i + 2) % 5], 256, false);

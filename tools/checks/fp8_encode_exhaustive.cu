@@ -1,12 +1,12 @@
 // fp8_encode_exhaustive.cu — checks the store's FP8 encoders (backends/common/kv_ops.cuh, quant8)
-// against the reference encoder (src/numerics.h) on the GPU, exhaustively:
+// against the reference encoder (numerics/numerics.h) on the GPU, exhaustively:
 //   1. every fp32 bit pattern q (2^32): quant8<E4M3FN, kQMul>(q, 1) (the V32_FP8 / V4_FP8 path:
 //      q = x * 2^-k is exact, so this covers every q it can form; E4M3FNUZ stays on the software
 //      encoder, `./fp8check fnuz` sweeps it too);
 //   2. every bf16 x and every INDEXER_FP8 scale max(amax, 1e-4) / fp8_max with amax a positive
 //      bf16 value or inf: quant8<E4M3FN, kQRcp> against f32_to_fp8_e4m3(x / scale).
 // Build (from the repository root; sm_90a, any sm_89+ works):
-//   nvcc -O3 -std=c++17 --expt-relaxed-constexpr -arch=sm_90a -Iinclude -Isrc -Ibackends \
+//   nvcc -O3 -std=c++17 --expt-relaxed-constexpr -arch=sm_90a -Iinclude -Isrc -Inumerics -Ibackends \
 //        tools/checks/fp8_encode_exhaustive.cu -o fp8check && ./fp8check
 // Prints the mismatch counts (and the first few mismatches); exit code 0 iff there are none.
 #include <cstdio>

@@ -113,7 +113,7 @@ spmla_tensor_t rows(const spmla_tensor_t &t, int64_t n) {
 
 
 // Pages of the block tables make_block_table() will build: the KV (and indexer) caches' and the
-// sliding-window cache's (without the spare page), as cmd_run computes first/last below.
+// sliding-window cache's (without the spare page), as build_caches() computes first/last below.
 std::pair<int64_t, int64_t> count_pages(const Shapes &s) {
   int64_t pages = 0, wpages = 0;
   for (int b = 0; b < s.B; ++b) {
@@ -137,7 +137,7 @@ std::string size_flags(const RunOptions &o, const Shapes &s) {
   return f + " (--model " + o.model + " --phase " + o.phase + ")";
 }
 
-// Bytes cmd_run allocates, from the same sizes as the allocations below (keep the two in step).
+// Bytes one step allocates, from the same sizes as the stages' allocations below (keep the two in step).
 // Device buffers stay alive to the end, so they are summed; host buffers are summed too (the
 // transient ones are small next to the tensors, except the indexer query, the size of its device
 // copy). Not counted: the backend's workspaces (0 on cpu; a GPU's failed allocation is an
@@ -217,17 +217,9 @@ struct CheckResult {
   }
 };
 
-}  // namespace
-
-int cmd_run(const RunOptions &o) {
-  Stopwatch step_clock;
-  Progress progress("spmla run", o.verbose);
-  const Model &m = o.model == "v4" ? kV4 : kV32;
+// The sizes of the step: the options, or the model's defaults for the phase.
+Shapes make_shapes(const RunOptions &o, const Model &m) {
   const bool decode = o.phase == "decode";
-  const spmla_fp8_flavor_t flavor = o.fp8_flavor == "e4m3fnuz" ? SPMLA_FP8_E4M3FNUZ : SPMLA_FP8_E4M3FN;
-  const spmla_dtype_t fp8_dtype = flavor == SPMLA_FP8_E4M3FNUZ ? SPMLA_DTYPE_FP8_E4M3FNUZ : SPMLA_DTYPE_FP8_E4M3FN;
-
-  // --- shapes ---------------------------------------------------------------------------------
   Shapes s;
   s.m = &m;
   s.decode = decode;
@@ -254,592 +246,748 @@ int cmd_run(const RunOptions &o) {
     s.offset.push_back(s.S);
     s.S += c;
   }
-  const int64_t K_eff = int64_t(s.K) + s.W;
-  const double flops = 2.0 * double(s.T) * s.H * double(K_eff) * (m.d_qk + m.d_v);
+  return s;
+}
 
-  Handle h(o.backend.c_str(), o.device);
-  const std::string backend = h.backend();
-  spmla_device_info_t dev = SPMLA_DEVICE_INFO_INIT;
-  SPMLA_CHECK(spmla_device_get_info(backend.c_str(), h.device(), &dev));
-  progress(std::string("model ") + m.name + ", " + o.phase + ", backend " + backend + " (" + dev.name + ")");
+// What the stages of one step share: the sizes, the handle, and every buffer they make. Each
+// stage fills in its part in order; the checker and the report read them all. Device buffers
+// live as long as the step (estimate_memory() counts them that way).
+struct Step {
+  Step(const RunOptions &opts, const Model &model, Shapes shapes, Progress &prog)
+      : o(opts), m(model), s(std::move(shapes)), decode(s.decode), progress(prog),
+        flavor(o.fp8_flavor == "e4m3fnuz" ? SPMLA_FP8_E4M3FNUZ : SPMLA_FP8_E4M3FN),
+        fp8_dtype(flavor == SPMLA_FP8_E4M3FNUZ ? SPMLA_DTYPE_FP8_E4M3FNUZ : SPMLA_DTYPE_FP8_E4M3FN),
+        K_eff(int64_t(s.K) + s.W), flops(2.0 * double(s.T) * s.H * double(K_eff) * (m.d_qk + m.d_v)),
+        C(decode ? s.ctx_max : s.S), enc(flavor), h(o.backend.c_str(), o.device), backend(h.backend()) {}
 
-  // --- sizes: refuse what cannot fit or cannot work before allocating anything large ----------
-  check_memory("spmla run", size_flags(o, s), estimate_memory(s, flavor, o.check_tokens),
-               backend == "cpu" || std::string(dev.arch) == "cpu", dev, o.verbose < 0);
-  // Slots (and prefill's ragged key offsets) are int32.
-  const int64_t slots = (count_pages(s).first + 1) * s.bs;
-  if (slots > std::numeric_limits<int32_t>::max())
-    throw Error("spmla run: " + size_flags(o, s) + ": the KV cache would have " + std::to_string(slots) +
-                " slots, more than int32 slot ids reach (2147483647); lower --batch or --context");
-
-  json stages = json::object();
-  Stopwatch stage_clock;
-  auto stage_done = [&](const char *name) {
+  // Waits for the stage's work, so that its time is its own.
+  void stage_done(const char *name) {
     h.sync();
     stages[name] = stage_clock.ms();
     stage_clock = Stopwatch();
-  };
+  }
 
-  // --- 1. caches and stores -------------------------------------------------------------------
-  std::vector<int> first(s.B, 0), last(s.B);
-  for (int b = 0; b < s.B; ++b) last[b] = (s.ctx[b] - 1) / s.bs;
-  std::vector<int32_t> table;
-  const int64_t pages = make_block_table(s, o.seed, 0, first, last, table);
+  const RunOptions &o;
+  const Model &m;
+  const Shapes s;
+  const bool decode;
+  Progress &progress;
+  const spmla_fp8_flavor_t flavor;
+  const spmla_dtype_t fp8_dtype;
+  const int64_t K_eff;    // keys each query attends: top-k + window
+  const double flops;
+  const int64_t C;        // indexer logits columns
+  const Fp8Encoder enc;
+  Handle h;
+  const std::string backend;
+  spmla_device_info_t dev = SPMLA_DEVICE_INFO_INIT;
+  json stages = json::object();
+  Stopwatch stage_clock;
 
-  auto make_cache = [&](spmla_kv_layout_t layout, int dim, int64_t num_pages, DeviceBuffer &buf) {
-    spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
-    c.layout = layout;
-    c.fp8_flavor = flavor;
-    c.head_dim = dim;
-    c.num_pages = num_pages;
-    c.block_size = s.bs;
-    size_t bytes = 0;
-    SPMLA_CHECK(spmla_kv_cache_size_bytes(&c, &bytes));
-    buf = DeviceBuffer(h, bytes);
-    buf.fill(0xFF);  // never-written bytes are NaN in both flavours: they must not reach outputs
-    c.data = buf.data();
-    return c;
-  };
-  // One spare page beyond what the block table uses: bytes no slot list points at.
+  // caches (build_caches, store_caches)
+  std::vector<int> last;  // last logical page of each request
+  std::vector<int32_t> table, win_table;
+  std::vector<int64_t> win_lo;  // first position of each request the window cache holds
+  int64_t pages = 0;
   DeviceBuffer kv_buf, idx_buf, win_buf;
-  const spmla_kv_cache_t kv_cache = make_cache(m.layout, m.d_qk, pages + 1, kv_buf);
-  const spmla_kv_cache_t idx_cache = make_cache(SPMLA_KV_LAYOUT_INDEXER_FP8, s.Di, pages + 1, idx_buf);
+  spmla_kv_cache_t kv_cache = SPMLA_KV_CACHE_INIT, idx_cache = SPMLA_KV_CACHE_INIT, win_cache = SPMLA_KV_CACHE_INIT;
+  // query-side inputs (make_inputs)
+  DeviceTensor q_t, iq_t, w_t, tok_req_t, pos_t, table_t, ctx_t, sink_t;
+  std::vector<float> sink_h;
+  // indexer logits (run_indexer)
+  DeviceTensor logits_t, kstart_t, kend_t, ik_flat, ks_flat;
+  // top-k, slots, window lists (run_topk_and_slots)
+  DeviceTensor topk_t, slots_t, lens_t, wslots_t, wlens_t, wtable_t;
+  // attention (run_attention)
+  DeviceTensor out_t, lse_t, maxl_t;
+  DeviceBuffer attn_ws;
+  double plan_ms = 0, attn_ms = 0, tflops = 0, step_ms = 0;
+};
+
+// Refuses what cannot fit or cannot work before anything large is allocated.
+void check_sizes(Step &st) {
+  const Shapes &s = st.s;
+  check_memory("spmla run", size_flags(st.o, s), estimate_memory(s, st.flavor, st.o.check_tokens),
+               st.backend == "cpu" || std::string(st.dev.arch) == "cpu", st.dev, st.o.verbose < 0);
+  // Slots (and prefill's ragged key offsets) are int32.
+  const int64_t slots = (count_pages(s).first + 1) * s.bs;
+  if (slots > std::numeric_limits<int32_t>::max())
+    throw Error("spmla run: " + size_flags(st.o, s) + ": the KV cache would have " + std::to_string(slots) +
+                " slots, more than int32 slot ids reach (2147483647); lower --batch or --context");
+}
+
+spmla_kv_cache_t make_cache(Step &st, spmla_kv_layout_t layout, int dim, int64_t num_pages, DeviceBuffer &buf) {
+  spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
+  c.layout = layout;
+  c.fp8_flavor = st.flavor;
+  c.head_dim = dim;
+  c.num_pages = num_pages;
+  c.block_size = st.s.bs;
+  size_t bytes = 0;
+  SPMLA_CHECK(spmla_kv_cache_size_bytes(&c, &bytes));
+  buf = DeviceBuffer(st.h, bytes);
+  buf.fill(0xFF);  // never-written bytes are NaN in both flavors: they must not reach outputs
+  c.data = buf.data();
+  return c;
+}
+
+// 1a. Block tables and the (empty) caches.
+void build_caches(Step &st) {
+  const Shapes &s = st.s;
+  const Model &m = st.m;
+  std::vector<int> first(s.B, 0);
+  st.last.resize(s.B);
+  for (int b = 0; b < s.B; ++b) st.last[b] = (s.ctx[b] - 1) / s.bs;
+  st.pages = make_block_table(s, st.o.seed, 0, first, st.last, st.table);
+  // One spare page beyond what the block table uses: bytes no slot list points at.
+  st.kv_cache = make_cache(st, m.layout, m.d_qk, st.pages + 1, st.kv_buf);
+  st.idx_cache = make_cache(st, SPMLA_KV_LAYOUT_INDEXER_FP8, s.Di, st.pages + 1, st.idx_buf);
 
   // v4's sliding-window cache holds only the pages the window of some query token reaches.
-  std::vector<int32_t> win_table;
-  spmla_kv_cache_t win_cache = SPMLA_KV_CACHE_INIT;
-  std::vector<int64_t> win_lo(s.B, 0);
+  st.win_lo.assign(s.B, 0);
   if (s.W > 0) {
     std::vector<int> wfirst(s.B);
     for (int b = 0; b < s.B; ++b) {
-      win_lo[b] = std::max<int64_t>(0, int64_t(s.ctx[b]) - s.N + 1 - s.W);
-      wfirst[b] = int(win_lo[b] / s.bs);
+      st.win_lo[b] = std::max<int64_t>(0, int64_t(s.ctx[b]) - s.N + 1 - s.W);
+      wfirst[b] = int(st.win_lo[b] / s.bs);
     }
-    const int64_t wpages = make_block_table(s, o.seed, 1, wfirst, last, win_table);
-    win_cache = make_cache(m.layout, m.d_qk, wpages + 1, win_buf);
+    const int64_t wpages = make_block_table(s, st.o.seed, 1, wfirst, st.last, st.win_table);
+    st.win_cache = make_cache(st, m.layout, m.d_qk, wpages + 1, st.win_buf);
   }
+}
 
-  {
-    progress("storing " + std::to_string(s.S) + " tokens into " + m.layout_name + " and INDEXER_FP8 caches" +
-             (s.W ? " (+ the sliding-window cache)" : "") + "...");
-    const int64_t chunk = std::min<int64_t>(16384, s.S);
-    DeviceTensor kv_t(h, SPMLA_DTYPE_BF16, {chunk, m.d_qk}), ik_t(h, SPMLA_DTYPE_BF16, {chunk, s.Di});
-    DeviceTensor slot_t(h, SPMLA_DTYPE_INT32, {chunk});
-    std::vector<uint16_t> kv_h(size_t(chunk) * m.d_qk), ik_h(size_t(chunk) * s.Di);
-    std::vector<int32_t> slot_h(chunk);
-    // Rows are generated on all threads (each row has its own random stream), then stored.
-    std::vector<std::pair<int, int64_t>> toks;  // (request, position) of the chunk's rows
-    auto flush = [&](const spmla_kv_cache_t &cache, const std::vector<int32_t> &tab, Stream kv_stream,
-                     bool with_indexer) {
-      const int64_t n = int64_t(toks.size());
-      if (n == 0) return;
-      parallel_for(n, [&](int64_t i) {
-        const int64_t id = int64_t(toks[i].first) * s.ctx_max + toks[i].second;
-        fill_kv_row(o.seed, kv_stream, id, m.d_qk, &kv_h[size_t(i) * m.d_qk]);
-        if (with_indexer) fill_kv_row(o.seed, kIndexerK, id, s.Di, &ik_h[size_t(i) * s.Di]);
-        slot_h[i] = slot_of(tab, s, toks[i].first, toks[i].second);
-      });
-      kv_t.buf.upload(kv_h.data(), size_t(n) * m.d_qk * 2);
-      slot_t.buf.upload(slot_h.data(), size_t(n) * 4);
-      const spmla_tensor_t kv_v = rows(kv_t.t, n), slot_v = rows(slot_t.t, n);
-      spmla_kv_cache_store_args_t a = SPMLA_KV_CACHE_STORE_ARGS_INIT;
-      a.kv = &kv_v;
-      a.slot_mapping = &slot_v;
-      a.cache = &cache;
+// 1b. Every context token's KV (and indexer key) stored through the block tables, in chunks.
+void store_caches(Step &st) {
+  const Shapes &s = st.s;
+  const Model &m = st.m;
+  const uint64_t seed = st.o.seed;
+  Handle &h = st.h;
+  st.progress("storing " + std::to_string(s.S) + " tokens into " + m.layout_name + " and INDEXER_FP8 caches" +
+              (s.W ? " (+ the sliding-window cache)" : "") + "...");
+  const int64_t chunk = std::min<int64_t>(16384, s.S);
+  DeviceTensor kv_t(h, SPMLA_DTYPE_BF16, {chunk, m.d_qk}), ik_t(h, SPMLA_DTYPE_BF16, {chunk, s.Di});
+  DeviceTensor slot_t(h, SPMLA_DTYPE_INT32, {chunk});
+  std::vector<uint16_t> kv_h(size_t(chunk) * m.d_qk), ik_h(size_t(chunk) * s.Di);
+  std::vector<int32_t> slot_h(chunk);
+  // Rows are generated on all threads (each row has its own random stream), then stored.
+  std::vector<std::pair<int, int64_t>> toks;  // (request, position) of the chunk's rows
+  auto flush = [&](const spmla_kv_cache_t &cache, const std::vector<int32_t> &tab, Stream kv_stream,
+                   bool with_indexer) {
+    const int64_t n = int64_t(toks.size());
+    if (n == 0) return;
+    parallel_for(n, [&](int64_t i) {
+      const int64_t id = int64_t(toks[i].first) * s.ctx_max + toks[i].second;
+      fill_kv_row(seed, kv_stream, id, m.d_qk, &kv_h[size_t(i) * m.d_qk]);
+      if (with_indexer) fill_kv_row(seed, kIndexerK, id, s.Di, &ik_h[size_t(i) * s.Di]);
+      slot_h[i] = slot_of(tab, s, toks[i].first, toks[i].second);
+    });
+    kv_t.buf.upload(kv_h.data(), size_t(n) * m.d_qk * 2);
+    slot_t.buf.upload(slot_h.data(), size_t(n) * 4);
+    const spmla_tensor_t kv_v = rows(kv_t.t, n), slot_v = rows(slot_t.t, n);
+    spmla_kv_cache_store_args_t a = SPMLA_KV_CACHE_STORE_ARGS_INIT;
+    a.kv = &kv_v;
+    a.slot_mapping = &slot_v;
+    a.cache = &cache;
+    SPMLA_CHECK(spmla_kv_cache_store_run(h, &a, nullptr));
+    if (with_indexer) {
+      ik_t.buf.upload(ik_h.data(), size_t(n) * s.Di * 2);
+      const spmla_tensor_t ik_v = rows(ik_t.t, n);
+      a.kv = &ik_v;
+      a.cache = &st.idx_cache;
       SPMLA_CHECK(spmla_kv_cache_store_run(h, &a, nullptr));
-      if (with_indexer) {
-        ik_t.buf.upload(ik_h.data(), size_t(n) * s.Di * 2);
-        const spmla_tensor_t ik_v = rows(ik_t.t, n);
-        a.kv = &ik_v;
-        a.cache = &idx_cache;
-        SPMLA_CHECK(spmla_kv_cache_store_run(h, &a, nullptr));
-      }
-      h.sync();  // the host buffers are refilled next
-      toks.clear();
-    };
-    for (int b = 0; b < s.B; ++b)
-      for (int64_t p = 0; p < s.ctx[b]; ++p) {
-        toks.emplace_back(b, p);
-        if (int64_t(toks.size()) == chunk) flush(kv_cache, table, kKv, true);
-      }
-    flush(kv_cache, table, kKv, true);
-    for (int b = 0; s.W && b < s.B; ++b)
-      for (int64_t p = win_lo[b]; p < s.ctx[b]; ++p) {
-        toks.emplace_back(b, p);
-        if (int64_t(toks.size()) == chunk) flush(win_cache, win_table, kWindowKv, false);
-      }
-    flush(win_cache, win_table, kWindowKv, false);
-    stage_done("store");
-  }
+    }
+    h.sync();  // the host buffers are refilled next
+    toks.clear();
+  };
+  for (int b = 0; b < s.B; ++b)
+    for (int64_t p = 0; p < s.ctx[b]; ++p) {
+      toks.emplace_back(b, p);
+      if (int64_t(toks.size()) == chunk) flush(st.kv_cache, st.table, kKv, true);
+    }
+  flush(st.kv_cache, st.table, kKv, true);
+  for (int b = 0; s.W && b < s.B; ++b)
+    for (int64_t p = st.win_lo[b]; p < s.ctx[b]; ++p) {
+      toks.emplace_back(b, p);
+      if (int64_t(toks.size()) == chunk) flush(st.win_cache, st.win_table, kWindowKv, false);
+    }
+  flush(st.win_cache, st.win_table, kWindowKv, false);
+  st.stage_done("store");
+}
 
-  // --- query-side inputs ----------------------------------------------------------------------
-  progress("generating " + std::to_string(s.T) + " query tokens (H " + std::to_string(s.H) + ", indexer " +
-           std::to_string(s.Hi) + "x" + std::to_string(s.Di) + ")...");
-  const Fp8Encoder enc(flavor);
-  DeviceTensor q_t(h, SPMLA_DTYPE_BF16, {s.T, s.H, m.d_qk});
+// Query-side inputs: q, the indexer query and weights, the token tables, v4's sinks.
+void make_inputs(Step &st) {
+  const Shapes &s = st.s;
+  const Model &m = st.m;
+  const uint64_t seed = st.o.seed;
+  Handle &h = st.h;
+  st.progress("generating " + std::to_string(s.T) + " query tokens (H " + std::to_string(s.H) + ", indexer " +
+              std::to_string(s.Hi) + "x" + std::to_string(s.Di) + ")...");
+  st.q_t = DeviceTensor(h, SPMLA_DTYPE_BF16, {s.T, s.H, m.d_qk});
   {
+    // q is uploaded in chunks of at most 64 MiB: it is the largest query-side tensor.
     const int64_t row = int64_t(s.H) * m.d_qk, chunk = std::max<int64_t>(1, (64 << 20) / (row * 2));
     std::vector<uint16_t> qh(size_t(std::min(chunk, s.T)) * row);
     for (int64_t t0 = 0; t0 < s.T; t0 += chunk) {
       const int64_t n = std::min(chunk, s.T - t0);
-      parallel_for(n, [&](int64_t t) { fill_q_row(o.seed, t0 + t, int(row), &qh[size_t(t) * row]); });
-      q_t.buf.upload(qh.data(), size_t(n) * row * 2, size_t(t0) * row * 2);
+      parallel_for(n, [&](int64_t t) { fill_q_row(seed, t0 + t, int(row), &qh[size_t(t) * row]); });
+      st.q_t.buf.upload(qh.data(), size_t(n) * row * 2, size_t(t0) * row * 2);
       h.sync();
     }
   }
-  DeviceTensor iq_t(h, fp8_dtype, decode ? std::vector<int64_t>{s.B, s.N, s.Hi, s.Di}
-                                          : std::vector<int64_t>{s.T, s.Hi, s.Di});
-  DeviceTensor w_t(h, SPMLA_DTYPE_FP32, {s.T, s.Hi});
+  st.iq_t = DeviceTensor(h, st.fp8_dtype, st.decode ? std::vector<int64_t>{s.B, s.N, s.Hi, s.Di}
+                                                    : std::vector<int64_t>{s.T, s.Hi, s.Di});
+  st.w_t = DeviceTensor(h, SPMLA_DTYPE_FP32, {s.T, s.Hi});
   {
     std::vector<uint8_t> iq(size_t(s.T) * s.Hi * s.Di);
     std::vector<float> w(size_t(s.T) * s.Hi);
     parallel_for(s.T, [&](int64_t t) {
-      fill_indexer_q_row(o.seed, t, s.Hi * s.Di, enc, &iq[size_t(t) * s.Hi * s.Di]);
-      fill_weights_row(o.seed, t, s.Hi, &w[size_t(t) * s.Hi]);
+      fill_indexer_q_row(seed, t, s.Hi * s.Di, st.enc, &iq[size_t(t) * s.Hi * s.Di]);
+      fill_weights_row(seed, t, s.Hi, &w[size_t(t) * s.Hi]);
     });
-    iq_t.upload(iq);
-    w_t.upload(w);
+    st.iq_t.upload(iq);
+    st.w_t.upload(w);
   }
   std::vector<int32_t> tok_req(s.T), positions(s.T), ctx_lens(s.ctx.begin(), s.ctx.end());
   for (int64_t t = 0; t < s.T; ++t) tok_req[t] = int32_t(t / s.N), positions[t] = int32_t(s.pos_of(t));
-  DeviceTensor tok_req_t(h, SPMLA_DTYPE_INT32, {s.T}), pos_t(h, SPMLA_DTYPE_INT32, {s.T});
-  DeviceTensor table_t(h, SPMLA_DTYPE_INT32, {s.B, s.max_pages}), ctx_t(h, SPMLA_DTYPE_INT32, {s.B});
-  tok_req_t.upload(tok_req);
-  pos_t.upload(positions);
-  table_t.upload(table);
-  ctx_t.upload(ctx_lens);
-  std::vector<float> sink_h;
-  DeviceTensor sink_t;
+  st.tok_req_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T});
+  st.pos_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T});
+  st.table_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.B, s.max_pages});
+  st.ctx_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.B});
+  st.tok_req_t.upload(tok_req);
+  st.pos_t.upload(positions);
+  st.table_t.upload(st.table);
+  st.ctx_t.upload(ctx_lens);
   if (m.sink) {
     // Sinks near the typical lse (log of the attended count) so that they visibly matter.
-    Rng r(o.seed, kSink, 0);
-    for (int i = 0; i < s.H; ++i) sink_h.push_back(float(std::log(double(K_eff)) + r.normal()));
-    sink_t = DeviceTensor(h, SPMLA_DTYPE_FP32, {s.H});
-    sink_t.upload(sink_h);
+    Rng r(seed, kSink, 0);
+    for (int i = 0; i < s.H; ++i) st.sink_h.push_back(float(std::log(double(st.K_eff)) + r.normal()));
+    st.sink_t = DeviceTensor(h, SPMLA_DTYPE_FP32, {s.H});
+    st.sink_t.upload(st.sink_h);
   }
-  stage_done("inputs");
+  st.stage_done("inputs");
+}
 
-  // --- 2. indexer logits ----------------------------------------------------------------------
-  const int64_t C = decode ? s.ctx_max : s.S;  // logits columns
-  DeviceTensor logits_t(h, SPMLA_DTYPE_FP32, {s.T, C});
-  DeviceTensor kstart_t, kend_t, ik_flat, ks_flat;
-  if (decode) {
-    progress("indexer logits (paged) for " + std::to_string(s.T) + " rows x " + std::to_string(C) + " keys...");
+// 2. Indexer logits: decode reads the paged cache; prefill the keys copied out of it (ragged).
+void run_indexer(Step &st) {
+  const Shapes &s = st.s;
+  Handle &h = st.h;
+  st.logits_t = DeviceTensor(h, SPMLA_DTYPE_FP32, {s.T, st.C});
+  if (st.decode) {
+    st.progress("indexer logits (paged) for " + std::to_string(s.T) + " rows x " + std::to_string(st.C) +
+                " keys...");
     spmla_indexer_logits_paged_args_t a = SPMLA_INDEXER_LOGITS_PAGED_ARGS_INIT;
-    a.q = iq_t.desc();
-    a.cache = &idx_cache;
-    a.block_table = table_t.desc();
-    a.context_lens = ctx_t.desc();
-    a.weights = w_t.desc();
-    a.logits = logits_t.desc();
+    a.q = st.iq_t.desc();
+    a.cache = &st.idx_cache;
+    a.block_table = st.table_t.desc();
+    a.context_lens = st.ctx_t.desc();
+    a.weights = st.w_t.desc();
+    a.logits = st.logits_t.desc();
     size_t ws = 0;
     SPMLA_CHECK(spmla_indexer_logits_paged_get_workspace_size(h, &a, &ws));
     DeviceBuffer wsb(h, ws);
     SPMLA_CHECK(spmla_indexer_logits_paged_run(h, &a, wsb.data(), ws, nullptr));
-    stage_done("indexer_logits");
-  } else {
-    // Prefill reads the indexer keys as one ragged [S, Di] tensor: copy them out of the cache
-    // page by page (fp8 bytes and scales), as an engine's gather step does.
-    progress("copying " + std::to_string(s.S) + " indexer keys out of the cache, then indexer logits (ragged) for " +
-             std::to_string(s.T) + " rows...");
-    ik_flat = DeviceTensor(h, fp8_dtype, {s.S, s.Di});
-    ks_flat = DeviceTensor(h, SPMLA_DTYPE_FP32, {s.S});
-    size_t page_bytes = 0;
-    SPMLA_CHECK(spmla_kv_cache_page_bytes(&idx_cache, &page_bytes));
-    auto *base = static_cast<uint8_t *>(idx_buf.data());
-    for (int b = 0; b < s.B; ++b)
-      for (int j = 0; j * s.bs < s.ctx[b]; ++j) {
-        const int64_t n = std::min<int64_t>(s.bs, s.ctx[b] - int64_t(j) * s.bs);
-        const int64_t dst_tok = s.offset[b] + int64_t(j) * s.bs;
-        const uint8_t *page = base + size_t(table[size_t(b) * s.max_pages + j]) * page_bytes;
-        SPMLA_CHECK(spmla_memcpy(h, static_cast<uint8_t *>(ik_flat.buf.data()) + dst_tok * s.Di, page,
-                                 size_t(n) * s.Di, SPMLA_MEMCPY_DEVICE_TO_DEVICE, nullptr));
-        SPMLA_CHECK(spmla_memcpy(h, static_cast<uint8_t *>(ks_flat.buf.data()) + dst_tok * 4,
-                                 page + size_t(s.bs) * s.Di, size_t(n) * 4, SPMLA_MEMCPY_DEVICE_TO_DEVICE,
-                                 nullptr));
-      }
-    std::vector<int32_t> ks(s.T), ke(s.T);
-    for (int64_t t = 0; t < s.T; ++t) {
-      ks[t] = int32_t(s.offset[t / s.N]);
-      ke[t] = int32_t(s.offset[t / s.N] + s.pos_of(t) + 1);  // causal
-    }
-    kstart_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T});
-    kend_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T});
-    kstart_t.upload(ks);
-    kend_t.upload(ke);
-    spmla_indexer_logits_args_t a = SPMLA_INDEXER_LOGITS_ARGS_INIT;
-    a.q = iq_t.desc();
-    a.k = ik_flat.desc();
-    a.k_scale = ks_flat.desc();
-    a.weights = w_t.desc();
-    a.k_start = kstart_t.desc();
-    a.k_end = kend_t.desc();
-    a.logits = logits_t.desc();
-    size_t ws = 0;
-    SPMLA_CHECK(spmla_indexer_logits_get_workspace_size(h, &a, &ws));
-    DeviceBuffer wsb(h, ws);
-    SPMLA_CHECK(spmla_indexer_logits_run(h, &a, wsb.data(), ws, nullptr));
-    stage_done("indexer_logits");
+    st.stage_done("indexer_logits");
+    return;
   }
+  // Prefill reads the indexer keys as one ragged [S, Di] tensor: copy them out of the cache
+  // page by page (fp8 bytes and scales), as an engine's gather step does.
+  st.progress("copying " + std::to_string(s.S) + " indexer keys out of the cache, then indexer logits (ragged) for " +
+              std::to_string(s.T) + " rows...");
+  st.ik_flat = DeviceTensor(h, st.fp8_dtype, {s.S, s.Di});
+  st.ks_flat = DeviceTensor(h, SPMLA_DTYPE_FP32, {s.S});
+  size_t page_bytes = 0;
+  SPMLA_CHECK(spmla_kv_cache_page_bytes(&st.idx_cache, &page_bytes));
+  auto *base = static_cast<uint8_t *>(st.idx_buf.data());
+  for (int b = 0; b < s.B; ++b)
+    for (int j = 0; j * s.bs < s.ctx[b]; ++j) {
+      const int64_t n = std::min<int64_t>(s.bs, s.ctx[b] - int64_t(j) * s.bs);
+      const int64_t dst_tok = s.offset[b] + int64_t(j) * s.bs;
+      const uint8_t *page = base + size_t(st.table[size_t(b) * s.max_pages + j]) * page_bytes;
+      SPMLA_CHECK(spmla_memcpy(h, static_cast<uint8_t *>(st.ik_flat.buf.data()) + dst_tok * s.Di, page,
+                               size_t(n) * s.Di, SPMLA_MEMCPY_DEVICE_TO_DEVICE, nullptr));
+      SPMLA_CHECK(spmla_memcpy(h, static_cast<uint8_t *>(st.ks_flat.buf.data()) + dst_tok * 4,
+                               page + size_t(s.bs) * s.Di, size_t(n) * 4, SPMLA_MEMCPY_DEVICE_TO_DEVICE, nullptr));
+    }
+  std::vector<int32_t> ks(s.T), ke(s.T);
+  for (int64_t t = 0; t < s.T; ++t) {
+    ks[t] = int32_t(s.offset[t / s.N]);
+    ke[t] = int32_t(s.offset[t / s.N] + s.pos_of(t) + 1);  // causal
+  }
+  st.kstart_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T});
+  st.kend_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T});
+  st.kstart_t.upload(ks);
+  st.kend_t.upload(ke);
+  spmla_indexer_logits_args_t a = SPMLA_INDEXER_LOGITS_ARGS_INIT;
+  a.q = st.iq_t.desc();
+  a.k = st.ik_flat.desc();
+  a.k_scale = st.ks_flat.desc();
+  a.weights = st.w_t.desc();
+  a.k_start = st.kstart_t.desc();
+  a.k_end = st.kend_t.desc();
+  a.logits = st.logits_t.desc();
+  size_t ws = 0;
+  SPMLA_CHECK(spmla_indexer_logits_get_workspace_size(h, &a, &ws));
+  DeviceBuffer wsb(h, ws);
+  SPMLA_CHECK(spmla_indexer_logits_run(h, &a, wsb.data(), ws, nullptr));
+  st.stage_done("indexer_logits");
+}
 
-  // --- 3. top-k, 4. slots, 5. window ----------------------------------------------------------
-  progress("top-" + std::to_string(s.K) + " per row, slots from the block table" +
-           (s.W ? ", sliding-window lists" : "") + "...");
-  DeviceTensor topk_t(h, SPMLA_DTYPE_INT32, {s.T, s.K});
+// 3. Top-k per row, 4. slots through the block table, 5. v4's sliding-window lists.
+void run_topk_and_slots(Step &st) {
+  const Shapes &s = st.s;
+  Handle &h = st.h;
+  st.progress("top-" + std::to_string(s.K) + " per row, slots from the block table" +
+              (s.W ? ", sliding-window lists" : "") + "...");
+  st.topk_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T, s.K});
   {
     spmla_topk_per_row_args_t a = SPMLA_TOPK_PER_ROW_ARGS_INIT;
-    a.logits = logits_t.desc();
-    if (decode) {
-      a.context_lens = ctx_t.desc();
+    a.logits = st.logits_t.desc();
+    // Rows end where the indexer's causal range does: decode by context length, prefill by k_end.
+    if (st.decode) {
+      a.context_lens = st.ctx_t.desc();
       a.next_n = s.N;
     } else {
-      a.row_starts = kstart_t.desc();
-      a.row_ends = kend_t.desc();
+      a.row_starts = st.kstart_t.desc();
+      a.row_ends = st.kend_t.desc();
     }
-    a.indices = topk_t.desc();
+    a.indices = st.topk_t.desc();
     size_t ws = 0;
     SPMLA_CHECK(spmla_topk_per_row_get_workspace_size(h, &a, &ws));
     DeviceBuffer wsb(h, ws);
     SPMLA_CHECK(spmla_topk_per_row_run(h, &a, wsb.data(), ws, nullptr));
-    stage_done("topk");
+    st.stage_done("topk");
   }
-  DeviceTensor slots_t(h, SPMLA_DTYPE_INT32, {s.T, s.K}), lens_t(h, SPMLA_DTYPE_INT32, {s.T});
+  st.slots_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T, s.K});
+  st.lens_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T});
   {
     spmla_indices_to_slots_args_t a = SPMLA_INDICES_TO_SLOTS_ARGS_INIT;
-    a.positions = topk_t.desc();
-    a.token_to_req = tok_req_t.desc();
-    a.block_table = table_t.desc();
+    a.positions = st.topk_t.desc();
+    a.token_to_req = st.tok_req_t.desc();
+    a.block_table = st.table_t.desc();
     a.block_size = s.bs;
-    a.slots = slots_t.desc();
-    a.lengths = lens_t.desc();
+    a.slots = st.slots_t.desc();
+    a.lengths = st.lens_t.desc();
     SPMLA_CHECK(spmla_indices_to_slots_run(h, &a, nullptr));
-    stage_done("indices_to_slots");
+    st.stage_done("indices_to_slots");
   }
-  DeviceTensor wslots_t, wlens_t, wtable_t;
-  if (s.W) {
-    wslots_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T, s.W});
-    wlens_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T});
-    wtable_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.B, s.max_pages});
-    wtable_t.upload(win_table);
-    spmla_window_indices_args_t a = SPMLA_WINDOW_INDICES_ARGS_INIT;
-    a.positions = pos_t.desc();
-    a.token_to_req = tok_req_t.desc();
-    a.block_table = wtable_t.desc();
-    a.block_size = s.bs;
-    a.ratio = 1;
-    a.slots = wslots_t.desc();
-    a.lengths = wlens_t.desc();
-    SPMLA_CHECK(spmla_window_indices_run(h, &a, nullptr));
-    stage_done("window_indices");
-  }
+  if (!s.W) return;
+  st.wslots_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T, s.W});
+  st.wlens_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.T});
+  st.wtable_t = DeviceTensor(h, SPMLA_DTYPE_INT32, {s.B, s.max_pages});
+  st.wtable_t.upload(st.win_table);
+  spmla_window_indices_args_t a = SPMLA_WINDOW_INDICES_ARGS_INIT;
+  a.positions = st.pos_t.desc();
+  a.token_to_req = st.tok_req_t.desc();
+  a.block_table = st.wtable_t.desc();
+  a.block_size = s.bs;
+  a.ratio = 1;
+  a.slots = st.wslots_t.desc();
+  a.lengths = st.wlens_t.desc();
+  SPMLA_CHECK(spmla_window_indices_run(h, &a, nullptr));
+  st.stage_done("window_indices");
+}
 
-  // --- 6. sparse attention --------------------------------------------------------------------
-  DeviceTensor out_t(h, SPMLA_DTYPE_BF16, {s.T, s.H, m.d_v}), lse_t(h, SPMLA_DTYPE_FP32, {s.T, s.H});
-  DeviceTensor maxl_t(h, SPMLA_DTYPE_FP32, {s.T, s.H});
+// 6. Sparse attention (workspace -> plan -> run), timed: the median of --repeats runs.
+void run_attention(Step &st) {
+  const Shapes &s = st.s;
+  const Model &m = st.m;
+  Handle &h = st.h;
+  st.out_t = DeviceTensor(h, SPMLA_DTYPE_BF16, {s.T, s.H, m.d_v});
+  st.lse_t = DeviceTensor(h, SPMLA_DTYPE_FP32, {s.T, s.H});
+  st.maxl_t = DeviceTensor(h, SPMLA_DTYPE_FP32, {s.T, s.H});
   spmla_sparse_attention_args_t aa = SPMLA_SPARSE_ATTENTION_ARGS_INIT;
-  aa.q = q_t.desc();
-  aa.kv = &kv_cache;
-  aa.indices = slots_t.desc();
-  aa.lengths = lens_t.desc();
+  aa.q = st.q_t.desc();
+  aa.kv = &st.kv_cache;
+  aa.indices = st.slots_t.desc();
+  aa.lengths = st.lens_t.desc();
   if (s.W) {
-    aa.extra_kv = &win_cache;
-    aa.extra_indices = wslots_t.desc();
-    aa.extra_lengths = wlens_t.desc();
+    aa.extra_kv = &st.win_cache;
+    aa.extra_indices = st.wslots_t.desc();
+    aa.extra_lengths = st.wlens_t.desc();
   }
-  if (m.sink) aa.attn_sink = sink_t.desc();
+  if (m.sink) aa.attn_sink = st.sink_t.desc();
   aa.scale = 0.0f;  // 1/sqrt(D_qk)
-  aa.out = out_t.desc();
-  aa.lse = lse_t.desc();
-  aa.max_logits = maxl_t.desc();
+  aa.out = st.out_t.desc();
+  aa.lse = st.lse_t.desc();
+  aa.max_logits = st.maxl_t.desc();
   size_t ws_bytes = 0;
   SPMLA_CHECK(spmla_sparse_attention_get_workspace_size(h, &aa, &ws_bytes));
-  DeviceBuffer ws(h, ws_bytes);
-  progress("sparse attention: T " + std::to_string(s.T) + ", H " + std::to_string(s.H) + ", K " +
-           std::to_string(s.K) + (s.W ? " + window " + std::to_string(s.W) : std::string()) + ", D " +
-           std::to_string(m.d_qk) + ", workspace " + format_bytes(double(ws_bytes)) + "...");
+  st.attn_ws = DeviceBuffer(h, ws_bytes);
+  st.progress("sparse attention: T " + std::to_string(s.T) + ", H " + std::to_string(s.H) + ", K " +
+              std::to_string(s.K) + (s.W ? " + window " + std::to_string(s.W) : std::string()) + ", D " +
+              std::to_string(m.d_qk) + ", workspace " + format_bytes(double(ws_bytes)) + "...");
   EventTimer timer(h);
   timer.start();
-  SPMLA_CHECK(spmla_sparse_attention_plan(h, &aa, ws.data(), ws_bytes, nullptr));
+  SPMLA_CHECK(spmla_sparse_attention_plan(h, &aa, st.attn_ws.data(), ws_bytes, nullptr));
   timer.stop();
-  const double plan_ms = timer.elapsed_ms();
+  st.plan_ms = timer.elapsed_ms();
   std::vector<double> times;
-  for (int r = 0; r < o.repeats; ++r) {
+  for (int r = 0; r < st.o.repeats; ++r) {
     timer.start();
-    SPMLA_CHECK(spmla_sparse_attention_run(h, &aa, ws.data(), ws_bytes, nullptr));
+    SPMLA_CHECK(spmla_sparse_attention_run(h, &aa, st.attn_ws.data(), ws_bytes, nullptr));
     timer.stop();
     times.push_back(timer.elapsed_ms());
   }
-  const double attn_ms = median(times);
-  const double tflops = flops / (attn_ms * 1e-3) / 1e12;
-  stage_done("sparse_attention");
-  const double step_ms = step_clock.ms();
+  st.attn_ms = median(times);
+  st.tflops = st.flops / (st.attn_ms * 1e-3) / 1e12;
+  st.stage_done("sparse_attention");
+}
 
-  // --- check ----------------------------------------------------------------------------------
-  CheckResult cr;
-  const int nchk = int(std::min<int64_t>(o.check_tokens, s.T));
-  if (nchk > 0) {
-    progress("checking " + std::to_string(nchk) + " query tokens against an fp64 computation...");
-    CacheReader kv_rd(h, kv_cache), idx_rd(h, idx_cache);
-    std::unique_ptr<CacheReader> win_rd;
-    if (s.W) win_rd.reset(new CacheReader(h, win_cache));
-    const double scale = 1.0 / std::sqrt(double(m.d_qk));
-    double logit_sum2 = 0;
-    int64_t logit_count = 0;
-    for (int c = 0; c < nchk; ++c) {
-      const int64_t t = nchk == 1 ? s.T - 1 : int64_t(c) * (s.T - 1) / (nchk - 1);
-      const int b = int(t / s.N);
-      const int64_t pos = s.pos_of(t), L = pos + 1;  // keys the token may see
-      const std::string tag = "token " + std::to_string(t) + " (request " + std::to_string(b) + ", position " +
-                              std::to_string(pos) + ")";
-      ++cr.tokens;
+// --- check: one query token at a time, each output against its fp64 recomputation -------------
 
-      // Indexer logits of the row, over request-local positions 0..C-1.
-      const int64_t col0 = decode ? 0 : s.offset[b];
-      const int64_t ncols = decode ? C : s.ctx[b];
-      std::vector<float> lrow = logits_t.buf.download_vec<float>(size_t(ncols), size_t(t * C + col0) * 4);
-      {
-        std::vector<uint8_t> iq(size_t(s.Hi) * s.Di);
-        std::vector<float> w(s.Hi);
-        fill_indexer_q_row(o.seed, t, s.Hi * s.Di, enc, iq.data());
-        fill_weights_row(o.seed, t, s.Hi, w.data());
-        std::vector<double> qd(iq.size());
-        for (size_t i = 0; i < iq.size(); ++i) qd[i] = decode_fp8(iq[i], flavor);
-        std::vector<std::vector<double>> krows(L);
-        for (int64_t j = 0; j < L; ++j) idx_rd.row(slot_of(table, s, b, j), krows[j]);
-        std::vector<double> ref(L);
-        parallel_for(L, [&](int64_t j) {
-          double acc = 0;
-          for (int hh = 0; hh < s.Hi; ++hh) {
-            double d = 0;
-            for (int i = 0; i < s.Di; ++i) d += qd[size_t(hh) * s.Di + i] * krows[j][i];
-            acc += double(w[hh]) * std::max(0.0, d);
-          }
-          ref[j] = acc;
-        });
-        double rs = 0, err = 0;
-        for (int64_t j = 0; j < L; ++j) rs = std::max(rs, std::fabs(ref[j]));
-        for (int64_t j = 0; j < L; ++j) err = std::max(err, std::fabs(double(lrow[j]) - ref[j]) / std::max(rs, 1e-30));
-        bool masked_ok = true;
-        for (int64_t j = L; j < ncols; ++j) masked_ok &= std::isinf(lrow[j]) && lrow[j] < 0;
-        cr.indexer_err = std::max(cr.indexer_err, err);
-        if (!(err < 1e-3) || !masked_ok) {
-          cr.indexer_ok = false;
-          cr.fail(tag + ": indexer logits error " + std::to_string(err) + " of the row's scale" +
-                  (masked_ok ? "" : ", columns beyond the causal range are not -inf"));
-        }
-      }
+// The query token a check looks at.
+struct CheckedToken {
+  int64_t t;
+  int b;
+  int64_t pos, L;  // position in its request; keys it may see (pos + 1)
+  std::string tag;
+};
 
-      // Top-k: exactly the k largest of the row's range, ascending, then -1.
-      std::vector<int32_t> sel = topk_t.buf.download_vec<int32_t>(size_t(s.K), size_t(t) * s.K * 4);
-      {
-        const int64_t want = std::min<int64_t>(s.K, L);
-        bool ok = true;
-        std::vector<char> chosen(L, 0);
-        for (int64_t k = 0; k < s.K; ++k) {
-          if (k < want) {
-            ok &= sel[k] >= 0 && sel[k] < L && (k == 0 || sel[k] > sel[k - 1]);
-            if (sel[k] >= 0 && sel[k] < L) chosen[sel[k]] = 1;
-          } else {
-            ok &= sel[k] == -1;
-          }
-        }
-        if (ok) {
-          // every chosen column beats every other: larger value, or equal value and smaller column
-          float min_sel = std::numeric_limits<float>::infinity();
-          int64_t min_sel_col = -1;
-          for (int64_t j = 0; j < L; ++j)
-            if (chosen[j] && (lrow[j] < min_sel || (lrow[j] == min_sel))) min_sel = lrow[j], min_sel_col = j;
-          for (int64_t j = 0; j < L && ok; ++j)
-            if (!chosen[j] && (lrow[j] > min_sel || (lrow[j] == min_sel && j < min_sel_col))) ok = false;
-        }
-        if (!ok) {
-          cr.topk_ok = false;
-          cr.fail(tag + ": top-k indices are not the " + std::to_string(want) + " largest logits in ascending order");
-        }
-      }
-
-      // Slots and lengths through the block table.
-      std::vector<int32_t> slots = slots_t.buf.download_vec<int32_t>(size_t(s.K), size_t(t) * s.K * 4);
-      const int32_t len = lens_t.buf.download_vec<int32_t>(1, size_t(t) * 4)[0];
-      {
-        int32_t valid = 0;
-        bool ok = true;
-        for (int k = 0; k < s.K; ++k) {
-          const int32_t expect = sel[k] < 0 ? -1 : slot_of(table, s, b, sel[k]);
-          ok &= slots[k] == expect;
-          valid += expect >= 0;
-        }
-        ok &= len == valid;
-        if (!ok) {
-          cr.slots_ok = false;
-          cr.fail(tag + ": indices_to_slots output differs from the block table mapping");
-        }
-      }
-      std::vector<int32_t> wslots;
-      int32_t wlen = 0;
-      if (s.W) {
-        wslots = wslots_t.buf.download_vec<int32_t>(size_t(s.W), size_t(t) * s.W * 4);
-        wlen = wlens_t.buf.download_vec<int32_t>(1, size_t(t) * 4)[0];
-        const int64_t hi = pos + 1, lo = std::max<int64_t>(0, hi - s.W);
-        bool ok = wlen == hi - lo;
-        for (int k = 0; k < s.W; ++k)
-          ok &= wslots[k] == (k < hi - lo ? slot_of(win_table, s, b, lo + k) : -1);
-        if (!ok) {
-          cr.window_ok = false;
-          cr.fail(tag + ": window_indices output differs from the sliding-window rule");
-        }
-      }
-
-      // Attention in double from the decoded cache rows, by docs/SPEC.md's definition.
-      std::vector<std::vector<double>> keys;
-      auto add = [&](CacheReader &rd, const std::vector<int32_t> &list, int32_t n) {
-        for (int32_t k = 0; k < int32_t(list.size()) && k < n; ++k)
-          if (rd.valid_slot(list[k])) {
-            keys.emplace_back();
-            rd.row(list[k], keys.back());
-          }
-      };
-      add(kv_rd, slots, len);
-      if (s.W) add(*win_rd, wslots, wlen);
-      std::vector<uint16_t> qb(size_t(s.H) * m.d_qk);
-      fill_q_row(o.seed, t, int(qb.size()), qb.data());
-      std::vector<uint16_t> out = out_t.buf.download_vec<uint16_t>(size_t(s.H) * m.d_v, size_t(t) * s.H * m.d_v * 2);
-      std::vector<float> lse = lse_t.buf.download_vec<float>(size_t(s.H), size_t(t) * s.H * 4);
-      std::vector<float> mxl = maxl_t.buf.download_vec<float>(size_t(s.H), size_t(t) * s.H * 4);
-      std::vector<double> num(s.H, 0), den(s.H, 0), lse_err(s.H, 0), lse_norm(s.H, 0), mx_norm(s.H, 0), lsum2(s.H, 0);
-      std::vector<char> empty_bad(s.H, 0);
-      const int64_t J = int64_t(keys.size());
-      parallel_for(s.H, [&](int64_t hh) {
-        std::vector<double> lg(J);
-        double mx = -std::numeric_limits<double>::infinity();
-        for (int64_t j = 0; j < J; ++j) {
-          double d = 0;
-          for (int i = 0; i < m.d_qk; ++i) d += double(bf16_to_f32(qb[size_t(hh) * m.d_qk + i])) * keys[j][i];
-          lg[j] = scale * d;
-          mx = std::max(mx, lg[j]);
-          lsum2[hh] += lg[j] * lg[j];
-        }
-        const uint16_t *o_dev = &out[size_t(hh) * m.d_v];
-        if (J == 0) {  // empty set: exact zeros, lse +inf, max_logits -inf
-          bool ok = std::isinf(lse[hh]) && lse[hh] > 0 && std::isinf(mxl[hh]) && mxl[hh] < 0;
-          for (int i = 0; i < m.d_v; ++i) ok &= bf16_to_f32(o_dev[i]) == 0.0f;
-          empty_bad[hh] = !ok;
-          return;
-        }
-        double sum = 0;
-        for (int64_t j = 0; j < J; ++j) sum += std::exp(lg[j] - mx);
-        const double l = mx + std::log(sum);
-        const double sink_f = m.sink ? 1.0 / (1.0 + std::exp(double(sink_h[hh]) - l)) : 1.0;
-        std::vector<double> ref(m.d_v, 0.0);
-        for (int64_t j = 0; j < J; ++j) {
-          const double p = std::exp(lg[j] - l) * sink_f;
-          for (int i = 0; i < m.d_v; ++i) ref[i] += p * keys[j][i];
-        }
-        for (int i = 0; i < m.d_v; ++i) {
-          const double d = double(bf16_to_f32(o_dev[i])) - ref[i];
-          num[hh] += d * d;
-          den[hh] += ref[i] * ref[i];
-        }
-        lse_err[hh] = std::fabs(double(lse[hh]) - l);
-        lse_norm[hh] = lse_err[hh] / std::max(1.0, std::fabs(l));
-        mx_norm[hh] = std::fabs(double(mxl[hh]) - mx) / std::max(1.0, std::fabs(mx));
-        if (std::isnan(lse_norm[hh])) lse_norm[hh] = lse_err[hh] = INFINITY;
-        if (std::isnan(mx_norm[hh])) mx_norm[hh] = INFINITY;
-      });
-      const double n2 = std::accumulate(num.begin(), num.end(), 0.0), d2 = std::accumulate(den.begin(), den.end(), 0.0);
-      double rel = d2 > 0 ? std::sqrt(n2 / d2) : std::sqrt(n2);
-      if (std::isnan(rel)) rel = INFINITY;
-      cr.max_rel_err = std::max(cr.max_rel_err, rel);
-      for (int hh = 0; hh < s.H; ++hh) {
-        cr.max_lse_err = std::max(cr.max_lse_err, lse_err[hh]);
-        cr.max_lse_err_norm = std::max(cr.max_lse_err_norm, lse_norm[hh]);
-        cr.max_maxlogit_err_norm = std::max(cr.max_maxlogit_err_norm, mx_norm[hh]);
-        logit_sum2 += lsum2[hh];
-      }
-      logit_count += J * s.H;
-      const bool any_empty_bad = std::any_of(empty_bad.begin(), empty_bad.end(), [](char x) { return x != 0; });
-      if (!(rel < 1e-2) || any_empty_bad) {
-        cr.attention_ok = false;
-        cr.fail(tag + ": out relative error " + std::to_string(rel) + (any_empty_bad ? " (empty set not exact)" : ""));
-      }
+// Indexer logits of the row, over request-local positions 0..ncols-1; returns the row.
+std::vector<float> check_indexer_row(const Step &st, const CheckedToken &k, CacheReader &idx_rd, CheckResult &cr) {
+  const Shapes &s = st.s;
+  const int64_t t = k.t, L = k.L;
+  const int64_t col0 = st.decode ? 0 : s.offset[k.b];
+  const int64_t ncols = st.decode ? st.C : s.ctx[k.b];
+  std::vector<float> lrow = st.logits_t.buf.download_vec<float>(size_t(ncols), size_t(t * st.C + col0) * 4);
+  std::vector<uint8_t> iq(size_t(s.Hi) * s.Di);
+  std::vector<float> w(s.Hi);
+  fill_indexer_q_row(st.o.seed, t, s.Hi * s.Di, st.enc, iq.data());
+  fill_weights_row(st.o.seed, t, s.Hi, w.data());
+  std::vector<double> qd(iq.size());
+  for (size_t i = 0; i < iq.size(); ++i) qd[i] = decode_fp8(iq[i], st.flavor);
+  std::vector<std::vector<double>> krows(L);
+  for (int64_t j = 0; j < L; ++j) idx_rd.row(slot_of(st.table, s, k.b, j), krows[j]);
+  std::vector<double> ref(L);
+  parallel_for(L, [&](int64_t j) {
+    double acc = 0;
+    for (int hh = 0; hh < s.Hi; ++hh) {
+      double d = 0;
+      for (int i = 0; i < s.Di; ++i) d += qd[size_t(hh) * s.Di + i] * krows[j][i];
+      acc += double(w[hh]) * std::max(0.0, d);
     }
-    if (!(cr.max_lse_err_norm < 1e-3)) {
-      cr.attention_ok = false;
-      cr.fail("lse error " + std::to_string(cr.max_lse_err_norm) + " x max(1,|lse|) exceeds 1e-3");
-    }
-    if (!(cr.max_maxlogit_err_norm < 1e-3)) {
-      cr.attention_ok = false;
-      cr.fail("max_logits error " + std::to_string(cr.max_maxlogit_err_norm) + " x max(1,|max|) exceeds 1e-3");
-    }
-    cr.logit_std = logit_count ? std::sqrt(logit_sum2 / double(logit_count)) : 0;
+    ref[j] = acc;
+  });
+  // The error is relative to the row's largest logit: logits near 0 carry no precision of their own.
+  double rs = 0, err = 0;
+  for (int64_t j = 0; j < L; ++j) rs = std::max(rs, std::fabs(ref[j]));
+  for (int64_t j = 0; j < L; ++j) err = std::max(err, std::fabs(double(lrow[j]) - ref[j]) / std::max(rs, 1e-30));
+  bool masked_ok = true;
+  for (int64_t j = L; j < ncols; ++j) masked_ok &= std::isinf(lrow[j]) && lrow[j] < 0;
+  cr.indexer_err = std::max(cr.indexer_err, err);
+  if (!(err < 1e-3) || !masked_ok) {
+    cr.indexer_ok = false;
+    cr.fail(k.tag + ": indexer logits error " + std::to_string(err) + " of the row's scale" +
+            (masked_ok ? "" : ", columns beyond the causal range are not -inf"));
   }
-  stage_done("check");
-  progress.finish();
-  const bool checked = nchk > 0;
-  const bool ok = cr.attention_ok && cr.indexer_ok && cr.topk_ok && cr.slots_ok && cr.window_ok;
+  return lrow;
+}
 
-  // --- report ---------------------------------------------------------------------------------
+// Top-k: exactly the k largest of the row's range, ascending, then -1; returns the selection.
+std::vector<int32_t> check_topk_row(const Step &st, const CheckedToken &tok, const std::vector<float> &lrow,
+                                    CheckResult &cr) {
+  const Shapes &s = st.s;
+  const int64_t L = tok.L;
+  std::vector<int32_t> sel = st.topk_t.buf.download_vec<int32_t>(size_t(s.K), size_t(tok.t) * s.K * 4);
+  const int64_t want = std::min<int64_t>(s.K, L);
+  bool ok = true;
+  std::vector<char> chosen(L, 0);
+  for (int64_t k = 0; k < s.K; ++k) {
+    if (k < want) {
+      ok &= sel[k] >= 0 && sel[k] < L && (k == 0 || sel[k] > sel[k - 1]);
+      if (sel[k] >= 0 && sel[k] < L) chosen[sel[k]] = 1;
+    } else {
+      ok &= sel[k] == -1;
+    }
+  }
+  if (ok) {
+    // every chosen column beats every other: larger value, or equal value and smaller column
+    float min_sel = std::numeric_limits<float>::infinity();
+    int64_t min_sel_col = -1;
+    for (int64_t j = 0; j < L; ++j)
+      if (chosen[j] && (lrow[j] < min_sel || (lrow[j] == min_sel))) min_sel = lrow[j], min_sel_col = j;
+    for (int64_t j = 0; j < L && ok; ++j)
+      if (!chosen[j] && (lrow[j] > min_sel || (lrow[j] == min_sel && j < min_sel_col))) ok = false;
+  }
+  if (!ok) {
+    cr.topk_ok = false;
+    cr.fail(tok.tag + ": top-k indices are not the " + std::to_string(want) + " largest logits in ascending order");
+  }
+  return sel;
+}
+
+// A slot list and its length, as one token's attention reads them.
+struct SlotList {
+  std::vector<int32_t> slots;
+  int32_t len = 0;
+};
+
+// Slots and lengths through the block table.
+SlotList check_slots_row(const Step &st, const CheckedToken &tok, const std::vector<int32_t> &sel, CheckResult &cr) {
+  const Shapes &s = st.s;
+  SlotList l;
+  l.slots = st.slots_t.buf.download_vec<int32_t>(size_t(s.K), size_t(tok.t) * s.K * 4);
+  l.len = st.lens_t.buf.download_vec<int32_t>(1, size_t(tok.t) * 4)[0];
+  int32_t valid = 0;
+  bool ok = true;
+  for (int k = 0; k < s.K; ++k) {
+    const int32_t expect = sel[k] < 0 ? -1 : slot_of(st.table, s, tok.b, sel[k]);
+    ok &= l.slots[k] == expect;
+    valid += expect >= 0;
+  }
+  ok &= l.len == valid;
+  if (!ok) {
+    cr.slots_ok = false;
+    cr.fail(tok.tag + ": indices_to_slots output differs from the block table mapping");
+  }
+  return l;
+}
+
+// The sliding-window list: the last W positions up to the token's own, through the window table.
+SlotList check_window_row(const Step &st, const CheckedToken &tok, CheckResult &cr) {
+  const Shapes &s = st.s;
+  SlotList l;
+  l.slots = st.wslots_t.buf.download_vec<int32_t>(size_t(s.W), size_t(tok.t) * s.W * 4);
+  l.len = st.wlens_t.buf.download_vec<int32_t>(1, size_t(tok.t) * 4)[0];
+  const int64_t hi = tok.pos + 1, lo = std::max<int64_t>(0, hi - s.W);
+  bool ok = l.len == hi - lo;
+  for (int k = 0; k < s.W; ++k) ok &= l.slots[k] == (k < hi - lo ? slot_of(st.win_table, s, tok.b, lo + k) : -1);
+  if (!ok) {
+    cr.window_ok = false;
+    cr.fail(tok.tag + ": window_indices output differs from the sliding-window rule");
+  }
+  return l;
+}
+
+// Attention in double from the decoded cache rows, by docs/SPEC.md's definition. Adds the
+// token's squared logits and their count to logit_sum2 / logit_count (for the logit std).
+void check_attention_row(const Step &st, const CheckedToken &tok, const std::vector<std::vector<double>> &keys,
+                         CheckResult &cr, double &logit_sum2, int64_t &logit_count) {
+  const Shapes &s = st.s;
+  const Model &m = st.m;
+  const int64_t t = tok.t;
+  const double scale = 1.0 / std::sqrt(double(m.d_qk));
+  std::vector<uint16_t> qb(size_t(s.H) * m.d_qk);
+  fill_q_row(st.o.seed, t, int(qb.size()), qb.data());
+  std::vector<uint16_t> out = st.out_t.buf.download_vec<uint16_t>(size_t(s.H) * m.d_v, size_t(t) * s.H * m.d_v * 2);
+  std::vector<float> lse = st.lse_t.buf.download_vec<float>(size_t(s.H), size_t(t) * s.H * 4);
+  std::vector<float> mxl = st.maxl_t.buf.download_vec<float>(size_t(s.H), size_t(t) * s.H * 4);
+  std::vector<double> num(s.H, 0), den(s.H, 0), lse_err(s.H, 0), lse_norm(s.H, 0), mx_norm(s.H, 0), lsum2(s.H, 0);
+  std::vector<char> empty_bad(s.H, 0);
+  const int64_t J = int64_t(keys.size());
+  parallel_for(s.H, [&](int64_t hh) {
+    std::vector<double> lg(J);
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int64_t j = 0; j < J; ++j) {
+      double d = 0;
+      for (int i = 0; i < m.d_qk; ++i) d += double(bf16_to_f32(qb[size_t(hh) * m.d_qk + i])) * keys[j][i];
+      lg[j] = scale * d;
+      mx = std::max(mx, lg[j]);
+      lsum2[hh] += lg[j] * lg[j];
+    }
+    const uint16_t *o_dev = &out[size_t(hh) * m.d_v];
+    if (J == 0) {  // empty set: exact zeros, lse +inf, max_logits -inf
+      bool ok = std::isinf(lse[hh]) && lse[hh] > 0 && std::isinf(mxl[hh]) && mxl[hh] < 0;
+      for (int i = 0; i < m.d_v; ++i) ok &= bf16_to_f32(o_dev[i]) == 0.0f;
+      empty_bad[hh] = !ok;
+      return;
+    }
+    double sum = 0;
+    for (int64_t j = 0; j < J; ++j) sum += std::exp(lg[j] - mx);
+    const double l = mx + std::log(sum);
+    const double sink_f = m.sink ? 1.0 / (1.0 + std::exp(double(st.sink_h[hh]) - l)) : 1.0;
+    std::vector<double> ref(m.d_v, 0.0);
+    for (int64_t j = 0; j < J; ++j) {
+      const double p = std::exp(lg[j] - l) * sink_f;
+      for (int i = 0; i < m.d_v; ++i) ref[i] += p * keys[j][i];
+    }
+    for (int i = 0; i < m.d_v; ++i) {
+      const double d = double(bf16_to_f32(o_dev[i])) - ref[i];
+      num[hh] += d * d;
+      den[hh] += ref[i] * ref[i];
+    }
+    lse_err[hh] = std::fabs(double(lse[hh]) - l);
+    lse_norm[hh] = lse_err[hh] / std::max(1.0, std::fabs(l));
+    mx_norm[hh] = std::fabs(double(mxl[hh]) - mx) / std::max(1.0, std::fabs(mx));
+    // A NaN must fail the tolerance checks, which compare with <: make it infinite.
+    if (std::isnan(lse_norm[hh])) lse_norm[hh] = lse_err[hh] = INFINITY;
+    if (std::isnan(mx_norm[hh])) mx_norm[hh] = INFINITY;
+  });
+  const double n2 = std::accumulate(num.begin(), num.end(), 0.0), d2 = std::accumulate(den.begin(), den.end(), 0.0);
+  double rel = d2 > 0 ? std::sqrt(n2 / d2) : std::sqrt(n2);
+  if (std::isnan(rel)) rel = INFINITY;
+  cr.max_rel_err = std::max(cr.max_rel_err, rel);
+  for (int hh = 0; hh < s.H; ++hh) {
+    cr.max_lse_err = std::max(cr.max_lse_err, lse_err[hh]);
+    cr.max_lse_err_norm = std::max(cr.max_lse_err_norm, lse_norm[hh]);
+    cr.max_maxlogit_err_norm = std::max(cr.max_maxlogit_err_norm, mx_norm[hh]);
+    logit_sum2 += lsum2[hh];
+  }
+  logit_count += J * s.H;
+  const bool any_empty_bad = std::any_of(empty_bad.begin(), empty_bad.end(), [](char x) { return x != 0; });
+  if (!(rel < 1e-2) || any_empty_bad) {
+    cr.attention_ok = false;
+    cr.fail(tok.tag + ": out relative error " + std::to_string(rel) + (any_empty_bad ? " (empty set not exact)" : ""));
+  }
+}
+
+// Recomputes --check-tokens query tokens, spread evenly over the batch and ending with the last,
+// in double from the cache bytes themselves (decoded here, not by the library).
+CheckResult check_step(Step &st) {
+  const Shapes &s = st.s;
+  CheckResult cr;
+  const int nchk = int(std::min<int64_t>(st.o.check_tokens, s.T));
+  if (nchk <= 0) return cr;
+  st.progress("checking " + std::to_string(nchk) + " query tokens against an fp64 computation...");
+  CacheReader kv_rd(st.h, st.kv_cache), idx_rd(st.h, st.idx_cache);
+  std::unique_ptr<CacheReader> win_rd;
+  if (s.W) win_rd.reset(new CacheReader(st.h, st.win_cache));
+  double logit_sum2 = 0;
+  int64_t logit_count = 0;
+  for (int c = 0; c < nchk; ++c) {
+    CheckedToken tok;
+    tok.t = nchk == 1 ? s.T - 1 : int64_t(c) * (s.T - 1) / (nchk - 1);
+    tok.b = int(tok.t / s.N);
+    tok.pos = s.pos_of(tok.t);
+    tok.L = tok.pos + 1;
+    tok.tag = "token " + std::to_string(tok.t) + " (request " + std::to_string(tok.b) + ", position " +
+              std::to_string(tok.pos) + ")";
+    ++cr.tokens;
+
+    const std::vector<float> lrow = check_indexer_row(st, tok, idx_rd, cr);
+    const std::vector<int32_t> sel = check_topk_row(st, tok, lrow, cr);
+    const SlotList sl = check_slots_row(st, tok, sel, cr);
+    SlotList wl;
+    if (s.W) wl = check_window_row(st, tok, cr);
+
+    // The keys attention sees: the valid slots of both lists, as the device reads them.
+    std::vector<std::vector<double>> keys;
+    auto add = [&](CacheReader &rd, const std::vector<int32_t> &list, int32_t n) {
+      for (int32_t k = 0; k < int32_t(list.size()) && k < n; ++k)
+        if (rd.valid_slot(list[k])) {
+          keys.emplace_back();
+          rd.row(list[k], keys.back());
+        }
+    };
+    add(kv_rd, sl.slots, sl.len);
+    if (s.W) add(*win_rd, wl.slots, wl.len);
+    check_attention_row(st, tok, keys, cr, logit_sum2, logit_count);
+  }
+  if (!(cr.max_lse_err_norm < 1e-3)) {
+    cr.attention_ok = false;
+    cr.fail("lse error " + std::to_string(cr.max_lse_err_norm) + " x max(1,|lse|) exceeds 1e-3");
+  }
+  if (!(cr.max_maxlogit_err_norm < 1e-3)) {
+    cr.attention_ok = false;
+    cr.fail("max_logits error " + std::to_string(cr.max_maxlogit_err_norm) + " x max(1,|max|) exceeds 1e-3");
+  }
+  cr.logit_std = logit_count ? std::sqrt(logit_sum2 / double(logit_count)) : 0;
+  return cr;
+}
+
+// --- report -----------------------------------------------------------------------------------
+
+json report_json(Step &st, const CheckResult &cr, bool ok, bool checked) {
+  const Shapes &s = st.s;
+  const Model &m = st.m;
+  const RunOptions &o = st.o;
   json shapes = {{"T", s.T},           {"batch", s.B},          {"tokens_per_request", s.N},
                  {"heads", s.H},       {"d_qk", m.d_qk},        {"d_v", m.d_v},
-                 {"topk", s.K},        {"window", s.W},         {"k_eff", K_eff},
+                 {"topk", s.K},        {"window", s.W},         {"k_eff", st.K_eff},
                  {"context", s.ctx_max}, {"contexts", s.ctx},  {"block_size", s.bs},
                  {"layout", m.layout_name}, {"fp8_flavor", o.fp8_flavor}, {"indexer_heads", s.Hi},
-                 {"indexer_dim", s.Di}, {"attn_sink", m.sink}, {"cache_pages", pages + 1}};
-  json j = {{"ok", ok},
-            {"backend", backend},
-            {"device", h.device()},
-            {"device_name", std::string(dev.name)},
-            {"model", m.name},
-            {"phase", o.phase},
-            {"time_ms", attn_ms},
-            {"plan_ms", plan_ms},
-            {"step_ms", step_ms},
-            {"repeats", o.repeats},
-            {"flops", flops},
-            {"tflops", tflops},
-            {"max_rel_err", cr.max_rel_err},
-            {"max_lse_err", cr.max_lse_err},
-            {"max_lse_err_normalized", cr.max_lse_err_norm},
-            {"max_logits_err_normalized", cr.max_maxlogit_err_norm},
-            {"indexer_err", cr.indexer_err},
-            {"checked", checked},
-            {"checked_tokens", cr.tokens},
-            {"checks",
-             {{"attention", cr.attention_ok}, {"indexer_logits", cr.indexer_ok}, {"topk", cr.topk_ok},
-              {"indices_to_slots", cr.slots_ok}, {"window_indices", cr.window_ok}}},
-            {"logit_std", cr.logit_std},
-            {"tolerances", {{"out_rel", 1e-2}, {"lse", "1e-3*max(1,|lse|)"}, {"indexer", "1e-3 of the row scale"}}},
-            {"stages_ms", stages},
-            {"seed", o.seed},
-            {"shapes", shapes},
-            {"failures", cr.failures}};
-  if (o.json) {
-    std::cout << j.dump(2) << std::endl;
+                 {"indexer_dim", s.Di}, {"attn_sink", m.sink}, {"cache_pages", st.pages + 1}};
+  return {{"ok", ok},
+          {"backend", st.backend},
+          {"device", st.h.device()},
+          {"device_name", std::string(st.dev.name)},
+          {"model", m.name},
+          {"phase", o.phase},
+          {"time_ms", st.attn_ms},
+          {"plan_ms", st.plan_ms},
+          {"step_ms", st.step_ms},
+          {"repeats", o.repeats},
+          {"flops", st.flops},
+          {"tflops", st.tflops},
+          {"max_rel_err", cr.max_rel_err},
+          {"max_lse_err", cr.max_lse_err},
+          {"max_lse_err_normalized", cr.max_lse_err_norm},
+          {"max_logits_err_normalized", cr.max_maxlogit_err_norm},
+          {"indexer_err", cr.indexer_err},
+          {"checked", checked},
+          {"checked_tokens", cr.tokens},
+          {"checks",
+           {{"attention", cr.attention_ok}, {"indexer_logits", cr.indexer_ok}, {"topk", cr.topk_ok},
+            {"indices_to_slots", cr.slots_ok}, {"window_indices", cr.window_ok}}},
+          {"logit_std", cr.logit_std},
+          {"tolerances", {{"out_rel", 1e-2}, {"lse", "1e-3*max(1,|lse|)"}, {"indexer", "1e-3 of the row scale"}}},
+          {"stages_ms", st.stages},
+          {"seed", o.seed},
+          {"shapes", shapes},
+          {"failures", cr.failures}};
+}
+
+void print_report(Step &st, const CheckResult &cr, bool ok, bool checked) {
+  const Shapes &s = st.s;
+  const Model &m = st.m;
+  const RunOptions &o = st.o;
+  const json &stages = st.stages;
+  std::printf("spmla run: DeepSeek-%s %s on %s (device %d: %s)\n", m.name[1] == '3' ? "V3.2" : "V4",
+              o.phase.c_str(), st.backend.c_str(), st.h.device(), st.dev.name);
+  std::printf("  shapes     T %lld (%d request%s x %d), H %d, D_qk %d, D_v %d, K %d%s, context %d, block %d,\n"
+              "             %s cache (%s)%s, indexer %dx%d\n",
+              (long long)s.T, s.B, s.B == 1 ? "" : "s", s.N, s.H, m.d_qk, m.d_v, s.K,
+              s.W ? (" + window " + std::to_string(s.W)).c_str() : "", s.ctx_max, s.bs, m.layout_name,
+              o.fp8_flavor.c_str(), m.sink ? ", attention sink" : "", s.Hi, s.Di);
+  std::printf("  attention  %.3f ms (median of %d; plan %.3f ms), %.3f TFLOP/s\n", st.attn_ms, o.repeats, st.plan_ms,
+              st.tflops);
+  std::printf("  step       %.1f ms (store %.1f, inputs %.1f, indexer %.1f, top-k %.1f, attention %.1f); check %.1f ms\n",
+              st.step_ms, stages.value("store", 0.0), stages.value("inputs", 0.0),
+              stages.value("indexer_logits", 0.0), stages.value("topk", 0.0), stages.value("sparse_attention", 0.0),
+              stages.value("check", 0.0));
+  if (checked) {
+    std::printf("  check      %d tokens vs fp64: max_rel_err %.3g (tol 1e-2), lse err %.3g (tol 1e-3*max(1,|lse|)),\n"
+                "             max_logits err %.3g, indexer err %.3g (tol 1e-3), top-k %s, slots %s%s; logit std %.2f\n",
+                cr.tokens, cr.max_rel_err, cr.max_lse_err_norm, cr.max_maxlogit_err_norm, cr.indexer_err,
+                cr.topk_ok ? "ok" : "WRONG", cr.slots_ok ? "ok" : "WRONG",
+                s.W ? (cr.window_ok ? ", window ok" : ", window WRONG") : "", cr.logit_std);
+    for (const std::string &f : cr.failures) std::printf("  FAIL       %s\n", f.c_str());
+    std::printf("%s\n", ok ? "PASS" : "FAIL");
   } else {
-    std::printf("spmla run: DeepSeek-%s %s on %s (device %d: %s)\n", m.name[1] == '3' ? "V3.2" : "V4",
-                o.phase.c_str(), backend.c_str(), h.device(), dev.name);
-    std::printf("  shapes     T %lld (%d request%s x %d), H %d, D_qk %d, D_v %d, K %d%s, context %d, block %d,\n"
-                "             %s cache (%s)%s, indexer %dx%d\n",
-                (long long)s.T, s.B, s.B == 1 ? "" : "s", s.N, s.H, m.d_qk, m.d_v, s.K,
-                s.W ? (" + window " + std::to_string(s.W)).c_str() : "", s.ctx_max, s.bs, m.layout_name,
-                o.fp8_flavor.c_str(), m.sink ? ", attention sink" : "", s.Hi, s.Di);
-    std::printf("  attention  %.3f ms (median of %d; plan %.3f ms), %.3f TFLOP/s\n", attn_ms, o.repeats, plan_ms, tflops);
-    std::printf("  step       %.1f ms (store %.1f, inputs %.1f, indexer %.1f, top-k %.1f, attention %.1f); check %.1f ms\n",
-                step_ms, stages.value("store", 0.0), stages.value("inputs", 0.0), stages.value("indexer_logits", 0.0),
-                stages.value("topk", 0.0),
-                stages.value("sparse_attention", 0.0), stages.value("check", 0.0));
-    if (checked) {
-      std::printf("  check      %d tokens vs fp64: max_rel_err %.3g (tol 1e-2), lse err %.3g (tol 1e-3*max(1,|lse|)),\n"
-                  "             max_logits err %.3g, indexer err %.3g (tol 1e-3), top-k %s, slots %s%s; logit std %.2f\n",
-                  cr.tokens, cr.max_rel_err, cr.max_lse_err_norm, cr.max_maxlogit_err_norm, cr.indexer_err,
-                  cr.topk_ok ? "ok" : "WRONG", cr.slots_ok ? "ok" : "WRONG",
-                  s.W ? (cr.window_ok ? ", window ok" : ", window WRONG") : "", cr.logit_std);
-      for (const std::string &f : cr.failures) std::printf("  FAIL       %s\n", f.c_str());
-      std::printf("%s\n", ok ? "PASS" : "FAIL");
-    } else {
-      std::printf("  check      skipped (--check-tokens 0)\nPASS (unchecked)\n");
-    }
+    std::printf("  check      skipped (--check-tokens 0)\nPASS (unchecked)\n");
   }
+}
+
+}  // namespace
+
+int cmd_run(const RunOptions &o) {
+  Stopwatch step_clock;
+  Progress progress("spmla run", o.verbose);
+  const Model &m = o.model == "v4" ? kV4 : kV32;
+  // The shapes are checked before the handle is made: a bad size is reported as such, whatever the backend.
+  Step st(o, m, make_shapes(o, m), progress);
+  SPMLA_CHECK(spmla_device_get_info(st.backend.c_str(), st.h.device(), &st.dev));
+  progress(std::string("model ") + m.name + ", " + o.phase + ", backend " + st.backend + " (" + st.dev.name + ")");
+  check_sizes(st);
+
+  st.stage_clock = Stopwatch();
+  build_caches(st);
+  store_caches(st);
+  make_inputs(st);
+  run_indexer(st);
+  run_topk_and_slots(st);
+  run_attention(st);
+  st.step_ms = step_clock.ms();
+
+  const CheckResult cr = check_step(st);
+  st.stage_done("check");
+  progress.finish();
+  const bool checked = cr.tokens > 0;
+  const bool ok = cr.attention_ok && cr.indexer_ok && cr.topk_ok && cr.slots_ok && cr.window_ok;
+  if (o.json)
+    std::cout << report_json(st, cr, ok, checked).dump(2) << std::endl;
+  else
+    print_report(st, cr, ok, checked);
   return ok ? 0 : 1;
 }
 

@@ -1,5 +1,5 @@
 // host_numerics.h — the CLI's own number formats, written from the table in docs/SPEC.md ("Number
-// formats") and independent of src/numerics.h, so `spmla run` checks the library against a second
+// formats") and independent of numerics/numerics.h, so `spmla run` checks the library against a second
 // implementation rather than against itself.
 #pragma once
 #include <spmla.h>
@@ -52,7 +52,7 @@ inline double decode_ue8m0(uint8_t e) {
   return e == 0xFF ? std::numeric_limits<double>::quiet_NaN() : std::ldexp(1.0, int(e) - 127);
 }
 
-// Encoder by table: the 128 non-negative codes of a flavour sorted by value; a value is rounded
+// Encoder by table: the 128 non-negative codes of a flavor sorted by value; a value is rounded
 // to the nearest representable magnitude, ties to the even code, saturated to the max finite.
 class Fp8Encoder {
  public:

@@ -63,7 +63,7 @@ int run_main(int argc, char **argv) {
   run->add_option("--seed", ro.seed, "Random seed")->capture_default_str();
   run->add_option("--check-tokens", ro.check_tokens, "Query tokens checked against fp64 (0 = timing only: no check, exit 0)")->check(CLI::Range(0, 1 << 20))->capture_default_str();
   run->add_option("--repeats", ro.repeats, "Attention calls timed (median reported)")->check(CLI::Range(1, 100000))->capture_default_str();
-  run->add_option("--fp8-flavor", ro.fp8_flavor, "FP8 flavour of every cache: e4m3fn or e4m3fnuz")
+  run->add_option("--fp8-flavor", ro.fp8_flavor, "FP8 flavor of every cache: e4m3fn or e4m3fnuz")
       ->check(CLI::IsMember({"e4m3fn", "e4m3fnuz"}))->capture_default_str();
   run->add_flag_function("-v,--verbose", [&](int64_t) { ro.verbose = 1; }, "Progress lines from the start");
   run->add_flag_function("-q,--quiet", [&](int64_t) { ro.verbose = -1; }, "No progress lines");

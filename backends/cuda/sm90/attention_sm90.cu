@@ -9,9 +9,9 @@ namespace spmla {
 namespace cuda {
 
 namespace {
-// One instantiation per (D, layout, FP8 flavour): the flavour is a template argument so that each
+// One instantiation per (D, layout, FP8 flavor): the flavor is a template argument so that each
 // kernel holds one FP8 decoder (the E4M3FNUZ software decoder inlined beside the hardware E4M3FN
-// one made the kernel too large for the instruction cache). BF16 sources use flavour 0.
+// one made the kernel too large for the instruction cache). BF16 sources use flavor 0.
 template <int D, int Layout, int Flavor>
 cudaError_t launch_one(const kern::AttnParams &p, bool ws, dim3 grid, cudaStream_t s) {
   if (ws)

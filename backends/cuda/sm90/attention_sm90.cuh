@@ -14,7 +14,7 @@
 // one computes: BF16 rows by cp.async straight into the swizzled tile; FP8 rows (V32, V4) are
 // held in registers as raw bytes, dequantized into the other buffer while QK^T runs, and the
 // registers refilled at once with the tile after (about one tile of latency to hide). The FP8
-// flavour is a template argument (one decoder per kernel keeps the code in the instruction
+// flavor is a template argument (one decoder per kernel keeps the code in the instruction
 // cache). FP8_PER_TENSOR and sources of two layouts take the portable kernel.
 //
 // The compute steps are functions (qk_issue, softmax_tile, pv_issue, attn_epilogue) shared by the
@@ -530,8 +530,9 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
 
 // ---------------------------------------------------------------------------------------------
 // Warp-specialized variant (EXPERIMENTAL, selected only by SPMLA_CUDA_ATTENTION=sm90ws): passes
-// the GPU tier, but measured slower than the two-warpgroup kernel on the H200 (V4 decode 0.183
-// vs 0.137 ms before the FP8 schedule above; its producer exposes half a tile's load latency). The same two compute warpgroups and tile algorithm, plus a third,
+// the GPU tier, but is slower than the two-warpgroup kernel (its producer exposes half a tile's
+// load latency; docs/KERNEL-NOTES.md has the times). The same two compute warpgroups and tile
+// algorithm, plus a third,
 // producer warpgroup that gathers (and dequantizes) the next tile while the compute warpgroups
 // work, so the gather leaves their critical path. Registers move from the producer to the
 // compute warpgroups with setmaxnreg. Handoffs through named barriers, one pair per buffer:

@@ -80,7 +80,7 @@ def test_indexer_logits_ragged(rng, flavor, Hi, Di):
     start = rng.integers(-2, S, T).astype(np.int32)
     end = (start + rng.integers(-1, S, T)).astype(np.int32)
     ref = R.indexer_logits(q8, k8, ks, w, start, end, flavor)
-    # ml_dtypes arrays carry the flavour; uint8 views take it through dtype=.
+    # ml_dtypes arrays carry the flavor; uint8 views take it through dtype=.
     got = spmla.indexer_logits(q8.view(ML_FP8[flavor]), k8.view(ML_FP8[flavor]), ks, w, start, end)
     got2 = spmla.indexer_logits(q8, k8, ks, w, start, end, dtype="fp8_" + flavor)
     for g in (got, got2):

@@ -484,7 +484,7 @@ CacheView::CacheView(py::object data, int layout, int fp8_flavor, int head_dim, 
   c_.head_dim = head_dim;
   c_.block_size = block_size;
   c_.scale = scale;
-  // The packed page size validates the descriptor itself (layout, flavour, dims, block size).
+  // The packed page size validates the descriptor itself (layout, flavor, dims, block size).
   size_t packed = 0;
   c_.num_pages = 1;
   c_.page_stride_bytes = 0;

@@ -352,12 +352,12 @@ def indexer_logits(q: Any, k: Any, k_scale: Any, weights: Any, k_start: Any, k_e
 
     Args:
         q: ``[T, Hi, Di]`` fp8 (Hi 1..64, Di 64 or 128).
-        k: ``[S, Di]`` fp8, same flavour as q.
+        k: ``[S, Di]`` fp8, same flavor as q.
         k_scale: ``[S]`` fp32.
         weights: ``[T, Hi]`` fp32.
         k_start, k_end: ``[T]`` int32.
         out: optional ``[T, S]`` fp32 (row stride free).
-        dtype: FP8 flavour of q and k when they are uint8 / int8 views (``"fp8_e4m3fn"`` or
+        dtype: FP8 flavor of q and k when they are uint8 / int8 views (``"fp8_e4m3fn"`` or
             ``"fp8_e4m3fnuz"``); ml_dtypes / torch float8 arrays carry it themselves.
 
     Returns:
@@ -391,7 +391,7 @@ def indexer_logits_paged(q: Any, cache: KVCache, block_table: Any, context_lens:
     other columns are -inf.
 
     Args:
-        q: ``[B, N, Hi, Di]`` fp8 (flavour of the cache).
+        q: ``[B, N, Hi, Di]`` fp8 (flavor of the cache).
         cache: :class:`KVCache` with layout ``"indexer_fp8"`` and head_dim Di.
         block_table: ``[B, max_pages]`` int32.
         context_lens: ``[B]`` int32.
@@ -399,7 +399,7 @@ def indexer_logits_paged(q: Any, cache: KVCache, block_table: Any, context_lens:
         num_cols: C, the logits width (default ``max_pages * block_size``; no device data is
             read to size it).
         out: optional ``[B*N, C]`` fp32 (row stride free).
-        dtype: FP8 flavour of q when it is a uint8 / int8 view.
+        dtype: FP8 flavor of q when it is a uint8 / int8 view.
 
     Returns:
         ``logits [B*N, C]`` fp32.

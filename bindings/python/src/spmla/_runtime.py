@@ -193,7 +193,7 @@ _TORCH_EXTENDED = {
 
 def normalize(x: Any, dtype: Any = None) -> Tuple[Any, int]:
     """(object to export, dtype override) for an argument. An explicit dtype wins over an
-    extended element type of the same size (FP8 bytes may be tagged with another flavour)."""
+    extended element type of the same size (FP8 bytes may be tagged with another flavor)."""
     override: Optional[DType] = as_dtype(dtype) if dtype is not None else None
     if isinstance(x, Typed):
         override = x.dtype

@@ -1,4 +1,4 @@
-"""Enumerations of the C ABI (dtypes, KV layouts, FP8 flavours) and their Python spellings."""
+"""Enumerations of the C ABI (dtypes, KV layouts, FP8 flavors) and their Python spellings."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def as_layout(x: Any) -> Layout:
 
 
 def as_flavor(x: Any) -> FP8Flavor:
-    """An :class:`FP8Flavor` from a flavour, its value, a name or None (= NONE)."""
+    """An :class:`FP8Flavor` from a flavor, its value, a name or None (= NONE)."""
     if x is None:
         return FP8Flavor.NONE
     if isinstance(x, FP8Flavor):
@@ -145,5 +145,5 @@ def as_flavor(x: Any) -> FP8Flavor:
             d = _FLAVOR_NAMES.get(_key(candidate))
             if d is not None:
                 return d
-    raise InvalidArgumentError(f"fp8_flavor: {x!r} is not an FP8 flavour "
+    raise InvalidArgumentError(f"fp8_flavor: {x!r} is not an FP8 flavor "
                                f"(expected 'e4m3fn' or 'e4m3fnuz')")

@@ -35,7 +35,7 @@ impl KvLayout {
     }
 }
 
-/// The FP8 flavour of a cache. Always explicit: never guessed from the device.
+/// The FP8 flavor of a cache. Always explicit: never guessed from the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Fp8Flavor {
     /// No FP8 (only for [`KvLayout::Bf16`]).
@@ -63,7 +63,7 @@ impl Fp8Flavor {
 pub struct KvCacheDesc {
     /// Token layout.
     pub layout: KvLayout,
-    /// FP8 flavour ([`Fp8Flavor::None`] only for [`KvLayout::Bf16`]).
+    /// FP8 flavor ([`Fp8Flavor::None`] only for [`KvLayout::Bf16`]).
     pub fp8_flavor: Fp8Flavor,
     /// D (576 or 512; 0 = the layout's own for V32/V4); the indexer's Di for
     /// [`KvLayout::IndexerFp8`].
@@ -168,7 +168,7 @@ impl KvCacheDesc {
         )
     }
 
-    /// The same descriptor with another FP8 flavour.
+    /// The same descriptor with another FP8 flavor.
     pub fn with_flavor(self, fp8_flavor: Fp8Flavor) -> KvCacheDesc {
         KvCacheDesc { fp8_flavor, ..self }
     }

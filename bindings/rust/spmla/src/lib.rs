@@ -10,7 +10,7 @@
 //! - tensors are views: [`TensorRef`] / [`TensorMut`] borrow host slices (for the
 //!   CPU backend) or wrap device pointers (`unsafe` constructors, or safely from a
 //!   [`DeviceBuffer`]);
-//! - KV caches are a [`KvCacheDesc`] (layout, FP8 flavour, pages) over memory: [`KvCache`];
+//! - KV caches are a [`KvCacheDesc`] (layout, FP8 flavor, pages) over memory: [`KvCache`];
 //! - every call returns [`Result`], whose [`Error`] carries the status and the
 //!   library's message naming the argument at fault;
 //! - sparse attention goes through a [`Plan`] that owns its workspace; the ops

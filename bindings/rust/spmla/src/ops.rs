@@ -322,7 +322,7 @@ impl IndexerLogitsArgs<'_> {
 /// positions `j < context_lens[b] - N + i + 1` of request `b`.
 #[derive(Debug)]
 pub struct IndexerLogitsPagedArgs<'a> {
-    /// `[B, N, Hi, Di]` fp8 (dtype = the cache's flavour).
+    /// `[B, N, Hi, Di]` fp8 (dtype = the cache's flavor).
     pub q: TensorRef<'a>,
     /// An [`crate::KvLayout::IndexerFp8`] cache of head dim Di.
     pub cache: &'a KvCache<'a>,

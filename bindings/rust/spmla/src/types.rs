@@ -1,5 +1,5 @@
 //! Element types: the dtype enum and the scalar types the library uses that
-//! Rust's std does not have (bf16, the two FP8 E4M3 flavours, UE8M0 scales).
+//! Rust's std does not have (bf16, the two FP8 E4M3 flavors, UE8M0 scales).
 use spmla_sys as sys;
 
 /// The element type of a tensor (`spmla_dtype_t`).

@@ -671,7 +671,7 @@ fn check_logit_row(got: &[f32], want: &[f64], what: &str) {
 }
 
 #[test]
-fn indexer_logits_ragged_both_flavours() {
+fn indexer_logits_ragged_both_flavors() {
     let h = cpu();
     let mut ws = Workspace::new(&h);
     for fnuz in [false, true] {

@@ -85,7 +85,7 @@ pub fn v32_decode(tok: &[u8]) -> Vec<f32> {
     v
 }
 
-/// Decodes an FP8 code of either flavour.
+/// Decodes an FP8 code of either flavor.
 pub fn fp8(code: u8, fnuz: bool) -> f32 {
     if fnuz {
         Fp8E4m3fnuz(code).to_f32()

@@ -1,29 +1,29 @@
-// fp8_flavour_suite.h — the FP8 flavour tests of the HIP issue, run on any backend through the
-// public API: tests/test_fp8_flavours.cpp runs them on "cpu" (CPU tier, CI), and
-// tests/gpu/test_gpu_fp8_flavours.cpp on the GPU backend under test (cuda, or hip through the
+// fp8_flavor_suite.h — the FP8 flavor tests of the HIP issue, run on any backend through the
+// public API: tests/test_fp8_flavors.cpp runs them on "cpu" (CPU tier, CI), and
+// tests/gpu/test_gpu_fp8_flavors.cpp on the GPU backend under test (cuda, or hip through the
 // HIP-on-NVIDIA build). Buffers come from spmla_device_malloc on the handle, so one body serves both.
 //
 // What is expected is computed here from the bf16 input alone, by a model of docs/SPEC.md written
 // independently of spmla (no numerics.h, no kv_layout.h): E4M3 decoded from its bits with bias 7
-// (E4M3FN, max 448) or 8 (E4M3FNUZ, max 240); encoding = the nearest finite code of the flavour,
+// (E4M3FN, max 448) or 8 (E4M3FNUZ, max 240); encoding = the nearest finite code of the flavor,
 // ties to the even code; per-tile scale 2^ceil(log2(max(amax / fp8_max, 1e-4))) with the ratio in
 // fp32; V32_FP8 = 512 NoPE codes, 4 fp32 scales, 64 bf16 RoPE per 656-byte token; V4_FP8 = 576-byte
 // data rows [448 codes, 64 bf16 RoPE] then 8-byte scale rows [7 UE8M0, pad 0] per page.
 //
 // Checked:
-//  - store in flavour F: the cache bytes are the model's (codes, scales, RoPE), byte for byte;
+//  - store in flavor F: the cache bytes are the model's (codes, scales, RoPE), byte for byte;
 //  - gather and sparse_attention of that cache declared F: the model's dequantized numbers
 //    (gather exactly, attention within docs/SPEC.md's tolerance against a double-precision reference);
 //  - an FNUZ store never mis-scales with 448 (a tile of amax 300 comes back as ~288, not clipped
 //    at 240), and an E4M3FN store never uses 240;
-//  - the same bytes declared in the other flavour give other numbers (x2 or x0.5, NaN for the
-//    other flavour's NaN codes): the flavour is the caller's declaration, spmla cannot see it in
+//  - the same bytes declared in the other flavor give other numbers (x2 or x0.5, NaN for the
+//    other flavor's NaN codes): the flavor is the caller's declaration, spmla cannot see it in
 //    the bytes and never guesses it;
-//  - a main and an extra source of different flavours in one sparse_attention call are each read
-//    with their own declared flavour;
-//  - where one call sees two flavours that must agree (indexer q dtype vs the indexer cache's
-//    flavour, indexer q vs k), INVALID_ARGUMENT with a message naming both; an FP8 layout whose
-//    fp8_flavor is NONE or out of range, or a BF16 cache with a flavour, is refused by every op and
+//  - a main and an extra source of different flavors in one sparse_attention call are each read
+//    with their own declared flavor;
+//  - where one call sees two flavors that must agree (indexer q dtype vs the indexer cache's
+//    flavor, indexer q vs k), INVALID_ARGUMENT with a message naming both; an FP8 layout whose
+//    fp8_flavor is NONE or out of range, or a BF16 cache with a flavor, is refused by every op and
 //    by spmla_kv_cache_page_bytes; a refused call writes nothing.
 #pragma once
 #include <catch2/catch.hpp>
@@ -78,7 +78,7 @@ inline double decode(uint8_t b, Fl f) {
 }
 
 // The nearest finite code (ties to the even code), saturating. Negatives that round to zero keep
-// the sign where the flavour has -0 (E4M3FN 0x80); E4M3FNUZ has none (0x80 is its NaN).
+// the sign where the flavor has -0 (E4M3FN 0x80); E4M3FNUZ has none (0x80 is its NaN).
 inline uint8_t encode(double y, Fl f) {
   const double a = std::fabs(y);
   int best = 0;
@@ -141,7 +141,7 @@ inline Row quantize_row(const Layout &L, Fl f, const uint16_t *x) {
   return r;
 }
 
-// The D values a reader declaring flavour `read` gets from a stored row.
+// The D values a reader declaring flavor `read` gets from a stored row.
 inline std::vector<double> dequant(const Layout &L, const Row &r, Fl read) {
   std::vector<double> v((size_t)L.D);
   for (int i = 0; i < L.nope; ++i) v[(size_t)i] = std::ldexp(decode(r.code[(size_t)i], read), r.sexp[(size_t)(i / L.tile)]);
@@ -178,7 +178,7 @@ inline Row parse(const Layout &L, const uint8_t *page, int bs, int off) {
 
 // Input rows whose tiles cover the regimes that matter: ordinary values, the 240..448 band where
 // a 448/240 mix-up clips or mis-scales, tiny tiles (the 1e-4 scale floor, subnormal codes), zero
-// tiles, large values, and exact midpoints of the flavour's grid (round-to-even). `moderate`
+// tiles, large values, and exact midpoints of the flavor's grid (round-to-even). `moderate`
 // keeps the magnitudes attention-friendly.
 inline std::vector<uint16_t> make_rows(std::mt19937_64 &g, const Layout &L, Fl f, int n, bool moderate) {
   std::normal_distribution<float> nd(0.f, 1.f);
@@ -196,7 +196,7 @@ inline std::vector<uint16_t> make_rows(std::mt19937_64 &g, const Layout &L, Fl f
           case 3: v = std::min(std::max(v, -2.f), 2.f) * 1.5f; break;
           case 4: v = std::min(std::max(v * 90.f, -299.f), 299.f); break;  // the 240..448 band
           case 5: v *= 1000.f; break;
-          case 6: {  // a midpoint of two adjacent codes of flavour f, times 2^-3
+          case 6: {  // a midpoint of two adjacent codes of flavor f, times 2^-3
             const int c = code_d(g);
             const double mid = 0.5 * (decode((uint8_t)c, f) + decode((uint8_t)(c + 1), f));
             v = (float)std::ldexp(mid, -3) * (nd(g) < 0 ? -1.f : 1.f);
@@ -558,7 +558,7 @@ inline std::mt19937_64 rng(uint64_t &seed) {
 }
 
 // Written in F, read in F: the model's bytes and numbers (store, gather, sparse_attention).
-inline void same_flavour_roundtrip(spmla_handle_t h) {
+inline void same_flavor_roundtrip(spmla_handle_t h) {
   uint64_t seed;
   std::mt19937_64 g = rng(seed);
   INFO("seed " << seed);
@@ -636,11 +636,11 @@ inline void no_448_240_misscaling(spmla_handle_t h) {
         for (int t = 0; t < L.tiles(); ++t) scale_wrong += row.sexp[(size_t)t] != (f == Fl::FN ? 0 : 1);  // 300/448 -> 2^0, 300/240 -> 2^1
         for (int i = 0; i < L.nope; ++i) {
           const double x = bf16_to_float(s.x[(size_t)r * L.D + i]), y = got[(size_t)r * L.D + i];
-          if (std::fabs(x) == 300.0 && std::fabs(y) != 288.0) ++clipped;  // 300 -> 288 in both flavours
+          if (std::fabs(x) == 300.0 && std::fabs(y) != 288.0) ++clipped;  // 300 -> 288 in both flavors
           if (!(std::fabs(y - x) <= std::max(std::fabs(x) / 16.0, std::ldexp(1.0, f == Fl::FN ? -10 : -11) * 2.0))) ++off;
         }
       }
-      INFO("tiles with a scale other than the flavour's: " << scale_wrong << "; 300s not read back as 288: " << clipped
+      INFO("tiles with a scale other than the flavor's: " << scale_wrong << "; 300s not read back as 288: " << clipped
                                                           << "; values off by more than E4M3 rounding: " << off);
       CHECK(scale_wrong == 0);
       CHECK(clipped == 0);
@@ -648,9 +648,9 @@ inline void no_448_240_misscaling(spmla_handle_t h) {
     }
 }
 
-// The same bytes declared in the other flavour read other numbers: x2 (FNUZ bytes read as E4M3FN),
-// x0.5 (the reverse), NaN where a code is the other flavour's NaN. spmla reads what the caller
-// declares; the bytes carry no flavour and spmla never guesses one.
+// The same bytes declared in the other flavor read other numbers: x2 (FNUZ bytes read as E4M3FN),
+// x0.5 (the reverse), NaN where a code is the other flavor's NaN. spmla reads what the caller
+// declares; the bytes carry no flavor and spmla never guesses one.
 inline void mislabelled_reads_differ(spmla_handle_t h) {
   uint64_t seed;
   std::mt19937_64 g = rng(seed);
@@ -663,7 +663,7 @@ inline void mislabelled_reads_differ(spmla_handle_t h) {
       const StoredCache s = store(h, g, L, f, 16, 96, true);
       const std::vector<int32_t> slots = gather_slots(g, s, 80);
       const std::vector<float> right = gather(h, s, f, slots), mis = gather(h, s, wrong, slots);
-      // The mislabelled read is exactly the model's reading of those bytes in the wrong flavour ...
+      // The mislabelled read is exactly the model's reading of those bytes in the wrong flavor ...
       CHECK(count_gather_mismatch(mis, model_gather(s, wrong, slots)) == 0);
       CHECK(count_gather_mismatch(right, model_gather(s, f, slots)) == 0);
       // ... which is not the data: every nonzero NoPE value changes (x2 / x0.5 or NaN), RoPE does not.
@@ -705,9 +705,9 @@ inline void mislabelled_reads_differ(spmla_handle_t h) {
     }
 }
 
-// DeepSeek-V4: a main and an extra (window) source of different flavours in one call, each read
-// with the flavour its own descriptor declares.
-inline void per_source_flavours(spmla_handle_t h) {
+// DeepSeek-V4: a main and an extra (window) source of different flavors in one call, each read
+// with the flavor its own descriptor declares.
+inline void per_source_flavors(spmla_handle_t h) {
   uint64_t seed;
   std::mt19937_64 g = rng(seed);
   INFO("seed " << seed);
@@ -793,7 +793,7 @@ inline void mixing_is_caught(spmla_handle_t h) {
         CHECK(sw == SPMLA_STATUS_INVALID_ARGUMENT);
         CHECK(sr == SPMLA_STATUS_INVALID_ARGUMENT);
         for (const std::string &msg : {mw, mr}) {
-          CHECK(has_word(msg, dtype_name(qf)));  // q's flavour ...
+          CHECK(has_word(msg, dtype_name(qf)));  // q's flavor ...
           CHECK(has_word(msg, name(cf)));        // ... and the cache's
           CHECK(msg.find("q.dtype") != std::string::npos);
         }
@@ -803,7 +803,7 @@ inline void mixing_is_caught(spmla_handle_t h) {
       }
     }
 
-  // indexer_logits (ragged): q and k must be of one flavour.
+  // indexer_logits (ragged): q and k must be of one flavor.
   {
     const int T = 2, Hi = 8, Di = 64, S = 32;
     Buf dq(h, (size_t)T * Hi * Di), dk(h, (size_t)S * Di), dks(h, (size_t)S * 4), dw(h, (size_t)T * Hi * 4),
@@ -840,14 +840,14 @@ inline void mixing_is_caught(spmla_handle_t h) {
 }
 
 // An FP8 layout needs fp8_flavor E4M3FN or E4M3FNUZ; NONE or any other value is refused by every
-// op that takes the cache (and by the size query); BF16 takes no flavour.
-inline void missing_or_unknown_flavour_refused(spmla_handle_t h) {
+// op that takes the cache (and by the size query); BF16 takes no flavor.
+inline void missing_or_unknown_flavor_refused(spmla_handle_t h) {
   // Out-of-range values are written as a C caller would (an int in the field), not through a C++
   // enum conversion.
   static_assert(sizeof(spmla_fp8_flavor_t) == sizeof(int32_t), "spmla_fp8_flavor_t is an int-sized enum");
-  const int32_t bad_flavours[] = {0 /* NONE */, 3, 255, -1};
+  const int32_t bad_flavors[] = {0 /* NONE */, 3, 255, -1};
   for (spmla_kv_layout_t l : {SPMLA_KV_LAYOUT_V32_FP8, SPMLA_KV_LAYOUT_V4_FP8})
-    for (int32_t bf : bad_flavours) {
+    for (int32_t bf : bad_flavors) {
       const Layout L = layout(l);
       INFO(L.name << " with fp8_flavor " << bf);
       const int bs = 4, pages = 2, N = 3;
@@ -907,7 +907,7 @@ inline void missing_or_unknown_flavour_refused(spmla_handle_t h) {
       for (uint8_t b : dao.get<uint8_t>(dao.n)) touched += b != 0xee;
       CHECK(touched == 0);
     }
-  // BF16 takes no flavour; INDEXER_FP8 and FP8_PER_TENSOR need one.
+  // BF16 takes no flavor; INDEXER_FP8 and FP8_PER_TENSOR need one.
   {
     spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
     c.layout = SPMLA_KV_LAYOUT_BF16;
