@@ -73,7 +73,7 @@ def test_sdist_contents(dist):
                  "csrc/backends/common/params.h", "csrc/cmake/install.cmake"):
         assert need in names, need
     root = PKG.parent.parent
-    for sub in ("src", "include", "backends"):
+    for sub in ("src", "include", "backends", "numerics"):
         ours = {str(p.relative_to(root)) for p in (root / sub).rglob("*") if p.is_file()}
         assert ours <= {n[len("csrc/"):] for n in names if n.startswith("csrc/")}, sub
     # No tests, tools, build trees or this script.
