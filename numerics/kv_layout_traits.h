@@ -8,6 +8,7 @@
 // kernels, the sm90 fast path and the HIP kernels.
 //
 // One entry per layout, KvLayout<SPMLA_KV_LAYOUT_...>:
+//   kName                the C enum's name without SPMLA_KV_LAYOUT_ (messages)
 //   kFixedDim            D the layout implies (0: head_dim decides, one of kDimA / kDimB)
 //   kDimA, kDimB         the head dims a descriptor may name (besides 0 when kFixedDim != 0)
 //   kElem                element type of the data part (fp8 or bf16); a new element type needs a
@@ -83,6 +84,7 @@ struct KvLayoutAddr {
 // D bf16 values.
 template <>
 struct KvLayout<SPMLA_KV_LAYOUT_BF16> : KvLayoutAddr<KvLayout<SPMLA_KV_LAYOUT_BF16>> {
+  static constexpr const char *kName = "BF16";  // as in spmla_kv_layout_t and messages
   static constexpr int kFixedDim = 0, kDimA = 512, kDimB = 576;
   static constexpr KvElem kElem = KvElem::kBF16;
   static constexpr int kDataOffset = 0;
@@ -101,6 +103,7 @@ struct KvLayout<SPMLA_KV_LAYOUT_BF16> : KvLayoutAddr<KvLayout<SPMLA_KV_LAYOUT_BF
 // D fp8 values, one fp32 scale for the whole cache (the descriptor's).
 template <>
 struct KvLayout<SPMLA_KV_LAYOUT_FP8_PER_TENSOR> : KvLayoutAddr<KvLayout<SPMLA_KV_LAYOUT_FP8_PER_TENSOR>> {
+  static constexpr const char *kName = "FP8_PER_TENSOR";  // as in spmla_kv_layout_t and messages
   static constexpr int kFixedDim = 0, kDimA = 512, kDimB = 576;
   static constexpr KvElem kElem = KvElem::kFP8;
   static constexpr int kDataOffset = 0;
@@ -119,6 +122,7 @@ struct KvLayout<SPMLA_KV_LAYOUT_FP8_PER_TENSOR> : KvLayoutAddr<KvLayout<SPMLA_KV
 // DeepSeek-V3.2 "fp8_ds_mla": [0,512) fp8 NoPE | [512,528) 4 fp32 scales | [528,656) 64 bf16 RoPE.
 template <>
 struct KvLayout<SPMLA_KV_LAYOUT_V32_FP8> : KvLayoutAddr<KvLayout<SPMLA_KV_LAYOUT_V32_FP8>> {
+  static constexpr const char *kName = "V32_FP8";  // as in spmla_kv_layout_t and messages
   static constexpr int kFixedDim = 576, kDimA = 576, kDimB = 576;
   static constexpr KvElem kElem = KvElem::kFP8;
   static constexpr int kDataOffset = 0;
@@ -142,6 +146,7 @@ struct KvLayout<SPMLA_KV_LAYOUT_V32_FP8> : KvLayoutAddr<KvLayout<SPMLA_KV_LAYOUT
 // block_size scale rows of 8 B = [7 UE8M0 scales | 1 pad]; page rounded up to a multiple of 576.
 template <>
 struct KvLayout<SPMLA_KV_LAYOUT_V4_FP8> : KvLayoutAddr<KvLayout<SPMLA_KV_LAYOUT_V4_FP8>> {
+  static constexpr const char *kName = "V4_FP8";  // as in spmla_kv_layout_t and messages
   static constexpr int kFixedDim = 512, kDimA = 512, kDimB = 512;
   static constexpr KvElem kElem = KvElem::kFP8;
   static constexpr int kDataOffset = 0;
@@ -166,6 +171,7 @@ struct KvLayout<SPMLA_KV_LAYOUT_V4_FP8> : KvLayoutAddr<KvLayout<SPMLA_KV_LAYOUT_
 // The indexer's K cache: per page, block_size rows of Di fp8, then block_size fp32 scales.
 template <>
 struct KvLayout<SPMLA_KV_LAYOUT_INDEXER_FP8> : KvLayoutAddr<KvLayout<SPMLA_KV_LAYOUT_INDEXER_FP8>> {
+  static constexpr const char *kName = "INDEXER_FP8";  // as in spmla_kv_layout_t and messages
   static constexpr int kFixedDim = 0, kDimA = 64, kDimB = 128;
   static constexpr KvElem kElem = KvElem::kFP8;
   static constexpr int kDataOffset = 0;
@@ -194,6 +200,7 @@ constexpr int kKvLayoutLast = SPMLA_KV_LAYOUT_INDEXER_FP8;
 // Runtime view of an entry (host code: validation, page sizes, the Python view).
 struct KvLayoutInfo {
   bool known;
+  const char *name;
   int32_t fixed_dim, dim_a, dim_b;
   KvElem elem;
   KvScaleType scale_type;
@@ -204,7 +211,7 @@ struct KvLayoutInfo {
 template <int L>
 SPMLA_HD constexpr KvLayoutInfo kv_layout_info_of(int64_t d) {
   using T = KvLayout<L>;
-  return KvLayoutInfo{true,           T::kFixedDim,          T::kDimA,
+  return KvLayoutInfo{true,           T::kName,              T::kFixedDim,          T::kDimA,
                       T::kDimB,       T::kElem,              T::kScaleType,
                       T::kScalePlace, T::data_row_bytes(d),  T::scale_row_bytes(d),
                       T::kPageAlign};
@@ -219,7 +226,7 @@ SPMLA_HD constexpr KvLayoutInfo kv_layout_info(int32_t layout, int64_t d) {
     case SPMLA_KV_LAYOUT_V4_FP8: return kv_layout_info_of<SPMLA_KV_LAYOUT_V4_FP8>(d);
     case SPMLA_KV_LAYOUT_INDEXER_FP8: return kv_layout_info_of<SPMLA_KV_LAYOUT_INDEXER_FP8>(d);
     default:
-      return KvLayoutInfo{false, 0, 0, 0, KvElem::kBF16, KvScaleType::kNone, KvScalePlace::kNone, 0, 0, 1};
+      return KvLayoutInfo{false, nullptr, 0, 0, 0, KvElem::kBF16, KvScaleType::kNone, KvScalePlace::kNone, 0, 0, 1};
   }
 }
 
