@@ -1,5 +1,6 @@
 // error.cpp — per-thread last error and message formatting.
 #include "error.h"
+#include "kv_layout_traits.h"
 
 #include <cinttypes>
 #include <cstdio>
@@ -83,14 +84,10 @@ const char *dtype_str(int64_t d) {
 }
 
 std::string layout_str(int64_t l) {
-  switch (l) {
-    case SPMLA_KV_LAYOUT_BF16: return "BF16";
-    case SPMLA_KV_LAYOUT_FP8_PER_TENSOR: return "FP8_PER_TENSOR";
-    case SPMLA_KV_LAYOUT_V32_FP8: return "V32_FP8";
-    case SPMLA_KV_LAYOUT_V4_FP8: return "V4_FP8";
-    case SPMLA_KV_LAYOUT_INDEXER_FP8: return "INDEXER_FP8";
-    default: return "unknown layout " + str(l);
-  }
+  // names from numerics/kv_layout_traits.h
+  const KvLayoutInfo i = l >= kKvLayoutFirst && l <= kKvLayoutLast ? kv_layout_info(static_cast<int32_t>(l), 0)
+                                                                    : kv_layout_info(0, 0);
+  return i.known ? std::string(i.name) : "unknown layout " + str(l);
 }
 
 std::string flavor_str(int64_t f) {

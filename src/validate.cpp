@@ -269,30 +269,28 @@ spmla_status_t validate_cache(const char *fn, const char *n, const spmla_kv_cach
   SPMLA_TRY(check_struct_size(fn, n, "spmla_kv_cache_t", c, c->struct_size,
                               sizeof(spmla_kv_cache_t), "SPMLA_KV_CACHE_INIT"));
   const int64_t Lv = enum_value(c->layout);
-  if (Lv < SPMLA_KV_LAYOUT_BF16 || Lv > SPMLA_KV_LAYOUT_INDEXER_FP8)
-    return fail(INVALID, fn, field(n, ".layout"),
-                "BF16, FP8_PER_TENSOR, V32_FP8, V4_FP8 or INDEXER_FP8", layout_str(Lv));
+  if (Lv < kKvLayoutFirst || Lv > kKvLayoutLast) {  // the layouts of numerics/kv_layout_traits.h
+    std::string names;
+    for (int l = kKvLayoutFirst; l <= kKvLayoutLast; ++l)
+      names += (l == kKvLayoutFirst ? "" : l == kKvLayoutLast ? " or " : ", ") + layout_str(l);
+    return fail(INVALID, fn, field(n, ".layout"), names, layout_str(Lv));
+  }
   const spmla_kv_layout_t L = static_cast<spmla_kv_layout_t>(Lv);
   const int64_t F = enum_value(c->fp8_flavor);
-  if (L == SPMLA_KV_LAYOUT_BF16) {
+  if (kv_layout_info(L, 0).elem == KvElem::kBF16) {  // bf16 data: no FP8 flavor
     if (F != SPMLA_FP8_NONE)
-      return fail(INVALID, fn, field(n, ".fp8_flavor"), "NONE (layout BF16)", flavor_str(F));
+      return fail(INVALID, fn, field(n, ".fp8_flavor"), "NONE (layout " + layout_str(L) + ")", flavor_str(F));
   } else if (F != SPMLA_FP8_E4M3FN && F != SPMLA_FP8_E4M3FNUZ) {
     return fail(INVALID, fn, field(n, ".fp8_flavor"),
                 "E4M3FN or E4M3FNUZ (layout " + layout_str(L) + ")", flavor_str(F));
   }
+  // The head dims a layout allows (numerics/kv_layout_traits.h): 0 or its fixed D, else one of two.
   const int32_t hd = c->head_dim;
-  bool dim_ok = false;
-  const char *dims = "";
-  switch (L) {
-    case SPMLA_KV_LAYOUT_V32_FP8: dim_ok = hd == 0 || hd == 576; dims = "0 or 576"; break;
-    case SPMLA_KV_LAYOUT_V4_FP8: dim_ok = hd == 0 || hd == 512; dims = "0 or 512"; break;
-    case SPMLA_KV_LAYOUT_INDEXER_FP8: dim_ok = hd == 64 || hd == 128; dims = "64 or 128"; break;
-    default: dim_ok = hd == 512 || hd == 576; dims = "512 or 576"; break;
-  }
+  const KvLayoutInfo li = kv_layout_info(L, 0);
+  const bool dim_ok = li.fixed_dim ? (hd == 0 || hd == li.fixed_dim) : (hd == li.dim_a || hd == li.dim_b);
+  const std::string dims = li.fixed_dim ? "0 or " + str(li.fixed_dim) : str(li.dim_a) + " or " + str(li.dim_b);
   if (!dim_ok)
-    return fail(INVALID, fn, field(n, ".head_dim"),
-                std::string(dims) + " (layout " + layout_str(L) + ")", str(hd));
+    return fail(INVALID, fn, field(n, ".head_dim"), dims + " (layout " + layout_str(L) + ")", str(hd));
   if (c->block_size < 1 || c->block_size > kMaxBlockSize)
     return fail(INVALID, fn, field(n, ".block_size"), "1 .. 2^20", str(c->block_size));
   if (c->num_pages < 0)

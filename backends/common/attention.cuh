@@ -37,6 +37,11 @@ struct AttnSmem {
   static constexpr int kOffSrc = kOffInfo + 2 * kAttnBN * 16;   // 2 x BN int32
   static constexpr int kOffCs = kOffSrc + 2 * kAttnBN * 4;     // 2 x BN fp32 column scales
   static constexpr int kBytes = kOffCs + 2 * kAttnBN * 4;
+  // A staged row holds the widest data row the kernel copies (bf16 of D = 576 and a V32 row),
+  // and a V4 data row with its scale row right behind it.
+  static_assert(kRaw >= 2 * 576 + 16 && kRaw >= KvV32::kDataRowBytes &&
+                    kRaw >= KvV4::kDataRowBytes + KvV4::kScaleRowBytes,
+                "kRaw too small for a layout's row");
 };
 
 struct TokenRange {
@@ -141,7 +146,7 @@ SPMLA_DEVICE void attn_issue_copies(const AttnParams &p, uint8_t *raw, const int
     const int r = threadIdx.x;
     const int s = src[r];
     if (s >= 0 && p.src[s].layout == kV4)
-      dev::async_copy8(raw + r * S::kRaw + 576, p.src[s].base + info[2 * r + 1]);
+      dev::async_copy8(raw + r * S::kRaw + KvV4::kDataRowBytes, p.src[s].base + info[2 * r + 1]);
   }
   dev::async_commit();
 }
@@ -157,7 +162,7 @@ SPMLA_DEVICE void attn_dequant_tile(const AttnParams &p, const uint8_t *raw, con
     uint4 v = make_uint4(0u, 0u, 0u, 0u);
     if (s >= 0) {
       const uint8_t *row = raw + r * S::kRaw;
-      v = dequant8(p.src[s], row, row + 576, g * 8, /*tensor_scale=*/false);
+      v = dequant8(p.src[s], row, row + KvV4::kDataRowBytes, g * 8, /*tensor_scale=*/false);
     }
     dev::st16(ks + r * S::kLdK + g * 8, v);
   }

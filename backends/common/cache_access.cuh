@@ -1,11 +1,20 @@
-// cache_access.cuh — byte geometry of the KV-cache layouts on the device side (mirrors
-// src/kv_layout.h) and per-group dequantization of one token row into bf16.
+// cache_access.cuh — the kernels' access to the KV-cache layouts (geometry from
+// numerics/kv_layout_traits.h, the one description shared with the host) and per-group
+// dequantization of one token row into bf16.
 #pragma once
 #include "compat.h"
+#include "kv_layout_traits.h"
 #include "params.h"
 
 namespace spmla {
 namespace kern {
+
+// The kernels' layout enum is the C enum's values.
+static_assert(kBF16 == SPMLA_KV_LAYOUT_BF16 && kFP8PerTensor == SPMLA_KV_LAYOUT_FP8_PER_TENSOR &&
+                  kV32 == SPMLA_KV_LAYOUT_V32_FP8 && kV4 == SPMLA_KV_LAYOUT_V4_FP8 &&
+                  kIndexer == SPMLA_KV_LAYOUT_INDEXER_FP8,
+              "kern::Layout must equal spmla_kv_layout_t");
+static_assert(kIndexer == kKvLayoutLast, "a new layout needs its kern::Layout value and kernel paths");
 
 // Bytes of one token's main data row as the kernels copy it (V4: the 576-byte data row; its
 // 8-byte scale row is separate).
@@ -13,9 +22,9 @@ SPMLA_HOST_DEVICE int row_data_bytes(int layout, int dim) {
   switch (layout) {
     case kBF16: return 2 * dim;
     case kFP8PerTensor: return dim;
-    case kV32: return 656;
-    case kV4: return 576;
-    default: return dim;  // indexer: Di fp8 bytes
+    case kV32: return KvV32::kDataRowBytes;
+    case kV4: return KvV4::kDataRowBytes;
+    default: return dim;  // indexer: Di fp8 bytes (KvIndexer::data_row_bytes)
   }
 }
 
@@ -43,6 +52,9 @@ SPMLA_DEVICE void split_slot(int64_t slot, int32_t bs, int64_t &page, int64_t &o
   }
 }
 
+// The address arithmetic of KvLayout<>::data_addr / scale_addr spelled out with the entries'
+// constants: calling those helpers here changed the generated PTX (block order), which could not
+// be tested on a GPU when the traits came in; the formulas are the same.
 SPMLA_DEVICE SlotOffsets slot_offsets(const CacheDesc &c, int64_t slot) {
   int64_t page, off;
   split_slot(slot, c.block_size, page, off);
@@ -52,18 +64,30 @@ SPMLA_DEVICE SlotOffsets slot_offsets(const CacheDesc &c, int64_t slot) {
   switch (c.layout) {
     case kBF16: o.data = pbase + off * 2 * c.dim; break;
     case kFP8PerTensor: o.data = pbase + off * c.dim; break;
-    case kV32: o.data = pbase + off * 656; break;
+    case kV32: o.data = pbase + off * KvV32::kDataRowBytes; break;
     case kV4:
-      o.data = pbase + off * 576;
-      o.aux = pbase + (int64_t)c.block_size * 576 + off * 8;
+      o.data = pbase + off * KvV4::kDataRowBytes;
+      o.aux = pbase + (int64_t)c.block_size * KvV4::kDataRowBytes + off * KvV4::kScaleRowBytes;
       break;
     default:  // INDEXER_FP8
       o.data = pbase + off * c.dim;
-      o.aux = pbase + (int64_t)c.block_size * c.dim + off * 4;
+      o.aux = pbase + (int64_t)c.block_size * c.dim + off * KvIndexer::kScaleRowBytes;
       break;
   }
   return o;
 }
+// slot_offsets' formulas are the entries' (page base 1000, offset 3, block size 64, D 128).
+static_assert(KvV32::data_addr(int64_t(1000), int64_t(3), 64, 576) == 1000 + 3 * KvV32::kDataRowBytes, "V32");
+static_assert(KvV4::data_addr(int64_t(1000), int64_t(3), 64, 512) == 1000 + 3 * KvV4::kDataRowBytes &&
+                  KvV4::scale_addr(int64_t(1000), int64_t(3), 64, 512) ==
+                      1000 + 64 * KvV4::kDataRowBytes + 3 * KvV4::kScaleRowBytes,
+              "V4");
+static_assert(KvBF16::data_addr(int64_t(1000), int64_t(3), 64, 128) == 1000 + 3 * 2 * 128 &&
+                  KvFP8PerTensor::data_addr(int64_t(1000), int64_t(3), 64, 128) == 1000 + 3 * 128 &&
+                  KvIndexer::data_addr(int64_t(1000), int64_t(3), 64, 128) == 1000 + 3 * 128 &&
+                  KvIndexer::scale_addr(int64_t(1000), int64_t(3), 64, 128) ==
+                      1000 + 64 * 128 + 3 * KvIndexer::kScaleRowBytes,
+              "BF16, FP8_PER_TENSOR, INDEXER_FP8");
 
 // Dequantizes elements [e0, e0 + 8) of a token row into 8 bf16 (as a uint4). `row` points to
 // the row's data bytes, `aux` to its V4 scale row (may alias inside a staged copy).
@@ -80,13 +104,15 @@ SPMLA_DEVICE uint4 dequant8(const CacheDesc &c, const uint8_t *row, const uint8_
     bytes = row + e0;
     scale = tensor_scale ? c.scale : 1.f;
   } else if (c.layout == kV32) {
-    if (e0 >= 512) return *reinterpret_cast<const uint4 *>(row + 528 + 2 * (e0 - 512));
+    using T = KvV32;
+    if (e0 >= T::kNope) return *reinterpret_cast<const uint4 *>(row + T::kRopeOffset + 2 * (e0 - T::kNope));
     bytes = row + e0;
-    scale = *reinterpret_cast<const float *>(row + 512 + 4 * (e0 >> 7));
+    scale = *reinterpret_cast<const float *>(row + T::kScaleOffset + 4 * (e0 >> T::kTileLog2));
   } else if (c.layout == kV4) {
-    if (e0 >= 448) return *reinterpret_cast<const uint4 *>(row + 448 + 2 * (e0 - 448));
+    using T = KvV4;
+    if (e0 >= T::kNope) return *reinterpret_cast<const uint4 *>(row + T::kRopeOffset + 2 * (e0 - T::kNope));
     bytes = row + e0;
-    scale = dev::ue8m0_to_f32(aux[e0 >> 6]);
+    scale = dev::ue8m0_to_f32(aux[e0 >> T::kTileLog2]);
   } else {  // INDEXER_FP8: one fp32 scale per token
     bytes = row + e0;
     scale = *reinterpret_cast<const float *>(aux);

@@ -11,6 +11,7 @@
 // next_n tokens of one request (the same pages).
 #pragma once
 #include "compat.h"
+#include "kv_layout_traits.h"
 #include "params.h"
 
 namespace spmla {
@@ -130,8 +131,8 @@ __global__ void __launch_bounds__(kIdxThreads) indexer_logits_kernel(const Index
             if (page >= 0 && page < p.cache.num_pages) {
               const uint8_t *pb = p.cache.base + page * p.cache.page_stride;
               const int off = j - pi * bs;
-              kp = pb + (int64_t)off * Di;
-              sc = *reinterpret_cast<const float *>(pb + (int64_t)bs * Di + (int64_t)off * 4);
+              kp = pb + (int64_t)off * Di;  // KvIndexer (numerics/kv_layout_traits.h)
+              sc = *reinterpret_cast<const float *>(pb + (int64_t)bs * Di + (int64_t)off * KvIndexer::kScaleRowBytes);
             }
           }
         } else {

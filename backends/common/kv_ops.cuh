@@ -360,6 +360,8 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
   } else if constexpr (L == kV32) {
     // chunk 0: NoPE [8 lane, +8) (tiles 0, 1), chunk 1: NoPE 256 + 8 lane (tiles 2, 3),
     // chunk 2 (lanes < 8): RoPE 512 + 8 lane
+    using T = KvV32;
+    static_assert(T::kNope == 2 * 256 && T::kTile == 16 * 8 && T::kRope == 8 * 8, "the lane mapping above");
     float y[8];
     unpack_bf16x8(r.v[0], x);
     unpack_bf16x8(r.v[1], y);
@@ -372,13 +374,16 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
       st_cache(row + 8 * lane, b0);
       st_cache(row + 256 + 8 * lane, b1);
       if (lane == 0)
-        st_cache(row + 512, make_uint4(dev::f32_as_u32(s0), dev::f32_as_u32(s0b), dev::f32_as_u32(s1),
+        st_cache(row + T::kScaleOffset, make_uint4(dev::f32_as_u32(s0), dev::f32_as_u32(s0b), dev::f32_as_u32(s1),
                                                dev::f32_as_u32(s1b)));
-      if (lane < 8) st_cache(row + 528 + 16 * lane, r.v[2]);
+      if (lane < 8) st_cache(row + T::kRopeOffset + 16 * lane, r.v[2]);
     }
   } else if constexpr (L == kV4) {
     // chunk 0: NoPE 8 lane (tiles 0..3); chunk 1: lanes < 24 NoPE 256 + 8 lane (tiles 4..6),
     // lanes >= 24 RoPE (values 448 + 8 (lane - 24), bytes 448 + 16 (lane - 24))
+    using T = KvV4;
+    static_assert(T::kNope == 256 + 24 * 8 && T::kTile == 8 * 8 && T::kRope == 8 * 8 && T::kScaleRowBytes == 8,
+                  "the lane mapping above");
     float y[8];
     unpack_bf16x8(r.v[0], x);
     unpack_bf16x8(r.v[1], y);
@@ -392,7 +397,7 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
       const uint2 b1 = quant8<kFnuz, kQMul>(y, inv_pow2(k1));
       if (ok) st_cache(row + 256 + 8 * lane, b1);
     } else if (ok) {
-      st_cache(row + 448 + 16 * (lane - 24), r.v[1]);
+      st_cache(row + T::kRopeOffset + 16 * (lane - 24), r.v[1]);
     }
     if (ok) {
       st_cache(row + 8 * lane, b0);
@@ -400,8 +405,8 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
         st_cache(base + o.aux, make_uint2(e0 | (t1 << 8) | (t2 << 16) | (t3 << 24), e1 | (t5 << 8) | (t6 << 16)));
       // The page's tail padding beyond block_size * 584 is zeroed (as the reference does);
       // both ends are multiples of 8 bytes.
-      const int64_t used = (int64_t)c.block_size * 584;
-      const int64_t packed = (used + 575) / 576 * 576;
+      const int64_t used = (int64_t)c.block_size * T::kTokenBytes;
+      const int64_t packed = (used + T::kPageAlign - 1) / T::kPageAlign * T::kPageAlign;
       int64_t page, off;
       split_slot(r.slot, c.block_size, page, off);
       uint8_t *pg = base + page * c.page_stride;

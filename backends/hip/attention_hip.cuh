@@ -39,16 +39,16 @@ using kern::kDV;
 // device's native one; everything else is the shared (exact, software) dequant8.
 SPMLA_DEVICE uint4 dequant8_amd(const CacheDesc &c, const uint8_t *row, const uint8_t *aux, int e0) {
 #if defined(SPMLA_AMD_HW_FP8_FLAVOR)
-  const bool fp8 = c.layout == kern::kFP8PerTensor || (c.layout == kern::kV32 && e0 < 512) ||
-                   (c.layout == kern::kV4 && e0 < 448);
+  const bool fp8 = c.layout == kern::kFP8PerTensor || (c.layout == kern::kV32 && e0 < KvV32::kNope) ||
+                   (c.layout == kern::kV4 && e0 < KvV4::kNope);
   if (fp8 && c.flavor == SPMLA_AMD_HW_FP8_FLAVOR) {
     float scale;
     if (c.layout == kern::kFP8PerTensor)
       scale = 1.f;  // applied per key column by the caller
     else if (c.layout == kern::kV32)
-      scale = *reinterpret_cast<const float *>(row + 512 + 4 * (e0 >> 7));
+      scale = *reinterpret_cast<const float *>(row + KvV32::kScaleOffset + 4 * (e0 >> KvV32::kTileLog2));
     else
-      scale = dev::ue8m0_to_f32(aux[e0 >> 6]);
+      scale = dev::ue8m0_to_f32(aux[e0 >> KvV4::kTileLog2]);
     const uint2 w = *reinterpret_cast<const uint2 *>(row + e0);
     typedef float f2 __attribute__((ext_vector_type(2)));
     const f2 a = __builtin_amdgcn_cvt_pk_f32_fp8((int)w.x, false);

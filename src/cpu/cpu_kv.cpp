@@ -35,57 +35,78 @@ inline float abs_max(const float *x, int n) {
 
 }  // namespace
 
+// One token of layout T (numerics/kv_layout_traits.h): kElem values at the data offset (fp8 times
+// their tile's scale, or bf16), then the bf16 RoPE part. Every layout goes through here.
+template <class T>
+static void dequantize_token(const CacheView &cv, const uint8_t *page, int64_t off, float *dst) {
+  const CacheGeometry &g = cv.g;
+  const int64_t D = g.dim, bs = g.block_size;
+  const uint8_t *row = T::data_addr(page, off, bs, D) + T::kDataOffset;
+  const int64_t nope = T::nope(D), tile = T::tile(D);
+  if (T::kElem == KvElem::kBF16) {
+    for (int64_t i = 0; i < nope; ++i) dst[i] = bf16_to_f32(load_u16(row + 2 * i));
+  } else {
+    const uint8_t *scales = T::scale_addr(page, off, bs, D);
+    const float *ue = fp8_tables().ue8m0;
+    for (int64_t t = 0; t * tile < nope; ++t) {
+      float s = 1.0f;
+      if (T::kScalePlace == KvScalePlace::kDescriptor) s = g.scale;
+      else if (T::kScaleType == KvScaleType::kF32) s = load_f32(scales + 4 * t);
+      else if (T::kScaleType == KvScaleType::kUE8M0) s = ue[scales[t]];
+      for (int64_t i = t * tile; i < (t + 1) * tile; ++i) dst[i] = cv.fp8[row[i]] * s;
+    }
+  }
+  const uint8_t *rope = T::data_addr(page, off, bs, D) + T::rope_offset(D);
+  for (int64_t i = 0; i < T::rope(D); ++i) dst[nope + i] = bf16_to_f32(load_u16(rope + 2 * i));
+}
+
 void dequantize_row(const CacheView &cv, int64_t slot, float *dst) {
   const CacheGeometry &g = cv.g;
   const uint8_t *page = cv.page(slot);
   const int64_t off = cv.offset(slot);
-  const int D = g.dim;
   switch (g.layout) {
-    case SPMLA_KV_LAYOUT_BF16: {
-      const uint8_t *row = page + off * 2 * D;
-      for (int i = 0; i < D; ++i) dst[i] = bf16_to_f32(load_u16(row + 2 * i));
-      break;
-    }
-    case SPMLA_KV_LAYOUT_FP8_PER_TENSOR: {
-      const uint8_t *row = page + off * D;
-      const float s = g.scale;
-      for (int i = 0; i < D; ++i) dst[i] = cv.fp8[row[i]] * s;
-      break;
-    }
-    case SPMLA_KV_LAYOUT_V32_FP8: {
-      using L = V32Layout;
-      const uint8_t *row = page + off * L::kTokenBytes;
-      for (int t = 0; t < L::kScales; ++t) {
-        const float s = load_f32(row + L::kScaleOffset + 4 * t);
-        for (int i = t * L::kTile; i < (t + 1) * L::kTile; ++i) dst[i] = cv.fp8[row[i]] * s;
-      }
-      for (int i = 0; i < L::kRope; ++i)
-        dst[L::kNope + i] = bf16_to_f32(load_u16(row + L::kRopeOffset + 2 * i));
-      break;
-    }
-    case SPMLA_KV_LAYOUT_V4_FP8: {
-      using L = V4Layout;
-      const uint8_t *row = page + off * L::kDataBytes;
-      const uint8_t *scales = page + int64_t(g.block_size) * L::kDataBytes + off * L::kScaleBytes;
-      const float *ue = fp8_tables().ue8m0;
-      for (int t = 0; t < L::kScales; ++t) {
-        const float s = ue[scales[t]];
-        for (int i = t * L::kTile; i < (t + 1) * L::kTile; ++i) dst[i] = cv.fp8[row[i]] * s;
-      }
-      for (int i = 0; i < L::kRope; ++i)
-        dst[L::kNope + i] = bf16_to_f32(load_u16(row + L::kRopeOffset + 2 * i));
-      break;
-    }
-    case SPMLA_KV_LAYOUT_INDEXER_FP8: {
-      const uint8_t *row = page + off * D;
-      const float s = load_f32(page + int64_t(g.block_size) * D + off * 4);
-      for (int i = 0; i < D; ++i) dst[i] = cv.fp8[row[i]] * s;
-      break;
-    }
+    case SPMLA_KV_LAYOUT_BF16: dequantize_token<KvBF16>(cv, page, off, dst); break;
+    case SPMLA_KV_LAYOUT_FP8_PER_TENSOR: dequantize_token<KvFP8PerTensor>(cv, page, off, dst); break;
+    case SPMLA_KV_LAYOUT_V32_FP8: dequantize_token<KvV32>(cv, page, off, dst); break;
+    case SPMLA_KV_LAYOUT_V4_FP8: dequantize_token<KvV4>(cv, page, off, dst); break;
+    case SPMLA_KV_LAYOUT_INDEXER_FP8: dequantize_token<KvIndexer>(cv, page, off, dst); break;
     default:
-      for (int i = 0; i < D; ++i) dst[i] = 0.0f;
+      for (int i = 0; i < g.dim; ++i) dst[i] = 0.0f;
       break;
   }
+}
+
+// Writes one row of a tiled FP8 layout T (per-tile power-of-two scales, SPEC "KV cache layouts":
+// V32_FP8, V4_FP8): fp8 values, their scales where T places them (fp32 or UE8M0; a page-tail
+// scale row's pad bytes set to 0), the bf16 RoPE part unchanged, and the page's tail padding
+// (packed page bytes beyond block_size token bytes) set to 0.
+template <class T>
+static void store_tiled_fp8(const CacheView &cv, uint8_t *page, int64_t off, const float *x,
+                            const uint16_t *xb) {
+  const CacheGeometry &g = cv.g;
+  const int64_t D = g.dim, bs = g.block_size;
+  const Fp8Kind kind = kind_of(g.flavor);
+  uint8_t *row = T::data_addr(page, off, bs, D) + T::kDataOffset;
+  uint8_t *scales = T::scale_addr(page, off, bs, D);
+  const int64_t nope = T::nope(D), tile = T::tile(D);
+  for (int64_t t = 0; t * tile < nope; ++t) {
+    const float *xt = x + t * tile;
+    const int k = tile_scale_exponent(abs_max(xt, static_cast<int>(tile)), kind);
+    const float scale = exp2_int(k);
+    for (int64_t i = 0; i < tile; ++i)
+      row[t * tile + i] = f32_to_fp8_e4m3(xt[i] / scale, kind);  // exact division
+    if (T::kScaleType == KvScaleType::kF32) store_f32(scales + 4 * t, scale);
+    else scales[t] = ue8m0_from_exponent(k);
+  }
+  if (T::kScalePlace == KvScalePlace::kPageTail) {
+    const int64_t sb = T::kScaleType == KvScaleType::kF32 ? 4 : 1;
+    for (int64_t b = T::kScales * sb; b < T::scale_row_bytes(D); ++b) scales[b] = 0;  // pad
+  }
+  uint8_t *rope = T::data_addr(page, off, bs, D) + T::rope_offset(D);
+  for (int64_t i = 0; i < T::rope(D); ++i) store_u16(rope + 2 * i, xb[nope + i]);
+  const int64_t used = bs * T::token_bytes(D);
+  const int64_t packed = T::packed_page_bytes(D, bs);
+  if (packed > used) std::memset(page + used, 0, static_cast<size_t>(packed - used));
 }
 
 // Quantizes and writes one row x[0, D) (fp32 copies of bf16 values, raw bf16 bits in xb) into
@@ -95,63 +116,33 @@ static void store_row(const CacheView &cv, int64_t slot, const float *x, const u
   uint8_t *page = cv.page(slot);
   const int64_t off = cv.offset(slot);
   const int D = g.dim;
+  const int64_t bs = g.block_size;
   const Fp8Kind kind = kind_of(g.flavor);
   switch (g.layout) {
     case SPMLA_KV_LAYOUT_BF16: {
-      uint8_t *row = page + off * 2 * D;
+      uint8_t *row = KvBF16::data_addr(page, off, bs, D);
       for (int i = 0; i < D; ++i) store_u16(row + 2 * i, xb[i]);
       break;
     }
     case SPMLA_KV_LAYOUT_FP8_PER_TENSOR: {
       // fp8 = RNE(x / scale), the division in fp32.
-      uint8_t *row = page + off * D;
+      uint8_t *row = KvFP8PerTensor::data_addr(page, off, bs, D);
       for (int i = 0; i < D; ++i) row[i] = f32_to_fp8_e4m3(x[i] / g.scale, kind);
       break;
     }
-    case SPMLA_KV_LAYOUT_V32_FP8: {
-      using L = V32Layout;
-      uint8_t *row = page + off * L::kTokenBytes;
-      for (int t = 0; t < L::kScales; ++t) {
-        const float *xt = x + t * L::kTile;
-        const float scale = exp2_int(tile_scale_exponent(abs_max(xt, L::kTile), kind));
-        for (int i = 0; i < L::kTile; ++i)
-          row[t * L::kTile + i] = f32_to_fp8_e4m3(xt[i] / scale, kind);  // exact division
-        store_f32(row + L::kScaleOffset + 4 * t, scale);
-      }
-      for (int i = 0; i < L::kRope; ++i) store_u16(row + L::kRopeOffset + 2 * i, xb[L::kNope + i]);
-      break;
-    }
-    case SPMLA_KV_LAYOUT_V4_FP8: {
-      using L = V4Layout;
-      uint8_t *row = page + off * L::kDataBytes;
-      uint8_t *scales = page + int64_t(g.block_size) * L::kDataBytes + off * L::kScaleBytes;
-      for (int t = 0; t < L::kScales; ++t) {
-        const float *xt = x + t * L::kTile;
-        const int k = tile_scale_exponent(abs_max(xt, L::kTile), kind);
-        const float scale = exp2_int(k);
-        for (int i = 0; i < L::kTile; ++i)
-          row[t * L::kTile + i] = f32_to_fp8_e4m3(xt[i] / scale, kind);
-        scales[t] = ue8m0_from_exponent(k);
-      }
-      scales[L::kScales] = 0;  // the pad byte of the scale row
-      for (int i = 0; i < L::kRope; ++i) store_u16(row + L::kRopeOffset + 2 * i, xb[L::kNope + i]);
-      // The page's tail padding (packed page bytes beyond block_size * 584) is set to 0.
-      const int64_t used = int64_t(g.block_size) * L::kTokenBytes;
-      const int64_t packed = packed_page_bytes(g.layout, D, g.block_size);
-      if (packed > used) std::memset(page + used, 0, static_cast<size_t>(packed - used));
-      break;
-    }
+    case SPMLA_KV_LAYOUT_V32_FP8: store_tiled_fp8<KvV32>(cv, page, off, x, xb); break;
+    case SPMLA_KV_LAYOUT_V4_FP8: store_tiled_fp8<KvV4>(cv, page, off, x, xb); break;
     case SPMLA_KV_LAYOUT_INDEXER_FP8: {
       // One fp32 scale per token: scale = max(amax, 1e-4) / fp8_max (vLLM's
       // indexer_k_quant_and_cache guard: the 1e-4 floor applies to amax, before the division, so
       // an all-zero row gets scale 1e-4/fp8_max and zero bytes). fp8 = RNE(x / scale), the
       // division in fp32. The scale is not rounded to a power of two (SPEC: amax / fp8_max).
-      uint8_t *row = page + off * D;
+      uint8_t *row = KvIndexer::data_addr(page, off, bs, D);
       float amax = abs_max(x, D);
       if (!(amax > 1e-4f)) amax = 1e-4f;
       const float scale = amax / fp8_max_finite(kind);
       for (int i = 0; i < D; ++i) row[i] = f32_to_fp8_e4m3(x[i] / scale, kind);
-      store_f32(page + int64_t(g.block_size) * D + off * 4, scale);
+      store_f32(KvIndexer::scale_addr(page, off, bs, D), scale);
       break;
     }
     default:

@@ -45,7 +45,8 @@ cudaError_t prepare_one(bool ws, bool *usable) {
 }  // namespace
 
 bool attention_sm90_layout_ok(int D, int layout) {
-  return layout == kern::kBF16 || (D == 576 && layout == kern::kV32) || (D == 512 && layout == kern::kV4);
+  return layout == kern::kBF16 || (D == KvV32::kFixedDim && layout == kern::kV32) ||
+         (D == KvV4::kFixedDim && layout == kern::kV4);
 }
 
 // SPMLA_CUDA_ATTENTION: unset or "sm90" = the two-warpgroup Hopper kernel, "sm90ws" = its

@@ -114,16 +114,25 @@ __device__ __forceinline__ void tile_rows(const kern::AttnParams &p, Entry e, co
   if (D == 512) aux[j] = a;
 }
 
-// FP8 row geometry: 16-byte units per row (NoPE units hold 16 fp8 codes, RoPE units 8 bf16).
+// FP8 row geometry in 16-byte units (NoPE units hold 16 fp8 codes, RoPE units 8 bf16), from the
+// layout's entry in numerics/kv_layout_traits.h: kNope NoPE units (a unit's scale: unit >>
+// kScaleShift), kUnits units in all, the RoPE part at byte kRopeByte (value kRopeElem).
+template <class T>
+struct Fp8RowsOf {
+  static_assert(T::kNope % 16 == 0 && T::kTile % 16 == 0, "whole 16-byte units per tile");
+  static constexpr int kNope = T::kNope / 16, kUnits = (T::kNope + 2 * T::kRope) / 16;
+  static constexpr int kRopeByte = T::kRopeOffset, kRopeElem = T::kNope;
+  static constexpr int kScaleShift = T::kTileLog2 - 4;
+};
 template <int Layout>
 struct Fp8Rows;
 template <>
-struct Fp8Rows<kern::kV32> {
-  static constexpr int kNope = 32, kUnits = 40, kRopeByte = 528, kRopeElem = 512;
+struct Fp8Rows<kern::kV32> : Fp8RowsOf<KvV32> {
+  static_assert(kNope == 32 && kUnits == 40 && kRopeByte == 528 && kRopeElem == 512, "V32 rows");
 };
 template <>
-struct Fp8Rows<kern::kV4> {
-  static constexpr int kNope = 28, kUnits = 36, kRopeByte = 448, kRopeElem = 448;
+struct Fp8Rows<kern::kV4> : Fp8RowsOf<KvV4> {
+  static_assert(kNope == 28 && kUnits == 36 && kRopeByte == 448 && kRopeElem == 448, "V4 rows");
 };
 
 // Raw bytes of one FP8 tile (or of one of its Parts) held by one of NT threads between the load
@@ -156,9 +165,9 @@ __device__ __forceinline__ void fp8_load(Fp8Stage<Layout, NT, Parts> &st, const 
       if (c < G::kNope) {
         v = __ldg(reinterpret_cast<const uint4 *>(row + c * 16));
         if (Layout == kern::kV32)
-          s = __ldg(reinterpret_cast<const uint32_t *>(row + 512) + (c >> 3));
+          s = __ldg(reinterpret_cast<const uint32_t *>(row + KvV32::kScaleOffset) + (c >> G::kScaleShift));
         else
-          s = __ldg(aux[r] + (c >> 2));
+          s = __ldg(aux[r] + (c >> G::kScaleShift));
       } else {
         v = __ldg(reinterpret_cast<const uint4 *>(row + G::kRopeByte + (c - G::kNope) * 16));
       }
