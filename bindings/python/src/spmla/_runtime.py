@@ -295,10 +295,12 @@ _TORCH_NAMES = {DType.BF16: "bfloat16", DType.FP16: "float16", DType.FP32: "floa
 MAX_EXTENT = 1 << 31  # every tensor extent of the C ABI is below 2^31 (validate.cpp)
 
 
-def check_shape(fn: str, name: str, shape: Sequence[Any], itemsize: int) -> Tuple[int, ...]:
-    """The shape of an output spmla is about to allocate, checked as the C library checks its
-    tensors (each extent 0 .. 2^31-1, the byte size below 2^63) before any memory is asked
-    for: a huge request is an spmla error, never numpy's MemoryError / ValueError or a crash."""
+def check_shape(fn: str, name: str, shape: Sequence[Any],
+                itemsize: int) -> Tuple[Tuple[int, ...], int]:
+    """(shape, byte size) of an output spmla is about to allocate, checked as the C library
+    checks its tensors (each extent 0 .. 2^31-1, the byte size below 2^63) before any memory is
+    asked for: a huge request is an spmla error, never numpy's MemoryError / ValueError or a
+    crash."""
     out = []
     nbytes = int(itemsize)
     for d, s in enumerate(shape):
@@ -316,7 +318,7 @@ def check_shape(fn: str, name: str, shape: Sequence[Any], itemsize: int) -> Tupl
     if nbytes >= 1 << 63:
         raise SizeOverflowError(f"{fn}: {name}: expected fewer than 2^63 bytes, got shape "
                                 f"{tuple(out)} ({nbytes} bytes)")
-    return tuple(out)
+    return tuple(out), nbytes
 
 
 def guarded_allocation(fn: str, name: str, nbytes: int, make: Any) -> Any:
@@ -429,10 +431,7 @@ class Call:
         fresh array from the inputs' framework."""
         if given is not None:
             return given, self.view(given, name, dtype=dtype_override, writable=True)
-        shape = check_shape(self.fn, name, shape, dtype.itemsize)
-        nbytes = dtype.itemsize
-        for s in shape:
-            nbytes *= s
+        shape, nbytes = check_shape(self.fn, name, shape, dtype.itemsize)
         arr, ov = guarded_allocation(self.fn, name, nbytes,
                                      lambda: allocate(self.like, self.device, shape, dtype))
         return arr, self.view(arr, name, dtype=ov or None, writable=True)
