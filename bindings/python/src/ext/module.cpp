@@ -197,10 +197,11 @@ PYBIND11_MODULE(_spmla, m) {
   });
   m.def(
       "page_bytes",
-      [](int layout, int block_size, int head_dim, int fp8_flavor) {
+      [](int layout, int block_size, int head_dim, int fp8_flavor, int arrangement) {
         spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
         c.layout = static_cast<spmla_kv_layout_t>(layout);
         c.fp8_flavor = static_cast<spmla_fp8_flavor_t>(fp8_flavor);
+        c.arrangement = static_cast<spmla_kv_arrangement_t>(arrangement);
         c.head_dim = head_dim;
         c.block_size = block_size;
         c.num_pages = 1;
@@ -208,7 +209,8 @@ PYBIND11_MODULE(_spmla, m) {
         check_plain(spmla_kv_cache_page_bytes(&c, &bytes));
         return bytes;
       },
-      py::arg("layout"), py::arg("block_size"), py::arg("head_dim"), py::arg("fp8_flavor"));
+      py::arg("layout"), py::arg("block_size"), py::arg("head_dim"), py::arg("fp8_flavor"),
+      py::arg("arrangement") = 0);
 
   // --- handle ---------------------------------------------------------------------------------
   py::class_<Handle>(m, "Handle")
@@ -240,9 +242,10 @@ PYBIND11_MODULE(_spmla, m) {
                              [](const TensorView &v) { return v.numel() * v.itemsize(); });
 
   py::class_<CacheView>(m, "Cache")
-      .def(py::init<py::object, int, int, int, int64_t, int, int64_t, float>(), py::arg("data"),
+      .def(py::init<py::object, int, int, int, int64_t, int, int64_t, float, int>(), py::arg("data"),
            py::arg("layout"), py::arg("fp8_flavor"), py::arg("head_dim"), py::arg("num_pages"),
-           py::arg("block_size"), py::arg("page_stride_bytes"), py::arg("scale"))
+           py::arg("block_size"), py::arg("page_stride_bytes"), py::arg("scale"),
+           py::arg("arrangement") = 0)
       .def_property_readonly("num_pages", &CacheView::num_pages)
       .def_property_readonly("page_stride_bytes", &CacheView::page_stride_bytes)
       .def_property_readonly("page_bytes", &CacheView::page_bytes)

@@ -410,6 +410,8 @@ const char *layout_name(int layout) {
     case SPMLA_KV_LAYOUT_V32_FP8: return "v32_fp8";
     case SPMLA_KV_LAYOUT_V4_FP8: return "v4_fp8";
     case SPMLA_KV_LAYOUT_INDEXER_FP8: return "indexer_fp8";
+    case SPMLA_KV_LAYOUT_V41_FP8: return "v41_fp8";
+    case SPMLA_KV_LAYOUT_V41_FP4: return "v41_fp4";
     default: return "?";
   }
 }
@@ -431,7 +433,7 @@ void check_c(spmla_status_t st) {
 // its page stride is the row stride (a padded stride, whose padding the library never touches)
 // and each row must hold a whole packed page.
 CacheView::CacheView(py::object data, int layout, int fp8_flavor, int head_dim, int64_t num_pages,
-                     int block_size, int64_t page_stride_bytes, float scale)
+                     int block_size, int64_t page_stride_bytes, float scale, int arrangement)
     : data_(std::move(data)) {
   view_ = data_.cast<TensorView *>();
   const TensorView &v = *view_;
@@ -484,6 +486,7 @@ CacheView::CacheView(py::object data, int layout, int fp8_flavor, int head_dim, 
   c_.head_dim = head_dim;
   c_.block_size = block_size;
   c_.scale = scale;
+  c_.arrangement = static_cast<spmla_kv_arrangement_t>(arrangement);
   // The packed page size validates the descriptor itself (layout, flavor, dims, block size).
   size_t packed = 0;
   c_.num_pages = 1;
@@ -511,7 +514,7 @@ CacheView::CacheView(py::object data, int layout, int fp8_flavor, int head_dim, 
     if (gapped && inner_bytes < page_bytes_) {
       raise_invalid(fn + ".shape: expected rows of at least " + std::to_string(page_bytes_) +
                     " bytes (" + page_what + "; the library writes all of it, V4_FP8's rounding "
-                    "to a multiple of 576 included: hand over data[:, :" +
+                    "to a multiple of 576 (page-blocked V41: 512) included: hand over data[:, :" +
                     std::to_string(page_bytes_) + "] of the padded buffer), got rows of " +
                     std::to_string(inner_bytes) + " bytes");
     }

@@ -88,7 +88,7 @@ class TensorView {
 class CacheView {
  public:
   CacheView(py::object data, int layout, int fp8_flavor, int head_dim, int64_t num_pages,
-            int block_size, int64_t page_stride_bytes, float scale);
+            int block_size, int64_t page_stride_bytes, float scale, int arrangement = 0);
   const spmla_kv_cache_t *cache() const { return &c_; }
   const TensorView &data() const { return *view_; }
   int64_t num_pages() const { return c_.num_pages; }
