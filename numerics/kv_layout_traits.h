@@ -11,15 +11,15 @@
 //   kName                the C enum's name without SPMLA_KV_LAYOUT_ (messages)
 //   kFixedDim            D the layout implies (0: head_dim decides, one of kDimA / kDimB)
 //   kDimA, kDimB         the head dims a descriptor may name (besides 0 when kFixedDim != 0)
-//   kElem                element type of the data part (fp8 or bf16); a new element type needs a
-//                        codec (numerics.h) besides an entry here
+//   kElem                element type of the data part (fp8, bf16, or fp4 E2M1 two per byte); a new
+//                        element type needs a codec (numerics.h) besides an entry here
 //   kDataOffset          byte offset of the first data element in the token's data row
 //   nope(d)              values of type kElem at kDataOffset (quantized ones for FP8 layouts)
 //   rope(d), rope_offset(d)
 //                        bf16 RoPE values after them and their byte offset in the data row
 //                        (0 values: no RoPE part)
 //   tile(d)              values per scale (kTile, kTileLog2 where it is fixed) (FP8_PER_TENSOR: the whole cache shares one scale)
-//   kScaleType           none, fp32 or UE8M0 (one byte, 2^(e-127))
+//   kScaleType           none, fp32, UE8M0 (one byte, 2^(e-127)) or E4M3 (one E4M3FN byte; V41_FP4)
 //   kScalePlace          none, descriptor (spmla_kv_cache_t.scale), inline (inside each token's
 //                        data row at kScaleOffset) or page tail (block_size scale rows of
 //                        kScaleRowBytes after the page's block_size data rows)
