@@ -243,11 +243,10 @@ using KvIndexer = KvLayout<SPMLA_KV_LAYOUT_INDEXER_FP8>;
 
 // The layouts in order of their C enum values (a new layout: its entry, one line here, the enum).
 constexpr int kKvLayoutFirst = SPMLA_KV_LAYOUT_BF16;
-// kKvLayoutLast: the last layout the GPU kernel tree (backends/common) knows; its
-// cache_access.cuh asserts kern::Layout's last value equals it. The V41 layouts come after it
-// and are refused for GPU backends by the core (src/api.cpp, "layouts the backends serve")
-// until their kernels exist. When they do: kKvLayoutLast = kKvLayoutLastAbi, one constant again.
-constexpr int kKvLayoutLast = SPMLA_KV_LAYOUT_INDEXER_FP8;
+// kKvLayoutLast: the last layout the GPU kernel tree (backends/common) reads; its
+// cache_access.cuh asserts kern::Layout's last value equals it, and the GPU plugins declare it
+// in their table (spmla_backend_table_t.last_kv_layout).
+constexpr int kKvLayoutLast = SPMLA_KV_LAYOUT_V41_FP4;
 // The last layout of the C ABI: validation, names and sizes use this one.
 constexpr int kKvLayoutLastAbi = SPMLA_KV_LAYOUT_V41_FP4;
 

@@ -228,25 +228,30 @@ class Prepared<spmla_kv_cache_gather_args_t>
 
 // =============================================================================================
 // LAYOUTS THE BACKENDS SERVE — the one place that keeps a valid cache layout from a backend
-// without kernels for it. The built-in CPU reference serves every layout of the ABI. The GPU
-// plugins (cuda, hip) and any third-party plugin serve the layouts up to kKvLayoutLast
-// (numerics/kv_layout_traits.h); the DeepSeek-V4.1 layouts (V41_FP8, V41_FP4, ABI 1.2) are
-// refused with SPMLA_STATUS_UNSUPPORTED ("layout V41_FP8 is not yet served by the cuda
-// backend") before the plugin is called: a plugin built against an older header would read
-// their bytes as another layout. When the V41 kernels land: let the plugins that have them
-// through here (and raise kKvLayoutLast), e.g. by a plugin-table capability.
+// without kernels for it. The built-in CPU reference serves every layout of the ABI. A plugin
+// serves the layouts up to its table's last_kv_layout (plugin ABI 1.1); a table without that
+// member (an older plugin) or with 0 serves the 1.0 layouts, up to INDEXER_FP8: it would read the bytes of
+// a later layout (V41_FP8, V41_FP4) as another one, so those are refused with
+// SPMLA_STATUS_UNSUPPORTED before the plugin is called.
 // =============================================================================================
+int32_t last_layout_served(const spmla_backend_table_t *t) {
+  constexpr size_t need = offsetof(spmla_backend_table_t, last_kv_layout) + sizeof(int32_t);
+  if (!t || t->struct_size < need || t->last_kv_layout < SPMLA_KV_LAYOUT_INDEXER_FP8) return SPMLA_KV_LAYOUT_INDEXER_FP8;
+  return t->last_kv_layout;
+}
+
 spmla_status_t backend_serves_layouts(const char *fn, spmla_handle_t h, const spmla_kv_cache_t *c0,
                                       const spmla_kv_cache_t *c1) {
   if (h->backend->name == "cpu") return OK;  // built in (a reserved name): the CPU reference serves every layout
+  const int32_t last = last_layout_served(h->backend->table);
   for (const spmla_kv_cache_t *c : {c0, c1}) {
     if (!c) continue;
     const int64_t l = enum_value(c->layout);
-    if (l > kKvLayoutLast)
+    if (l > last)
       return fail_msg(SPMLA_STATUS_UNSUPPORTED, fn,
-                      "layout " + layout_str(l) + " is not yet served by the " + h->backend->name +
-                          " backend (its kernels for the DeepSeek-V4.1 caches do not exist yet; "
-                          "the cpu backend serves it)");
+                      "layout " + layout_str(l) + " is not served by the " + h->backend->name +
+                          " backend (its kernels read the layouts up to " + layout_str(last) +
+                          "; the cpu backend serves every layout)");
   }
   return OK;
 }
