@@ -385,11 +385,15 @@ TEST_CASE("v41: sparse_attention, every pairing of main and extra layout, agains
       INFO("main " << m.name << " extra " << (x ? x->name : "none") << " bs " << bs << "/" << ebs << " H " << H
                    << " T " << T << " K " << K << " K2 " << K2);
       const int64_t pages = (60 + bs - 1) / bs + 1, epages = (40 + ebs - 1) / ebs + 1;
-      TestCache kv(m.layout, SPMLA_FP8_E4M3FN, 512, pages, bs, rng.integer(0, 1) * 16, m.arr);
+      // FP8 data in either flavor (a gfx942 user's E4M3FNUZ V41_FP8 cache); V41_FP4's scales are E4M3FN
+      auto flavor = [&](spmla_kv_layout_t l) {
+        return l == SPMLA_KV_LAYOUT_V41_FP4 || rng.integer(0, 1) == 0 ? SPMLA_FP8_E4M3FN : SPMLA_FP8_E4M3FNUZ;
+      };
+      TestCache kv(m.layout, flavor(m.layout), 512, pages, bs, rng.integer(0, 1) * 16, m.arr);
       kv.fill_random(rng);
       std::unique_ptr<TestCache> ekv;
       if (x) {
-        ekv.reset(new TestCache(x->layout, SPMLA_FP8_E4M3FN, 512, epages, ebs, 0, x->arr));
+        ekv.reset(new TestCache(x->layout, flavor(x->layout), 512, epages, ebs, 0, x->arr));
         ekv->fill_random(rng);
       }
       tst::Attn r = make_attn(rng, T, H, K, K2, &kv, ekv.get());

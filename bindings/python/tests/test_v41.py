@@ -275,3 +275,32 @@ def test_sparse_attention_v41_fp8_window_plus_v41_fp4_compressed(main_arr, extra
             continue
         assert np.linalg.norm(out[t] - ro) / np.linalg.norm(ro) < 1e-2
         assert np.abs(lse[t] - rl).max() < 1e-3 * max(1.0, np.abs(rl).max())
+
+
+def test_flashmla_style_views_of_both_arrangements():
+    # Per token: FlashMLA's kernel view [num_blocks, block_size, 1, bytes_per_token] is the packed
+    # page itself. Page-blocked: the page is padded to 512 bytes, so only the padded page buffer
+    # (or a view of it) holds a whole page; an unpadded [bs, 1, 288] view is refused, as V4_FP8's is.
+    rng = np.random.default_rng(7)
+    bs, pages = 5, 3
+    kv = random_rows(rng, pages * bs)
+    slots = np.arange(pages * bs, dtype=np.int32)
+    tok = np.zeros((pages, bs, 1, 288), np.uint8)
+    spmla.kv_cache_store(kv, slots, spmla.KVCache(tok, "v41_fp4", block_size=bs, arrangement="per_token"))
+    blk = np.zeros((pages, packed("v41_fp4", "page_blocked", bs)), np.uint8)
+    spmla.kv_cache_store(kv, slots, spmla.KVCache(blk, "v41_fp4", block_size=bs, arrangement="page_blocked"))
+    d, s, _ = quantize_tokens("v41_fp4", kv)
+    assert (tok.reshape(pages, -1) == arrange("v41_fp4", "per_token", bs, pages, d, s, np.zeros_like(d, bool))[0]).all()
+    assert (blk == arrange("v41_fp4", "page_blocked", bs, pages, d, s, np.zeros_like(d, bool))[0]).all()
+    # the same bytes read back through either descriptor give the same rows
+    a = np.asarray(spmla.kv_cache_gather(spmla.KVCache(tok, "v41_fp4", block_size=bs, arrangement="per_token"), slots))
+    b = np.asarray(spmla.kv_cache_gather(spmla.KVCache(blk, "v41_fp4", block_size=bs, arrangement="page_blocked"), slots))
+    assert (a.view(np.uint16) == b.view(np.uint16)).all()
+    # reading per-token bytes as page-blocked is a different (wrong) cache: never guessed
+    wide = np.zeros((pages, packed("v41_fp4", "page_blocked", bs)), np.uint8)
+    wide[:, :bs * 288] = tok.reshape(pages, -1)
+    c = np.asarray(spmla.kv_cache_gather(spmla.KVCache(wide, "v41_fp4", block_size=bs, arrangement="page_blocked"), slots))
+    assert not (c.view(np.uint16) == a.view(np.uint16)).all()
+    with pytest.raises(spmla.InvalidArgumentError, match="rows of at least 1536 bytes"):
+        spmla.KVCache(np.zeros((pages, 2048), np.uint8)[:, :bs * 288], "v41_fp4", block_size=bs,
+                      arrangement="page_blocked").num_pages
