@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Host time of one decode-layer call with a reused plan: Python API vs the C ABI.
+
+    python bindings/python/bench_overhead.py [--calls N] [--repeats R] [--json]
+
+A tiny decode step (T=1 token, H=1 head, K=1 key, V3.2 FP8 cache of 4 pages of 64 tokens) on the
+CPU backend, so that the attention itself costs almost nothing and what is measured is the call:
+argument conversion, checks, dispatch. Rows:
+
+* ``c_abi``: ``spmla_sparse_attention_run`` alone, repeated in C++ on arguments converted once
+  (AttentionRunner.time_c): the floor any binding pays.
+* ``plan.run(out=, lse=)``: ``SparseAttentionPlan.run`` from Python with preallocated outputs
+  (the fast path: one trip into the extension, one DLPack/buffer conversion per tensor).
+* ``plan.run()``: the same, outputs allocated per call.
+* ``plan.run (checked path)``: the general path (Python-side checks and views), for comparison.
+* with torch installed, the same on torch CPU tensors, through ``torch.ops.spmla`` and
+  ``spmla.flash_mla.flash_mla_with_kvcache``.
+
+Each figure is per call, in microseconds: the median and the minimum over R repeats of N calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+import spmla
+
+
+def measure(fn, calls, repeats):
+    fn()
+    per = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        per.append((time.perf_counter() - t0) / calls * 1e6)
+    return {"median_us": statistics.median(per), "min_us": min(per)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    T, H, K, pages, bs = 1, 1, 1, 4, 64
+    rows = {}
+
+    def bits_bf16(shape):
+        x = rng.standard_normal(shape, dtype=np.float32).view(np.uint32)
+        return ((x + 0x7FFF + ((x >> 16) & 1)) >> 16).astype(np.uint16)
+
+    # numpy arrays (bf16 as uint16 bit patterns tagged through dtype=, as without ml_dtypes)
+    data = np.zeros((pages, spmla.page_bytes("v32_fp8", bs)), np.uint8)
+    cache = spmla.KVCache(data, "v32_fp8", block_size=bs)
+    spmla.kv_cache_store(spmla.typed(bits_bf16((pages * bs, 576)), "bf16"),
+                         np.arange(pages * bs, dtype=np.int32), cache)
+    q = bits_bf16((T, H, 576))
+    idx = rng.integers(0, pages * bs, (T, K)).astype(np.int32)
+    lens = np.full(T, K, np.int32)
+    plan = spmla.SparseAttentionPlan(q, cache, idx, lengths=lens, dtype="bf16")
+    out = np.empty((T, H, 512), np.uint16)
+    lse = np.empty((T, H), np.float32)
+    c_ns = [plan._runner.time_c(q, data, idx, None, None, None, out, lse, None, args.calls)
+            for _ in range(args.repeats)]
+    rows["c_abi"] = {"median_us": statistics.median(c_ns) / 1e3, "min_us": min(c_ns) / 1e3}
+    rows["numpy plan.run(out=, lse=)"] = measure(
+        lambda: plan.run(q, cache, idx, out=out, lse=lse), args.calls, args.repeats)
+    rows["numpy plan.run()"] = measure(lambda: plan.run(q, cache, idx), args.calls, args.repeats)
+    rows["numpy plan.run (checked path)"] = measure(
+        lambda: plan._run_checked(q, cache, idx, None, None, None, out, lse, None, None),
+        args.calls, args.repeats)
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        tq = torch.from_numpy(q.view(np.int16)).view(torch.bfloat16)
+        tdata = torch.from_numpy(data)
+        tcache = spmla.KVCache(tdata, "v32_fp8", block_size=bs)
+        tidx = torch.from_numpy(idx)
+        tplan = spmla.SparseAttentionPlan(tq, tcache, tidx, lengths=torch.from_numpy(lens))
+        tout = torch.empty((T, H, 512), dtype=torch.bfloat16)
+        tlse = torch.empty((T, H))
+        rows["torch plan.run(out=, lse=)"] = measure(
+            lambda: tplan.run(tq, tcache, tidx, out=tout, lse=tlse), args.calls, args.repeats)
+        rows["torch plan.run()"] = measure(lambda: tplan.run(tq, tcache, tidx), args.calls,
+                                           args.repeats)
+        try:
+            import spmla.flash_mla as fm
+        except ImportError:
+            fm = None
+        if fm is not None:
+            kc = tdata.view(pages, bs, 1, 656)
+            qf = tq.view(1, T, H, 576)
+            indf = tidx.view(1, T, K)
+            meta, _ = fm.get_mla_metadata()
+            fm.flash_mla_with_kvcache(qf, kc, None, None, 512, meta, is_fp8_kvcache=True,
+                                      indices=indf)
+            rows["torch flash_mla_with_kvcache (metadata reused)"] = measure(
+                lambda: fm.flash_mla_with_kvcache(qf, kc, None, None, 512, meta,
+                                                  is_fp8_kvcache=True, indices=indf),
+                args.calls, args.repeats)
+    info = {"spmla": spmla.__version__, "backend": plan.handle.backend,
+            "shape": {"T": T, "H": H, "K": K, "layout": "v32_fp8", "pages": pages,
+                      "block_size": bs},
+            "torch": getattr(torch, "__version__", None), "rows": rows}
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return
+    print(f"spmla {info['spmla']} backend {info['backend']}, torch {info['torch']}; "
+          f"T={T} H={H} K={K} v32_fp8, {args.repeats} x {args.calls} calls")
+    print(f"{'call':52s} {'median us':>10s} {'min us':>8s}")
+    for name, r in rows.items():
+        print(f"{name:52s} {r['median_us']:10.2f} {r['min_us']:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
