@@ -220,6 +220,17 @@ def flash_mla_with_kvcache(
         raise InvalidArgumentError(f"flash_mla: expected q [b, s_q, h_q, d] and indices "
                                    f"[b, s_q, topk], got {tuple(q.shape)} and "
                                    f"{tuple(indices.shape)}")
+    if torch.compiler.is_compiling():
+        # Traced by torch.compile: one functional operator per call (plan and run inside), so
+        # the graph holds no Python state; the eager path below keeps the plan in `meta`.
+        from .torch import flash_mla_sparse_decode
+
+        scale = q.shape[-1] ** -0.5 if softmax_scale is None else float(softmax_scale)
+        out, lse = flash_mla_sparse_decode(
+            q, k_cache, indices, scale, is_fp8_kvcache, topk_length=topk_length,
+            attn_sink=attn_sink, extra_k_cache=extra_k_cache,
+            extra_indices=extra_indices_in_kvcache, extra_topk_length=extra_topk_length)
+        return out, lse.transpose(1, 2)
     b, s_q, h_q, d_qk = (int(v) for v in q.shape)
     state = meta._state
     if not meta.have_initialized:
@@ -326,6 +337,34 @@ def _plan(meta: FlashMLASchedMeta, q, k_cache, indices, attn_sink, extra_k_cache
     meta.plan, meta.workspace, meta._state = plan, ws, state
     meta.have_initialized = True
     return state
+
+
+def _decode_once(q, k_cache, indices, scale, is_fp8, topk_length, attn_sink, extra_k_cache,
+                 extra_indices, extra_topk_length):
+    """One sparse decode call planned and run on the spot (the spmla::flash_mla_sparse_decode
+    operator): ``(out [b, s_q, h_q, 512], lse [b, s_q, h_q])``."""
+    b, s_q, h_q, d_qk = (int(v) for v in q.shape)
+    T = b * s_q
+
+    def cache_of(k, name):
+        kv, layout, bs = _cache_bytes(k, name, is_fp8, d_qk)
+        return KVCache(kv, layout, block_size=bs, fp8_flavor=None if layout == "bf16" else "e4m3fn",
+                       head_dim=d_qk if layout == "bf16" else 0)
+
+    def per_token(lengths):
+        return None if lengths is None else lengths.repeat_interleave(s_q)
+
+    extra = cache_of(extra_k_cache, "extra_k_cache") if extra_k_cache is not None else None
+    out = torch.empty((b, s_q, h_q, 512), dtype=torch.bfloat16, device=q.device)
+    lse = torch.empty((b, s_q, h_q), dtype=torch.float32, device=q.device)
+    _sparse_attention(q.reshape(T, h_q, d_qk), cache_of(k_cache, "k_cache"),
+                      indices.reshape(T, indices.shape[-1]), lengths=per_token(topk_length),
+                      extra_kv_cache=extra,
+                      extra_indices=(extra_indices.reshape(T, extra_indices.shape[-1])
+                                     if extra_indices is not None else None),
+                      extra_lengths=per_token(extra_topk_length), attn_sink=attn_sink,
+                      scale=scale, out=out.view(T, h_q, 512), lse=lse.view(T, h_q))
+    return out, lse
 
 
 def flash_mla_sparse_fwd(

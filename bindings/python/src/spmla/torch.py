@@ -272,9 +272,12 @@ def indices_to_slots_ragged(positions: Tensor, token_to_req: Tensor, block_table
                             block_size: int, token_valid: Optional[Tensor] = None
                             ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """``indices_to_slots`` plus the packed form: ``(slots, lengths, indptr [T + 1],
-    ragged_slots [max(T*K, 1)])`` (the tail of ragged_slots beyond indptr[T] is unspecified)."""
+    ragged_slots [max(T*K, 1)])``; the tail of ragged_slots beyond indptr[T] holds -1 (filled
+    before the call, so that the operator is deterministic)."""
+    T, K = positions.shape[0], positions.shape[1]
+    tail = torch.full((max(T * K, 1),), -1, dtype=torch.int32, device=positions.device)
     return tuple(_indices_to_slots(positions, token_to_req, block_table, block_size,
-                                   token_valid=token_valid, ragged=True))
+                                   token_valid=token_valid, ragged_slots=tail))
 
 
 @indices_to_slots_ragged.register_fake
@@ -387,6 +390,36 @@ def _(cache, slots, layout, block_size, fp8_flavor="e4m3fn", head_dim=0, kv_scal
     return cache.new_empty((slots.shape[0], _cache_dim(layout, head_dim)), dtype=torch.bfloat16)
 
 
+# ------------------------------------------------------------------------------------------------
+# spmla.flash_mla under torch.compile
+
+
+@torch.library.custom_op("spmla::flash_mla_sparse_decode", mutates_args=())
+def flash_mla_sparse_decode(q: Tensor, k_cache: Tensor, indices: Tensor, scale: float,
+                            is_fp8_kvcache: bool, topk_length: Optional[Tensor] = None,
+                            attn_sink: Optional[Tensor] = None,
+                            extra_k_cache: Optional[Tensor] = None,
+                            extra_indices: Optional[Tensor] = None,
+                            extra_topk_length: Optional[Tensor] = None
+                            ) -> Tuple[Tensor, Tensor]:
+    """FlashMLA's sparse decode with FlashMLA's tensors (``q [b, s_q, h_q, d]``, ``k_cache
+    [num_blocks, block_size, 1, bytes]``, ``indices [b, s_q, topk]``, per-request lengths), planned
+    and run in one call: ``(out [b, s_q, h_q, 512], lse [b, s_q, h_q])``. What
+    spmla.flash_mla.flash_mla_with_kvcache becomes inside torch.compile."""
+    from .flash_mla import _decode_once
+
+    return _decode_once(q, k_cache, indices, scale, is_fp8_kvcache, topk_length, attn_sink,
+                        extra_k_cache, extra_indices, extra_topk_length)
+
+
+@flash_mla_sparse_decode.register_fake
+def _(q, k_cache, indices, scale, is_fp8_kvcache, topk_length=None, attn_sink=None,
+      extra_k_cache=None, extra_indices=None, extra_topk_length=None):
+    b, s_q, h_q = q.shape[0], q.shape[1], q.shape[2]
+    return (q.new_empty((b, s_q, h_q, D_V), dtype=torch.bfloat16),
+            q.new_empty((b, s_q, h_q), dtype=torch.float32))
+
+
 #: Every operator this module registers, by name (``torch.ops.spmla.<name>``).
 OPS = {
     "sparse_attention": sparse_attention,
@@ -400,4 +433,5 @@ OPS = {
     "topk_per_row": topk_per_row,
     "kv_cache_store": kv_cache_store,
     "kv_cache_gather": kv_cache_gather,
+    "flash_mla_sparse_decode": flash_mla_sparse_decode,
 }
