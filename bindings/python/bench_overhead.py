@@ -97,10 +97,10 @@ def main() -> None:
             import spmla.flash_mla as fm
         except ImportError:
             fm = None
+        indf = tidx.view(1, T, K)
         if fm is not None:
             kc = tdata.view(pages, bs, 1, 656)
             qf = tq.view(1, T, H, 576)
-            indf = tidx.view(1, T, K)
             meta, _ = fm.get_mla_metadata()
             fm.flash_mla_with_kvcache(qf, kc, None, None, 512, meta, is_fp8_kvcache=True,
                                       indices=indf)
@@ -108,6 +108,38 @@ def main() -> None:
                 lambda: fm.flash_mla_with_kvcache(qf, kc, None, None, 512, meta,
                                                   is_fp8_kvcache=True, indices=indf),
                 args.calls, args.repeats)
+        try:
+            import spmla.torch as spmla_torch
+        except ImportError:
+            spmla_torch = None
+        if spmla_torch is not None:
+            tl = torch.from_numpy(lens)
+            n = spmla_torch.sparse_attention_workspace_size(tq, tdata, tidx, "v32_fp8", bs,
+                                                            lengths=tl)
+            ws = torch.empty(max(n, 1), dtype=torch.uint8)
+            torch.ops.spmla.sparse_attention_plan(tq, tdata, tidx, "v32_fp8", bs, ws, lengths=tl)
+            rows["torch torch.ops.spmla.sparse_attention_run"] = measure(
+                lambda: torch.ops.spmla.sparse_attention_run(tq, tdata, tidx, "v32_fp8", bs, ws,
+                                                             tout, tlse, lengths=tl),
+                args.calls, args.repeats)
+        if fm is not None:
+            # DeepSeek-V4: padded 584-byte blocks (FlashMLA's [nb, bs, 1, 584] view, widened per
+            # call), an extra cache, an attention sink
+            pad = spmla.page_bytes("v4_fp8", bs)
+            v4 = torch.zeros((pages, pad), dtype=torch.uint8)
+            spmla.kv_cache_store(torch.randn(pages * bs, 512).to(torch.bfloat16),
+                                 torch.arange(pages * bs, dtype=torch.int32),
+                                 spmla.KVCache(v4, "v4_fp8", block_size=bs))
+            kc4 = v4.view(torch.float8_e4m3fn)[:, :bs * 584].view(pages, bs, 1, 584)
+            q4 = torch.randn(1, T, H, 512).to(torch.bfloat16)
+            sink = torch.randn(H)
+            meta4, _ = fm.get_mla_metadata()
+            call4 = (lambda: fm.flash_mla_with_kvcache(
+                q4, kc4, None, None, 512, meta4, is_fp8_kvcache=True, indices=indf,
+                attn_sink=sink, extra_k_cache=kc4, extra_indices_in_kvcache=indf))
+            call4()
+            rows["torch flash_mla_with_kvcache V4 + extra cache + sink"] = measure(
+                call4, args.calls, args.repeats)
     info = {"spmla": spmla.__version__, "backend": plan.handle.backend,
             "shape": {"T": T, "H": H, "K": K, "layout": "v32_fp8", "pages": pages,
                       "block_size": bs},

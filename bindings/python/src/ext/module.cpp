@@ -268,8 +268,21 @@ class AttentionRunner {
 
   // A view of x (numpy's ml_dtypes arrays and torch's float8 tensors go through the package's
   // normalize(): DLPack cannot carry their element types).
+  // rank > 0: a tensor of rank + 1 is viewed with its two leading dimensions merged (FlashMLA's
+  // [b, s_q, ...] tensors as spmla's [T, ...]); one whose strides do not allow that is refused.
   std::unique_ptr<TensorView> view(py::handle x, const char *name, int override_dtype,
-                                   bool writable, const py::object &dl_stream) {
+                                   bool writable, const py::object &dl_stream, int rank = 0) {
+    auto v = view_as_is(x, name, override_dtype, writable, dl_stream);
+    if (v && rank > 0 && v->tensor()->ndim == rank + 1 && !v->merge_leading()) {
+      raise_invalid(std::string("argument '") + name + "': shape " + shape_str(*v) +
+                    " cannot be viewed as [" + "dim0 * dim1, ...] without a copy (strides " +
+                    py::str(v->strides()).cast<std::string>() + ")");
+    }
+    return v;
+  }
+
+  std::unique_ptr<TensorView> view_as_is(py::handle x, const char *name, int override_dtype,
+                                         bool writable, const py::object &dl_stream) {
     if (x.is_none()) return nullptr;
     std::unique_ptr<TensorView> v;
     // Leaked on purpose: module-lifetime references, never destroyed after the interpreter.
@@ -311,7 +324,7 @@ class AttentionRunner {
 
   py::object cache_view(py::handle data, const char *name, const CacheSpec &c,
                         const py::object &dl_stream) {
-    std::unique_ptr<TensorView> v = view(data, name, kAnyDtype, false, dl_stream);
+    std::unique_ptr<TensorView> v = view_as_is(data, name, kAnyDtype, false, dl_stream);
     py::object tv = py::cast(v.release(), py::return_value_policy::take_ownership);
     py::object cv = py::cast(new CacheView(tv, c.layout, c.flavor, c.head_dim, c.num_pages_arg,
                                            c.block_size, c.stride_arg, c.scale),
@@ -357,14 +370,14 @@ class AttentionRunner {
     if (extra_.present != !extra_kv.is_none())
       raise_invalid(extra_.present ? "argument 'extra_kv_cache': the plan has an extra cache"
                                    : "argument 'extra_kv_cache': the plan has no extra cache");
-    auto qv = view(q, "q", q_dtype_, false, dl_stream);
+    auto qv = view(q, "q", q_dtype_, false, dl_stream, q_.ndim);
     expect(q_, qv.get(), "q", true);
     py::object kvc = cache_view(kv, "kv_cache", main_, dl_stream);
-    auto iv = view(indices, "indices", 0, false, dl_stream);
+    auto iv = view(indices, "indices", 0, false, dl_stream, indices_.ndim);
     expect(indices_, iv.get(), "indices", false);
     py::object xkvc;
     if (extra_.present) xkvc = cache_view(extra_kv, "extra_kv_cache", extra_, dl_stream);
-    auto xiv = view(extra_indices, "extra_indices", 0, false, dl_stream);
+    auto xiv = view(extra_indices, "extra_indices", 0, false, dl_stream, extra_indices_.ndim);
     expect(extra_indices_, xiv.get(), "extra_indices", false);
     std::unique_ptr<TensorView> sv;
     const TensorView *sink = nullptr;
@@ -377,10 +390,10 @@ class AttentionRunner {
     expect(sink_shape_, sink, "attn_sink", false);
     // A 16-bit integer out holds bf16 bits (numpy without ml_dtypes); any other dtype goes to
     // the C library as it is, which names what it expected.
-    auto ov = view(out, "out", kAnyDtype, true, dl_stream);
+    auto ov = view(out, "out", kAnyDtype, true, dl_stream, 3);
     if (ov->tensor()->dtype == SPMLA_DTYPE_INVALID && ov->itemsize() == 2) ov->retag(SPMLA_DTYPE_BF16);
-    auto lv = view(lse, "lse", 0, true, dl_stream);
-    auto mv = view(max_logits, "max_logits", 0, true, dl_stream);
+    auto lv = view(lse, "lse", 0, true, dl_stream, 2);
+    auto mv = view(max_logits, "max_logits", 0, true, dl_stream, 2);
     const TensorView *len = lengths_.is_none() ? nullptr : lengths_.cast<const TensorView *>();
     const TensorView *xlen =
         extra_lengths_.is_none() ? nullptr : extra_lengths_.cast<const TensorView *>();

@@ -60,6 +60,24 @@ class TensorView {
   uintptr_t data_ptr() const { return reinterpret_cast<uintptr_t>(t_.data); }
   // Reads the elements as `d` (the caller checked that the sizes match).
   void retag(spmla_dtype_t d) { t_.dtype = d; }
+  // Views dimensions 0 and 1 as one ([b, s, ...] -> [b*s, ...]) when the strides allow it
+  // without a copy; returns false (and changes nothing) otherwise.
+  bool merge_leading() {
+    if (t_.ndim < 2) return false;
+    const int64_t n0 = t_.shape[0], n1 = t_.shape[1];
+    int64_t stride;
+    if (n1 == 1) stride = t_.strides[0];
+    else if (n0 == 1 || t_.strides[0] == n1 * t_.strides[1]) stride = t_.strides[1];
+    else return false;
+    t_.shape[0] = n0 * n1;
+    t_.strides[0] = stride;
+    for (int i = 1; i + 1 < t_.ndim; ++i) {
+      t_.shape[i] = t_.shape[i + 1];
+      t_.strides[i] = t_.strides[i + 1];
+    }
+    t_.ndim -= 1;
+    return true;
+  }
 
  private:
   void from_dlpack(py::handle obj, py::object stream, bool writable);

@@ -231,55 +231,94 @@ def flash_mla_with_kvcache(
             attn_sink=attn_sink, extra_k_cache=extra_k_cache,
             extra_indices=extra_indices_in_kvcache, extra_topk_length=extra_topk_length)
         return out, lse.transpose(1, 2)
-    b, s_q, h_q, d_qk = (int(v) for v in q.shape)
     state = meta._state
+    if state is not None:
+        sig = (q.shape, indices.shape, k_cache.shape[1:], k_cache.dtype, causal, is_fp8_kvcache,
+               extra_k_cache.shape[1:] if extra_k_cache is not None else None,
+               extra_indices_in_kvcache.shape if extra_k_cache is not None else None,
+               softmax_scale, attn_sink is None)
+        if sig == state["sig"]:  # the per-layer fast path: everything else was checked at plan
+            return _run(meta, state, q, k_cache, indices, attn_sink, extra_k_cache,
+                        extra_indices_in_kvcache, is_fp8_kvcache)
+    b, s_q, h_q, d_qk = (int(v) for v in q.shape)
+    got = (b, s_q, h_q, int(k_cache.shape[1]), int(k_cache.shape[2]), causal, is_fp8_kvcache,
+           int(indices.shape[-1]),
+           int(extra_k_cache.shape[1]) if extra_k_cache is not None else None,
+           int(extra_indices_in_kvcache.shape[-1]) if extra_k_cache is not None else None)
     if not meta.have_initialized:
-        meta.config = FlashMLASchedMeta.Config(
-            b, s_q, h_q, int(k_cache.shape[1]), int(k_cache.shape[2]), causal, is_fp8_kvcache,
-            int(indices.shape[-1]),
-            int(extra_k_cache.shape[1]) if extra_k_cache is not None else None,
-            int(extra_indices_in_kvcache.shape[-1]) if extra_k_cache is not None else None)
+        meta.config = FlashMLASchedMeta.Config(*got)
         state = _plan(meta, q, k_cache, indices, attn_sink, extra_k_cache,
                       extra_indices_in_kvcache, topk_length, extra_topk_length, softmax_scale,
                       is_fp8_kvcache)
+        state["sig"] = (q.shape, indices.shape, k_cache.shape[1:], k_cache.dtype, causal,
+                        is_fp8_kvcache,
+                        extra_k_cache.shape[1:] if extra_k_cache is not None else None,
+                        extra_indices_in_kvcache.shape if extra_k_cache is not None else None,
+                        softmax_scale, attn_sink is None)
+    elif got != state["key"]:
+        names = ("b", "s_q", "h_q", "page_block_size", "h_k", "causal", "is_fp8_kvcache",
+                 "topk", "extra_page_block_size", "extra_topk")
+        bad = [f"{n} {g} (planned {p})" for n, g, p in zip(names, got, state["key"]) if g != p]
+        raise InvalidArgumentError(
+            "flash_mla: the arguments differ from those the metadata was planned with: "
+            + ", ".join(bad) + "; use a fresh get_mla_metadata() for new shapes")
     else:
-        got = (b, s_q, h_q, int(k_cache.shape[1]), int(k_cache.shape[2]), causal,
-               is_fp8_kvcache, int(indices.shape[-1]),
-               int(extra_k_cache.shape[1]) if extra_k_cache is not None else None,
-               int(extra_indices_in_kvcache.shape[-1]) if extra_k_cache is not None else None)
-        if got != state["key"]:
-            names = ("b", "s_q", "h_q", "page_block_size", "h_k", "causal", "is_fp8_kvcache",
-                     "topk", "extra_page_block_size", "extra_topk")
-            bad = [f"{n} {g} (planned {p})" for n, g, p in zip(names, got, state["key"]) if g != p]
-            raise InvalidArgumentError(
-                "flash_mla: the arguments differ from those the metadata was planned with: "
-                + ", ".join(bad) + "; use a fresh get_mla_metadata() for new shapes")
-    scale = d_qk ** -0.5 if softmax_scale is None else float(softmax_scale)
-    if scale != state["scale"]:
-        raise InvalidArgumentError(f"flash_mla: softmax_scale {scale} differs from the planned "
-                                   f"{state['scale']}")
-    T = b * s_q
-    qt = _tokens(q, "q", state["q_stage"])
-    it = _tokens(indices, "indices", state["i_stage"])
-    kv, layout, _ = _cache_bytes(k_cache, "k_cache", is_fp8_kvcache, d_qk)
-    if layout != state["layout"]:
-        raise InvalidArgumentError(f"flash_mla: k_cache is {layout}, planned {state['layout']}")
-    xkv = xit = None
+        if (attn_sink is None) != (state["sig"][-1]):
+            raise InvalidArgumentError("flash_mla: attn_sink given / absent unlike at planning "
+                                       "time; use a fresh get_mla_metadata()")
+        scale = d_qk ** -0.5 if softmax_scale is None else float(softmax_scale)
+        if scale != state["scale"]:
+            raise InvalidArgumentError(f"flash_mla: softmax_scale {scale} differs from the "
+                                       f"planned {state['scale']}")
+        for k, n in ((k_cache, "k_cache"), (extra_k_cache, "extra_k_cache")):
+            if k is not None:
+                _cache_bytes(k, n, is_fp8_kvcache, d_qk)  # its own message
+        raise InvalidArgumentError("flash_mla: the caches' geometry or dtypes differ from those "
+                                   "the metadata was planned with; use a fresh get_mla_metadata()")
+    return _run(meta, state, q, k_cache, indices, attn_sink, extra_k_cache,
+                extra_indices_in_kvcache, is_fp8_kvcache)
+
+
+def _widened(state: dict, k: torch.Tensor, name: str, is_fp8: bool) -> torch.Tensor:
+    """_cache_bytes(k)'s page tensor, remembered per cache tensor for the step (layers call
+    with the same per-layer caches): valid while the tensor keeps its storage pointer, block
+    count and block stride, which are checked on every call."""
+    memo = state["widened"]
+    hit = memo.get(id(k))
+    if hit is not None and hit[0] is k and hit[1] == (k.data_ptr(), k.shape[0], k.stride(0)):
+        return hit[2]
+    v = _cache_bytes(k, name, is_fp8, state["d_qk"])[0]
+    memo[id(k)] = (k, (k.data_ptr(), k.shape[0], k.stride(0)), v)
+    return v
+
+
+def _run(meta, state, q, k_cache, indices, attn_sink, extra_k_cache, extra_indices, is_fp8):
+    """One layer with the planned schedule: the caches go to the extension as they are (V3.2:
+    FlashMLA's [nb, bs, 1, 656] view; V4: widened to whole padded blocks), q / indices as
+    [b, s_q, ...] views that the extension flattens (or staging copies made at plan time)."""
+    b, s_q, h_q = q.shape[0], q.shape[1], q.shape[2]
+    if state["q_stage"] is not None:
+        q = _tokens(q, "q", state["q_stage"])
+    if state["i_stage"] is not None:
+        indices = _tokens(indices, "indices", state["i_stage"])
+    kv = k_cache if state["layout"] == "v32_fp8" else \
+        _widened(state, k_cache, "k_cache", is_fp8)
+    xkv = None
     if extra_k_cache is not None:
-        xkv, xlayout, _ = _cache_bytes(extra_k_cache, "extra_k_cache", is_fp8_kvcache, d_qk)
-        if xlayout != state["extra_layout"]:
-            raise InvalidArgumentError(f"flash_mla: extra_k_cache is {xlayout}, planned "
-                                       f"{state['extra_layout']}")
-        xit = _tokens(extra_indices_in_kvcache, "extra_indices_in_kvcache", state["x_stage"])
+        xkv = extra_k_cache if state["extra_layout"] == "v32_fp8" else \
+            _widened(state, extra_k_cache, "extra_k_cache", is_fp8)
+        if state["x_stage"] is not None:
+            extra_indices = _tokens(extra_indices, "extra_indices_in_kvcache", state["x_stage"])
     out = _empty((b, s_q, h_q, 512), dtype=torch.bfloat16, device=q.device)
     lse = _empty((b, s_q, h_q), dtype=torch.float32, device=q.device)
     plan = meta.plan
     if plan._host:
-        sp = 0
+        plan._runner.run(q, kv, indices, xkv, extra_indices, attn_sink, out, lse, None, 0, None,
+                         True)
     else:
         sp = torch.cuda.current_stream(q.device).cuda_stream
-    plan._runner.run(qt, kv, it, xkv, xit, attn_sink, out.view(T, h_q, 512), lse.view(T, h_q),
-                     None, sp, None if plan._host else (sp or 1), True)
+        plan._runner.run(q, kv, indices, xkv, extra_indices, attn_sink, out, lse, None, sp,
+                         sp or 1, True)
     return out, lse.transpose(1, 2)
 
 
@@ -288,7 +327,7 @@ def _plan(meta: FlashMLASchedMeta, q, k_cache, indices, attn_sink, extra_k_cache
     b, s_q, h_q, d_qk = (int(v) for v in q.shape)
     T = b * s_q
     dev = q.device
-    state = {"q_stage": None, "i_stage": None, "x_stage": None}
+    state = {"q_stage": None, "i_stage": None, "x_stage": None, "widened": {}}
     if not _flat_ok(q):
         state["q_stage"] = torch.empty((T, h_q, d_qk), dtype=q.dtype, device=dev)
     if not _flat_ok(indices):
@@ -331,7 +370,7 @@ def _plan(meta: FlashMLASchedMeta, q, k_cache, indices, attn_sink, extra_k_cache
                                extra_indices=xit, extra_lengths=extra_lengths,
                                attn_sink=attn_sink, scale=scale, workspace=ws)
     c = meta.config
-    state.update(layout=layout, scale=scale, lengths=lengths, extra_lengths=extra_lengths,
+    state.update(layout=layout, d_qk=d_qk, scale=scale, lengths=lengths, extra_lengths=extra_lengths,
                  key=(c.b, c.s_q, c.h_q, c.page_block_size, c.h_k, c.causal, c.is_fp8_kvcache,
                       c.topk, c.extra_page_block_size, c.extra_topk))
     meta.plan, meta.workspace, meta._state = plan, ws, state
