@@ -280,3 +280,25 @@ def test_import_spmla_does_not_import_torch():
                         "assert 'torch' not in sys.modules, 'spmla imported torch'"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("marker", [
+    "import spmla.flash_mla as flash_mla",
+    pytest.param("import spmla.torch ", marks=pytest.mark.slow),  # torch.compile with inductor
+])
+def test_readme_engine_examples_run(tmp_path, marker):
+    """bindings/python/README.md's engine examples run as written (CPU torch)."""
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
+              if marker in b]
+    assert len(blocks) == 1, f"one README example with {marker!r} expected"
+    script = tmp_path / "example.py"
+    script.write_text(blocks[0] + "\nprint('EXAMPLE-OK')\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                       timeout=900, cwd=tmp_path)
+    assert r.returncode == 0 and "EXAMPLE-OK" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]

@@ -119,6 +119,16 @@ def test_plan_once_run_per_layer_into_poisoned_outputs(rng):
                                  lengths=T_(lens))
         ro, rl, rm = R.sparse_attention(ql.astype(np.float32), [(ref, idx, lens)])
         assert_attention_close(out.float().numpy(), lse.numpy(), ro, rl, ml.numpy(), rm)
+        # without max_logits the run takes the plan's fast path (the plan kept by workspace)
+        out2 = torch.full((T, H, 512), float("nan"), dtype=torch.bfloat16)
+        lse2 = torch.full((T, H), float("nan"))
+        ops.sparse_attention_run(tbf16(ql), T_(data), T_(idx), "v32_fp8", 16, ws, out2, lse2,
+                                 lengths=T_(lens))
+        assert torch.equal(out2, out) and torch.equal(lse2, lse)
+    assert (ws.data_ptr(), ws.device) in spmla_torch._PLANS
+    with pytest.raises(spmla.InvalidArgumentError, match="indices"):  # checked on the fast path
+        ops.sparse_attention_run(tbf16(ql), T_(data), T_(idx[:, :5].copy()), "v32_fp8", 16, ws,
+                                 out2, lse2, lengths=T_(lens))
     opcheck(ops.sparse_attention_plan.default, args + (ws,), dict(lengths=T_(lens)))
     opcheck(ops.sparse_attention_run.default, args + (ws, out, lse, ml), dict(lengths=T_(lens)))
 

@@ -40,6 +40,7 @@ FP8 tensors may be torch float8 tensors (the flavor comes with the dtype) or uin
 the flavor is the ``fp8_flavor`` argument, where there is one, else E4M3FN).
 """
 
+import collections
 from typing import Optional, Tuple
 
 import torch
@@ -50,6 +51,7 @@ from ._cache import KVCache
 from ._errors import InvalidArgumentError
 from ._ops import (
     D_V,
+    SparseAttentionPlan,
     indexer_logits as _indexer_logits,
     indexer_logits_paged as _indexer_logits_paged,
     indices_to_slots as _indices_to_slots,
@@ -59,7 +61,7 @@ from ._ops import (
     topk_per_row as _topk_per_row,
     window_indices as _window_indices,
 )
-from ._runtime import Call
+from ._runtime import Call, Workspace
 from ._types import Layout, as_layout
 
 __all__ = ["sparse_attention_workspace_size", "OPS"]
@@ -136,19 +138,59 @@ def _(q, kv_cache, indices, layout, block_size, lengths=None, extra_kv_cache=Non
             q.new_empty((T, H), dtype=torch.float32), q.new_empty((T, H), dtype=torch.float32))
 
 
+# The plans sparse_attention_plan built, by workspace (its address and device): a run on the
+# same workspace with the same description and lengths tensors takes the plan's fast path (one
+# trip into the extension), anything else the general path. A few recent ones are kept.
+_PLANS: "collections.OrderedDict" = collections.OrderedDict()
+_MAX_PLANS = 16
+
+
+def _plan_key(layout, block_size, lengths, extra_layout, extra_block_size, extra_lengths,
+              attn_sink, scale, fp8_flavor, extra_fp8_flavor, head_dim, kv_scale,
+              extra_kv_scale) -> tuple:
+    return (layout, block_size, fp8_flavor, head_dim, kv_scale, extra_layout, extra_block_size,
+            extra_fp8_flavor, extra_kv_scale, scale,
+            None if lengths is None else (lengths.data_ptr(), lengths.shape),
+            None if extra_lengths is None else (extra_lengths.data_ptr(), extra_lengths.shape),
+            attn_sink is None)
+
+
 def _attention_c_call(plan: bool, q, kv_cache, indices, layout, block_size, workspace, out, lse,
                       max_logits, lengths, extra_kv_cache, extra_indices, extra_lengths,
                       extra_layout, extra_block_size, attn_sink, scale, fp8_flavor,
                       extra_fp8_flavor, head_dim, kv_scale, extra_kv_scale) -> None:
+    wkey = (workspace.data_ptr(), workspace.device)
+    key = _plan_key(layout, block_size, lengths, extra_layout, extra_block_size, extra_lengths,
+                    attn_sink, scale, fp8_flavor, extra_fp8_flavor, head_dim, kv_scale,
+                    extra_kv_scale)
+    if not plan and max_logits is None:
+        hit = _PLANS.get(wkey)
+        if hit is not None and hit[0] == key:
+            p = hit[1]
+            sp = 0 if p._host else torch.cuda.current_stream(q.device).cuda_stream
+            p._runner.run(q, kv_cache, indices, extra_kv_cache, extra_indices, attn_sink, out,
+                          lse, None, sp, None if p._host else (sp or 1), True)
+            return
     cache = _cache(kv_cache, layout, block_size, fp8_flavor, head_dim, kv_scale)
+    if plan:
+        extra = _extra(extra_kv_cache, extra_layout, extra_block_size, extra_fp8_flavor,
+                       fp8_flavor, head_dim, extra_kv_scale)
+        p = SparseAttentionPlan(q, cache, indices, lengths=lengths, extra_kv_cache=extra,
+                                extra_indices=extra_indices, extra_lengths=extra_lengths,
+                                attn_sink=attn_sink, scale=scale,
+                                workspace=Workspace(buffer=workspace))
+        _PLANS[wkey] = (key, p)
+        _PLANS.move_to_end(wkey)
+        while len(_PLANS) > _MAX_PLANS:
+            _PLANS.popitem(last=False)
+        return
+    # A run whose plan is not known here (another process of planning, max_logits, a cloned
+    # workspace under torch.compile): the general path, which reads the schedule from the
+    # workspace handed over.
     extra = _extra(extra_kv_cache, extra_layout, extra_block_size, extra_fp8_flavor, fp8_flavor,
                    head_dim, extra_kv_scale)
-    fn = "spmla::sparse_attention_plan" if plan else "spmla::sparse_attention_run"
-    call = Call(q, None, None, [indices, lengths, extra_indices, extra_lengths, attn_sink], fn=fn)
-    T, H = q.shape[0], q.shape[1]
-    if out is None:
-        out = torch.empty((T, H, D_V), dtype=torch.bfloat16, device=q.device)
-        lse = torch.empty((T, H), dtype=torch.float32, device=q.device)
+    call = Call(q, None, None, [indices, lengths, extra_indices, extra_lengths, attn_sink],
+                fn="spmla::sparse_attention_run")
     views = (call.view(q, "q"), cache._view(call, "kv_cache"), call.view(indices, "indices"),
              call.view(lengths, "lengths"),
              extra._view(call, "extra_kv_cache") if extra is not None else None,
@@ -157,9 +199,7 @@ def _attention_c_call(plan: bool, q, kv_cache, indices, layout, block_size, work
              call.view(out, "out", writable=True), call.view(lse, "lse", writable=True),
              call.view(max_logits, "max_logits", writable=True))
     ws = call.raw_view(workspace, "workspace", writable=True)
-    h = call.handle._h
-    (_spmla.sparse_attention_plan if plan else _spmla.sparse_attention_run)(h, *views, ws,
-                                                                            call.stream)
+    _spmla.sparse_attention_run(call.handle._h, *views, ws, call.stream)
 
 
 def sparse_attention_workspace_size(q: Tensor, kv_cache: Tensor, indices: Tensor, layout: str,
