@@ -302,3 +302,19 @@ def test_readme_engine_examples_run(tmp_path, marker):
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                        timeout=900, cwd=tmp_path)
     assert r.returncode == 0 and "EXAMPLE-OK" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def test_bf16_kv_cache_decode(rng):
+    """Beyond FlashMLA: a bf16 k_cache [nb, bs, 1, 576] with is_fp8_kvcache=False."""
+    b, s_q, h, topk, bs, nb = 2, 2, 4, 19, 5, 4
+    kv = rand_bf16(rng, (nb, bs, 1, 576), 0.5)
+    ref = R.RefCache(kv.view(np.uint8).reshape(nb, bs * 576 * 2), "bf16", bs, 576)
+    idx = rng.integers(-1, nb * bs, (b, s_q, topk)).astype(np.int32)
+    q = torch.from_numpy(rand_bf16(rng, (b, s_q, h, 576)).view(np.int16)).view(torch.bfloat16)
+    meta, _ = flash_mla.get_mla_metadata()
+    k_cache = torch.from_numpy(kv.view(np.int16)).view(torch.bfloat16)
+    for _ in range(2):
+        out, lse = flash_mla.flash_mla_with_kvcache(q, k_cache, None, None, 512, meta,
+                                                    indices=torch.from_numpy(idx))
+        ro, rl, _ = _ref(q.float().numpy(), [(ref, idx, None)], None, None)
+        _check(out, lse, ro, rl, b, s_q, h)

@@ -47,6 +47,10 @@ Where spmla differs from FlashMLA (all of it beyond what FlashMLA accepts):
   and engines allocate them), and otherwise raises :class:`spmla.InvalidArgumentError` rather
   than read past the storage. A V4 cache whose blocks are not padded (block stride
   ``584 * block_size`` not a multiple of 576) is refused the same way.
+* Under ``torch.compile`` each :func:`flash_mla_with_kvcache` call becomes the functional
+  ``torch.ops.spmla.flash_mla_sparse_decode`` operator (registered by :mod:`spmla.torch`), which
+  plans and runs in one call: the compiled graph keeps no Python state, so the metadata object
+  is not used for reuse there (compile with CUDA graphs to remove the host cost instead).
 * Dense attention (``indices=None``) is not part of spmla: it raises
   :class:`spmla.UnsupportedError`; so do ``causal=True`` and ``head_dim_v != 512``.
 * Bad input raises :class:`spmla.Error` subclasses (:class:`spmla.InvalidArgumentError`) with
