@@ -22,7 +22,11 @@ Operators (shapes as in docs/SPEC.md):
   :func:`sparse_attention_workspace_size` bytes), once per step.
 * ``sparse_attention_run(q, kv_cache, indices, layout, block_size, workspace, out, lse,
   max_logits=None, ...)``: one layer with the planned schedule, into ``out`` / ``lse`` (and
-  ``max_logits``); the lengths tensors must be the planned ones, unchanged.
+  ``max_logits``); the lengths tensors must be the planned ones, unchanged. A run on the
+  workspace the last plan wrote, with the same description and lengths tensors and no
+  max_logits, goes through that plan's fast path (the extension checks the layer's tensors
+  against the plan and calls the C ABI); anything else takes the general path. The process keeps
+  the 16 most recent plans (and with them references to their workspaces and planned tensors).
 * ``indices_to_slots(positions, token_to_req, block_table, block_size, token_valid=None)
   -> (slots, lengths)`` and ``indices_to_slots_ragged(...) -> (slots, lengths, indptr,
   ragged_slots)``
