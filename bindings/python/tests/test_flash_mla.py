@@ -178,6 +178,9 @@ def test_metadata_planned_once_reused_by_every_layer(rng):
         assert meta.plan is plan and meta.workspace is ws
         ro, rl, _ = _ref(q.float().numpy(), [(ref, idx, lens)], None, None)
         _check(out, lse, ro, rl, b, s_q, h)
+    with pytest.raises(spmla.InvalidArgumentError, match="topk_length given / absent"):
+        flash_mla.flash_mla_with_kvcache(q, k_cache, None, None, 512, meta, is_fp8_kvcache=True,
+                                         indices=torch.from_numpy(idx))
     with pytest.raises(spmla.InvalidArgumentError, match="topk 20 .planned 40"):
         flash_mla.flash_mla_with_kvcache(q, k_cache, None, None, 512, meta, is_fp8_kvcache=True,
                                          indices=torch.from_numpy(idx[:, :, :20].copy()))
@@ -220,7 +223,7 @@ def test_v4_view_without_storage_for_the_last_padding_is_refused(rng):
 
 
 @pytest.mark.parametrize("call,err,match", [
-    (lambda q, k, i, m: flash_mla.flash_mla_with_kvcache(q, k, None, None, 512, m), 
+    (lambda q, k, i, m: flash_mla.flash_mla_with_kvcache(q, k, None, None, 512, m),
      spmla.UnsupportedError, "dense decode"),
     (lambda q, k, i, m: flash_mla.flash_mla_with_kvcache(q, k, None, None, 256, m, indices=i,
                                                          is_fp8_kvcache=True),
@@ -233,9 +236,9 @@ def test_v4_view_without_storage_for_the_last_padding_is_refused(rng):
     (lambda q, k, i, m: flash_mla.flash_mla_with_kvcache(q, k, None, None, 512, object(),
                                                          indices=i, is_fp8_kvcache=True),
      spmla.InvalidArgumentError, "get_mla_metadata"),
-    (lambda q, k, i, m: flash_mla.flash_mla_with_kvcache(q, k, None, None, 512, m, indices=i,
-                                                         is_fp8_kvcache=True,
-                                                         topk_length=torch.zeros(5, dtype=torch.int32)),
+    (lambda q, k, i, m: flash_mla.flash_mla_with_kvcache(
+        q, k, None, None, 512, m, indices=i, is_fp8_kvcache=True,
+        topk_length=torch.zeros(5, dtype=torch.int32)),
      spmla.InvalidArgumentError, "topk_length"),
 ])
 def test_bad_input_raises_spmla_errors(rng, call, err, match):

@@ -11,7 +11,8 @@ import numpy as np
 from . import _spmla
 from ._cache import KVCache
 from ._errors import InvalidArgumentError
-from ._runtime import _HOST_DEVICES, Call, allocate, Handle, Workspace, resolve_stream, workspace_view
+from ._runtime import (_HOST_DEVICES, Call, Handle, Workspace, allocate, resolve_stream,
+                       workspace_view)
 from ._types import DType, as_dtype
 
 __all__ = [

@@ -1,8 +1,9 @@
 """A drop-in for FlashMLA's Python module (``import spmla.flash_mla as flash_mla``).
 
-The sparse entry points of ``flash_mla`` (deepseek-ai/FlashMLA, ``flash_mla/flash_mla_interface.py``)
-with the same signatures, defaults and return conventions, computed by spmla (CUDA tensors on
-spmla's cuda backend, CPU tensors on its CPU reference backend):
+The sparse entry points of ``flash_mla`` (deepseek-ai/FlashMLA,
+``flash_mla/flash_mla_interface.py``) with the same signatures, defaults and return conventions,
+computed by spmla (CUDA tensors on spmla's cuda backend, CPU tensors on its CPU reference
+backend):
 
 * :func:`get_mla_metadata` ``(*args, **kwargs) -> (FlashMLASchedMeta, None)``: an empty
   metadata object; the first :func:`flash_mla_with_kvcache` call with it plans.
@@ -240,7 +241,7 @@ def flash_mla_with_kvcache(
         sig = (q.shape, indices.shape, k_cache.shape[1:], k_cache.dtype, causal, is_fp8_kvcache,
                extra_k_cache.shape[1:] if extra_k_cache is not None else None,
                extra_indices_in_kvcache.shape if extra_k_cache is not None else None,
-               softmax_scale, attn_sink is None)
+               softmax_scale, topk_length is None, extra_topk_length is None, attn_sink is None)
         if sig == state["sig"]:  # the per-layer fast path: everything else was checked at plan
             return _run(meta, state, q, k_cache, indices, attn_sink, extra_k_cache,
                         extra_indices_in_kvcache, is_fp8_kvcache)
@@ -258,7 +259,8 @@ def flash_mla_with_kvcache(
                         is_fp8_kvcache,
                         extra_k_cache.shape[1:] if extra_k_cache is not None else None,
                         extra_indices_in_kvcache.shape if extra_k_cache is not None else None,
-                        softmax_scale, attn_sink is None)
+                        softmax_scale, topk_length is None, extra_topk_length is None,
+                        attn_sink is None)
     elif got != state["key"]:
         names = ("b", "s_q", "h_q", "page_block_size", "h_k", "causal", "is_fp8_kvcache",
                  "topk", "extra_page_block_size", "extra_topk")
@@ -267,9 +269,12 @@ def flash_mla_with_kvcache(
             "flash_mla: the arguments differ from those the metadata was planned with: "
             + ", ".join(bad) + "; use a fresh get_mla_metadata() for new shapes")
     else:
-        if (attn_sink is None) != (state["sig"][-1]):
-            raise InvalidArgumentError("flash_mla: attn_sink given / absent unlike at planning "
-                                       "time; use a fresh get_mla_metadata()")
+        for i, (name, x) in enumerate((("topk_length", topk_length),
+                                       ("extra_topk_length", extra_topk_length),
+                                       ("attn_sink", attn_sink))):
+            if (x is None) != state["sig"][-3 + i]:
+                raise InvalidArgumentError(f"flash_mla: {name} given / absent unlike at planning "
+                                           f"time; use a fresh get_mla_metadata()")
         scale = d_qk ** -0.5 if softmax_scale is None else float(softmax_scale)
         if scale != state["scale"]:
             raise InvalidArgumentError(f"flash_mla: softmax_scale {scale} differs from the "
@@ -374,7 +379,8 @@ def _plan(meta: FlashMLASchedMeta, q, k_cache, indices, attn_sink, extra_k_cache
                                extra_indices=xit, extra_lengths=extra_lengths,
                                attn_sink=attn_sink, scale=scale, workspace=ws)
     c = meta.config
-    state.update(layout=layout, d_qk=d_qk, scale=scale, lengths=lengths, extra_lengths=extra_lengths,
+    state.update(layout=layout, d_qk=d_qk, scale=scale, lengths=lengths,
+                 extra_lengths=extra_lengths,
                  key=(c.b, c.s_q, c.h_q, c.page_block_size, c.h_k, c.causal, c.is_fp8_kvcache,
                       c.topk, c.extra_page_block_size, c.extra_topk))
     meta.plan, meta.workspace, meta._state = plan, ws, state
