@@ -33,7 +33,7 @@ import numpy as np
 import spmla
 
 
-def measure(fn, calls, repeats):
+def measure(fn, calls, repeats, sync=None):
     """Per call: wall time (median / min over the repeats) and the calling thread's CPU time
     (median), which a machine shared with other jobs inflates less than the wall clock."""
     fn()
@@ -45,6 +45,8 @@ def measure(fn, calls, repeats):
             fn()
         per.append((time.perf_counter() - t0) / calls * 1e6)
         cpu.append((time.thread_time() - c0) / calls * 1e6)
+        if sync is not None:  # GPU: the queued work finishes outside the timed loop
+            sync()
     return {"median_us": statistics.median(per), "min_us": min(per),
             "cpu_us": statistics.median(cpu)}
 
@@ -54,6 +56,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--device", default="cpu",
+                    help="torch device of the torch rows: cpu (default) or cuda (spmla's cuda "
+                         "backend; host time of the calls, the kernels run behind them)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     T, H, K, pages, bs = 1, 1, 1, 4, 64
@@ -93,18 +98,23 @@ def main() -> None:
         import torch
     except ImportError:
         torch = None
+    if torch is None and args.device != "cpu":
+        raise SystemExit("--device needs torch")
     if torch is not None:
-        tq = torch.from_numpy(q.view(np.int16)).view(torch.bfloat16)
-        tdata = torch.from_numpy(data)
+        dev = torch.device(args.device)
+        sync = torch.cuda.synchronize if dev.type == "cuda" else None
+        m = (lambda fn: measure(fn, args.calls, args.repeats, sync))
+        tq = torch.from_numpy(q.view(np.int16)).view(torch.bfloat16).to(dev)
+        tdata = torch.from_numpy(data).to(dev)
         tcache = spmla.KVCache(tdata, "v32_fp8", block_size=bs)
-        tidx = torch.from_numpy(idx)
-        tplan = spmla.SparseAttentionPlan(tq, tcache, tidx, lengths=torch.from_numpy(lens))
-        tout = torch.empty((T, H, 512), dtype=torch.bfloat16)
-        tlse = torch.empty((T, H))
-        rows["torch plan.run(out=, lse=)"] = measure(
-            lambda: tplan.run(tq, tcache, tidx, out=tout, lse=tlse), args.calls, args.repeats)
-        rows["torch plan.run()"] = measure(lambda: tplan.run(tq, tcache, tidx), args.calls,
-                                           args.repeats)
+        tidx = torch.from_numpy(idx).to(dev)
+        tlens = torch.from_numpy(lens).to(dev)
+        tplan = spmla.SparseAttentionPlan(tq, tcache, tidx, lengths=tlens)
+        tout = torch.empty((T, H, 512), dtype=torch.bfloat16, device=dev)
+        tlse = torch.empty((T, H), device=dev)
+        rows["torch plan.run(out=, lse=)"] = m(
+            lambda: tplan.run(tq, tcache, tidx, out=tout, lse=tlse))
+        rows["torch plan.run()"] = m(lambda: tplan.run(tq, tcache, tidx))
         try:
             import spmla.flash_mla as fm
         except ImportError:
@@ -116,50 +126,48 @@ def main() -> None:
             meta, _ = fm.get_mla_metadata()
             fm.flash_mla_with_kvcache(qf, kc, None, None, 512, meta, is_fp8_kvcache=True,
                                       indices=indf)
-            rows["torch flash_mla_with_kvcache (metadata reused)"] = measure(
+            rows["torch flash_mla_with_kvcache (metadata reused)"] = m(
                 lambda: fm.flash_mla_with_kvcache(qf, kc, None, None, 512, meta,
-                                                  is_fp8_kvcache=True, indices=indf),
-                args.calls, args.repeats)
+                                                  is_fp8_kvcache=True, indices=indf))
         try:
             import spmla.torch as spmla_torch
         except ImportError:
             spmla_torch = None
         if spmla_torch is not None:
-            tl = torch.from_numpy(lens)
+            tl = tlens
             n = spmla_torch.sparse_attention_workspace_size(tq, tdata, tidx, "v32_fp8", bs,
                                                             lengths=tl)
-            ws = torch.empty(max(n, 1), dtype=torch.uint8)
+            ws = torch.empty(max(n, 1), dtype=torch.uint8, device=dev)
             torch.ops.spmla.sparse_attention_plan(tq, tdata, tidx, "v32_fp8", bs, ws, lengths=tl)
-            rows["torch torch.ops.spmla.sparse_attention_run"] = measure(
+            rows["torch torch.ops.spmla.sparse_attention_run"] = m(
                 lambda: torch.ops.spmla.sparse_attention_run(tq, tdata, tidx, "v32_fp8", bs, ws,
-                                                             tout, tlse, lengths=tl),
-                args.calls, args.repeats)
+                                                             tout, tlse, lengths=tl))
         if fm is not None:
             # DeepSeek-V4: padded 584-byte blocks (FlashMLA's [nb, bs, 1, 584] view, widened per
             # call), an extra cache, an attention sink
             pad = spmla.page_bytes("v4_fp8", bs)
-            v4 = torch.zeros((pages, pad), dtype=torch.uint8)
-            spmla.kv_cache_store(torch.randn(pages * bs, 512).to(torch.bfloat16),
-                                 torch.arange(pages * bs, dtype=torch.int32),
+            v4 = torch.zeros((pages, pad), dtype=torch.uint8, device=dev)
+            spmla.kv_cache_store(torch.randn(pages * bs, 512, device=dev).to(torch.bfloat16),
+                                 torch.arange(pages * bs, dtype=torch.int32, device=dev),
                                  spmla.KVCache(v4, "v4_fp8", block_size=bs))
             kc4 = v4.view(torch.float8_e4m3fn)[:, :bs * 584].view(pages, bs, 1, 584)
-            q4 = torch.randn(1, T, H, 512).to(torch.bfloat16)
-            sink = torch.randn(H)
+            q4 = torch.randn(1, T, H, 512, device=dev).to(torch.bfloat16)
+            sink = torch.randn(H, device=dev)
             meta4, _ = fm.get_mla_metadata()
             call4 = (lambda: fm.flash_mla_with_kvcache(
                 q4, kc4, None, None, 512, meta4, is_fp8_kvcache=True, indices=indf,
                 attn_sink=sink, extra_k_cache=kc4, extra_indices_in_kvcache=indf))
             call4()
-            rows["torch flash_mla_with_kvcache V4 + extra cache + sink"] = measure(
-                call4, args.calls, args.repeats)
+            rows["torch flash_mla_with_kvcache V4 + extra cache + sink"] = m(call4)
     info = {"spmla": spmla.__version__, "backend": plan.handle.backend,
             "shape": {"T": T, "H": H, "K": K, "layout": "v32_fp8", "pages": pages,
                       "block_size": bs},
-            "torch": getattr(torch, "__version__", None), "rows": rows}
+            "torch": getattr(torch, "__version__", None), "device": args.device, "rows": rows}
     if args.json:
         print(json.dumps(info, indent=1))
         return
-    print(f"spmla {info['spmla']} backend {info['backend']}, torch {info['torch']}; "
+    print(f"spmla {info['spmla']} backend {info['backend']}, torch {info['torch']} "
+          f"(torch rows on {args.device}); "
           f"T={T} H={H} K={K} v32_fp8, {args.repeats} x {args.calls} calls")
     print(f"{'call':52s} {'median us':>10s} {'min us':>8s} {'cpu us':>8s}")
     for name, r in rows.items():

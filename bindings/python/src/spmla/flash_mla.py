@@ -76,6 +76,14 @@ __all__ = ["FlashMLASchedMeta", "get_mla_metadata", "flash_mla_with_kvcache",
 _LAYOUT_OF_BYTES = {656: ("v32_fp8", 576), 584: ("v4_fp8", 512)}
 _BYTE_DTYPES = (torch.uint8, torch.int8, torch.float8_e4m3fn)
 _empty = torch.empty  # output allocation (tests poison it)
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # what inductor's code calls
+
+
+def _current_stream(t: torch.Tensor) -> int:
+    """torch's current stream on t's GPU, as the native handle."""
+    if _raw_stream is not None:
+        return int(_raw_stream(t.get_device()))
+    return int(torch.cuda.current_stream(t.device).cuda_stream)
 
 
 @dataclasses.dataclass
@@ -325,7 +333,7 @@ def _run(meta, state, q, k_cache, indices, attn_sink, extra_k_cache, extra_indic
         plan._runner.run(q, kv, indices, xkv, extra_indices, attn_sink, out, lse, None, 0, None,
                          True)
     else:
-        sp = torch.cuda.current_stream(q.device).cuda_stream
+        sp = _current_stream(q)
         plan._runner.run(q, kv, indices, xkv, extra_indices, attn_sink, out, lse, None, sp,
                          sp or 1, True)
     return out, lse.transpose(1, 2)

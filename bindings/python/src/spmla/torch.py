@@ -66,6 +66,7 @@ from ._ops import (
     window_indices as _window_indices,
 )
 from ._runtime import Call, Workspace
+from .flash_mla import _current_stream
 from ._types import Layout, as_layout
 
 __all__ = ["sparse_attention_workspace_size", "OPS"]
@@ -171,7 +172,7 @@ def _attention_c_call(plan: bool, q, kv_cache, indices, layout, block_size, work
         hit = _PLANS.get(wkey)
         if hit is not None and hit[0] == key:
             p = hit[1]
-            sp = 0 if p._host else torch.cuda.current_stream(q.device).cuda_stream
+            sp = 0 if p._host else _current_stream(q)
             p._runner.run(q, kv_cache, indices, extra_kv_cache, extra_indices, attn_sink, out,
                           lse, None, sp, None if p._host else (sp or 1), True)
             return
