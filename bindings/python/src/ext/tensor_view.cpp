@@ -97,6 +97,10 @@ TensorView::TensorView(py::handle obj, std::string name, int dtype, py::object s
   if (writable && readonly_) {
     raise_invalid("argument '" + name_ + "': the array is read-only but the call writes to it");
   }
+  finish();
+}
+
+void TensorView::finish() {
   // Sizes any producer may claim (a fake capsule, as_strided with stride 0): the element count
   // and the byte extent must fit in 64 bits before anything below multiplies them.
   {
@@ -356,6 +360,104 @@ void TensorView::from_buffer(py::handle obj, bool writable) {
     t_.strides[i] = sb / buffer_.itemsize;
   }
   t_.data = buffer_.buf;
+}
+
+
+// ------------------------------------------------------------------------------------------------
+// torch tensors without DLPack (the fast call path; see tensor_view.h).
+
+namespace {
+
+struct TorchTypes {
+  bool ready = false;
+  PyTypeObject *tensor = nullptr, *parameter = nullptr;
+  PyObject *dtypes = nullptr;  // dict: torch dtype -> (kind, bits)
+  PyObject *strided = nullptr;
+  bool hip = false;
+};
+
+// Filled once torch has been imported by someone else (never imports torch itself).
+TorchTypes *torch_types() {
+  static TorchTypes t;
+  if (t.ready) return &t;
+  PyObject *mod = PyImport_GetModule(py::str("torch").ptr());
+  if (!mod) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  py::object torch = py::reinterpret_steal<py::object>(mod);
+  try {
+    t.tensor = reinterpret_cast<PyTypeObject *>(torch.attr("Tensor").ptr());
+    t.parameter = reinterpret_cast<PyTypeObject *>(torch.attr("nn").attr("Parameter").ptr());
+    Py_INCREF(t.tensor);
+    Py_INCREF(t.parameter);
+    py::dict d;
+    const std::pair<const char *, std::pair<int, int>> names[] = {
+        {"bfloat16", {kKindBfloat, 16}}, {"float16", {kKindFloat, 16}},
+        {"float32", {kKindFloat, 32}},   {"float64", {kKindFloat, 64}},
+        {"int8", {kKindInt, 8}},         {"int16", {kKindInt, 16}},
+        {"int32", {kKindInt, 32}},       {"int64", {kKindInt, 64}},
+        {"uint8", {kKindUInt, 8}},       {"uint16", {kKindUInt, 16}},
+        {"uint32", {kKindUInt, 32}},     {"uint64", {kKindUInt, 64}},
+        {"bool", {kKindBool, 8}},        {"float8_e4m3fn", {kKindFp8Fn, 8}},
+        {"float8_e4m3fnuz", {kKindFp8Fnuz, 8}}, {"float8_e8m0fnu", {kKindE8m0, 8}}};
+    for (const auto &n : names) {
+      if (py::hasattr(torch, n.first)) d[torch.attr(n.first)] = py::make_tuple(n.second.first, n.second.second);
+    }
+    t.dtypes = d.release().ptr();
+    t.strided = py::object(torch.attr("strided")).release().ptr();
+    py::object hip = torch.attr("version").attr("hip");
+    t.hip = !hip.is_none();
+  } catch (py::error_already_set &) {
+    return nullptr;  // an unusual torch: the DLPack path serves
+  }
+  t.ready = true;
+  return &t;
+}
+
+}  // namespace
+
+std::unique_ptr<TensorView> TensorView::from_torch(py::handle obj, std::string name, int dtype,
+                                                   bool writable) {
+  (void)writable;  // torch tensors are always writable
+  PyTypeObject *type = Py_TYPE(obj.ptr());
+  if (std::strcmp(type->tp_name, "Tensor") != 0 && std::strcmp(type->tp_name, "Parameter") != 0)
+    return nullptr;
+  TorchTypes *tt = torch_types();
+  if (!tt || (type != tt->tensor && type != tt->parameter)) return nullptr;
+  if (py::object(obj.attr("layout")).ptr() != tt->strided) return nullptr;
+  int32_t dev_type;
+  if (obj.attr("is_cpu").cast<bool>()) {
+    dev_type = dlpack::kCPU;
+  } else if (obj.attr("is_cuda").cast<bool>()) {
+    dev_type = tt->hip ? dlpack::kROCM : dlpack::kCUDA;
+  } else {
+    return nullptr;  // meta, mps, xpu...: DLPack says what it can
+  }
+  PyObject *kb = PyDict_GetItem(tt->dtypes, obj.attr("dtype").ptr());
+  if (!kb) return nullptr;
+  if (dtype != 0 && dtype != kAnyDtype && spmla_dtype_size(static_cast<spmla_dtype_t>(dtype)) == 0)
+    return nullptr;
+  std::unique_ptr<TensorView> v(new TensorView(std::move(name)));
+  v->override_ = dtype;
+  py::tuple kind_bits = py::reinterpret_borrow<py::tuple>(kb);
+  v->set_dtype(kind_bits[0].cast<int>(), kind_bits[1].cast<int>(), dtype);
+  py::tuple shape = obj.attr("shape");
+  py::tuple strides = obj.attr("stride")();
+  const int nd = static_cast<int>(shape.size());
+  if (nd > SPMLA_MAX_DIMS || static_cast<int>(strides.size()) != nd) return nullptr;
+  v->t_.ndim = nd;
+  for (int i = 0; i < nd; ++i) {
+    v->t_.shape[i] = shape[i].cast<int64_t>();
+    v->t_.strides[i] = strides[i].cast<int64_t>();
+  }
+  v->device_type_ = dev_type;
+  v->device_id_ = dev_type == dlpack::kCPU ? 0 : obj.attr("get_device")().cast<int32_t>();
+  v->t_.data = reinterpret_cast<void *>(obj.attr("data_ptr")().cast<uintptr_t>());
+  v->readonly_ = false;
+  v->keep_ = py::reinterpret_borrow<py::object>(obj);
+  v->finish();
+  return v;
 }
 
 int64_t TensorView::numel() const {

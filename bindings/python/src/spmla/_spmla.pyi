@@ -65,6 +65,22 @@ class Cache:
     @property
     def data(self) -> Tensor: ...
 
+class AttentionRunner:
+    """The fast path of SparseAttentionPlan.run (built at plan time)."""
+    def __init__(self, handle: Handle, q: Tensor, kv: Cache, indices: Tensor,
+                 lengths: Optional[Tensor], extra_kv: Optional[Cache],
+                 extra_indices: Optional[Tensor], extra_lengths: Optional[Tensor],
+                 attn_sink: Optional[Tensor], scale: float, max_logits: bool,
+                 workspace: Optional[Tensor], q_dtype: int) -> None: ...
+    def set_cache_args(self, extra: bool, layout: int, flavor: int, head_dim: int,
+                       block_size: int, num_pages_arg: int, stride_arg: int,
+                       scale: float) -> None: ...
+    def run(self, q: Any, kv: Any, indices: Any, extra_kv: Any, extra_indices: Any,
+            attn_sink: Any, out: Any, lse: Any, max_logits: Any, stream: int, dl_stream: Any,
+            torch_direct: bool) -> None: ...
+    def time_c(self, q: Any, kv: Any, indices: Any, extra_kv: Any, extra_indices: Any,
+               attn_sink: Any, out: Any, lse: Any, max_logits: Any, repeat: int) -> float: ...
+
 T = Optional[Tensor]
 C = Optional[Cache]
 
