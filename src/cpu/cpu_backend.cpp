@@ -241,6 +241,7 @@ const spmla_backend_table_t kTable = {
     cpu_topk,
     cpu_store,
     cpu_gather,
+    kKvLayoutLastAbi,  // every layout of the ABI
 };
 
 }  // namespace
