@@ -52,10 +52,18 @@ struct Case {
   MemoryEstimate memory;  // what run() allocates (checked before any case runs)
 };
 
+// The arrangement the bench uses for a layout: per token for V41 (FlashMLA's current one), the
+// layout's own otherwise.
+spmla_kv_arrangement_t bench_arrangement(spmla_kv_layout_t layout) {
+  return layout == SPMLA_KV_LAYOUT_V41_FP8 || layout == SPMLA_KV_LAYOUT_V41_FP4 ? SPMLA_KV_ARRANGEMENT_PER_TOKEN
+                                                                               : SPMLA_KV_ARRANGEMENT_DEFAULT;
+}
+
 // Bytes of one cache page (a pure computation of the library: no handle, no allocation).
 int64_t page_bytes(spmla_kv_layout_t layout, int dim, int block_size = 64) {
   spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
   c.layout = layout;
+  c.arrangement = bench_arrangement(layout);
   c.fp8_flavor = layout == SPMLA_KV_LAYOUT_BF16 ? SPMLA_FP8_NONE : SPMLA_FP8_E4M3FN;
   c.head_dim = dim;
   c.num_pages = 1;
@@ -117,6 +125,8 @@ const char *layout_name(spmla_kv_layout_t l) {
     case SPMLA_KV_LAYOUT_V32_FP8: return "V32_FP8";
     case SPMLA_KV_LAYOUT_V4_FP8: return "V4_FP8";
     case SPMLA_KV_LAYOUT_INDEXER_FP8: return "INDEXER_FP8";
+    case SPMLA_KV_LAYOUT_V41_FP8: return "V41_FP8";
+    case SPMLA_KV_LAYOUT_V41_FP4: return "V41_FP4";
     default: return "?";
   }
 }
@@ -143,6 +153,7 @@ std::unique_ptr<FilledCache> filled_cache(Env &e, spmla_kv_layout_t layout, int 
                                           int block_size = 64) {
   auto fc = std::make_unique<FilledCache>();
   fc->c.layout = layout;
+  fc->c.arrangement = bench_arrangement(layout);
   fc->c.fp8_flavor = layout == SPMLA_KV_LAYOUT_BF16 ? SPMLA_FP8_NONE : SPMLA_FP8_E4M3FN;
   fc->c.head_dim = dim;
   fc->c.block_size = block_size;
@@ -173,15 +184,24 @@ std::unique_ptr<FilledCache> filled_cache(Env &e, spmla_kv_layout_t layout, int 
 
 // --- sparse_attention ---------------------------------------------------------------------
 struct AttnShape {
-  const char *model;  // "v32" | "v4"
+  const char *model;  // "v32" | "v4" | "v41" (V41_FP4 cache through the top-k list + V41_FP8 window)
   const char *phase;  // label only
   int64_t T;
   int H, K, W;
   int64_t S;  // KV tokens in the cache
   bool bf16_kv = false;  // a BF16 cache instead of the model's FP8 layout
 };
+// The layouts of a model's two sources (main: the top-k list; extra: the window).
+spmla_kv_layout_t main_layout(const AttnShape &sh) {
+  if (sh.bf16_kv) return SPMLA_KV_LAYOUT_BF16;
+  if (std::strcmp(sh.model, "v41") == 0) return sh.W ? SPMLA_KV_LAYOUT_V41_FP4 : SPMLA_KV_LAYOUT_V41_FP8;
+  return std::strcmp(sh.model, "v4") == 0 ? SPMLA_KV_LAYOUT_V4_FP8 : SPMLA_KV_LAYOUT_V32_FP8;
+}
+spmla_kv_layout_t window_layout(const AttnShape &sh) {
+  return std::strcmp(sh.model, "v41") == 0 && !sh.bf16_kv ? SPMLA_KV_LAYOUT_V41_FP8 : main_layout(sh);
+}
 Case make_attention_case(AttnShape sh) {
-  const bool v4 = std::strcmp(sh.model, "v4") == 0;
+  const bool v4 = std::strcmp(sh.model, "v4") == 0 || std::strcmp(sh.model, "v41") == 0;  // D 512, sink
   char label[160];
   std::snprintf(label, sizeof label, "%s %s T=%lld H=%d K=%d%s S_kv=%lld%s", sh.model, sh.phase, (long long)sh.T,
                 sh.H, sh.K, sh.W ? ("+" + std::to_string(sh.W)).c_str() : "", (long long)sh.S,
@@ -189,8 +209,8 @@ Case make_attention_case(AttnShape sh) {
   MemoryEstimate mem;  // the sizes of the allocations below
   {
     const int64_t d = v4 ? 512 : 576;
-    estimate_filled_cache(mem, sh.bf16_kv ? SPMLA_KV_LAYOUT_BF16 : (v4 ? SPMLA_KV_LAYOUT_V4_FP8 : SPMLA_KV_LAYOUT_V32_FP8),
-                          int(d), sh.S);
+    estimate_filled_cache(mem, main_layout(sh), int(d), sh.S);
+    if (sh.W && window_layout(sh) != main_layout(sh)) estimate_filled_cache(mem, window_layout(sh), int(d), sh.S);
     mem.device("q", {sh.T, sh.H, d, 2});
     mem.host("q", {sh.T, sh.H, d, 2});
     mem.device("indices", {sh.T, sh.K + sh.W, 4});
@@ -199,9 +219,10 @@ Case make_attention_case(AttnShape sh) {
   }
   return {"sparse_attention", label, [sh, v4](Env &e) {
             const int d = v4 ? 512 : 576;
-            const spmla_kv_layout_t layout =
-                sh.bf16_kv ? SPMLA_KV_LAYOUT_BF16 : (v4 ? SPMLA_KV_LAYOUT_V4_FP8 : SPMLA_KV_LAYOUT_V32_FP8);
-            auto cache = filled_cache(e, layout, d, sh.S);
+            auto cache = filled_cache(e, main_layout(sh), d, sh.S);
+            // The window reads the same cache, or (V4.1) a cache of its own layout.
+            std::unique_ptr<FilledCache> wcache;
+            if (sh.W && window_layout(sh) != main_layout(sh)) wcache = filled_cache(e, window_layout(sh), d, sh.S);
             DeviceTensor q(e.h, SPMLA_DTYPE_BF16, {sh.T, sh.H, d});
             q.upload(random_bf16(e.o.seed, 1, size_t(sh.T) * sh.H * d));
             // Sorted random slot lists, like a top-k output; the window is a contiguous run.
@@ -234,7 +255,7 @@ Case make_attention_case(AttnShape sh) {
             a.kv = &cache->c;
             a.indices = idx.desc();
             if (sh.W) {
-              a.extra_kv = &cache->c;
+              a.extra_kv = wcache ? &wcache->c : &cache->c;
               a.extra_indices = widx.desc();
             }
             if (v4) a.attn_sink = sink.desc();
@@ -435,7 +456,7 @@ Case make_gather_case(CacheOpShape sh) {
 std::vector<Case> small_cases() {
   std::vector<Case> c;
   for (AttnShape s : {AttnShape{"v32", "decode", 4, 128, 2048, 0, 8192}, AttnShape{"v4", "decode", 4, 64, 512, 128, 8192},
-                      AttnShape{"v32", "prefill", 16, 128, 2048, 0, 4096}})
+                      AttnShape{"v41", "decode", 4, 64, 512, 128, 8192}, AttnShape{"v32", "prefill", 16, 128, 2048, 0, 4096}})
     c.push_back(make_attention_case(s));
   for (TopkShape s : {TopkShape{4, 4096, 2048}, TopkShape{64, 8192, 2048}, TopkShape{64, 4096, 512},
                       TopkShape{64, 8192, 2048, 64}})
@@ -464,6 +485,12 @@ std::vector<Case> spec_cases() {
       c.push_back(make_attention_case({"v4", "decode", 2 * 64, h, k, 128, 64 * 32768}));
       c.push_back(make_attention_case({"v4", "prefill", 4096, h, k, 128, 32768}));
     }
+  // DeepSeek-V4.1: decode from the V41_FP4 compressed cache (top-k) + a 128-token V41_FP8 window
+  // (compare with the V4 decode row of the same shape); prefill from V41_FP8 against a BF16 KV
+  // source of the same D (512).
+  for (int h : {64, 128}) c.push_back(make_attention_case({"v41", "decode", 2 * 64, h, 512, 128, 64 * 32768}));
+  c.push_back(make_attention_case({"v41", "prefill", 4096, 128, 2048, 0, 32768}));
+  c.push_back(make_attention_case({"v4", "prefill", 4096, 128, 2048, 0, 32768, true}));
   // (the corr row is not a docs/SPEC.md size: it shows what column-correlated logits cost the fast path)
   for (TopkShape s : {TopkShape{256, 32768, 2048}, TopkShape{4096, 32768, 2048}, TopkShape{4096, 32768, 1024},
                       TopkShape{4096, 32768, 512}, TopkShape{4096, 131072, 2048}, TopkShape{4096, 32768, 2048, 64}})
@@ -472,7 +499,8 @@ std::vector<Case> spec_cases() {
     c.push_back(make_indexer_case(s));
   // The store/gather floors name 1M tokens (V32); the other layouts at 256K.
   for (CacheOpShape s : {CacheOpShape{SPMLA_KV_LAYOUT_V32_FP8, 576, 1048576}, CacheOpShape{SPMLA_KV_LAYOUT_V32_FP8, 576, 262144},
-                         CacheOpShape{SPMLA_KV_LAYOUT_V4_FP8, 512, 262144}, CacheOpShape{SPMLA_KV_LAYOUT_INDEXER_FP8, 128, 262144}}) {
+                         CacheOpShape{SPMLA_KV_LAYOUT_V4_FP8, 512, 262144}, CacheOpShape{SPMLA_KV_LAYOUT_INDEXER_FP8, 128, 262144},
+                         CacheOpShape{SPMLA_KV_LAYOUT_V41_FP8, 512, 1048576}, CacheOpShape{SPMLA_KV_LAYOUT_V41_FP4, 512, 1048576}}) {
     c.push_back(make_store_case(s));
     c.push_back(make_gather_case(s));
   }
