@@ -330,15 +330,19 @@ typedef struct spmla_sparse_attention_args {
  *  device data; the tensors' data pointers are not used). */
 SPMLA_API spmla_status_t spmla_sparse_attention_get_workspace_size(
     spmla_handle_t handle, const spmla_sparse_attention_args_t *args, size_t *workspace_bytes);
-/** Builds the schedule (e.g. split-K over the index list) into the workspace on
- *  `stream`. Graph-capturable. Valid for later runs with the same shapes, the same
- *  lengths tensors and the same contents of those lengths. */
+/** Fixes the schedule (e.g. split-K over the index list) of later runs with the same
+ *  shapes, the same lengths tensors and the same contents of those lengths, and leaves
+ *  in the workspace whatever device state that schedule needs. Graph-capturable. Call
+ *  it before the first run of a shape: a backend may keep a schedule that depends on
+ *  the lengths' contents there. (The 1.x GPU backends derive the schedule from the
+ *  shapes and the device alone, recompute the same one in run and launch nothing
+ *  here; the CPU backend needs no schedule.) */
 SPMLA_API spmla_status_t spmla_sparse_attention_plan(spmla_handle_t handle,
                                                      const spmla_sparse_attention_args_t *args,
                                                      void *workspace, size_t workspace_bytes,
                                                      void *stream);
-/** Runs attention with the schedule a previous plan left in the workspace.
- *  Graph-capturable. */
+/** Runs attention with the schedule of a previous plan; the workspace is the plan's,
+ *  and its contents between plan and run belong to the library. Graph-capturable. */
 SPMLA_API spmla_status_t spmla_sparse_attention_run(spmla_handle_t handle,
                                                     const spmla_sparse_attention_args_t *args,
                                                     void *workspace, size_t workspace_bytes,

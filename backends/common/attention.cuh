@@ -411,13 +411,5 @@ static __global__ void __launch_bounds__(128) sparse_attention_combine_kernel(co
   }
 }
 
-// The plan's device side: records the schedule header in the workspace (graph-capturable).
-struct AttnPlanHeader {
-  uint32_t magic, num_splits, T, H;
-};
-static __global__ void sparse_attention_plan_kernel(AttnPlanHeader *hdr, AttnPlanHeader v) {
-  if (threadIdx.x == 0 && blockIdx.x == 0) *hdr = v;
-}
-
 }  // namespace kern
 }  // namespace spmla

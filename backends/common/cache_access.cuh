@@ -10,11 +10,11 @@ namespace spmla {
 namespace kern {
 
 // The kernels' layout enum is the C enum's values.
-static_assert(kBF16 == SPMLA_KV_LAYOUT_BF16 && kFP8PerTensor == SPMLA_KV_LAYOUT_FP8_PER_TENSOR &&
-                  kV32 == SPMLA_KV_LAYOUT_V32_FP8 && kV4 == SPMLA_KV_LAYOUT_V4_FP8 &&
-                  kIndexer == SPMLA_KV_LAYOUT_INDEXER_FP8,
+static_assert((int)kBF16 == (int)SPMLA_KV_LAYOUT_BF16 && (int)kFP8PerTensor == (int)SPMLA_KV_LAYOUT_FP8_PER_TENSOR &&
+                  (int)kV32 == (int)SPMLA_KV_LAYOUT_V32_FP8 && (int)kV4 == (int)SPMLA_KV_LAYOUT_V4_FP8 &&
+                  (int)kIndexer == (int)SPMLA_KV_LAYOUT_INDEXER_FP8,
               "kern::Layout must equal spmla_kv_layout_t");
-static_assert(kIndexer == kKvLayoutLast, "a new layout needs its kern::Layout value and kernel paths");
+static_assert((int)kIndexer == (int)kKvLayoutLast, "a new layout needs its kern::Layout value and kernel paths");
 
 // Bytes of one token's main data row as the kernels copy it (V4: the 576-byte data row; its
 // 8-byte scale row is separate).

@@ -23,6 +23,18 @@
 #    define SPMLA_WARP_SIZE 64
 #  endif
 typedef hipStream_t spmla_stream_t;
+// Target features of a device pass (none in the host pass):
+// CDNA matrix cores (v_mfma_*), wave64.
+#  if defined(__gfx90a__) || defined(__gfx940__) || defined(__gfx941__) || defined(__gfx942__) || defined(__gfx950__)
+#    define SPMLA_AMD_MFMA 1
+#  endif
+// Hardware FP8 -> f32 conversion (v_cvt_pk_f32_fp8): E4M3FNUZ (flavor 2) on gfx940-942, OCP
+// E4M3FN (flavor 1) on gfx950.
+#  if defined(__gfx940__) || defined(__gfx941__) || defined(__gfx942__)
+#    define SPMLA_AMD_HW_FP8_FLAVOR 2
+#  elif defined(__gfx950__)
+#    define SPMLA_AMD_HW_FP8_FLAVOR 1
+#  endif
 #else
 // ------------------------------------------------------------------------------- CUDA
 #  include <cuda_runtime.h>

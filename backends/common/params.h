@@ -3,7 +3,14 @@
 // library types beyond fixed-width integers, so CUDA and HIP hosts fill them the same way.
 #pragma once
 #include <stdint.h>
+// Kernel sources (nvcc, hipcc/clang -x hip) see the vendor layer; a plain host compiler (the host
+// layer on AMD, the host-layer test plugin) needs only the structs.
+#if defined(__CUDACC__) || defined(__HIPCC__)
 #include "compat.h"
+#define SPMLA_PARAMS_HD __host__ __device__
+#else
+#define SPMLA_PARAMS_HD
+#endif
 
 namespace spmla {
 namespace kern {
@@ -32,7 +39,7 @@ struct CacheDesc {
   int32_t flavor = 0;  // 1 E4M3FN, 2 E4M3FNUZ, 0 none
   int32_t dim = 0;     // head dim D
   float scale = 1.f;   // FP8_PER_TENSOR
-  __host__ __device__ int64_t num_slots() const { return num_pages * (int64_t)block_size; }
+  SPMLA_PARAMS_HD int64_t num_slots() const { return num_pages * (int64_t)block_size; }
 };
 
 // Sparse attention over one or two sources.

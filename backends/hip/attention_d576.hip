@@ -1,30 +1,34 @@
 // Explicit instantiation: sparse attention, D_qk = 576 (MFMA kernel for CDNA, portable kernel).
-#include "attention_hip.cuh"
-#include "launch_status.h"
-#include "launchers.h"
+#include "cdna3/attention_mfma.cuh"
+#include "common/attention_portable.cuh"
+#include "common/host/gpu_runtime.h"
+#include "hip/vendor_hip.h"
 
 namespace spmla {
 namespace hip {
 
-int launch_attention_d576(AttnKernel k, const kern::AttnParams &p, int q_vec, Dim3H g, void *stream) {
-  const dim3 grid(g.x, g.y, g.z);
-  if (k == AttnKernel::kMfma)
-    sparse_attention_mfma_kernel<576><<<grid, kMfmaThreads, MfmaSmem<576>::kBytes, as_stream(stream)>>>(p, q_vec);
-  else
-    sparse_attention_portable_kernel<576><<<grid, kPortThreads, PortSmem<576>::kBytes, as_stream(stream)>>>(p);
+int launch_mfma_d576(const kern::AttnParams &p, int q_vec, gpu::Dim3 g, void *stream) {
+  sparse_attention_mfma_kernel<576>
+      <<<dim3(g.x, g.y, g.z), kMfmaThreads, MfmaSmem<576>::kBytes, static_cast<spmla_stream_t>(stream)>>>(p, q_vec);
+  return launch_status();
+}
+
+int launch_portable_d576(const kern::AttnParams &p, gpu::Dim3 g, void *stream) {
+  kern::sparse_attention_portable_kernel<576><<<dim3(g.x, g.y, g.z), kern::kPortThreads, kern::PortSmem<576>::kBytes,
+                                               static_cast<spmla_stream_t>(stream)>>>(p);
   return launch_status();
 }
 
 int attention_prepare_d576(size_t max_dynamic_shared) {
-  const Api *a = api();
-  if (!a) return 3;
+  const gpu::Runtime *rt = gpu::runtime();
+  if (!rt) return 3;  // hipErrorNotInitialized
   int e = 0;
-  if (PortSmem<576>::kBytes <= max_dynamic_shared)
-    e = a->FuncSetMaxDynamicShared(reinterpret_cast<const void *>(&sparse_attention_portable_kernel<576>),
-                                   PortSmem<576>::kBytes);
+  if (kern::PortSmem<576>::kBytes <= max_dynamic_shared)
+    e = rt->FuncSetMaxDynamicShared(reinterpret_cast<const void *>(&kern::sparse_attention_portable_kernel<576>),
+                                    kern::PortSmem<576>::kBytes);
   if (e == 0 && MfmaSmem<576>::kBytes <= max_dynamic_shared)
-    e = a->FuncSetMaxDynamicShared(reinterpret_cast<const void *>(&sparse_attention_mfma_kernel<576>),
-                                   MfmaSmem<576>::kBytes);
+    e = rt->FuncSetMaxDynamicShared(reinterpret_cast<const void *>(&sparse_attention_mfma_kernel<576>),
+                                    MfmaSmem<576>::kBytes);
   return e;
 }
 

@@ -7,17 +7,8 @@
 // One struct name for every target: the kernels instantiated with it must mangle the same in
 // the host pass and in each device pass of a multi-target compile.
 #pragma once
-#include "../common/compat.h"
+#include "common/compat.h"
 
-#if defined(__gfx90a__) || defined(__gfx940__) || defined(__gfx941__) || defined(__gfx942__) || defined(__gfx950__)
-#  define SPMLA_AMD_MFMA 1
-#endif
-// Hardware FP8 -> f32 conversion (v_cvt_pk_f32_fp8): FNUZ on gfx940-942, OCP E4M3FN on gfx950.
-#if defined(__gfx940__) || defined(__gfx941__) || defined(__gfx942__)
-#  define SPMLA_AMD_HW_FP8_FLAVOR 2
-#elif defined(__gfx950__)
-#  define SPMLA_AMD_HW_FP8_FLAVOR 1
-#endif
 
 namespace spmla {
 namespace hip {

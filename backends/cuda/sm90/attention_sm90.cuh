@@ -20,10 +20,10 @@
 // The compute steps are functions (qk_issue, softmax_tile, pv_issue, attn_epilogue) shared by the
 // two-warpgroup kernel (the default) and an experimental warp-specialized kernel at the end.
 #pragma once
-#include "../../common/attention.cuh"
-#include "../../common/cache_access.cuh"
-#include "../../common/compat.h"
-#include "../../common/params.h"
+#include "common/attention.cuh"
+#include "common/cache_access.cuh"
+#include "common/compat.h"
+#include "common/params.h"
 #include "wgmma_ops.cuh"
 
 // The kernel bodies exist only in the sm_90a pass; other passes compile an empty kernel that the
@@ -538,8 +538,8 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
 }
 
 // ---------------------------------------------------------------------------------------------
-// Warp-specialized variant (EXPERIMENTAL, selected only by SPMLA_CUDA_ATTENTION=sm90ws): passes
-// the GPU tier, but is slower than the two-warpgroup kernel (its producer exposes half a tile's
+// Warp-specialized variant (EXPERIMENTAL; built with SPMLA_CUDA_SM90_WS, selected only by
+// SPMLA_ATTENTION_VARIANT=sm90ws): passes the GPU tier, but is slower than the two-warpgroup kernel (its producer exposes half a tile's
 // load latency; docs/KERNEL-NOTES.md has the times). The same two compute warpgroups and tile
 // algorithm, plus a third,
 // producer warpgroup that gathers (and dequantizes) the next tile while the compute warpgroups

@@ -1122,9 +1122,13 @@ extern "C" {
     ) -> spmla_status_t;
 }
 extern "C" {
-    #[doc = " Builds the schedule (e.g. split-K over the index list) into the workspace on"]
-    #[doc = "  `stream`. Graph-capturable. Valid for later runs with the same shapes, the same"]
-    #[doc = "  lengths tensors and the same contents of those lengths."]
+    #[doc = " Fixes the schedule (e.g. split-K over the index list) of later runs with the same"]
+    #[doc = "  shapes, the same lengths tensors and the same contents of those lengths, and leaves"]
+    #[doc = "  in the workspace whatever device state that schedule needs. Graph-capturable. Call"]
+    #[doc = "  it before the first run of a shape: a backend may keep a schedule that depends on"]
+    #[doc = "  the lengths' contents there. (The 1.x GPU backends derive the schedule from the"]
+    #[doc = "  shapes and the device alone, recompute the same one in run and launch nothing"]
+    #[doc = "  here; the CPU backend needs no schedule.)"]
     pub fn spmla_sparse_attention_plan(
         handle: spmla_handle_t,
         args: *const spmla_sparse_attention_args_t,
@@ -1134,8 +1138,8 @@ extern "C" {
     ) -> spmla_status_t;
 }
 extern "C" {
-    #[doc = " Runs attention with the schedule a previous plan left in the workspace."]
-    #[doc = "  Graph-capturable."]
+    #[doc = " Runs attention with the schedule of a previous plan; the workspace is the plan's,"]
+    #[doc = "  and its contents between plan and run belong to the library. Graph-capturable."]
     pub fn spmla_sparse_attention_run(
         handle: spmla_handle_t,
         args: *const spmla_sparse_attention_args_t,

@@ -1,38 +1,26 @@
-// The other kernels' launchers (small, one translation unit).
+// kernels.cu — the CUDA plugin's kernel list (common/host/gpu_kernels.h): per-device preparation,
+// the attention variants in order of preference, and the launchers of the other operations.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstdio>
+#include <cstring>
+#include <new>
 
-#include "../common/attention.cuh"
-#include "../common/indexer.cuh"
+#include "common/attention.cuh"
+#include "common/attention_portable.cuh"
+#include "common/kv_ops.cuh"
+#include "common/topk.cuh"
+#include "cuda/vendor_cuda.h"
 #include "indexer_fx.cuh"
-#include "../common/kv_ops.cuh"
-#include "../common/topk.cuh"
-#include "launchers.h"
-#include "mma_policy_sm80.cuh"
 
 namespace spmla {
 namespace cuda {
+namespace {
 
-cudaError_t attention_prepare_d576();
-cudaError_t attention_prepare_d512();
+inline cudaStream_t as_stream(void *s) { return static_cast<cudaStream_t>(s); }
 
-size_t attention_smem_bytes(int D) {
-  return D == 576 ? kern::AttnSmem<576>::kBytes : kern::AttnSmem<512>::kBytes;
-}
-cudaError_t attention_prepare(int D) { return D == 576 ? attention_prepare_d576() : attention_prepare_d512(); }
-
-cudaError_t launch_attention_combine(const kern::AttnParams &p, cudaStream_t s) {
-  kern::sparse_attention_combine_kernel<<<dim3(p.T, p.H), 128, 0, s>>>(p);
-  return cudaGetLastError();
-}
-
-cudaError_t launch_attention_plan(void *ws, unsigned splits, unsigned T, unsigned H, cudaStream_t s) {
-  kern::AttnPlanHeader h{0x4c504d53u /* "SMPL" */, splits, T, H};
-  kern::sparse_attention_plan_kernel<<<1, 32, 0, s>>>(static_cast<kern::AttnPlanHeader *>(ws), h);
-  return cudaGetLastError();
-}
-
-cudaError_t launch_indices_to_slots(const kern::IndicesToSlotsParams &p, cudaStream_t s) {
+cudaError_t indices_to_slots(const kern::IndicesToSlotsParams &p, cudaStream_t s) {
   if (p.T == 0) return cudaSuccess;
   kern::indices_to_slots_kernel<256><<<p.T, 256, 0, s>>>(p);
   if (p.indptr && p.ragged) {
@@ -42,7 +30,7 @@ cudaError_t launch_indices_to_slots(const kern::IndicesToSlotsParams &p, cudaStr
   return cudaGetLastError();
 }
 
-cudaError_t launch_window_indices(const kern::WindowParams &p, cudaStream_t s) {
+cudaError_t window_indices(const kern::WindowParams &p, cudaStream_t s) {
   if (p.T == 0) return cudaSuccess;
   kern::window_indices_kernel<<<p.T, 128, 0, s>>>(p);
   return cudaGetLastError();
@@ -72,7 +60,7 @@ cudaError_t indexer_prepare() {
 
 // The fused kernel deals its own work items (kFxGroup rows x kFxKeys keys) to at most one CTA per
 // SM (sm_count: the context's device).
-cudaError_t launch_indexer(const kern::IndexerParams &p, int sm_count, cudaStream_t s) {
+cudaError_t indexer(const kern::IndexerParams &p, int sm_count, cudaStream_t s) {
   if (p.C == 0 || p.rows == 0) return cudaSuccess;
   const int64_t row_groups = p.paged ? (int64_t)(p.rows / p.next_n) * ((p.next_n + kern::kFxGroup - 1) / kern::kFxGroup)
                                      : ((int64_t)p.rows + kern::kFxGroup - 1) / kern::kFxGroup;
@@ -92,7 +80,6 @@ cudaError_t launch_indexer(const kern::IndexerParams &p, int sm_count, cudaStrea
 // leaves after the bitmaps, at `blocks` blocks per SM) holds what the kernel's sample aims at with
 // room to spare; otherwise the portable kernel. Kernel parameters <threads, blocks per SM, loads
 // per thread, sample vectors per thread, prefetch distance>.
-namespace {
 struct TopkFastCfg {
   void (*kernel)(kern::TopkParams, int, int);
   void (*sampler)(kern::TopkParams, int);  // its sample kernel (kSplit), or null: it samples itself
@@ -117,7 +104,6 @@ constexpr bool topk_samples_consistent() {
   return true;
 }
 static_assert(topk_samples_consistent(), "kTopkFast: sample_vectors");
-}  // namespace
 
 cudaError_t topk_prepare(int device, TopkLaunchState *st) {
   int per_sm = 0, reserved = 0, optin = 0, major = 0;
@@ -146,7 +132,10 @@ cudaError_t topk_prepare(int device, TopkLaunchState *st) {
   return e;
 }
 
-cudaError_t launch_topk(const kern::TopkParams &p, const TopkLaunchState &st, cudaStream_t s) {
+// Names of the launches below, for SPMLA_LOG.
+const char *const kTopkFastNames[kTopkFastConfigs] = {"fast (320 threads, split sample)", "fast (512 threads)"};
+
+cudaError_t topk(const kern::TopkParams &p, const TopkLaunchState &st, cudaStream_t s, const char **chosen) {
   const size_t *fast_smem = st.fast_smem;
   if (p.R == 0) return cudaSuccess;
   const int words = kern::topk_fast_words(p.C);
@@ -160,6 +149,7 @@ cudaError_t launch_topk(const kern::TopkParams &p, const TopkLaunchState &st, cu
       const double ns = 4.0 * f.sample_vectors, ex = p.k * ns / p.C;
       const double aim = (ex + 4.0 * std::sqrt(ex) + 4.0) * p.C / ns;  // the kernel's sample target
       if (cap < 1.25 * aim + 64) continue;
+      *chosen = kTopkFastNames[i];
       if (f.sampler) {  // the rows' bounds into out[r][0], which the fast kernel reads first
         f.sampler<<<(p.R + kern::kTopkSampleWarps - 1) / kern::kTopkSampleWarps,
                     kern::kTopkSampleWarps * SPMLA_WARP_SIZE, 0, s>>>(p, cap);
@@ -179,14 +169,16 @@ cudaError_t launch_topk(const kern::TopkParams &p, const TopkLaunchState &st, cu
         }
       }
     }
+    *chosen = kTopkFastNames[i];
     f.kernel<<<p.R, f.threads, kern::topk_fast_smem_bytes(words, cap), s>>>(p, words, cap);
     return cudaGetLastError();
   }
+  *chosen = "portable (multi-pass)";
   kern::topk_per_row_kernel<<<p.R, kern::kTopkThreads, 0, s>>>(p);
   return cudaGetLastError();
 }
 
-cudaError_t launch_kv_store(const kern::StoreParams &p, int vec, cudaStream_t s) {
+cudaError_t kv_store(const kern::StoreParams &p, int vec, cudaStream_t s) {
   if (p.N == 0) return cudaSuccess;
   // Any grid is correct (grid-stride rows); a few rows per group keep the next row's loads in
   // flight while a row is quantized (V32_FP8 16, the other layouts 4: see kv_ops.cuh).
@@ -221,12 +213,130 @@ cudaError_t launch_kv_store(const kern::StoreParams &p, int vec, cudaStream_t s)
   return cudaGetLastError();
 }
 
-cudaError_t launch_kv_gather(const kern::GatherParams &p, int vec, cudaStream_t s) {
+cudaError_t kv_gather(const kern::GatherParams &p, int vec, cudaStream_t s) {
   if (p.N == 0) return cudaSuccess;
   const int64_t rows_per_block = 256 / kern::kv_row_lanes(p.cache);
   kern::kv_gather_kernel<<<(int)((p.N + rows_per_block - 1) / rows_per_block), 256, 0, s>>>(p, vec);
   return cudaGetLastError();
 }
 
+// ------------------------------------------------------------------ attention variants
+const char *shared_memory_short(size_t need, size_t have) {
+  static thread_local char buf[96];
+  snprintf(buf, sizeof buf, "needs %zu B of shared memory per block, the device allows %zu", need, have);
+  return buf;
+}
+
+size_t sm80_smem_bytes(int D) { return D == 576 ? kern::AttnSmem<576>::kBytes : kern::AttnSmem<512>::kBytes; }
+
+bool same_source_layout(const gpu::AttnShape &s) {
+  return s.layout1 == 0 || (s.layout1 == s.layout0 && s.flavor1 == s.flavor0);
+}
+
+const char *sm90_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s, bool ws) {
+  if (d.cc != 90) return "needs an sm_90 device";
+  if (!(ws ? vs->sm90ws : vs->sm90)) return "no sm_90a code for this device in the plugin";
+  if (!same_source_layout(s)) return "needs one layout and flavor for both sources";
+  if (!sm90_layout_ok(s.D, s.layout0)) return "reads BF16, V32_FP8 (D 576) and V4_FP8 (D 512) only";
+  return nullptr;
+}
+const char *sm90_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
+  return sm90_unsupported(d, vs, s, false);
+}
+const char *sm90ws_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
+  if (!sm90_ws_built()) return "not built (SPMLA_CUDA_SM90_WS=OFF)";
+  return sm90_unsupported(d, vs, s, true);
+}
+const char *sm80_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
+  if (d.cc < 80) return "needs sm_80 or newer (mma.sync bf16)";
+  if (!vs->sm80[s.D == 576]) return shared_memory_short(sm80_smem_bytes(s.D), d.smem_optin);
+  return nullptr;
+}
+const char *portable_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
+  if (!vs->portable[s.D == 576]) return shared_memory_short(portable_smem_bytes(s.D), d.smem_optin);
+  return nullptr;
+}
+
+dim3 as_dim3(gpu::Dim3 g) { return dim3(g.x, g.y, g.z); }
+int sm90_variant_launch(const kern::AttnParams &p, int, gpu::Dim3 g, const gpu::VendorState *, void *s) {
+  return (int)launch_sm90(p, false, as_dim3(g), as_stream(s));
+}
+int sm90ws_variant_launch(const kern::AttnParams &p, int, gpu::Dim3 g, const gpu::VendorState *, void *s) {
+  return (int)launch_sm90(p, true, as_dim3(g), as_stream(s));
+}
+int sm80_variant_launch(const kern::AttnParams &p, int q_vec, gpu::Dim3 g, const gpu::VendorState *, void *s) {
+  return (int)(p.D == 576 ? launch_sm80_d576(p, q_vec, as_dim3(g), as_stream(s))
+                          : launch_sm80_d512(p, q_vec, as_dim3(g), as_stream(s)));
+}
+int portable_variant_launch(const kern::AttnParams &p, int, gpu::Dim3 g, const gpu::VendorState *, void *s) {
+  return (int)launch_portable(p, as_dim3(g), as_stream(s));
+}
+
+// Best first. sm90ws (experimental) follows sm90, so it runs only when SPMLA_ATTENTION_VARIANT
+// names it; portable runs on any device whose shared memory holds its ~58 KiB.
+const gpu::AttnVariant kAttnVariants[] = {
+    {"sm90", kern::kAttnBM, 8, true, sm90_variant_unsupported, sm90_variant_launch},
+    {"sm90ws", kern::kAttnBM, 8, true, sm90ws_variant_unsupported, sm90ws_variant_launch},
+    {"sm80", kern::kAttnBM, 8, false, sm80_variant_unsupported, sm80_variant_launch},
+    {"portable", kern::kPortBM, 1, false, portable_variant_unsupported, portable_variant_launch},
+};
+
+}  // namespace
 }  // namespace cuda
+
+// ------------------------------------------------------------------ gpu_kernels.h
+namespace gpu {
+
+int vendor_prepare(const Device &d, VendorState **out) {
+  VendorState *vs = new (std::nothrow) VendorState;
+  if (!vs) return (int)cudaErrorMemoryAllocation;
+  *out = vs;
+  cudaError_t e = cudaSuccess;
+  for (int D : {576, 512}) {
+    const bool big = D == 576;
+    if (e == cudaSuccess && d.cc >= 80 && d.smem_optin >= cuda::sm80_smem_bytes(D)) {
+      e = big ? cuda::sm80_prepare_d576() : cuda::sm80_prepare_d512();
+      vs->sm80[big] = e == cudaSuccess;
+    }
+    if (e == cudaSuccess && d.smem_optin >= cuda::portable_smem_bytes(D)) {
+      e = cuda::portable_prepare(D);
+      vs->portable[big] = e == cudaSuccess;
+    }
+  }
+  if (e == cudaSuccess && d.cc == 90 && d.smem_optin >= cuda::sm90_smem_bytes(576)) {
+    e = cuda::sm90_prepare(false, &vs->sm90);
+    if (e == cudaSuccess && cuda::sm90_ws_built()) e = cuda::sm90_prepare(true, &vs->sm90ws);
+  }
+  if (e == cudaSuccess) e = cuda::indexer_prepare();
+  if (e == cudaSuccess) e = cuda::topk_prepare(d.id, &vs->topk);
+  return (int)e;
+}
+
+void vendor_release(VendorState *vs) { delete vs; }
+
+const AttnVariant *attention_variants(int *count) {
+  *count = (int)(sizeof cuda::kAttnVariants / sizeof cuda::kAttnVariants[0]);
+  return cuda::kAttnVariants;
+}
+
+int launch_attention_combine(const kern::AttnParams &p, void *s) {
+  kern::sparse_attention_combine_kernel<<<dim3(p.T, p.H), 128, 0, cuda::as_stream(s)>>>(p);
+  return (int)cudaGetLastError();
+}
+int launch_indices_to_slots(const kern::IndicesToSlotsParams &p, void *s) {
+  return (int)cuda::indices_to_slots(p, cuda::as_stream(s));
+}
+int launch_window_indices(const kern::WindowParams &p, void *s) { return (int)cuda::window_indices(p, cuda::as_stream(s)); }
+const char *indexer_unsupported(const Device &, const VendorState *, int, int) { return nullptr; }
+int launch_indexer(const kern::IndexerParams &p, const Device &d, const VendorState *, void *s, const char **chosen) {
+  *chosen = "fused (indexer_fx)";
+  return (int)cuda::indexer(p, d.sm_count, cuda::as_stream(s));
+}
+int launch_topk(const kern::TopkParams &p, const VendorState *vs, void *s, const char **chosen) {
+  return (int)cuda::topk(p, vs->topk, cuda::as_stream(s), chosen);
+}
+int launch_kv_store(const kern::StoreParams &p, int vec, void *s) { return (int)cuda::kv_store(p, vec, cuda::as_stream(s)); }
+int launch_kv_gather(const kern::GatherParams &p, int vec, void *s) { return (int)cuda::kv_gather(p, vec, cuda::as_stream(s)); }
+
+}  // namespace gpu
 }  // namespace spmla

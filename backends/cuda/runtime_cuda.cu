@@ -1,28 +1,21 @@
-// hip_api_nv.cu — the HIP plugin's runtime table filled from the CUDA runtime: the
-// "HIP-on-NVIDIA" build, in which the HIP plugin's host code and the shared kernels are compiled
-// by nvcc (through backends/common/compat.h, not Debian's hip/nvidia_detail headers) and run on
-// an NVIDIA GPU as backend "hip". The CUDA runtime is linked statically; the driver is looked
-// for first so that a machine without one gets a reason instead of a crash.
+// runtime_cuda.cu — the runtime table (common/host/gpu_runtime.h) filled from the CUDA runtime.
+// Used by the CUDA plugin and by the "HIP-on-NVIDIA" build of the HIP plugin (its host code and
+// kernels compiled by nvcc through backends/common/compat.h, run on an NVIDIA GPU as backend
+// "hip"). The CUDA runtime is linked statically; the driver is looked for first so that a machine
+// without one gets a reason instead of a crash.
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 #include <stdio.h>
 
-#include <mutex>
-
-#include "hip_api.h"
+#include "common/host/gpu_runtime.h"
 
 namespace {
-
-spmla::hip::Api g_api;
-bool g_loaded;
-std::string g_why;
-std::mutex g_mu;
 
 int count(int *n) { return (int)cudaGetDeviceCount(n); }
 int set_dev(int d) { return (int)cudaSetDevice(d); }
 int get_dev(int *d) { return (int)cudaGetDevice(d); }
-int attr(int *v, spmla::hip::Attr a, int dev) {
-  using spmla::hip::Attr;
+int attr(int *v, spmla::gpu::Attr a, int dev) {
+  using spmla::gpu::Attr;
   const cudaDeviceAttr c = a == Attr::kMultiprocessorCount ? cudaDevAttrMultiProcessorCount
                            : a == Attr::kWarpSize          ? cudaDevAttrWarpSize
                            : a == Attr::kMaxSharedPerBlock ? cudaDevAttrMaxSharedMemoryPerBlock
@@ -67,16 +60,24 @@ int func_smem(const void *f, int bytes) {
   return (int)cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
 
-bool load_locked() {
+}  // namespace
+
+namespace spmla {
+namespace gpu {
+
+bool runtime_fill(Runtime *rt, std::string *why) {
   void *drv = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
   if (!drv) {
     const char *e = dlerror();
-    g_why = std::string("no CUDA driver for the HIP-on-NVIDIA build: libcuda.so.1 not found (") +
-            (e ? e : "dlopen failed") + ")";
+    *why = std::string("no CUDA driver: libcuda.so.1 not found (") + (e ? e : "dlopen failed") + ")";
     return false;
   }
-  spmla::hip::Api &a = g_api;
+  Runtime &a = *rt;
+#if defined(SPMLA_HIP_ON_NVIDIA)
   a.vendor = "CUDA (HIP-on-NVIDIA)";
+#else
+  a.vendor = "CUDA";
+#endif
   snprintf(a.library, sizeof a.library, "static CUDA runtime + libcuda.so.1");
   cudaRuntimeGetVersion(&a.runtime_version);
   a.GetDeviceCount = count;
@@ -100,27 +101,8 @@ bool load_locked() {
   a.GetErrorName = ename;
   a.GetErrorString = estr;
   a.FuncSetMaxDynamicShared = func_smem;
-  g_loaded = true;
   return true;
 }
 
-}  // namespace
-
-namespace spmla {
-namespace hip {
-
-const Api *api_load(std::string *why) {
-  std::lock_guard<std::mutex> lock(g_mu);
-  static bool tried = false;
-  if (!tried) {
-    tried = true;
-    load_locked();
-  }
-  if (!g_loaded && why) *why = g_why;
-  return g_loaded ? &g_api : nullptr;
-}
-
-const Api *api() { return g_loaded ? &g_api : nullptr; }
-
-}  // namespace hip
+}  // namespace gpu
 }  // namespace spmla

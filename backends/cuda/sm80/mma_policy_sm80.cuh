@@ -6,7 +6,7 @@
 //   kLanesPerRow + row_reduce_* (lanes that share a C row).
 // The AMD policy (MFMA, wave64) provides the same names in backends/hip/.
 #pragma once
-#include "../common/compat.h"
+#include "common/compat.h"
 
 namespace spmla {
 namespace cuda {

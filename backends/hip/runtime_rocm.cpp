@@ -1,4 +1,5 @@
-// hip_api_amd.cpp — loads the ROCm HIP runtime at run time and forwards to it (see hip_api.h).
+// runtime_rocm.cpp — loads the ROCm HIP runtime at run time and forwards to it (the runtime table of
+// common/host/gpu_runtime.h).
 //
 // Plain C++: no HIP header is included, the few HIP types that cross are re-declared with the
 // same layout (dim3 = three uint32, streams and events are pointers, hipError_t is an int enum).
@@ -7,9 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mutex>
 
-#include "hip_api.h"
+#include "common/host/gpu_runtime.h"
 
 namespace {
 
@@ -72,8 +72,7 @@ struct Real {
   int (*RuntimeGetVersion)(int *);
 };
 Real g_real;
-bool g_loaded;
-spmla::hip::Api g_api;
+bool g_loaded;  // g_real is filled and the registrations are replayed
 
 // hipDeviceAttribute_t values (stable since ROCm 5.0: CUDA-compatible range from 0, AMD range
 // from 10000) and hipFuncAttributeMaxDynamicSharedMemorySize.
@@ -84,8 +83,8 @@ constexpr int kAttrWarpSize = 87;
 constexpr int kFuncAttrMaxDynamicShared = 8;
 constexpr int kErrNotInitialized = 3;  // hipErrorNotInitialized
 
-int attr(int *v, spmla::hip::Attr a, int dev) {
-  using spmla::hip::Attr;
+int attr(int *v, spmla::gpu::Attr a, int dev) {
+  using spmla::gpu::Attr;
   const int code = a == Attr::kMultiprocessorCount ? kAttrMultiprocessorCount
                    : a == Attr::kWarpSize          ? kAttrWarpSize
                    : a == Attr::kMaxSharedPerBlock ? kAttrMaxSharedMemoryPerBlock
@@ -135,10 +134,12 @@ bool sym(void *lib, const char *name, F &fn, std::string *missing) {
   return fn != nullptr;
 }
 
-std::mutex g_mu;
-std::string g_why;
+}  // namespace
 
-bool load_locked() {
+namespace spmla {
+namespace gpu {
+
+bool runtime_fill(Runtime *rt, std::string *why) {
   const char *override_lib = getenv("SPMLA_HIP_RUNTIME");
   const char *candidates[] = {override_lib, "libamdhip64.so", "libamdhip64.so.7", "libamdhip64.so.6",
                               "libamdhip64.so.5"};
@@ -152,7 +153,7 @@ bool load_locked() {
     if (errors.empty()) errors = e ? e : c;
   }
   if (!lib) {
-    g_why = "no HIP runtime: libamdhip64.so (.7/.6/.5) not found (" + errors + ")";
+    *why = "no HIP runtime: libamdhip64.so (.7/.6/.5) not found (" + errors + ")";
     return false;
   }
   std::string missing;
@@ -186,13 +187,13 @@ bool load_locked() {
   sym(lib, "hipFuncSetAttribute", r.FuncSetAttribute, nullptr);  // optional
   sym(lib, "hipRuntimeGetVersion", r.RuntimeGetVersion, nullptr);
   if (!missing.empty()) {
-    g_why = "HIP runtime too old or incomplete: missing " + missing;
+    *why = "HIP runtime too old or incomplete: missing " + missing;
     dlclose(lib);
     memset(&g_real, 0, sizeof g_real);
     return false;
   }
   if (g_overflow) {
-    g_why = "internal: too many kernel registrations for the HIP shim";
+    *why = "internal: too many kernel registrations for the HIP shim";
     return false;
   }
   // Replay the registrations recorded while the plugin was being loaded.
@@ -203,7 +204,7 @@ bool load_locked() {
                        nullptr, nullptr, nullptr);
   }
 
-  spmla::hip::Api &a = g_api;
+  Runtime &a = *rt;
   a.vendor = "ROCm";
   Dl_info info;
   if (dladdr(reinterpret_cast<void *>(r.Malloc), &info) && info.dli_fname)
@@ -235,25 +236,7 @@ bool load_locked() {
   return true;
 }
 
-}  // namespace
-
-namespace spmla {
-namespace hip {
-
-const Api *api_load(std::string *why) {
-  std::lock_guard<std::mutex> lock(g_mu);
-  static bool tried = false;
-  if (!tried) {
-    tried = true;
-    load_locked();
-  }
-  if (!g_loaded && why) *why = g_why;
-  return g_loaded ? &g_api : nullptr;
-}
-
-const Api *api() { return g_loaded ? &g_api : nullptr; }
-
-}  // namespace hip
+}  // namespace gpu
 }  // namespace spmla
 
 // ------------------------------------------------------------------ compiler-called entry points

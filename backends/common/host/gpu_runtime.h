@@ -1,14 +1,16 @@
-// hip_api.h — the HIP runtime as the plugin sees it: a table of functions filled at run time.
+// gpu_runtime.h — the GPU runtime as the host layer (plugin_host.cpp) sees it: a table of
+// functions filled at run time, one implementation per vendor runtime.
 //
-// AMD build (hip_api_amd.cpp): libamdhip64 is dlopen'ed at init (libamdhip64.so, .so.7, .so.6,
+// ROCm (backends/hip/runtime_rocm.cpp): libamdhip64 is dlopen'ed at init (libamdhip64.so, .so.7, .so.6,
 // .so.5 in turn) and every function is resolved with dlsym, so the plugin links no ROCm soname
 // and one build serves ROCm 5, 6 and 7. The compiler-generated kernel registration and launch
 // calls (__hipRegisterFatBinary, __hipPushCallConfiguration, hipLaunchKernel, ...) are defined
 // inside the plugin as forwarders: registrations made by the static constructors before the
 // runtime is loaded are recorded and replayed once it is.
-// HIP-on-NVIDIA build (hip_api_nv.cu): the same table filled from the CUDA runtime.
+// CUDA (backends/cuda/runtime_cuda.cu): the same table filled from the static CUDA runtime; used
+// by the CUDA plugin and by the HIP-on-NVIDIA build of the HIP plugin.
 //
-// Only plain C types cross this table (no vendor headers), so plugin.cpp is ordinary C++.
+// Only plain C types cross this table (no vendor headers), so the host layer is ordinary C++.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -16,7 +18,7 @@
 #include <string>
 
 namespace spmla {
-namespace hip {
+namespace gpu {
 
 using Err = int;  // hipError_t / cudaError_t: 0 = success
 constexpr Err kSuccess = 0;
@@ -25,8 +27,8 @@ constexpr Err kErrOutOfMemory = 2;  // hipErrorOutOfMemory == cudaErrorMemoryAll
 // Device attributes the plugin asks for (the table maps them to the vendor's enum).
 enum class Attr { kMultiprocessorCount, kWarpSize, kMaxSharedPerBlock, kSharedPerBlockOptin };
 
-struct Api {
-  const char *vendor;   // "ROCm" or "CUDA (HIP-on-NVIDIA)"
+struct Runtime {
+  const char *vendor;   // "ROCm", "CUDA" or "CUDA (HIP-on-NVIDIA)"
   char library[256];    // the runtime library that was loaded
   int runtime_version;  // hipRuntimeGetVersion / cudaRuntimeGetVersion
 
@@ -55,10 +57,12 @@ struct Api {
   Err (*FuncSetMaxDynamicShared)(const void *, int);
 };
 
-// Loads the runtime once (thread-safe); on failure returns null and says why.
-const Api *api_load(std::string *why);
-// The loaded table (null before a successful api_load).
-const Api *api();
+// Loads the runtime once (thread-safe; runtime_load.cpp); on failure returns null and says why.
+const Runtime *runtime_load(std::string *why);
+// The vendor's part: fills the table from its runtime or says why it cannot (called once).
+bool runtime_fill(Runtime *rt, std::string *why);
+// The loaded table (null before a successful runtime_load).
+const Runtime *runtime();
 
-}  // namespace hip
+}  // namespace gpu
 }  // namespace spmla

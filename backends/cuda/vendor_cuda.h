@@ -1,0 +1,51 @@
+// vendor_cuda.h — the CUDA plugin's kernels as the vendor side of the host layer
+// (common/host/gpu_kernels.h): its per-device state and the entry points of its translation
+// units (one per attention kernel family, so the build parallelises). Each returns a cudaError_t.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "common/host/gpu_kernels.h"
+#include "common/params.h"
+
+namespace spmla {
+namespace cuda {
+
+// topk: the fast kernel configurations' shared memory per block (0: that configuration is not
+// used here), and whether a fast kernel may start as the programmatic dependent of its sample
+// kernel (sm_90+ code).
+constexpr int kTopkFastConfigs = 2;
+struct TopkLaunchState {
+  size_t fast_smem[kTopkFastConfigs] = {};
+  bool dependent_launch = false;
+};
+
+// sm80/: the mma.sync kernel (sm_80+, ~157 KiB of shared memory for D 576).
+// One translation unit per head dim (sm80/attention_sm80_d576.cu, _d512.cu).
+cudaError_t sm80_prepare_d576();
+cudaError_t sm80_prepare_d512();
+cudaError_t launch_sm80_d576(const kern::AttnParams &p, int q_vec16, dim3 grid, cudaStream_t s);
+cudaError_t launch_sm80_d512(const kern::AttnParams &p, int q_vec16, dim3 grid, cudaStream_t s);
+// attention_portable.cu: the portable kernel of common/attention_portable.cuh.
+size_t portable_smem_bytes(int D);
+cudaError_t portable_prepare(int D);
+cudaError_t launch_portable(const kern::AttnParams &p, dim3 grid, cudaStream_t s);
+// sm90/: the Hopper kernels (sm_90a code, one layout read by every source: BF16, V32 at D 576,
+// V4 at D 512). ws: the experimental warp-specialized kernel (built with SPMLA_CUDA_SM90_WS).
+bool sm90_layout_ok(int D, int layout);
+bool sm90_ws_built();
+size_t sm90_smem_bytes(int D);
+// *ready: the kernels are prepared and the device loaded their sm_90a code.
+cudaError_t sm90_prepare(bool ws, bool *ready);
+cudaError_t launch_sm90(const kern::AttnParams &p, bool ws, dim3 grid, cudaStream_t s);
+
+}  // namespace cuda
+
+namespace gpu {
+struct VendorState {
+  bool sm90 = false, sm90ws = false;
+  bool sm80[2] = {};      // [D == 576]: the shared-memory limit is raised
+  bool portable[2] = {};  // [D == 576]
+  cuda::TopkLaunchState topk;
+};
+}  // namespace gpu
+}  // namespace spmla
