@@ -26,6 +26,8 @@
  *  - struct_size larger than this library's struct (a caller built against a newer
  *    header): accepted when every byte past the members known here is zero, else
  *    SPMLA_STATUS_ABI_MISMATCH; a struct_size above 64 KiB is INVALID_ARGUMENT.
+ *    Smaller (an older header, down to the struct's 1.0 size): accepted; the members it
+ *    does not cover take their *_INIT values (ABI 1.2: spmla_kv_cache_t grew).
  *  - tensor data pointers live on the handle's device (host memory for "cpu").
  *  - every run call takes a `void *stream` (cudaStream_t / hipStream_t; NULL = the
  *    default stream; ignored by the CPU backend, which runs synchronously).
@@ -75,17 +77,17 @@ extern "C" {
 #endif
 
 #define SPMLA_VERSION_MAJOR 1
-#define SPMLA_VERSION_MINOR 1
+#define SPMLA_VERSION_MINOR 2
 #define SPMLA_VERSION_PATCH 0
 /* One number, comparable: major * 10000 + minor * 100 + patch (zstd style). */
 #define SPMLA_VERSION_NUMBER \
   (SPMLA_VERSION_MAJOR * 10000 + SPMLA_VERSION_MINOR * 100 + SPMLA_VERSION_PATCH)
-#define SPMLA_VERSION_STRING "1.1.0"
+#define SPMLA_VERSION_STRING "1.2.0"
 
 /* The ABI major is the SONAME (libspmla.so.1). A minor ABI bump only adds
  * functions, enum values or trailing struct members. */
 #define SPMLA_ABI_VERSION_MAJOR 1
-#define SPMLA_ABI_VERSION_MINOR 1
+#define SPMLA_ABI_VERSION_MINOR 2
 
 /** Run-time library version, SPMLA_VERSION_NUMBER of the loaded library. */
 SPMLA_API unsigned spmla_version_number(void);
@@ -179,9 +181,30 @@ typedef enum spmla_kv_layout {
   SPMLA_KV_LAYOUT_FP8_PER_TENSOR = 2, /* D fp8 per token, one fp32 scale (kv.scale) */
   SPMLA_KV_LAYOUT_V32_FP8 = 3,        /* DeepSeek-V3.2 "fp8_ds_mla": 656 B/token, D 576 */
   SPMLA_KV_LAYOUT_V4_FP8 = 4,         /* DeepSeek-V4: 576 B data + 8 B scales, D 512 */
-  SPMLA_KV_LAYOUT_INDEXER_FP8 = 5     /* lightning-indexer cache: per page block_size*D
+  SPMLA_KV_LAYOUT_INDEXER_FP8 = 5,    /* lightning-indexer cache: per page block_size*D
                                          fp8 bytes, then block_size fp32 scales */
+  SPMLA_KV_LAYOUT_V41_FP8 = 6,        /* (ABI 1.2) DeepSeek-V4.1: 512 E4M3 values (all dims) +
+                                         16 UE8M0 scales (one per 32) = 528 B/token, D 512;
+                                         needs an explicit arrangement */
+  SPMLA_KV_LAYOUT_V41_FP4 = 7         /* (ABI 1.2) DeepSeek-V4.1: 256 B of E2M1 codes (element i
+                                         in byte i/2, even i low nibble) + 32 E4M3FN scales (one
+                                         per 16) = 288 B/token, D 512; fp8_flavor E4M3FN (the
+                                         scales'); needs an explicit arrangement */
 } spmla_kv_layout_t;
+
+/** (ABI 1.2) How a page arranges its tokens' bytes (docs/SPEC.md "V4.1 cache layouts"). Never
+ *  guessed from sizes: the V41 layouts exist in both arrangements and must name theirs. */
+typedef enum spmla_kv_arrangement {
+  SPMLA_KV_ARRANGEMENT_DEFAULT = 0,     /* the layout's one arrangement: every layout before
+                                           V41 (BF16, FP8_PER_TENSOR, V32_FP8 per token; V4_FP8,
+                                           INDEXER_FP8 page-blocked). Refused for V41 layouts. */
+  SPMLA_KV_ARRANGEMENT_PER_TOKEN = 1,   /* each token's data bytes then its scale bytes,
+                                           contiguous; page = block_size * bytes/token
+                                           (FlashMLA from 2026-09-30) */
+  SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED = 2 /* per page block_size data rows, then block_size scale
+                                           rows; V41 pages rounded up to a multiple of 512 B
+                                           (FlashMLA of 2026-09-10) */
+} spmla_kv_arrangement_t;
 
 typedef enum spmla_fp8_flavor {
   SPMLA_FP8_NONE = 0,     /* only for SPMLA_KV_LAYOUT_BF16 */
@@ -203,14 +226,25 @@ typedef struct spmla_kv_cache {
   int32_t block_size;        /* tokens per page, >= 1 */
   int64_t page_stride_bytes; /* 0 = packed (spmla_kv_cache_page_bytes); else >= that, multiple of 16 */
   float scale;               /* FP8_PER_TENSOR only: dequantized = fp8 * scale (> 0, finite) */
+  /* ---- ABI 1.0 ends here (struct_size 64 on LP64); members below are read only when
+   *      struct_size covers them, else they take the values of SPMLA_KV_CACHE_INIT. ---- */
+  int32_t reserved0;         /* (ABI 1.2) the 1.0 struct's trailing padding made explicit:
+                                never read (an older caller's bytes here are undefined) */
+  spmla_kv_arrangement_t arrangement; /* (ABI 1.2) DEFAULT for the pre-V41 layouts; PER_TOKEN
+                                or PAGE_BLOCKED, required, for V41_FP8 / V41_FP4 */
+  int32_t reserved1;         /* (ABI 1.2) explicit padding: must be 0 (a later minor may give
+                                it a meaning; non-zero is SPMLA_STATUS_ABI_MISMATCH here) */
 } spmla_kv_cache_t;
 
-#define SPMLA_KV_CACHE_INIT \
-  { sizeof(spmla_kv_cache_t), NULL, SPMLA_KV_LAYOUT_INVALID, SPMLA_FP8_NONE, 0, 0, 0, 0, 1.0f }
+#define SPMLA_KV_CACHE_INIT                                                               \
+  { sizeof(spmla_kv_cache_t), NULL, SPMLA_KV_LAYOUT_INVALID, SPMLA_FP8_NONE, 0, 0, 0, 0, 1.0f, \
+    0, SPMLA_KV_ARRANGEMENT_DEFAULT, 0 }
 
 /** Bytes one page of this layout needs when packed (page_stride_bytes = 0):
  *  BF16 2·D·bs; FP8_PER_TENSOR D·bs; V32_FP8 656·bs; V4_FP8 584·bs rounded up to a
- *  multiple of 576; INDEXER_FP8 (D + 4)·bs. Validates the descriptor (data may be NULL). */
+ *  multiple of 576; INDEXER_FP8 (D + 4)·bs; V41_FP8 528·bs and V41_FP4 288·bs (per token) or
+ *  the same rounded up to a multiple of 512 (page-blocked). Validates the descriptor (data
+ *  may be NULL). */
 SPMLA_API spmla_status_t spmla_kv_cache_page_bytes(const spmla_kv_cache_t *cache, size_t *bytes);
 /** Total bytes the cache spans: page stride · num_pages (validates like above). */
 SPMLA_API spmla_status_t spmla_kv_cache_size_bytes(const spmla_kv_cache_t *cache, size_t *bytes);

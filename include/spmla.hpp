@@ -117,10 +117,12 @@ inline spmla_tensor_t tensor(const void *data, spmla_dtype_t dtype,
   return t;
 }
 
-/** A KV-cache descriptor: `num_pages` pages of `block_size` tokens at `data`. */
+/** A KV-cache descriptor: `num_pages` pages of `block_size` tokens at `data`. The V41 layouts
+ *  need an `arrangement` (PER_TOKEN or PAGE_BLOCKED; see kv_cache_v41); DEFAULT for the others. */
 inline spmla_kv_cache_t kv_cache(void *data, spmla_kv_layout_t layout, spmla_fp8_flavor_t flavor,
                                  int32_t head_dim, int64_t num_pages, int32_t block_size,
-                                 int64_t page_stride_bytes = 0, float scale = 1.0f) {
+                                 int64_t page_stride_bytes = 0, float scale = 1.0f,
+                                 spmla_kv_arrangement_t arrangement = SPMLA_KV_ARRANGEMENT_DEFAULT) {
   spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
   c.data = data;
   c.layout = layout;
@@ -130,7 +132,18 @@ inline spmla_kv_cache_t kv_cache(void *data, spmla_kv_layout_t layout, spmla_fp8
   c.block_size = block_size;
   c.page_stride_bytes = page_stride_bytes;
   c.scale = scale;
+  c.arrangement = arrangement;
   return c;
+}
+
+/** (ABI 1.2) A DeepSeek-V4.1 cache descriptor: `layout` SPMLA_KV_LAYOUT_V41_FP8 or _V41_FP4
+ *  (D 512) in `arrangement` (PER_TOKEN: FlashMLA from 2026-09-30; PAGE_BLOCKED: 2026-09-10). */
+inline spmla_kv_cache_t kv_cache_v41(void *data, spmla_kv_layout_t layout,
+                                     spmla_kv_arrangement_t arrangement, int64_t num_pages,
+                                     int32_t block_size, int64_t page_stride_bytes = 0,
+                                     spmla_fp8_flavor_t flavor = SPMLA_FP8_E4M3FN) {
+  return kv_cache(data, layout, flavor, 512, num_pages, block_size, page_stride_bytes, 1.0f,
+                  arrangement);
 }
 
 /** Total bytes a cache descriptor spans (validates it). */

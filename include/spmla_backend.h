@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define SPMLA_BACKEND_ABI_MAJOR 1
-#define SPMLA_BACKEND_ABI_MINOR 0
+#define SPMLA_BACKEND_ABI_MINOR 1
 #define SPMLA_BACKEND_ABI_VERSION ((SPMLA_BACKEND_ABI_MAJOR << 16) | SPMLA_BACKEND_ABI_MINOR)
 
 /** What the core offers a backend. */
@@ -90,6 +90,13 @@ typedef struct spmla_backend_table {
   spmla_status_t (*kv_cache_store)(void *ctx, const spmla_kv_cache_store_args_t *a, void *stream);
   spmla_status_t (*kv_cache_gather)(void *ctx, const spmla_kv_cache_gather_args_t *a,
                                     void *stream);
+
+  /* ---- plugin ABI 1.1 (read only when struct_size covers it) ---- */
+  /* The last spmla_kv_layout_t value the plugin's kernels read (its operations receive
+   * caches of the layouts up to it; the core refuses the others with UNSUPPORTED before
+   * calling). 0, or a table without this member, serves up to SPMLA_KV_LAYOUT_INDEXER_FP8
+   * (the 1.0 layouts): a plugin that does not say reads no later layout. */
+  int32_t last_kv_layout;
 } spmla_backend_table_t;
 
 /** The one symbol a plugin exports. `host_abi` is the core's

@@ -1,6 +1,7 @@
 // numerics.h — scalar number formats of spmla (docs/SPEC.md "Number formats"), header-only.
 //
-// bf16 / fp16 <-> fp32, FP8 E4M3FN and E4M3FNUZ decode and encode, UE8M0 scales. Everything is
+// bf16 / fp16 <-> fp32, FP8 E4M3FN and E4M3FNUZ decode and encode, UE8M0 scales, FP4 E2M1
+// decode and encode with the V4.1 FP4 tile scale. Everything is
 // done on bit patterns with integer arithmetic, so the results are exact and identical on every
 // host and device (no dependence on the FPU's rounding mode, FTZ/DAZ or the compiler's fast-math).
 // Usable from C++17 host code and from CUDA / HIP (host and device) code: every function is
@@ -244,6 +245,53 @@ SPMLA_HD int tile_scale_exponent(float amax, Fp8Kind kind) {
   const float floor_ratio = 1e-4f;
   if (!(r > floor_ratio)) r = floor_ratio;  // also maps NaN amax to the floor
   return ceil_log2_exact(r);
+}
+
+// ---------------------------------------------------------------------------------------------
+// FP4 E2M1 (OCP MX: 1 sign, 2 exponent bits of bias 1, 1 mantissa bit; no inf, no NaN) and the
+// DeepSeek-V4.1 FP4 tile scale (docs/SPEC.md "V4.1 cache layouts")
+// ---------------------------------------------------------------------------------------------
+// Magnitudes by the 3 low bits: 0, 0.5, 1, 1.5, 2, 3, 4, 6; bit 3 is the sign (0x8 is -0).
+SPMLA_HD float fp4_e2m1_to_f32(uint8_t code) {
+  const uint32_t m = code & 0x7u;
+  // (1.m) * 2^(e-1) for e = m >> 1 >= 1; the subnormal 0.5 * (m & 1) for e = 0: built from bits.
+  uint32_t bits;
+  if (m == 0) bits = 0;
+  else if (m == 1) bits = 0x3F000000u;                            // 0.5
+  else bits = ((126u + (m >> 1)) << 23) | ((m & 1u) << 22);       // 2^(e-1) * (1 + m/2)
+  return f32_from_bits(bits | (static_cast<uint32_t>(code & 0x8u) << 28));
+}
+
+// e2m1_rne_satfinite(x): round to nearest even on the E2M1 grid, |x| > 6 (and +-inf) saturate to
+// +-6 (PTX cvt.rn.satfinite.e2m1x2.f32). The sign is kept (-0 and negatives rounding to 0 give
+// 0x8). NaN has no E2M1 code: it gives 0x7 (+6); SPEC leaves a NaN tile's codes unspecified
+// (its scale is NaN). The decision points are the grid's midpoints, compared exactly in fp32.
+SPMLA_HD uint8_t f32_to_fp4_e2m1(float x) {
+  const uint32_t u = f32_bits(x);
+  const uint32_t a = u & 0x7FFFFFFFu;
+  if (a > 0x7F800000u) return 0x7u;
+  const float m = f32_from_bits(a);
+  uint8_t c;
+  if (m <= 0.25f) c = 0;        // tie 0.25 -> 0 (even)
+  else if (m < 0.75f) c = 1;    // tie 0.75 -> 1.0 (code 2, even)
+  else if (m <= 1.25f) c = 2;   // tie 1.25 -> 1.0
+  else if (m < 1.75f) c = 3;    // tie 1.75 -> 2.0
+  else if (m <= 2.5f) c = 4;    // tie 2.5 -> 2.0
+  else if (m < 3.5f) c = 5;     // tie 3.5 -> 4.0
+  else if (m <= 5.0f) c = 6;    // tie 5 -> 4.0
+  else c = 7;                   // (5, inf]: 6, saturating
+  return static_cast<uint8_t>(c | ((u >> 28) & 0x8u));
+}
+
+// The E4M3FN byte of a V41_FP4 tile's scale: e4m3_rne(clamp(amax / 6, 2^-9, 448)), amax / 6 in
+// fp32; a tile holding a NaN or an inf (`nonfinite`) gets the NaN byte 0x7F.
+SPMLA_HD uint8_t fp4_tile_scale_e4m3(float amax, bool nonfinite) {
+  if (nonfinite) return 0x7Fu;
+  float r = amax / 6.0f;
+  const float lo = f32_from_bits(0x3B000000u);  // 2^-9, the smallest E4M3FN subnormal
+  if (!(r >= lo)) r = lo;
+  if (r > 448.0f) r = 448.0f;
+  return f32_to_fp8_e4m3(r, Fp8Kind::E4M3FN);
 }
 
 // 2^k as a float for k in [-149, 127].

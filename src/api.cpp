@@ -8,6 +8,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "error.h"
 #include "registry.h"
@@ -156,6 +157,109 @@ spmla_status_t check_device(const char *fn, const BackendEntry *b, int32_t devic
               std::to_string(device));
 }
 
+// ---------------------------------------------------------------------------------------------
+// What a backend receives: the caller's args with every cache descriptor replaced by a full-size
+// copy (normalized_cache, src/kv_layout.h), so that a backend reads every member of its header
+// (ABI 1.2: arrangement) even when the caller's struct is of an older, smaller header.
+// ---------------------------------------------------------------------------------------------
+template <class A>
+class Prepared {  // ops without a cache: the caller's args as they are
+ public:
+  explicit Prepared(const A *a) : a_(a) {}
+  const A *get() const { return a_; }
+  const spmla_kv_cache_t *cache(int) const { return nullptr; }
+
+ private:
+  const A *a_;
+};
+
+template <class A>
+class PreparedWithCaches {
+ public:
+  const A *get() const { return &a_; }
+  const spmla_kv_cache_t *cache(int i) const { return ptr_[i]; }
+
+ protected:
+  explicit PreparedWithCaches(const A *a) : a_(*a) { a_.struct_size = sizeof(A); }
+  const spmla_kv_cache_t *copy(int i, const spmla_kv_cache_t *c) {
+    if (!c) return nullptr;
+    caches_[i] = normalized_cache(*c);
+    return ptr_[i] = &caches_[i];
+  }
+  A a_;
+
+ private:
+  spmla_kv_cache_t caches_[2];
+  const spmla_kv_cache_t *ptr_[2] = {nullptr, nullptr};
+};
+
+template <>
+class Prepared<spmla_sparse_attention_args_t>
+    : public PreparedWithCaches<spmla_sparse_attention_args_t> {
+ public:
+  explicit Prepared(const spmla_sparse_attention_args_t *a) : PreparedWithCaches(a) {
+    a_.kv = copy(0, a->kv);
+    a_.extra_kv = copy(1, a->extra_kv);
+  }
+};
+template <>
+class Prepared<spmla_indexer_logits_paged_args_t>
+    : public PreparedWithCaches<spmla_indexer_logits_paged_args_t> {
+ public:
+  explicit Prepared(const spmla_indexer_logits_paged_args_t *a) : PreparedWithCaches(a) {
+    a_.cache = copy(0, a->cache);
+  }
+};
+template <>
+class Prepared<spmla_kv_cache_store_args_t> : public PreparedWithCaches<spmla_kv_cache_store_args_t> {
+ public:
+  explicit Prepared(const spmla_kv_cache_store_args_t *a) : PreparedWithCaches(a) {
+    a_.cache = copy(0, a->cache);
+  }
+};
+template <>
+class Prepared<spmla_kv_cache_gather_args_t>
+    : public PreparedWithCaches<spmla_kv_cache_gather_args_t> {
+ public:
+  explicit Prepared(const spmla_kv_cache_gather_args_t *a) : PreparedWithCaches(a) {
+    a_.cache = copy(0, a->cache);
+  }
+};
+
+// =============================================================================================
+// LAYOUTS THE BACKENDS SERVE — the one place that keeps a valid cache layout from a backend
+// without kernels for it. The built-in CPU reference serves every layout of the ABI. A plugin
+// serves the layouts up to its table's last_kv_layout (plugin ABI 1.1); a table without that
+// member (an older plugin) or with 0 serves the 1.0 layouts, up to INDEXER_FP8: it would read the bytes of
+// a later layout (V41_FP8, V41_FP4) as another one, so those are refused with
+// SPMLA_STATUS_UNSUPPORTED before the plugin is called.
+// =============================================================================================
+int32_t last_layout_served(const spmla_backend_table_t *t) {
+  constexpr size_t need = offsetof(spmla_backend_table_t, last_kv_layout) + sizeof(int32_t);
+  if (!t || t->struct_size < need || t->last_kv_layout < SPMLA_KV_LAYOUT_INDEXER_FP8) return SPMLA_KV_LAYOUT_INDEXER_FP8;
+  return t->last_kv_layout;
+}
+
+spmla_status_t backend_serves_layouts(const char *fn, spmla_handle_t h, const spmla_kv_cache_t *c0,
+                                      const spmla_kv_cache_t *c1) {
+  if (h->backend->name == "cpu") return OK;  // built in (a reserved name): the CPU reference serves every layout
+  const int32_t last = last_layout_served(h->backend->table);
+  for (const spmla_kv_cache_t *c : {c0, c1}) {
+    if (!c) continue;
+    const int64_t l = enum_value(c->layout);
+    if (l > last)
+      return fail_msg(SPMLA_STATUS_UNSUPPORTED, fn,
+                      "layout " + layout_str(l) + " is not served by the " + h->backend->name +
+                          " backend (its kernels read the layouts up to " + layout_str(last) +
+                          "; the cpu backend serves every layout)");
+  }
+  return OK;
+}
+template <class P>
+spmla_status_t serves(const char *fn, spmla_handle_t h, const P &p) {
+  return backend_serves_layouts(fn, h, p.cache(0), p.cache(1));
+}
+
 }  // namespace
 }  // namespace spmla
 
@@ -267,7 +371,7 @@ SPMLA_API spmla_status_t spmla_kv_cache_page_bytes(const spmla_kv_cache_t *cache
     CacheGeometry g{};
     SPMLA_TRY(validate_cache(fn, "cache", cache, false, &g));
     if (!bytes) return null_arg(fn, "bytes", "a size_t to write");
-    *bytes = static_cast<size_t>(packed_page_bytes(g.layout, g.dim, g.block_size));
+    *bytes = static_cast<size_t>(packed_page_bytes(g.layout, g.dim, g.block_size, g.arrangement));
     return OK;
   });
 }
@@ -535,13 +639,20 @@ SPMLA_API spmla_status_t spmla_event_elapsed_ms(spmla_handle_t handle, spmla_eve
       SPMLA_TRY(SPMLA_CALL(fn, h, member, (h)->ctx, args, out));                    \
   } while (0)
 
+// After validation: the backend's view of the args (full-size cache copies) and the check that
+// the backend serves the caches' layouts ("LAYOUTS THE BACKENDS SERVE" above).
+#define SPMLA_PREPARE(fn, handle, args)                                                    \
+  const Prepared<std::remove_cv_t<std::remove_pointer_t<decltype(args)>>> prepared(args); \
+  SPMLA_TRY(serves(fn, handle, prepared))
+
 #define SPMLA_GET_WORKSPACE_SIZE(fn, validate_call, member)                          \
   return guard(fn, [&]() -> spmla_status_t {                                        \
     SPMLA_USE_HANDLE(fn, handle);                                         \
     SPMLA_TRY(validate_call);                                                       \
     if (!workspace_bytes) return null_arg(fn, "workspace_bytes", "a size_t to write"); \
+    SPMLA_PREPARE(fn, handle, args);                                                \
     size_t need = 0;                                                                \
-    SPMLA_WORKSPACE_QUERY(fn, handle, member, args, &need);                         \
+    SPMLA_WORKSPACE_QUERY(fn, handle, member, prepared.get(), &need);               \
     *workspace_bytes = need;                                                        \
     return OK;                                                                      \
   })
@@ -551,11 +662,12 @@ SPMLA_API spmla_status_t spmla_event_elapsed_ms(spmla_handle_t handle, spmla_eve
     SPMLA_USE_HANDLE(fn, handle);                                                 \
     SPMLA_TRY(validate_call);                                                               \
     SPMLA_REQUIRE(fn, handle, member);                                                      \
+    SPMLA_PREPARE(fn, handle, args);                                                        \
     size_t need = 0;                                                                        \
-    SPMLA_WORKSPACE_QUERY(fn, handle, ws_member, args, &need);                              \
+    SPMLA_WORKSPACE_QUERY(fn, handle, ws_member, prepared.get(), &need);                    \
     SPMLA_TRY(validate_workspace(fn, workspace, workspace_bytes, need));                    \
-    return SPMLA_CALL(fn, handle, member, handle->ctx, args, workspace, workspace_bytes,     \
-                      stream);                                                              \
+    return SPMLA_CALL(fn, handle, member, handle->ctx, prepared.get(), workspace,           \
+                      workspace_bytes, stream);                                             \
   })
 
 #define SPMLA_RUN(fn, validate_call, member)                                     \
@@ -563,7 +675,8 @@ SPMLA_API spmla_status_t spmla_event_elapsed_ms(spmla_handle_t handle, spmla_eve
     SPMLA_USE_HANDLE(fn, handle);                                      \
     SPMLA_TRY(validate_call);                                                    \
     SPMLA_REQUIRE(fn, handle, member);                                           \
-    return SPMLA_CALL(fn, handle, member, handle->ctx, args, stream);            \
+    SPMLA_PREPARE(fn, handle, args);                                             \
+    return SPMLA_CALL(fn, handle, member, handle->ctx, prepared.get(), stream);  \
   })
 
 SPMLA_API spmla_status_t spmla_sparse_attention_get_workspace_size(

@@ -85,9 +85,18 @@ const char *dtype_str(int64_t d) {
 
 std::string layout_str(int64_t l) {
   // names from numerics/kv_layout_traits.h
-  const KvLayoutInfo i = l >= kKvLayoutFirst && l <= kKvLayoutLast ? kv_layout_info(static_cast<int32_t>(l), 0)
-                                                                    : kv_layout_info(0, 0);
+  const KvLayoutInfo i = l >= kKvLayoutFirst && l <= kKvLayoutLastAbi ? kv_layout_info(static_cast<int32_t>(l), 0)
+                                                                       : kv_layout_info(0, 0);
   return i.known ? std::string(i.name) : "unknown layout " + str(l);
+}
+
+std::string arrangement_str(int64_t a) {
+  switch (a) {
+    case SPMLA_KV_ARRANGEMENT_DEFAULT: return "DEFAULT";
+    case SPMLA_KV_ARRANGEMENT_PER_TOKEN: return "PER_TOKEN";
+    case SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED: return "PAGE_BLOCKED";
+    default: return "unknown arrangement " + str(a);
+  }
 }
 
 std::string flavor_str(int64_t f) {

@@ -44,6 +44,7 @@ int64_t enum_value(const E &e) {
 const char *dtype_str(int64_t d);
 std::string layout_str(int64_t l);
 std::string flavor_str(int64_t f);
+std::string arrangement_str(int64_t a);
 
 // The table the core hands to backends (set_error records the thread's last error).
 const spmla_backend_host_t *backend_host();

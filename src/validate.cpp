@@ -35,11 +35,16 @@
 //    pointer alignment, address wrap) and check everything else.
 //
 // KV caches (spmla_kv_cache_t)
-//  - the struct_size rule above; layout is one of BF16, FP8_PER_TENSOR,
-//    V32_FP8, V4_FP8, INDEXER_FP8; BF16 requires fp8_flavor NONE, every FP8 layout
+//  - the struct_size rule above, with the 1.0 size (64) as the least: the ABI 1.2 members
+//    (arrangement, reserved1) absent from a 64-byte struct read as DEFAULT and 0; reserved1
+//    non-zero [ABI_MISMATCH]; layout is one of BF16, FP8_PER_TENSOR, V32_FP8, V4_FP8,
+//    INDEXER_FP8, V41_FP8, V41_FP4; arrangement DEFAULT, PER_TOKEN or PAGE_BLOCKED, and
+//    PER_TOKEN / PAGE_BLOCKED (not DEFAULT) for V41_FP8 / V41_FP4, DEFAULT or the layout's
+//    own one for the others (V4_FP8, INDEXER_FP8 page-blocked; the rest per token);
+//    BF16 requires fp8_flavor NONE, V41_FP4 E4M3FN (its scales), every other FP8 layout
 //    (INDEXER_FP8 included) E4M3FN or E4M3FNUZ [INVALID_ARGUMENT];
-//  - head_dim: V32_FP8 0 or 576; V4_FP8 0 or 512; BF16 and FP8_PER_TENSOR 512 or 576;
-//    INDEXER_FP8 64 or 128; block_size in 1 .. 2^20; num_pages >= 0;
+//  - head_dim: V32_FP8 0 or 576; V4_FP8, V41_FP8, V41_FP4 0 or 512; BF16 and FP8_PER_TENSOR
+//    512 or 576; INDEXER_FP8 64 or 128; block_size in 1 .. 2^20; num_pages >= 0;
 //  - page_stride_bytes 0 (packed, spmla_kv_cache_page_bytes) or >= the packed page size and a
 //    multiple of 16 [INVALID_ARGUMENT];
 //  - num_pages * page stride fits in 64 bits and data + that does not wrap [SIZE_OVERFLOW];
@@ -78,6 +83,7 @@
 #include "validate.h"
 
 #include <cmath>
+#include <cstring>
 #include <initializer_list>
 #include <limits>
 #include <string>
@@ -142,13 +148,15 @@ struct Span {
 
 spmla_status_t check_struct_size(const char *fn, const std::string &arg, const char *type,
                                  const void *p, size_t struct_size, size_t own,
-                                 const char *init, bool read_tail) {
-  // Every struct is still at its 1.0 size in ABI 1.1: the smallest size accepted is `own`.
-  if (struct_size < own)
+                                 const char *init, bool read_tail, size_t min_size) {
+  // The smallest size accepted is the struct's 1.0 size (`min_size`; 0: the struct has not grown,
+  // so `own`). ABI 1.2: spmla_kv_cache_t grew from 64 to 72 bytes.
+  const size_t least = min_size ? min_size : own;
+  if (struct_size < least)
     return fail(INVALID, fn, arg + "->struct_size",
-                ">= " + str(int64_t(own)) + " (" + init + ")",
+                ">= " + str(int64_t(least)) + " (" + init + ")",
                 std::to_string(struct_size));
-  if (!read_tail || struct_size == own) return OK;
+  if (!read_tail || struct_size <= own) return OK;
   if (struct_size > kMaxStructSize)
     return fail(INVALID, fn, arg + "->struct_size",
                 str(int64_t(own)) + " .. " + str(int64_t(kMaxStructSize)) + " (" + init +
@@ -267,61 +275,100 @@ spmla_status_t validate_cache(const char *fn, const char *n, const spmla_kv_cach
                               bool check_data, CacheGeometry *geom) {
   if (!c) return fail(INVALID, fn, n, "a KV cache descriptor", "NULL");
   SPMLA_TRY(check_struct_size(fn, n, "spmla_kv_cache_t", c, c->struct_size,
-                              sizeof(spmla_kv_cache_t), "SPMLA_KV_CACHE_INIT"));
-  const int64_t Lv = enum_value(c->layout);
-  if (Lv < kKvLayoutFirst || Lv > kKvLayoutLast) {  // the layouts of numerics/kv_layout_traits.h
+                              sizeof(spmla_kv_cache_t), "SPMLA_KV_CACHE_INIT", true,
+                              kKvCacheSizeV1_0));
+  // From here on the full-size view (the members an older caller's struct lacks at their
+  // SPMLA_KV_CACHE_INIT values); `c` keeps pointing at the caller's bytes for nothing else.
+  const spmla_kv_cache_t full = normalized_cache(*c);
+  if (full.reserved1 != 0)
+    return fail(SPMLA_STATUS_ABI_MISMATCH, fn, field(n, ".reserved1"),
+                "0 (reserved in ABI " + str(SPMLA_ABI_VERSION_MAJOR) + "." +
+                    str(SPMLA_ABI_VERSION_MINOR) + "; a newer spmla.h may use it, this libspmla " +
+                    SPMLA_VERSION_STRING " cannot honour it)",
+                str(full.reserved1));
+  const int64_t Lv = enum_value(full.layout);
+  if (Lv < kKvLayoutFirst || Lv > kKvLayoutLastAbi) {  // the layouts of numerics/kv_layout_traits.h
     std::string names;
-    for (int l = kKvLayoutFirst; l <= kKvLayoutLast; ++l)
-      names += (l == kKvLayoutFirst ? "" : l == kKvLayoutLast ? " or " : ", ") + layout_str(l);
+    for (int l = kKvLayoutFirst; l <= kKvLayoutLastAbi; ++l)
+      names += (l == kKvLayoutFirst ? "" : l == kKvLayoutLastAbi ? " or " : ", ") + layout_str(l);
     return fail(INVALID, fn, field(n, ".layout"), names, layout_str(Lv));
   }
   const spmla_kv_layout_t L = static_cast<spmla_kv_layout_t>(Lv);
-  const int64_t F = enum_value(c->fp8_flavor);
-  if (kv_layout_info(L, 0).elem == KvElem::kBF16) {  // bf16 data: no FP8 flavor
+  // The arrangement (ABI 1.2): V41 layouts exist in two and must name theirs; the others have
+  // one, named DEFAULT or by its name.
+  int32_t a32;  // an int32 whatever the enum's underlying type (a C caller may store -1)
+  std::memcpy(&a32, &full.arrangement, sizeof a32);
+  const int64_t A = a32;
+  if (A < SPMLA_KV_ARRANGEMENT_DEFAULT || A > SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED)
+    return fail(INVALID, fn, field(n, ".arrangement"), "DEFAULT (0), PER_TOKEN (1) or PAGE_BLOCKED (2)",
+                arrangement_str(A));
+  const KvLayoutInfo li = kv_layout_info(L, 0, static_cast<int32_t>(A));
+  if (li.needs_arrangement) {
+    if (A == SPMLA_KV_ARRANGEMENT_DEFAULT)
+      return fail(INVALID, fn, field(n, ".arrangement"),
+                  "PER_TOKEN or PAGE_BLOCKED (layout " + layout_str(L) +
+                      " exists in both arrangements; name the one the cache was written in)",
+                  c->struct_size < offsetof(spmla_kv_cache_t, arrangement) + sizeof(int32_t)
+                      ? "DEFAULT (struct_size " + std::to_string(c->struct_size) +
+                            " of an ABI 1.0/1.1 header has no arrangement member)"
+                      : std::string("DEFAULT"));
+  } else if (A != SPMLA_KV_ARRANGEMENT_DEFAULT && A != li.native_arrangement) {
+    return fail(INVALID, fn, field(n, ".arrangement"),
+                "DEFAULT or " + arrangement_str(li.native_arrangement) + " (layout " +
+                    layout_str(L) + " has only that arrangement)",
+                arrangement_str(A));
+  }
+  const int64_t F = enum_value(full.fp8_flavor);
+  if (li.elem == KvElem::kBF16) {  // bf16 data: no FP8 flavor
     if (F != SPMLA_FP8_NONE)
       return fail(INVALID, fn, field(n, ".fp8_flavor"), "NONE (layout " + layout_str(L) + ")", flavor_str(F));
+  } else if (li.elem == KvElem::kFP4) {  // E2M1 data, E4M3FN scales (SPEC: the 448 clamp)
+    if (F != SPMLA_FP8_E4M3FN)
+      return fail(INVALID, fn, field(n, ".fp8_flavor"),
+                  "E4M3FN (layout " + layout_str(L) + ": its tile scales are E4M3FN bytes)", flavor_str(F));
   } else if (F != SPMLA_FP8_E4M3FN && F != SPMLA_FP8_E4M3FNUZ) {
     return fail(INVALID, fn, field(n, ".fp8_flavor"),
                 "E4M3FN or E4M3FNUZ (layout " + layout_str(L) + ")", flavor_str(F));
   }
   // The head dims a layout allows (numerics/kv_layout_traits.h): 0 or its fixed D, else one of two.
-  const int32_t hd = c->head_dim;
-  const KvLayoutInfo li = kv_layout_info(L, 0);
+  const int32_t hd = full.head_dim;
   const bool dim_ok = li.fixed_dim ? (hd == 0 || hd == li.fixed_dim) : (hd == li.dim_a || hd == li.dim_b);
   const std::string dims = li.fixed_dim ? "0 or " + str(li.fixed_dim) : str(li.dim_a) + " or " + str(li.dim_b);
   if (!dim_ok)
     return fail(INVALID, fn, field(n, ".head_dim"), dims + " (layout " + layout_str(L) + ")", str(hd));
-  if (c->block_size < 1 || c->block_size > kMaxBlockSize)
-    return fail(INVALID, fn, field(n, ".block_size"), "1 .. 2^20", str(c->block_size));
-  if (c->num_pages < 0)
-    return fail(INVALID, fn, field(n, ".num_pages"), ">= 0", str(c->num_pages));
+  if (full.block_size < 1 || full.block_size > kMaxBlockSize)
+    return fail(INVALID, fn, field(n, ".block_size"), "1 .. 2^20", str(full.block_size));
+  if (full.num_pages < 0)
+    return fail(INVALID, fn, field(n, ".num_pages"), ">= 0", str(full.num_pages));
   const int32_t D = hd ? hd : layout_fixed_dim(L);
-  const int64_t packed = packed_page_bytes(L, D, c->block_size);
-  if (c->page_stride_bytes != 0 &&
-      (c->page_stride_bytes < packed || c->page_stride_bytes % 16 != 0))
+  const int64_t packed = packed_page_bytes(L, D, full.block_size, static_cast<int32_t>(A));
+  if (full.page_stride_bytes != 0 &&
+      (full.page_stride_bytes < packed || full.page_stride_bytes % 16 != 0))
     return fail(INVALID, fn, field(n, ".page_stride_bytes"),
-                "0 or >= " + str(packed) + " (packed page) and a multiple of 16",
-                str(c->page_stride_bytes));
-  const int64_t stride = c->page_stride_bytes ? c->page_stride_bytes : packed;
+                "0 or >= " + str(packed) + " (packed page" +
+                    (li.needs_arrangement ? " of " + layout_str(L) + ", " + arrangement_str(A) : std::string()) +
+                    ") and a multiple of 16",
+                str(full.page_stride_bytes));
+  const int64_t stride = full.page_stride_bytes ? full.page_stride_bytes : packed;
   int64_t total;
-  if (__builtin_mul_overflow(c->num_pages, stride, &total))
+  if (__builtin_mul_overflow(full.num_pages, stride, &total))
     return fail(SPMLA_STATUS_SIZE_OVERFLOW, fn, field(n, ".num_pages"),
-                "num_pages * page stride (" + str(stride) + " B) below 2^63", str(c->num_pages));
-  if (L == SPMLA_KV_LAYOUT_FP8_PER_TENSOR && !(std::isfinite(c->scale) && c->scale > 0.0f))
+                "num_pages * page stride (" + str(stride) + " B) below 2^63", str(full.num_pages));
+  if (L == SPMLA_KV_LAYOUT_FP8_PER_TENSOR && !(std::isfinite(full.scale) && full.scale > 0.0f))
     return fail(INVALID, fn, field(n, ".scale"), "a finite value > 0 (FP8_PER_TENSOR)",
-                str_float(c->scale));
+                str_float(full.scale));
   if (check_data) {
-    if (!c->data && c->num_pages > 0)
+    if (!full.data && full.num_pages > 0)
       return fail(INVALID, fn, field(n, ".data"),
-                  "non-NULL (" + str(c->num_pages) + " pages)", "NULL");
-    if (c->data) {
-      const uintptr_t p = reinterpret_cast<uintptr_t>(c->data);
+                  "non-NULL (" + str(full.num_pages) + " pages)", "NULL");
+    if (full.data) {
+      const uintptr_t p = reinterpret_cast<uintptr_t>(full.data);
       if (static_cast<uint64_t>(total) > std::numeric_limits<uintptr_t>::max() - p)
         return fail(SPMLA_STATUS_SIZE_OVERFLOW, fn, field(n, ".data"),
-                    "data + " + str(total) + " bytes inside the address space", ptr_str(c->data));
+                    "data + " + str(total) + " bytes inside the address space", ptr_str(full.data));
       if (p % 16 != 0)
         return fail(SPMLA_STATUS_MISALIGNED, fn, field(n, ".data"), "16-byte alignment",
-                    ptr_str(c->data));
+                    ptr_str(full.data));
     }
   }
   if (geom) *geom = resolve_geometry(*c);
@@ -433,7 +480,8 @@ spmla_status_t validate_sparse_attention(const char *fn, const spmla_sparse_atte
   CacheGeometry g{};
   SPMLA_TRY(validate_cache(fn, "kv", a->kv, cd, &g));
   if (g.layout == SPMLA_KV_LAYOUT_INDEXER_FP8)
-    return fail(INVALID, fn, "kv.layout", "an attention layout (BF16, FP8_PER_TENSOR, V32_FP8, V4_FP8)",
+    return fail(INVALID, fn, "kv.layout",
+                "an attention layout (BF16, FP8_PER_TENSOR, V32_FP8, V4_FP8, V41_FP8, V41_FP4)",
                 "INDEXER_FP8");
   if (D != g.dim) return dim_eq(fn, "q", a->q, 2, g.dim, "D_qk = kv.head_dim");
   SPMLA_TRY(validate_tensor(fn, a->indices, in_req("indices", 2, I32), cd));
@@ -446,7 +494,8 @@ spmla_status_t validate_sparse_attention(const char *fn, const spmla_sparse_atte
     SPMLA_TRY(validate_cache(fn, "extra_kv", a->extra_kv, cd, &ge));
     if (ge.layout == SPMLA_KV_LAYOUT_INDEXER_FP8)
       return fail(INVALID, fn, "extra_kv.layout",
-                  "an attention layout (BF16, FP8_PER_TENSOR, V32_FP8, V4_FP8)", "INDEXER_FP8");
+                  "an attention layout (BF16, FP8_PER_TENSOR, V32_FP8, V4_FP8, V41_FP8, V41_FP4)",
+                  "INDEXER_FP8");
     if (ge.dim != D)
       return fail(INVALID, fn, "extra_kv.head_dim", str(D) + " (D_qk = q.shape[2])",
                   str(ge.dim));

@@ -14,14 +14,14 @@ namespace spmla {
 // pointers (NULL, alignment, address overflow) are then not checked, everything else is.
 
 // The struct_size rule of docs/ABI.md for a caller's struct `p` of C type `type` (argument
-// `arg`, library size `own`, initialised by macro `init`): smaller than `own` (the x.0 size)
-// is INVALID_ARGUMENT; larger is accepted only when every byte past `own` is zero (else
+// `arg`, library size `own`, initialised by macro `init`): smaller than `min_size` (the x.0
+// size; 0 = `own`, a struct that has not grown) is INVALID_ARGUMENT; larger is accepted only when every byte past `own` is zero (else
 // ABI_MISMATCH naming the struct and the offset), and never above 64 KiB (INVALID_ARGUMENT,
 // the tail is not read). `read_tail` false (output structs, filled only up to `own`) skips
 // the tail rules.
 spmla_status_t check_struct_size(const char *fn, const std::string &arg, const char *type,
                                  const void *p, size_t struct_size, size_t own, const char *init,
-                                 bool read_tail = true);
+                                 bool read_tail = true, size_t min_size = 0);
 
 // One tensor: the generic rules (struct_size, dtype, rank, shape range, strides, extent,
 // alignment, no self-overlap for outputs). NULL is accepted iff !required.

@@ -7,6 +7,8 @@
 #include <string>
 #include <thread>
 
+#include <cstddef>
+
 #include "spmla.h"
 
 TEST_CASE("abi: versions agree between macros and run time", "[abi]") {
@@ -20,10 +22,23 @@ TEST_CASE("abi: versions agree between macros and run time", "[abi]") {
         SPMLA_VERSION_MAJOR * 10000 + SPMLA_VERSION_MINOR * 100 + SPMLA_VERSION_PATCH);
   CHECK(spmla_abi_version() ==
         ((uint32_t(SPMLA_ABI_VERSION_MAJOR) << 16) | uint32_t(SPMLA_ABI_VERSION_MINOR)));
-  // 1.1: SPMLA_STATUS_HANDLE_BUSY (a new enum value is an ABI minor).
-  CHECK(std::string(SPMLA_VERSION_STRING) == "1.1.0");
-  CHECK(SPMLA_VERSION_NUMBER == 10100);
-  CHECK(spmla_abi_version() == ((1u << 16) | 1u));
+  // 1.1: SPMLA_STATUS_HANDLE_BUSY (a new enum value is an ABI minor). 1.2: the V41 layouts
+  // (6, 7), spmla_kv_arrangement_t and spmla_kv_cache_t's trailing members (it grew 64 -> 72).
+  CHECK(std::string(SPMLA_VERSION_STRING) == "1.2.0");
+  CHECK(SPMLA_VERSION_NUMBER == 10200);
+  CHECK(spmla_abi_version() == ((1u << 16) | 2u));
+  CHECK(int(SPMLA_KV_LAYOUT_V41_FP8) == 6);
+  CHECK(int(SPMLA_KV_LAYOUT_V41_FP4) == 7);
+  CHECK(int(SPMLA_KV_ARRANGEMENT_DEFAULT) == 0);
+  CHECK(int(SPMLA_KV_ARRANGEMENT_PER_TOKEN) == 1);
+  CHECK(int(SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED) == 2);
+  if (sizeof(void *) == 8) {
+    CHECK(offsetof(spmla_kv_cache_t, scale) == 56);  // the 1.0 members did not move
+    CHECK(offsetof(spmla_kv_cache_t, reserved0) == 60);
+    CHECK(offsetof(spmla_kv_cache_t, arrangement) == 64);  // at the 1.0 sizeof, not in its padding
+    CHECK(offsetof(spmla_kv_cache_t, reserved1) == 68);
+    CHECK(sizeof(spmla_kv_cache_t) == 72);
+  }
 }
 
 TEST_CASE("abi: spmla_get_api returns the full table", "[abi]") {

@@ -10,26 +10,12 @@ using tst::TestCache;
 namespace {
 
 void store(spmla_handle_t h, TestCache &c, std::vector<uint16_t> &kv, int64_t N, std::vector<int32_t> &slots) {
-  spmla_tensor_t tk = tst::tensor(kv.data(), SPMLA_DTYPE_BF16, {N, c.dim});
-  spmla_tensor_t ts = tst::tensor(slots.data(), SPMLA_DTYPE_INT32, {N});
-  spmla_kv_cache_store_args_t a = SPMLA_KV_CACHE_STORE_ARGS_INIT;
-  a.kv = &tk;
-  a.slot_mapping = &ts;
-  a.cache = &c.desc;
-  tst::check(spmla_kv_cache_store_run(h, &a, nullptr));
+  REQUIRE(size_t(N) == slots.size());
+  tst::store_rows(h, c, kv, slots);
 }
 
 std::vector<uint16_t> gather(spmla_handle_t h, TestCache &c, std::vector<int32_t> &slots) {
-  const int64_t N = int64_t(slots.size());
-  std::vector<uint16_t> out(size_t(N * c.dim), 0x7777);
-  spmla_tensor_t ts = tst::tensor(slots.data(), SPMLA_DTYPE_INT32, {N});
-  spmla_tensor_t to = tst::tensor(out.data(), SPMLA_DTYPE_BF16, {N, c.dim});
-  spmla_kv_cache_gather_args_t a = SPMLA_KV_CACHE_GATHER_ARGS_INIT;
-  a.cache = &c.desc;
-  a.slots = &ts;
-  a.out = &to;
-  tst::check(spmla_kv_cache_gather_run(h, &a, nullptr));
-  return out;
+  return tst::gather_rows(h, c, slots);
 }
 
 float getf(const uint8_t *p) {

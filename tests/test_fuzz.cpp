@@ -107,9 +107,10 @@ void mutate_tensor(Rng &r, Fixture &fx, TensorArg &ta) {
 }
 
 void mutate_cache(Rng &r, Fixture &fx, spmla_kv_cache_t *c) {
-  switch (r.u(10)) {
+  switch (r.u(12)) {
     case 0: null_member(fx, c); break;
-    case 1: c->struct_size = r.pick<size_t>({0, 8, sizeof(spmla_kv_cache_t) - 1, SIZE_MAX, size_t(1) << 20}); break;
+    // 63 / 64: around the ABI 1.0 size (64 is accepted: an older caller's struct)
+    case 1: c->struct_size = r.pick<size_t>({0, 8, 63, 64, sizeof(spmla_kv_cache_t) - 1, SIZE_MAX, size_t(1) << 20}); break;
     case 2: c->layout = static_cast<spmla_kv_layout_t>(r.u(8)); break;
     case 3: c->fp8_flavor = static_cast<spmla_fp8_flavor_t>(r.u(4)); break;
     case 4: c->head_dim = r.pick<int32_t>({0, 64, 128, 512, 576, 100, -1, 1 << 30}); break;
@@ -118,6 +119,14 @@ void mutate_cache(Rng &r, Fixture &fx, spmla_kv_cache_t *c) {
     case 7: c->page_stride_bytes = r.pick<int64_t>({0, 16, 8, 1000, 4096, 4104, I64MAX / 3, -16}); break;
     case 8: c->scale = r.pick<float>({0.0f, -1.0f, std::numeric_limits<float>::quiet_NaN(),
                                       std::numeric_limits<float>::infinity(), 0.5f}); break;
+    // ABI 1.2: the arrangement (only 0..2 exist; V41 layouts need 1 or 2) and reserved1 (must be 0)
+    case 10: {
+      const int32_t a = r.pick<int32_t>({0, 1, 2, 3, -1, 1 << 30});
+      std::memcpy(&c->arrangement, &a, sizeof a);
+      if (r.coin(50)) c->layout = r.pick<spmla_kv_layout_t>({SPMLA_KV_LAYOUT_V41_FP8, SPMLA_KV_LAYOUT_V41_FP4});
+      break;
+    }
+    case 11: c->reserved1 = r.pick<int32_t>({0, 1, -1}); break;
     default: {
       const uintptr_t p = reinterpret_cast<uintptr_t>(c->data);
       c->data = reinterpret_cast<void *>(r.pick<uintptr_t>({0, p + 8, p + 16, ~uintptr_t(15)}));
@@ -291,8 +300,9 @@ TEST_CASE("fuzz: random bytes as descriptors", "[fuzz]") {
     }
     for (auto &c : cs) {
       c = SPMLA_KV_CACHE_INIT;
-      c.layout = static_cast<spmla_kv_layout_t>(r.u(7));
+      c.layout = static_cast<spmla_kv_layout_t>(r.u(9));  // 0 .. 8: V41 (6, 7) and one past
       c.fp8_flavor = static_cast<spmla_fp8_flavor_t>(r.u(3));
+      c.arrangement = static_cast<spmla_kv_arrangement_t>(r.u(4));
       c.head_dim = r.pick<int32_t>({0, 64, 128, 512, 576});
       c.block_size = static_cast<int32_t>(r.u(6));
       c.num_pages = r.coin(70) ? static_cast<int64_t>(r.u(3)) : wild_size(r, 2);

@@ -231,6 +231,15 @@ TEST_CASE("registry: dispatch reaches the good fake backend", "[registry]") {
   CHECK(kv["sa_run"] == "SPMLA_STATUS_SUCCESS out_ok=1 lse=42");
   CHECK(has(r.out, "lse=42"));
   CHECK(kv["gather"] == "SPMLA_STATUS_SUCCESS out_ok=1");
+  // ABI 1.2: V41 caches are refused for a plugin whose table does not name them (the fake
+  // plugin's last_kv_layout is 0: the 1.0 layouts), before the plugin is called.
+  CHECK(kv["v41_gather_0"] == "SPMLA_STATUS_UNSUPPORTED untouched=1");
+  CHECK(kv["v41_gather_msg_0"] == "spmla_kv_cache_gather_run: layout V41_FP8 is not served by the fake backend "
+                                  "(its kernels read the layouts up to INDEXER_FP8; the cpu backend serves every layout)");
+  CHECK(kv["v41_gather_1"] == "SPMLA_STATUS_UNSUPPORTED untouched=1");
+  CHECK(has(kv["v41_gather_msg_1"], "layout V41_FP4 is not served by the fake backend"));
+  CHECK(kv["v41_store_0"] == "SPMLA_STATUS_UNSUPPORTED untouched=1");
+  CHECK(kv["v41_store_1"] == "SPMLA_STATUS_UNSUPPORTED untouched=1");
   CHECK(has(r.out, "topk=SPMLA_STATUS_SUCCESS first=5555"));
   CHECK(has(r.out, "elapsed=SPMLA_STATUS_SUCCESS ms=1.5"));
   CHECK(has(r.out, "malloc=SPMLA_STATUS_SUCCESS aligned=1"));

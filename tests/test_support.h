@@ -213,24 +213,58 @@ inline double rel_l2(const std::vector<uint16_t> &a, const std::vector<double> &
 // A test KV cache filled with random contents, with an independent decoder (test-side offsets and
 // fp8_ref, not the backend's code) and a poisoner that fills a slot with NaN bytes.
 // ---------------------------------------------------------------------------------------------
+// Test-side geometry of the V4.1 layouts (docs/SPEC.md "V4.1 cache layouts"), written from the
+// SPEC text, not from numerics/kv_layout_traits.h.
+struct V41Geo {
+  bool fp4, blocked;
+  int data() const { return fp4 ? 256 : 512; }    // data bytes per token
+  int scales() const { return fp4 ? 32 : 16; }    // scale bytes per token
+  int token() const { return data() + scales(); }  // 288 / 528
+  int tile() const { return fp4 ? 16 : 32; }
+  int64_t page(int64_t bs) const { return blocked ? (token() * bs + 511) / 512 * 512 : token() * bs; }
+  int64_t data_off(int64_t o) const { return o * (blocked ? data() : token()); }
+  int64_t scale_off(int64_t o, int64_t bs) const {
+    return blocked ? bs * data() + o * scales() : o * token() + data();
+  }
+};
+inline bool is_v41(spmla_kv_layout_t l) {
+  return l == SPMLA_KV_LAYOUT_V41_FP8 || l == SPMLA_KV_LAYOUT_V41_FP4;
+}
+// Independent E2M1 decode (ldexp).
+inline double fp4_ref(int code) {
+  const int s = (code >> 3) & 1, e = (code >> 1) & 3, m = code & 1;
+  const double v = e == 0 ? std::ldexp(double(m), -1) : std::ldexp(1.0 + m / 2.0, e - 1);
+  return s ? -v : v;
+}
+
 struct TestCache {
   spmla_kv_layout_t layout;
   spmla_fp8_flavor_t flavor;
   int32_t dim, bs;
+  spmla_kv_arrangement_t arrangement;
   int64_t pages, stride;
   float tensor_scale = 0.0078125f * 1.5f;  // FP8_PER_TENSOR scale (not a power of two)
   Bytes buf;
   spmla_kv_cache_t desc;
 
+  static int64_t packed(spmla_kv_layout_t l, int32_t d, int32_t block, spmla_kv_arrangement_t a) {
+    if (is_v41(l))
+      return V41Geo{l == SPMLA_KV_LAYOUT_V41_FP4, a == SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED}.page(block);
+    return page_bytes(l, d, block);
+  }
   TestCache(spmla_kv_layout_t l, spmla_fp8_flavor_t f, int32_t d, int64_t np, int32_t block,
-            int64_t extra_stride = 0)
+            int64_t extra_stride = 0, spmla_kv_arrangement_t arr = SPMLA_KV_ARRANGEMENT_DEFAULT)
       : layout(l), flavor(l == SPMLA_KV_LAYOUT_BF16 ? SPMLA_FP8_NONE : f), dim(d), bs(block),
-        pages(np),
-        stride(extra_stride ? spmla::round_up(page_bytes(l, d, block), 16) + extra_stride
-                            : page_bytes(l, d, block)),
+        arrangement(arr), pages(np),
+        stride(extra_stride ? spmla::round_up(packed(l, d, block, arr), 16) + extra_stride
+                            : packed(l, d, block, arr)),
         buf(size_t(stride * np), 0xEE) {
     desc = cache(buf.data(), layout, flavor, dim, pages, bs, extra_stride ? stride : 0,
                  tensor_scale);
+    desc.arrangement = arr;
+  }
+  V41Geo geo() const {
+    return V41Geo{layout == SPMLA_KV_LAYOUT_V41_FP4, arrangement == SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED};
   }
   int64_t slots() const { return pages * bs; }
   bool fnuz() const { return flavor == SPMLA_FP8_E4M3FNUZ; }
@@ -282,6 +316,25 @@ struct TestCache {
           for (int i = 0; i < dim; ++i) p[o * dim + i] = fp8_of(r.normal() * sigma / sc);
           break;
         }
+        case SPMLA_KV_LAYOUT_V41_FP8: {
+          const V41Geo g = geo();
+          uint8_t *row = p + g.data_off(o), *sc = p + g.scale_off(o, bs);
+          for (int t = 0; t < 16; ++t) {
+            const int k = int(r.integer(-8, -5));
+            sc[t] = uint8_t(k + 127);
+            for (int i = 0; i < 32; ++i) row[t * 32 + i] = fp8_of(r.normal() * sigma / std::ldexp(1.0f, k));
+          }
+          break;
+        }
+        case SPMLA_KV_LAYOUT_V41_FP4: {
+          // random codes (every one of the 16), E4M3FN scales around sigma / 4
+          const V41Geo g = geo();
+          uint8_t *row = p + g.data_off(o), *sc = p + g.scale_off(o, bs);
+          for (int i = 0; i < 256; ++i) row[i] = uint8_t(r.integer(0, 255));
+          for (int t = 0; t < 32; ++t)
+            sc[t] = spmla::f32_to_fp8_e4m3fn(sigma / 4 * r.uniform(0.5f, 2.0f));
+          break;
+        }
         default:
           break;
       }
@@ -309,6 +362,13 @@ struct TestCache {
         std::memset(p + o * dim, f8, size_t(dim));
         std::memset(p + int64_t(bs) * dim + o * 4, 0xFF, 4);
         break;
+      case SPMLA_KV_LAYOUT_V41_FP8:
+      case SPMLA_KV_LAYOUT_V41_FP4: {
+        const V41Geo g = geo();
+        std::memset(p + g.data_off(o), layout == SPMLA_KV_LAYOUT_V41_FP4 ? 0x77 : f8, size_t(g.data()));
+        std::memset(p + g.scale_off(o, bs), layout == SPMLA_KV_LAYOUT_V41_FP4 ? 0x7F : 0xFF, size_t(g.scales()));
+        break;
+      }
       default: break;
     }
   }
@@ -352,9 +412,147 @@ struct TestCache {
         for (int i = 0; i < dim; ++i) v[size_t(i)] = fp8_ref(p[o * dim + i], fnuz()) * sc;
         break;
       }
+      case SPMLA_KV_LAYOUT_V41_FP8: {
+        const V41Geo g = geo();
+        const uint8_t *row = p + g.data_off(o), *sc = p + g.scale_off(o, bs);
+        for (int i = 0; i < 512; ++i)
+          v[size_t(i)] = fp8_ref(row[i], fnuz()) * std::ldexp(1.0, int(sc[i / 32]) - 127);
+        break;
+      }
+      case SPMLA_KV_LAYOUT_V41_FP4: {
+        const V41Geo g = geo();
+        const uint8_t *row = p + g.data_off(o), *sc = p + g.scale_off(o, bs);
+        for (int i = 0; i < 512; ++i)
+          v[size_t(i)] = fp4_ref((row[i / 2] >> (4 * (i % 2))) & 15) * fp8_ref(sc[i / 16], false);
+        break;
+      }
       default: break;
     }
     return v;
+  }
+};
+
+// kv_cache_store of N = slots.size() rows kv [N, c.dim] bf16 into c (must succeed).
+inline void store_rows(spmla_handle_t h, TestCache &c, std::vector<uint16_t> &kv, std::vector<int32_t> &slots) {
+  const int64_t N = int64_t(slots.size());
+  spmla_tensor_t tk = tensor(kv.data(), SPMLA_DTYPE_BF16, {N, c.dim});
+  spmla_tensor_t ts = tensor(slots.data(), SPMLA_DTYPE_INT32, {N});
+  spmla_kv_cache_store_args_t a = SPMLA_KV_CACHE_STORE_ARGS_INIT;
+  a.kv = &tk;
+  a.slot_mapping = &ts;
+  a.cache = &c.desc;
+  check(spmla_kv_cache_store_run(h, &a, nullptr));
+}
+// kv_cache_gather of `slots` from c into a fresh [N, c.dim] bf16 buffer first filled with `poison`.
+inline std::vector<uint16_t> gather_rows(spmla_handle_t h, TestCache &c, std::vector<int32_t> &slots,
+                                         uint16_t poison = 0x7777) {
+  const int64_t N = int64_t(slots.size());
+  std::vector<uint16_t> out(size_t(N * c.dim), poison);
+  spmla_tensor_t ts = tensor(slots.data(), SPMLA_DTYPE_INT32, {N});
+  spmla_tensor_t to = tensor(out.data(), SPMLA_DTYPE_BF16, {N, c.dim});
+  spmla_kv_cache_gather_args_t a = SPMLA_KV_CACHE_GATHER_ARGS_INIT;
+  a.cache = &c.desc;
+  a.slots = &ts;
+  a.out = &to;
+  check(spmla_kv_cache_gather_run(h, &a, nullptr));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One sparse_attention call through the public API over TestCaches (outputs poisoned first), and
+// its check against ref_attention with SPEC's tolerances.
+// ---------------------------------------------------------------------------------------------
+struct Attn {
+  int64_t T = 1, H = 1, D = 576, Dv = 512;
+  std::vector<uint16_t> q;
+  TestCache *kv = nullptr;
+  int64_t K = 1;
+  std::vector<int32_t> idx, len;  // len empty = absent
+  TestCache *ekv = nullptr;
+  int64_t K2 = 0;
+  std::vector<int32_t> eidx, elen;
+  std::vector<float> sink;  // empty = absent
+  float scale = 0.0f;
+  bool want_max = true;
+  std::vector<uint16_t> out;
+  std::vector<float> lse, mx;
+
+  void run(spmla_handle_t h) {
+    out.assign(size_t(T * H * Dv), 0xAAAA);
+    lse.assign(size_t(T * H), 12345.0f);
+    mx.assign(size_t(T * H), 12345.0f);
+    spmla_tensor_t tq = tst::tensor(q.data(), SPMLA_DTYPE_BF16, {T, H, D});
+    spmla_tensor_t ti = tst::tensor(idx.data(), SPMLA_DTYPE_INT32, {T, K});
+    spmla_tensor_t tl = tst::tensor(len.data(), SPMLA_DTYPE_INT32, {T});
+    spmla_tensor_t tei = tst::tensor(eidx.data(), SPMLA_DTYPE_INT32, {T, K2});
+    spmla_tensor_t tel = tst::tensor(elen.data(), SPMLA_DTYPE_INT32, {T});
+    spmla_tensor_t ts = tst::tensor(sink.data(), SPMLA_DTYPE_FP32, {H});
+    spmla_tensor_t to = tst::tensor(out.data(), SPMLA_DTYPE_BF16, {T, H, Dv});
+    spmla_tensor_t tlse = tst::tensor(lse.data(), SPMLA_DTYPE_FP32, {T, H});
+    spmla_tensor_t tmx = tst::tensor(mx.data(), SPMLA_DTYPE_FP32, {T, H});
+    spmla_sparse_attention_args_t a = SPMLA_SPARSE_ATTENTION_ARGS_INIT;
+    a.q = &tq;
+    a.kv = &kv->desc;
+    a.indices = &ti;
+    a.lengths = len.empty() ? nullptr : &tl;
+    if (ekv) {
+      a.extra_kv = &ekv->desc;
+      a.extra_indices = &tei;
+      a.extra_lengths = elen.empty() ? nullptr : &tel;
+    }
+    a.attn_sink = sink.empty() ? nullptr : &ts;
+    a.scale = scale;
+    a.out = &to;
+    a.lse = &tlse;
+    a.max_logits = want_max ? &tmx : nullptr;
+    size_t ws = 0;
+    tst::check(spmla_sparse_attention_get_workspace_size(h, &a, &ws));
+    std::vector<uint8_t> wsb(ws + 256);
+    void *wp = ws ? wsb.data() : nullptr;
+    tst::check(spmla_sparse_attention_plan(h, &a, wp, ws, nullptr));
+    tst::check(spmla_sparse_attention_run(h, &a, wp, ws, nullptr));
+  }
+
+  // keys of token t from one list, per SPEC (valid slot and position < length)
+  static void keys_of(TestCache *c, const std::vector<int32_t> &ix, const std::vector<int32_t> &ln,
+                      int64_t t, int64_t K, std::vector<std::vector<double>> &dst) {
+    int64_t L = ln.empty() ? K : std::max<int64_t>(0, std::min<int64_t>(K, ln[size_t(t)]));
+    for (int64_t k = 0; k < L; ++k) {
+      int64_t s = ix[size_t(t * K + k)];
+      if (s >= 0 && s < c->slots()) dst.push_back(c->row(s));
+    }
+  }
+  tst::RefOut ref() {
+    std::vector<std::vector<std::vector<double>>> keys(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) {
+      keys_of(kv, idx, len, t, K, keys[size_t(t)]);
+      if (ekv) keys_of(ekv, eidx, elen, t, K2, keys[size_t(t)]);
+    }
+    double sc = scale != 0.0f ? scale : 1.0 / std::sqrt(double(D));
+    return tst::ref_attention(q, T, H, D, Dv, keys, sc, sink.empty() ? nullptr : sink.data());
+  }
+  void check_against_ref(double out_tol = 1e-2, double lse_tol = 1e-3) {
+    tst::RefOut r = ref();
+    CHECK(tst::rel_l2(out, r.out) < out_tol);
+    // bf16 output: every element within ~1 bf16 ulp of the reference plus a small absolute slack
+    double maxref = 0;
+    for (double v : r.out) maxref = std::max(maxref, std::fabs(v));
+    size_t bad = 0;
+    for (size_t i = 0; i < r.out.size(); ++i) {
+      double d = std::fabs(double(tst::fb(out[i])) - r.out[i]);
+      if (d > std::fabs(r.out[i]) * (1.0 / 128) + 1e-4 * maxref + 1e-30) ++bad;
+    }
+    CHECK(bad == 0);
+    for (size_t i = 0; i < r.lse.size(); ++i) {
+      INFO("lse " << i << " got " << lse[i] << " ref " << r.lse[i]);
+      if (std::isinf(r.lse[i])) {
+        CHECK(lse[i] == tst::inf());
+        if (want_max) CHECK(mx[i] == -tst::inf());
+      } else {
+        CHECK(std::fabs(lse[i] - r.lse[i]) < lse_tol * std::max(1.0, std::fabs(r.lse[i])));
+        if (want_max) CHECK(std::fabs(mx[i] - r.mx[i]) < lse_tol * std::max(1.0, std::fabs(r.mx[i])));
+      }
+    }
   }
 };
 

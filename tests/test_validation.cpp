@@ -568,15 +568,22 @@ TEST_CASE("validation: kv_cache_store and kv_cache_gather specifics", "[validati
   expect_fail(f, [&](Fixture &fx) {
     as<KvCacheStore>(fx).a.cache = nullptr;
   }, INV, "cache: expected a KV cache");
-  // Every layout is a valid destination, INDEXER_FP8 included (kv width = its Di).
-  for (auto cfg : {std::make_tuple(SPMLA_KV_LAYOUT_V32_FP8, SPMLA_FP8_E4M3FN, 576),
-                   std::make_tuple(SPMLA_KV_LAYOUT_V4_FP8, SPMLA_FP8_E4M3FNUZ, 512),
-                   std::make_tuple(SPMLA_KV_LAYOUT_FP8_PER_TENSOR, SPMLA_FP8_E4M3FN, 512),
-                   std::make_tuple(SPMLA_KV_LAYOUT_INDEXER_FP8, SPMLA_FP8_E4M3FN, 128),
-                   std::make_tuple(SPMLA_KV_LAYOUT_INDEXER_FP8, SPMLA_FP8_E4M3FNUZ, 64)}) {
+  // Every layout is a valid destination, INDEXER_FP8 included (kv width = its Di), the V41
+  // layouts in both arrangements.
+  const auto DEF = SPMLA_KV_ARRANGEMENT_DEFAULT, TOK = SPMLA_KV_ARRANGEMENT_PER_TOKEN,
+             BLK = SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED;
+  for (auto cfg : {std::make_tuple(SPMLA_KV_LAYOUT_V32_FP8, SPMLA_FP8_E4M3FN, 576, DEF),
+                   std::make_tuple(SPMLA_KV_LAYOUT_V4_FP8, SPMLA_FP8_E4M3FNUZ, 512, DEF),
+                   std::make_tuple(SPMLA_KV_LAYOUT_FP8_PER_TENSOR, SPMLA_FP8_E4M3FN, 512, DEF),
+                   std::make_tuple(SPMLA_KV_LAYOUT_INDEXER_FP8, SPMLA_FP8_E4M3FN, 128, DEF),
+                   std::make_tuple(SPMLA_KV_LAYOUT_INDEXER_FP8, SPMLA_FP8_E4M3FNUZ, 64, DEF),
+                   std::make_tuple(SPMLA_KV_LAYOUT_V41_FP8, SPMLA_FP8_E4M3FNUZ, 512, TOK),
+                   std::make_tuple(SPMLA_KV_LAYOUT_V41_FP8, SPMLA_FP8_E4M3FN, 512, BLK),
+                   std::make_tuple(SPMLA_KV_LAYOUT_V41_FP4, SPMLA_FP8_E4M3FN, 512, TOK),
+                   std::make_tuple(SPMLA_KV_LAYOUT_V41_FP4, SPMLA_FP8_E4M3FN, 512, BLK)}) {
     Factory g = [cfg] {
       return std::unique_ptr<Fixture>(
-          new KvCacheStore(std::get<0>(cfg), std::get<1>(cfg), std::get<2>(cfg)));
+          new KvCacheStore(std::get<0>(cfg), std::get<1>(cfg), std::get<2>(cfg), std::get<3>(cfg)));
     };
     expect_ok(g, [](Fixture &) {});
     expect_ok(g, [](Fixture &fx) {

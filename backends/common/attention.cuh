@@ -40,7 +40,8 @@ struct AttnSmem {
   // A staged row holds the widest data row the kernel copies (bf16 of D = 576 and a V32 row),
   // and a V4 data row with its scale row right behind it.
   static_assert(kRaw >= 2 * 576 + 16 && kRaw >= KvV32::kDataRowBytes &&
-                    kRaw >= KvV4::kDataRowBytes + KvV4::kScaleRowBytes,
+                    kRaw >= KvV4::kDataRowBytes + KvV4::kScaleRowBytes && kRaw >= KvV41Fp8Token::kTokenBytes &&
+                    kRaw >= KvV41Fp4Token::kTokenBytes,
                 "kRaw too small for a layout's row");
 };
 
@@ -139,14 +140,20 @@ SPMLA_DEVICE void attn_issue_copies(const AttnParams &p, uint8_t *raw, const int
     const int s = src[r];
     if (s < 0) continue;
     const CacheDesc &cd = p.src[s];
-    if (c * 16 >= row_data_bytes(cd.layout, D)) continue;
+    if (c * 16 >= row_data_bytes(cd, D)) continue;
     dev::async_copy16(raw + r * S::kRaw + c * 16, cd.base + info[2 * r] + c * 16);
   }
+  // Separate scale rows (V4, page-blocked V41) land right after the row's data bytes.
   if (threadIdx.x < kAttnBN) {
     const int r = threadIdx.x;
     const int s = src[r];
-    if (s >= 0 && p.src[s].layout == kV4)
+    if (s >= 0 && p.src[s].layout == kV4) {
       dev::async_copy8(raw + r * S::kRaw + KvV4::kDataRowBytes, p.src[s].base + info[2 * r + 1]);
+    } else if (s >= 0 && scale_row_bytes(p.src[s]) > 0) {
+      const CacheDesc &cd = p.src[s];
+      for (int c = 0; c < scale_row_bytes(cd); c += 16)
+        dev::async_copy16(raw + r * S::kRaw + v41_data_bytes(cd.layout) + c, cd.base + info[2 * r + 1] + c);
+    }
   }
   dev::async_commit();
 }
@@ -162,7 +169,7 @@ SPMLA_DEVICE void attn_dequant_tile(const AttnParams &p, const uint8_t *raw, con
     uint4 v = make_uint4(0u, 0u, 0u, 0u);
     if (s >= 0) {
       const uint8_t *row = raw + r * S::kRaw;
-      v = dequant8(p.src[s], row, row + KvV4::kDataRowBytes, g * 8, /*tensor_scale=*/false);
+      v = dequant8(p.src[s], row, row + staged_scales_offset(p.src[s]), g * 8, /*tensor_scale=*/false);
     }
     dev::st16(ks + r * S::kLdK + g * 8, v);
   }

@@ -187,6 +187,28 @@ SPMLA_DEVICE float amax8(const float *x) {
   for (int i = 0; i < 8; ++i) m = fmaxf(m, fabsf(x[i]));  // fmaxf ignores NaN, like the reference
   return m;
 }
+// 1 if any of the 8 values is a NaN or an infinity (V41_FP4: the tile's scale becomes NaN).
+SPMLA_DEVICE float nonfinite8(const float *x) {
+  bool any = false;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) any = any || !(fabsf(x[i]) <= 3.402823466e38f);
+  return any ? 1.f : 0.f;
+}
+// 8 values as E2M1 codes of x / scale (IEEE division, as the reference), element i in bits 4i.
+SPMLA_DEVICE uint32_t quant_fp4x8(const float *x, float scale) {
+  uint32_t w = 0;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) w |= (uint32_t)::spmla::f32_to_fp4_e2m1(x[i] / scale) << (4 * i);
+  return w;
+}
+// Lane l gets the low bytes of v held by lanes (l & ~3) .. (l & ~3) + 3, packed little-endian
+// (within groups of 32 lanes; every lane must call it).
+SPMLA_DEVICE uint32_t gather4_bytes(uint32_t v, int lane) {
+  const int b = lane & ~3;
+  const uint32_t v0 = dev::shfl(v, b, 32), v1 = dev::shfl(v, b + 1, 32);
+  const uint32_t v2 = dev::shfl(v, b + 2, 32), v3 = dev::shfl(v, b + 3, 32);
+  return (v0 & 0xFFu) | ((v1 & 0xFFu) << 8) | ((v2 & 0xFFu) << 16) | ((v3 & 0xFFu) << 24);
+}
 
 // 8 values -> 8 FP8 bytes (software encoder). inv: q = x * inv (exact for a power-of-two scale:
 // inv = 2^-k, or 0 for the infinite scale 2^128, where x * 0 and x / inf agree); otherwise
@@ -412,6 +434,60 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
       uint8_t *pg = base + page * c.page_stride;
       for (int64_t b = used + 8 * lane; b < packed; b += 8 * G) st_cache(pg + b, make_uint2(0u, 0u));
     }
+  } else if constexpr (L == kV41FP8 || L == kV41FP4) {
+    // chunk 0: values [8 lane, +8), chunk 1: values 256 + 8 lane. V41_FP8: tiles of 32 (4 lanes),
+    // UE8M0 scales as for V4; V41_FP4: tiles of 16 (2 lanes), E4M3FN scale
+    // e4m3(clamp(amax / 6, 2^-9, 448)) (NaN for a tile holding a NaN or inf), codes
+    // e2m1(x / scale) two per byte, even element low. The scales go to o.aux (after the data in
+    // a per-token row, or the page's scale row).
+    constexpr bool kFp4 = L == kV41FP4;
+    constexpr int kLanesPerTile = kFp4 ? 2 : 4;
+    static_assert(KvV41F8T::kTile == 4 * 8 && KvV41F4T::kTile == 2 * 8 && 512 == 2 * 32 * 8, "the lane mapping above");
+    float y[8];
+    unpack_bf16x8(r.v[0], x);
+    unpack_bf16x8(r.v[1], y);
+    const float m0 = dev::group_max<kLanesPerTile>(amax8(x)), m1 = dev::group_max<kLanesPerTile>(amax8(y));
+    uint32_t sc0, sc1;  // this lane's tile scale bytes (chunks 0 and 1)
+    if constexpr (kFp4) {
+      const float n0 = dev::group_max<kLanesPerTile>(nonfinite8(x)), n1 = dev::group_max<kLanesPerTile>(nonfinite8(y));
+      sc0 = ::spmla::fp4_tile_scale_e4m3(m0, n0 > 0.f);
+      sc1 = ::spmla::fp4_tile_scale_e4m3(m1, n1 > 0.f);
+      const uint32_t w0 = quant_fp4x8(x, ::spmla::fp8_e4m3_to_f32((uint8_t)sc0, Fp8Kind::E4M3FN));
+      const uint32_t w1 = quant_fp4x8(y, ::spmla::fp8_e4m3_to_f32((uint8_t)sc1, Fp8Kind::E4M3FN));
+      if (ok) {
+        st_cache(row + 4 * lane, w0);
+        st_cache(row + 128 + 4 * lane, w1);
+      }
+    } else {
+      const int k0 = ::spmla::tile_scale_exponent(m0, kKind), k1 = ::spmla::tile_scale_exponent(m1, kKind);
+      const uint2 b0 = quant8<kFnuz, kQMul>(x, inv_pow2(k0)), b1 = quant8<kFnuz, kQMul>(y, inv_pow2(k1));
+      sc0 = ::spmla::ue8m0_from_exponent(k0);
+      sc1 = ::spmla::ue8m0_from_exponent(k1);
+      if (ok) {
+        st_cache(row + 8 * lane, b0);
+        st_cache(row + 256 + 8 * lane, b1);
+      }
+    }
+    // Tile t's scale is lane t * kLanesPerTile's: lanes 0 .. kTiles-1 take one each, then lanes
+    // 4q gather four of them into a word (every lane runs the shuffles).
+    constexpr int kTiles = 32 / kLanesPerTile;  // per chunk: 8 (FP8) or 16 (FP4)
+    const uint32_t a0 = dev::shfl(sc0, kLanesPerTile * (lane % kTiles), 32);
+    const uint32_t a1 = dev::shfl(sc1, kLanesPerTile * (lane % kTiles), 32);
+    const uint32_t word0 = gather4_bytes(a0, lane), word1 = gather4_bytes(a1, lane);
+    if (ok && lane % 4 == 0 && lane < kTiles) {
+      st_cache(base + o.aux + lane, word0);
+      st_cache(base + o.aux + kTiles + lane, word1);
+    }
+    if (c.blocked && ok) {
+      // The page's tail padding beyond block_size tokens up to the multiple of 512 is zeroed (as
+      // the reference does); both ends are multiples of 16 bytes.
+      const int64_t used = (int64_t)c.block_size * (kFp4 ? KvV41F4T::kTokenBytes : KvV41F8T::kTokenBytes);
+      const int64_t packed = (used + 511) / 512 * 512;
+      int64_t page, off;
+      split_slot(r.slot, c.block_size, page, off);
+      uint8_t *pg = base + page * c.page_stride;
+      for (int64_t b = used + 16 * lane; b < packed; b += 16 * G) st_cache(pg + b, make_uint4(0u, 0u, 0u, 0u));
+    }
   } else {  // INDEXER_FP8: G = Di / 8 lanes, one chunk each; scale = max(amax, 1e-4) / fp8_max
     unpack_bf16x8(r.v[0], x);
     float amax = dev::group_max<G>(amax8(x));
@@ -428,7 +504,7 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
 
 template <int L, int G, bool kFnuz>
 SPMLA_DEVICE void store_rows(const StoreParams &p, int vec) {
-  constexpr int kChunks = L == kV4 ? 2 : L == kIndexer ? 1 : 3;
+  constexpr int kChunks = (L == kV4 || L == kV41FP8 || L == kV41FP4) ? 2 : L == kIndexer ? 1 : 3;
   constexpr int kRowsPerWarp = SPMLA_WARP_SIZE / G;
   const int warps_per_block = (int)blockDim.x / SPMLA_WARP_SIZE;
   const int lane = dev::lane_id() % G, sub = dev::lane_id() / G;
@@ -468,6 +544,11 @@ __global__ void __launch_bounds__(kStoreThreads) kv_store_kernel(const StorePara
       if (fnuz) store_rows<kV4, 32, true>(p, vec);
       else store_rows<kV4, 32, false>(p, vec);
       break;
+    case kV41FP8:
+      if (fnuz) store_rows<kV41FP8, 32, true>(p, vec);
+      else store_rows<kV41FP8, 32, false>(p, vec);
+      break;
+    case kV41FP4: store_rows<kV41FP4, 32, false>(p, vec); break;  // scales are E4M3FN
     default:  // INDEXER_FP8, Di 64 or 128
       if (p.cache.dim == 64) {
         if (fnuz) store_rows<kIndexer, 8, true>(p, vec);

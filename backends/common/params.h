@@ -27,7 +27,7 @@ constexpr int kDV = 512;     // value width
 constexpr int kIdxRows = SPMLA_IDX_ROWS;
 constexpr int kIdxMaxHi = 64;
 
-enum Layout : int32_t { kBF16 = 1, kFP8PerTensor = 2, kV32 = 3, kV4 = 4, kIndexer = 5 };
+enum Layout : int32_t { kBF16 = 1, kFP8PerTensor = 2, kV32 = 3, kV4 = 4, kIndexer = 5, kV41FP8 = 6, kV41FP4 = 7 };
 
 // A resolved paged KV cache (one KV head).
 struct CacheDesc {
@@ -39,6 +39,7 @@ struct CacheDesc {
   int32_t flavor = 0;  // 1 E4M3FN, 2 E4M3FNUZ, 0 none
   int32_t dim = 0;     // head dim D
   float scale = 1.f;   // FP8_PER_TENSOR
+  int32_t blocked = 0; // V41: 1 page-blocked (data rows, then scale rows), 0 per token
   SPMLA_PARAMS_HD int64_t num_slots() const { return num_pages * (int64_t)block_size; }
 };
 

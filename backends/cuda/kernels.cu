@@ -200,6 +200,11 @@ cudaError_t kv_store(const kern::StoreParams &p, int vec, cudaStream_t s) {
     case kern::kV4:
       k = fnuz ? kern::kv_store_layout_kernel<kern::kV4, 32, true> : kern::kv_store_layout_kernel<kern::kV4, 32, false>;
       break;
+    case kern::kV41FP8:
+      k = fnuz ? kern::kv_store_layout_kernel<kern::kV41FP8, 32, true>
+               : kern::kv_store_layout_kernel<kern::kV41FP8, 32, false>;
+      break;
+    case kern::kV41FP4: k = kern::kv_store_layout_kernel<kern::kV41FP4, 32, false>; break;  // E4M3FN scales
     default:
       if (p.cache.dim == 64)
         k = fnuz ? kern::kv_store_layout_kernel<kern::kIndexer, 8, true>

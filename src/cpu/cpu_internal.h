@@ -87,7 +87,8 @@ struct CacheView {
 
 // Dequantizes all D values of a valid slot into dst[0, D) as fp32:
 //  BF16: the values; FP8_PER_TENSOR: fp8 * scale; V32: 512 fp8 * scale[i/128] then 64 bf16 RoPE;
-//  V4: 448 fp8 * 2^(ue8m0[i/64]-127) then 64 bf16 RoPE; INDEXER_FP8: fp8 * per-token fp32 scale.
+//  V4: 448 fp8 * 2^(ue8m0[i/64]-127) then 64 bf16 RoPE; INDEXER_FP8: fp8 * per-token fp32 scale;
+//  V41_FP8: 512 fp8 * 2^(ue8m0[i/32]-127); V41_FP4: 512 e2m1 * e4m3fn[i/16] (either arrangement).
 // The product fp8 * scale is rounded to fp32 once (exact for the power-of-two scales).
 void dequantize_row(const CacheView &cv, int64_t slot, float *dst);
 

@@ -45,6 +45,18 @@ static void dequantize_token(const CacheView &cv, const uint8_t *page, int64_t o
   const int64_t nope = T::nope(D), tile = T::tile(D);
   if (T::kElem == KvElem::kBF16) {
     for (int64_t i = 0; i < nope; ++i) dst[i] = bf16_to_f32(load_u16(row + 2 * i));
+  } else if (T::kElem == KvElem::kFP4) {
+    // E2M1 codes, element i in byte i/2 (even i: low nibble), times the tile's E4M3FN scale;
+    // the product is exact in fp32 (2 x 4 significant bits).
+    const uint8_t *scales = T::scale_addr(page, off, bs, D);
+    const float *e4m3 = fp8_tables().fn;
+    float fp4[16];
+    for (int c = 0; c < 16; ++c) fp4[c] = fp4_e2m1_to_f32(static_cast<uint8_t>(c));
+    for (int64_t t = 0; t * tile < nope; ++t) {
+      const float s = e4m3[scales[t]];
+      for (int64_t i = t * tile; i < (t + 1) * tile; ++i)
+        dst[i] = fp4[(row[i >> 1] >> ((i & 1) * 4)) & 0xF] * s;
+    }
   } else {
     const uint8_t *scales = T::scale_addr(page, off, bs, D);
     const float *ue = fp8_tables().ue8m0;
@@ -70,6 +82,14 @@ void dequantize_row(const CacheView &cv, int64_t slot, float *dst) {
     case SPMLA_KV_LAYOUT_V32_FP8: dequantize_token<KvV32>(cv, page, off, dst); break;
     case SPMLA_KV_LAYOUT_V4_FP8: dequantize_token<KvV4>(cv, page, off, dst); break;
     case SPMLA_KV_LAYOUT_INDEXER_FP8: dequantize_token<KvIndexer>(cv, page, off, dst); break;
+    case SPMLA_KV_LAYOUT_V41_FP8:
+      if (g.arrangement == SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED) dequantize_token<KvV41Fp8Blocked>(cv, page, off, dst);
+      else dequantize_token<KvV41Fp8Token>(cv, page, off, dst);
+      break;
+    case SPMLA_KV_LAYOUT_V41_FP4:
+      if (g.arrangement == SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED) dequantize_token<KvV41Fp4Blocked>(cv, page, off, dst);
+      else dequantize_token<KvV41Fp4Token>(cv, page, off, dst);
+      break;
     default:
       for (int i = 0; i < g.dim; ++i) dst[i] = 0.0f;
       break;
@@ -109,6 +129,39 @@ static void store_tiled_fp8(const CacheView &cv, uint8_t *page, int64_t off, con
   if (packed > used) std::memset(page + used, 0, static_cast<size_t>(packed - used));
 }
 
+// Writes one row of the V41_FP4 layout T (either arrangement), SPEC "V4.1 cache layouts": per
+// tile of 16, scale = e4m3_rne(clamp(amax / 6, 2^-9, 448)) (NaN byte 0x7F for a tile holding a
+// NaN or an inf), codes = e2m1_rne_satfinite(x / float(scale)) (the division in fp32), two per
+// byte with the even element in the low nibble; a page-blocked page's tail padding set to 0.
+template <class T>
+static void store_fp4(const CacheView &cv, uint8_t *page, int64_t off, const float *x) {
+  const CacheGeometry &g = cv.g;
+  const int64_t D = g.dim, bs = g.block_size;
+  uint8_t *row = T::data_addr(page, off, bs, D) + T::kDataOffset;
+  uint8_t *scales = T::scale_addr(page, off, bs, D);
+  const float *e4m3 = fp8_tables().fn;
+  for (int64_t t = 0; t < T::kScales; ++t) {
+    const float *xt = x + t * T::kTile;
+    float amax = 0.0f;
+    bool nonfinite = false;
+    for (int i = 0; i < T::kTile; ++i) {
+      const float a = std::fabs(xt[i]);
+      nonfinite = nonfinite || !std::isfinite(a);
+      amax = a > amax ? a : amax;
+    }
+    const uint8_t sb = fp4_tile_scale_e4m3(amax, nonfinite);
+    scales[t] = sb;
+    const float s = e4m3[sb];
+    for (int i = 0; i < T::kTile; i += 2) {
+      const uint8_t lo = f32_to_fp4_e2m1(xt[i] / s), hi = f32_to_fp4_e2m1(xt[i + 1] / s);
+      row[(t * T::kTile + i) >> 1] = static_cast<uint8_t>(lo | (hi << 4));
+    }
+  }
+  const int64_t used = bs * T::token_bytes(D);
+  const int64_t packed = T::packed_page_bytes(D, bs);
+  if (packed > used) std::memset(page + used, 0, static_cast<size_t>(packed - used));
+}
+
 // Quantizes and writes one row x[0, D) (fp32 copies of bf16 values, raw bf16 bits in xb) into
 // slot `slot` of the cache.
 static void store_row(const CacheView &cv, int64_t slot, const float *x, const uint16_t *xb) {
@@ -132,6 +185,14 @@ static void store_row(const CacheView &cv, int64_t slot, const float *x, const u
     }
     case SPMLA_KV_LAYOUT_V32_FP8: store_tiled_fp8<KvV32>(cv, page, off, x, xb); break;
     case SPMLA_KV_LAYOUT_V4_FP8: store_tiled_fp8<KvV4>(cv, page, off, x, xb); break;
+    case SPMLA_KV_LAYOUT_V41_FP8:  // all 512 values fp8, tiles of 32, UE8M0: the V4 rule
+      if (g.arrangement == SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED) store_tiled_fp8<KvV41Fp8Blocked>(cv, page, off, x, xb);
+      else store_tiled_fp8<KvV41Fp8Token>(cv, page, off, x, xb);
+      break;
+    case SPMLA_KV_LAYOUT_V41_FP4:
+      if (g.arrangement == SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED) store_fp4<KvV41Fp4Blocked>(cv, page, off, x);
+      else store_fp4<KvV41Fp4Token>(cv, page, off, x);
+      break;
     case SPMLA_KV_LAYOUT_INDEXER_FP8: {
       // One fp32 scale per token: scale = max(amax, 1e-4) / fp8_max (vLLM's
       // indexer_k_quant_and_cache guard: the 1e-4 floor applies to amax, before the division, so

@@ -22,6 +22,7 @@ struct CacheSpec {
   int64_t pages;
   int64_t pad;  // extra page-stride bytes (multiple of 16), 0 = packed
   float scale;  // FP8_PER_TENSOR
+  spmla_kv_arrangement_t arrangement = SPMLA_KV_ARRANGEMENT_DEFAULT;  // V41: per token or page-blocked
 };
 
 struct HostCache {
@@ -40,6 +41,7 @@ struct HostCache {
     c.block_size = spec.bs;
     c.page_stride_bytes = spec.pad ? g.page_stride : 0;
     c.scale = spec.scale;
+    c.arrangement = spec.arrangement;
     return c;
   }
   int64_t slots() const { return spec.pages * spec.bs; }
@@ -53,6 +55,13 @@ std::vector<std::pair<int64_t, int64_t>> token_ranges(const spmla::CacheGeometry
     case SPMLA_KV_LAYOUT_FP8_PER_TENSOR: return {{pb + off * g.dim, g.dim}};
     case SPMLA_KV_LAYOUT_V32_FP8: return {{pb + off * 656, 656}};
     case SPMLA_KV_LAYOUT_V4_FP8: return {{pb + off * 576, 576}, {pb + (int64_t)g.block_size * 576 + off * 8, 8}};
+    case SPMLA_KV_LAYOUT_V41_FP8:
+    case SPMLA_KV_LAYOUT_V41_FP4: {
+      const int64_t db = g.layout == SPMLA_KV_LAYOUT_V41_FP8 ? 512 : 256, sb = g.layout == SPMLA_KV_LAYOUT_V41_FP8 ? 16 : 32;
+      if (g.arrangement == SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED)
+        return {{pb + off * db, db}, {pb + (int64_t)g.block_size * db + off * sb, sb}};
+      return {{pb + off * (db + sb), db + sb}};
+    }
     default: return {{pb + off * g.dim, g.dim}, {pb + (int64_t)g.block_size * g.dim + off * 4, 4}};
   }
 }
@@ -67,6 +76,7 @@ HostCache make_cache(Rng &r, const CacheSpec &s, double poison_frac) {
   c.num_pages = s.pages;
   c.block_size = s.bs;
   c.scale = s.scale;
+  c.arrangement = s.arrangement;
   size_t packed = 0;
   check(spmla_kv_cache_page_bytes(&c, &packed), "page_bytes");
   c.page_stride_bytes = s.pad ? (int64_t)packed + s.pad : 0;
@@ -154,9 +164,10 @@ struct AttnCase {
 
 std::string describe(const AttnCase &c) {
   char b[256];
-  snprintf(b, sizeof b, "T=%d H=%d K=%d layout=%d flavor=%d D=%d bs=%d pages=%lld pad=%lld len=%d extra=%d(K2=%d layout=%d bs=%d) sink=%d",
-           c.T, c.H, c.K, (int)c.main.layout, (int)c.main.flavor, c.main.D, c.main.bs, (long long)c.main.pages,
-           (long long)c.main.pad, (int)c.lengths, (int)c.extra, c.K2, (int)c.xspec.layout, c.xspec.bs, (int)c.sink);
+  snprintf(b, sizeof b, "T=%d H=%d K=%d layout=%d/%d flavor=%d D=%d bs=%d pages=%lld pad=%lld len=%d extra=%d(K2=%d layout=%d/%d bs=%d) sink=%d",
+           c.T, c.H, c.K, (int)c.main.layout, (int)c.main.arrangement, (int)c.main.flavor, c.main.D, c.main.bs,
+           (long long)c.main.pages, (long long)c.main.pad, (int)c.lengths, (int)c.extra, c.K2, (int)c.xspec.layout,
+           (int)c.xspec.arrangement, c.xspec.bs, (int)c.sink);
   return b;
 }
 
@@ -400,6 +411,56 @@ TEST_CASE("gpu sparse_attention sweep vs reference", "[gpu][attention]") {
       c.T = 1;
       c.K = std::min(c.K, 100);
       c.main = spec_for(r, cb, bs, 256, i % 4 == 1);
+    }
+    SECTION("case " + std::to_string(i)) { run_case(r, c); }
+  }
+}
+
+// DeepSeek-V4.1 caches (ABI 1.2), read directly: V41_FP8 main + V41_FP4 extra (V4.1's pairing),
+// V41_FP8 + V41_FP8 window, V4_FP8 + V41_FP4 and V41_FP4 + BF16 (engines migrating), both
+// arrangements, both FP8 flavors for V41_FP8, any H, K and block size.
+TEST_CASE("gpu sparse_attention V4.1 caches vs reference", "[gpu][attention]") {
+  Rng r;
+  const int Hs[] = {1, 16, 64, 128, 32};
+  const int Ks[] = {1, 64, 100, 512, 2048};
+  const int BSs[] = {1, 2, 53, 64, 256};
+  const bool quick = std::getenv("SPMLA_GPU_TESTS_QUICK") != nullptr;
+  struct Pair {
+    Combo main, extra;  // extra.D == 0: no extra source
+  };
+  const Combo f8{SPMLA_KV_LAYOUT_V41_FP8, SPMLA_FP8_E4M3FN, 512}, f8z{SPMLA_KV_LAYOUT_V41_FP8, SPMLA_FP8_E4M3FNUZ, 512},
+      f4{SPMLA_KV_LAYOUT_V41_FP4, SPMLA_FP8_E4M3FN, 512}, v4{SPMLA_KV_LAYOUT_V4_FP8, SPMLA_FP8_E4M3FN, 512},
+      b16{SPMLA_KV_LAYOUT_BF16, SPMLA_FP8_NONE, 512};
+  const Pair pairs[] = {{f8, f4}, {f8z, f4}, {f8, f8}, {v4, f4}, {f4, b16}, {f8z, {}}, {f4, {}}};
+  const int n = quick ? 8 : 28;
+  for (int i = 0; i < n; ++i) {
+    const Pair pr = pairs[i % 7];
+    AttnCase c;
+    c.H = Hs[(i + i / 7) % 5];
+    c.K = Ks[(i / 2) % 5];
+    c.T = 1 + (i % 3);
+    const auto arr = [&](int k) {
+      return ((i >> k) & 1) ? SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED : SPMLA_KV_ARRANGEMENT_PER_TOKEN;
+    };
+    c.main = spec_for(r, pr.main, BSs[(i * 3 + i / 7) % 5], std::max(64, 2 * c.K), i % 4 == 1);
+    if (pr.main.layout != SPMLA_KV_LAYOUT_V4_FP8) c.main.arrangement = arr(0);
+    c.lengths = i % 2 == 0;
+    c.extra = pr.extra.D != 0;
+    c.K2 = 0;
+    c.extra_lengths = false;
+    if (c.extra) {
+      c.K2 = i % 3 == 0 ? 128 : 37;
+      c.xspec = spec_for(r, pr.extra, BSs[(i + 2) % 5], 256, i % 5 == 3);
+      if (pr.extra.layout == SPMLA_KV_LAYOUT_V41_FP8 || pr.extra.layout == SPMLA_KV_LAYOUT_V41_FP4)
+        c.xspec.arrangement = arr(1);
+      c.extra_lengths = i % 4 != 3;
+    }
+    c.sink = i % 3 != 1;
+    c.max_logits = i % 5 != 2;
+    if (quick) {
+      c.T = 1;
+      c.K = std::min(c.K, 100);
+      c.main.pages = std::max<int64_t>(2, 256 / c.main.bs);
     }
     SECTION("case " + std::to_string(i)) { run_case(r, c); }
   }

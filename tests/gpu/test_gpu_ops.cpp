@@ -302,20 +302,33 @@ TEST_CASE("gpu topk_per_row on a stream and in a CUDA graph, after the copy that
 TEST_CASE("gpu kv_cache_store bit-identical and kv_cache_gather", "[gpu][kv]") {
   Rng r;
   INFO("seed " << r.seed);
-  struct Cs { spmla_kv_layout_t l; spmla_fp8_flavor_t f; int D; } layouts[] = {
+  struct Cs {
+    spmla_kv_layout_t l;
+    spmla_fp8_flavor_t f;
+    int D;
+    spmla_kv_arrangement_t a = SPMLA_KV_ARRANGEMENT_DEFAULT;
+  } layouts[] = {
       {SPMLA_KV_LAYOUT_BF16, SPMLA_FP8_NONE, 576},          {SPMLA_KV_LAYOUT_BF16, SPMLA_FP8_NONE, 512},
       {SPMLA_KV_LAYOUT_FP8_PER_TENSOR, SPMLA_FP8_E4M3FN, 576}, {SPMLA_KV_LAYOUT_FP8_PER_TENSOR, SPMLA_FP8_E4M3FNUZ, 512},
       {SPMLA_KV_LAYOUT_V32_FP8, SPMLA_FP8_E4M3FN, 576},     {SPMLA_KV_LAYOUT_V32_FP8, SPMLA_FP8_E4M3FNUZ, 576},
       {SPMLA_KV_LAYOUT_V4_FP8, SPMLA_FP8_E4M3FN, 512},      {SPMLA_KV_LAYOUT_V4_FP8, SPMLA_FP8_E4M3FNUZ, 512},
-      {SPMLA_KV_LAYOUT_INDEXER_FP8, SPMLA_FP8_E4M3FN, 128}, {SPMLA_KV_LAYOUT_INDEXER_FP8, SPMLA_FP8_E4M3FNUZ, 64}};
+      {SPMLA_KV_LAYOUT_INDEXER_FP8, SPMLA_FP8_E4M3FN, 128}, {SPMLA_KV_LAYOUT_INDEXER_FP8, SPMLA_FP8_E4M3FNUZ, 64},
+      // DeepSeek-V4.1 (ABI 1.2): both arrangements, both flavors for V41_FP8 (V41_FP4's scales are E4M3FN)
+      {SPMLA_KV_LAYOUT_V41_FP8, SPMLA_FP8_E4M3FN, 512, SPMLA_KV_ARRANGEMENT_PER_TOKEN},
+      {SPMLA_KV_LAYOUT_V41_FP8, SPMLA_FP8_E4M3FNUZ, 512, SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED},
+      {SPMLA_KV_LAYOUT_V41_FP8, SPMLA_FP8_E4M3FNUZ, 512, SPMLA_KV_ARRANGEMENT_PER_TOKEN},
+      {SPMLA_KV_LAYOUT_V41_FP8, SPMLA_FP8_E4M3FN, 512, SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED},
+      {SPMLA_KV_LAYOUT_V41_FP4, SPMLA_FP8_E4M3FN, 512, SPMLA_KV_ARRANGEMENT_PER_TOKEN},
+      {SPMLA_KV_LAYOUT_V41_FP4, SPMLA_FP8_E4M3FN, 512, SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED}};
   const int BSs[] = {1, 2, 53, 64, 256};
   int li = 0;
   for (auto L : layouts) {
     for (int bi = 0; bi < 2; ++bi) {
       const int bs = BSs[(li + bi * 2) % 5];
-      INFO("layout " << L.l << " flavor " << L.f << " D " << L.D << " bs " << bs);
+      INFO("layout " << L.l << " arrangement " << L.a << " flavor " << L.f << " D " << L.D << " bs " << bs);
       spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
       c.layout = L.l;
+      c.arrangement = L.a;
       c.fp8_flavor = L.f;
       c.head_dim = L.D;
       c.block_size = bs;

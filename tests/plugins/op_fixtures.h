@@ -108,11 +108,13 @@ struct Fixture {
     return t;
   }
   spmla_kv_cache_t *cache(const char *name, spmla_kv_layout_t layout, spmla_fp8_flavor_t fl,
-                          int32_t head_dim, int32_t bs, int64_t pages, bool output) {
+                          int32_t head_dim, int32_t bs, int64_t pages, bool output,
+                          spmla_kv_arrangement_t arrangement = SPMLA_KV_ARRANGEMENT_DEFAULT) {
     cache_store.emplace_back(new spmla_kv_cache_t);
     spmla_kv_cache_t *c = cache_store.back().get();
     *c = SPMLA_KV_CACHE_INIT;
     c->layout = layout;
+    c->arrangement = arrangement;
     c->fp8_flavor = fl;
     c->head_dim = head_dim;
     c->block_size = bs;
@@ -357,12 +359,13 @@ struct TopkPaged : Fixture {
 struct KvCacheStore : Fixture {
   spmla_kv_cache_store_args_t a = SPMLA_KV_CACHE_STORE_ARGS_INIT;
   explicit KvCacheStore(spmla_kv_layout_t layout = SPMLA_KV_LAYOUT_BF16,
-                        spmla_fp8_flavor_t fl = SPMLA_FP8_NONE, int32_t dim = 576) {
+                        spmla_fp8_flavor_t fl = SPMLA_FP8_NONE, int32_t dim = 576,
+                        spmla_kv_arrangement_t arrangement = SPMLA_KV_ARRANGEMENT_DEFAULT) {
     Buf *b;
     a.kv = tensor("kv", BF16, {3, dim}, true, false, true);
     a.slot_mapping = tensor("slot_mapping", I32, {3}, true, false, false, &b);
     fill<int32_t>(b, {0, 5, -1});
-    a.cache = cache("cache", layout, fl, dim, 4, 2, true);
+    a.cache = cache("cache", layout, fl, dim, 4, 2, true, arrangement);
   }
   const char *op() const override { return "kv_cache_store"; }
   FIXTURE_RUN_CALLS(kv_cache_store, a)

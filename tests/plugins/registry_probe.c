@@ -155,6 +155,39 @@ static int dispatch(void) {
     st = spmla_kv_cache_gather_run(h, &g, NULL);
     printf("gather=%s out_ok=%d\n", spmla_status_string(st), all_u16(out, 3 * D, 0x3F80));
     ok = ok && st == SPMLA_STATUS_SUCCESS && all_u16(out, 3 * D, 0x3F80);
+    {
+      /* ABI 1.2: a V41 cache given to a plugin backend is refused by the core (src/api.cpp,
+       * "LAYOUTS THE BACKENDS SERVE") before the plugin is called: its output stays untouched. */
+      const spmla_kv_layout_t layouts[2] = {SPMLA_KV_LAYOUT_V41_FP8, SPMLA_KV_LAYOUT_V41_FP4};
+      const spmla_kv_arrangement_t arrs[2] = {SPMLA_KV_ARRANGEMENT_PER_TOKEN, SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED};
+      int li;
+      for (li = 0; li < 2; ++li) {
+        void *v41 = xalloc(PAGES * 4096, 0x33);
+        spmla_kv_cache_t c41 = SPMLA_KV_CACHE_INIT;
+        spmla_kv_cache_store_args_t sa = SPMLA_KV_CACHE_STORE_ARGS_INIT;
+        spmla_tensor_t tkv = tensor(out, SPMLA_DTYPE_BF16, 2, 3, D, 0);
+        c41.data = v41;
+        c41.layout = layouts[li];
+        c41.fp8_flavor = SPMLA_FP8_E4M3FN;
+        c41.num_pages = PAGES;
+        c41.block_size = BS;
+        c41.arrangement = arrs[li];
+        memset(out, 0xAB, 3 * D * 2);
+        g.cache = &c41;
+        st = spmla_kv_cache_gather_run(h, &g, NULL);
+        printf("v41_gather_%d=%s untouched=%d\n", li, spmla_status_string(st), all_bytes(out, 3 * D * 2, 0xAB));
+        printf("v41_gather_msg_%d=%s\n", li, spmla_last_error_message());
+        ok = ok && st == SPMLA_STATUS_UNSUPPORTED && all_bytes(out, 3 * D * 2, 0xAB);
+        sa.kv = &tkv;
+        sa.slot_mapping = &ts;
+        sa.cache = &c41;
+        st = spmla_kv_cache_store_run(h, &sa, NULL);
+        printf("v41_store_%d=%s untouched=%d\n", li, spmla_status_string(st), all_bytes(v41, PAGES * 4096, 0x33));
+        ok = ok && st == SPMLA_STATUS_UNSUPPORTED && all_bytes(v41, PAGES * 4096, 0x33);
+        free(v41);
+      }
+      g.cache = &kv;
+    }
     k.logits = &tlg;
     k.indices = &tin;
     st = spmla_topk_per_row_run(h, &k, NULL, 0, NULL);

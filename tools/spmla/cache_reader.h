@@ -69,12 +69,34 @@ class CacheReader {
         for (int i = 0; i < dim_; ++i) out[i] = decode_fp8(t[i], fl) * s;
         break;
       }
+      case SPMLA_KV_LAYOUT_V41_FP8:
+      case SPMLA_KV_LAYOUT_V41_FP4: {
+        // DeepSeek-V4.1 (SPEC "V4.1 cache layouts"). V41_FP8: 512 e4m3 bytes, 16 UE8M0 scales (one
+        // per 32 values). V41_FP4: 256 bytes of e2m1 pairs (value i in byte i/2, even i in bits
+        // 0-3), 32 E4M3FN scales (one per 16). Per token: data then scales, 528 / 288 B a token;
+        // page-blocked: bs data rows, then bs scale rows.
+        const bool fp4 = c_.layout == SPMLA_KV_LAYOUT_V41_FP4;
+        const int data = fp4 ? 256 : 512, scales = fp4 ? 32 : 16;
+        const bool blocked = c_.arrangement == SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED;
+        const uint8_t *t = p + off * (blocked ? data : data + scales);
+        const uint8_t *sc = blocked ? p + int64_t(bs) * data + off * scales : t + data;
+        for (int i = 0; i < 512; ++i)
+          out[i] = fp4 ? e2m1((t[i / 2] >> (4 * (i % 2))) & 15) * decode_e4m3fn(sc[i / 16])
+                       : decode_fp8(t[i], fl) * decode_ue8m0(sc[i / 32]);
+        break;
+      }
       default:
         throw Error("cache reader: unknown layout");
     }
   }
 
  private:
+  // FP4 E2M1: bit 3 sign, then 2 exponent bits (bias 1) and 1 mantissa bit.
+  static double e2m1(int c) {
+    const int e = (c >> 1) & 3, m = c & 1;
+    const double v = e == 0 ? 0.5 * m : (1.0 + 0.5 * m) * double(1 << (e - 1));
+    return (c & 8) ? -v : v;
+  }
   static double bf16_at(const uint8_t *p) {
     uint16_t b;
     std::memcpy(&b, p, 2);

@@ -22,7 +22,7 @@ struct InfoOptions {
 };
 
 struct RunOptions {
-  std::string model = "v32";     // v32 | v4
+  std::string model = "v32";     // v32 | v4 | v41
   std::string phase = "decode";  // decode | prefill
   std::string backend = "auto";
   int device = 0;
@@ -34,6 +34,7 @@ struct RunOptions {
   int check_tokens = 4, repeats = 1;
   uint64_t seed = 1234;
   std::string fp8_flavor = "e4m3fn";
+  std::string arrangement = "per_token";  // v41's caches: per_token | page_blocked
 };
 
 struct BenchOptions {

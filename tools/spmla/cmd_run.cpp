@@ -2,13 +2,16 @@
 // independent fp64 computation.
 //
 // The step, as an inference engine runs it for one layer:
-//   1. store every context token's KV into the model's paged cache (V32_FP8 or V4_FP8) through a
-//      shuffled block table, and its indexer key into an INDEXER_FP8 cache (v4: also the last
-//      tokens into a separate sliding-window cache);
+//   1. store every context token's KV into the model's paged cache (V32_FP8, V4_FP8, or v41's
+//      V41_FP4 compressed cache) through a shuffled block table, and its indexer key into an
+//      INDEXER_FP8 cache (v4, v41: also the last tokens into a separate sliding-window cache, v41's
+//      in V41_FP8);
 //   2. indexer logits of the query tokens (decode: paged form over the indexer cache; prefill:
 //      ragged form over the indexer keys copied out of the cache, causal k_start/k_end);
 //   3. top-k per row -> request-local positions;  4. indices_to_slots through the block table;
-//   5. v4: window_indices for the sliding window;   6. sparse attention (workspace -> plan -> run).
+//   5. v4/v41: window_indices for the sliding window;  6. sparse attention (workspace -> plan ->
+//      run); v41 passes the V41_FP8 window as the main source and the V41_FP4 top-k cache as the
+//      extra one (docs/SPEC.md: V41_FP4 is in practice the extra, compressed cache).
 // The checker then recomputes a sample of query tokens in double from the cache bytes themselves
 // (decoded here from docs/SPEC.md's layout table, not by the library) and compares out, lse and
 // max_logits, plus the indexer logits, top-k selection and slot lists of the same rows.
@@ -40,13 +43,32 @@ enum Stream : uint64_t { kKv = 1, kIndexerK, kWindowKv, kQ, kIndexerQ, kWeights,
 
 struct Model {
   const char *name;
-  spmla_kv_layout_t layout;
+  const char *title;            // DeepSeek-<title>
+  spmla_kv_layout_t layout;     // the cache the top-k list reads
   const char *layout_name;
   int d_qk, d_v, heads, topk, window;
   bool sink;
+  spmla_kv_layout_t window_layout;  // the sliding-window cache's
+  const char *window_layout_name;
+  bool window_is_main;              // the window is sparse_attention's main source, top-k the extra
 };
-const Model kV32 = {"v32", SPMLA_KV_LAYOUT_V32_FP8, "V32_FP8", 576, 512, 128, 2048, 0, false};
-const Model kV4 = {"v4", SPMLA_KV_LAYOUT_V4_FP8, "V4_FP8", 512, 512, 64, 512, 128, true};
+const Model kV32 = {"v32", "V3.2", SPMLA_KV_LAYOUT_V32_FP8, "V32_FP8", 576, 512, 128, 2048, 0, false,
+                    SPMLA_KV_LAYOUT_V32_FP8, "V32_FP8", false};
+const Model kV4 = {"v4", "V4", SPMLA_KV_LAYOUT_V4_FP8, "V4_FP8", 512, 512, 64, 512, 128, true,
+                   SPMLA_KV_LAYOUT_V4_FP8, "V4_FP8", false};
+// DeepSeek-V4.1: the compressed cache in V41_FP4 through the top-k list, the 128-token window in
+// V41_FP8 as the main source (SPEC "V4.1 cache layouts"); both in --arrangement.
+const Model kV41 = {"v41", "V4.1", SPMLA_KV_LAYOUT_V41_FP4, "V41_FP4", 512, 512, 64, 512, 128, true,
+                    SPMLA_KV_LAYOUT_V41_FP8, "V41_FP8", true};
+
+spmla_kv_arrangement_t arrangement_of(const RunOptions &o, spmla_kv_layout_t layout) {
+  if (layout != SPMLA_KV_LAYOUT_V41_FP8 && layout != SPMLA_KV_LAYOUT_V41_FP4) return SPMLA_KV_ARRANGEMENT_DEFAULT;
+  return o.arrangement == "page_blocked" ? SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED : SPMLA_KV_ARRANGEMENT_PER_TOKEN;
+}
+// V41_FP4's scales are E4M3FN whatever --fp8-flavor says (SPEC); the other caches take the option's.
+spmla_fp8_flavor_t flavor_of(spmla_fp8_flavor_t option, spmla_kv_layout_t layout) {
+  return layout == SPMLA_KV_LAYOUT_V41_FP4 ? SPMLA_FP8_E4M3FN : option;
+}
 
 // Query activations: N(0, 1) clipped to +-4; keys/values: N(0, 1) (so the scaled logits
 // q.k/sqrt(D) have a standard deviation near 1); everything rounded to bf16.
@@ -132,6 +154,7 @@ std::string size_flags(const RunOptions &o, const Shapes &s) {
   std::string f = "--batch " + std::to_string(s.B) + " --tokens-per-request " + std::to_string(s.N) + " --context " +
                   std::to_string(s.ctx_max) + " --heads " + std::to_string(s.H) + " --topk " + std::to_string(s.K);
   if (s.W) f += " --window " + std::to_string(s.W);
+  if (s.m->window_is_main) f += " --arrangement " + o.arrangement;
   if (o.block_size != 64) f += " --block-size " + std::to_string(s.bs);
   if (s.Hi != 64 || s.Di != 128) f += " --indexer-heads " + std::to_string(s.Hi) + " --indexer-dim " + std::to_string(s.Di);
   return f + " (--model " + o.model + " --phase " + o.phase + ")";
@@ -142,13 +165,14 @@ std::string size_flags(const RunOptions &o, const Shapes &s) {
 // transient ones are small next to the tensors, except the indexer query, the size of its device
 // copy). Not counted: the backend's workspaces (0 on cpu; a GPU's failed allocation is an
 // OUT_OF_MEMORY status, not an OOM kill) and the cpu backend's per-token scratch.
-MemoryEstimate estimate_memory(const Shapes &s, spmla_fp8_flavor_t flavor, int check_tokens) {
+MemoryEstimate estimate_memory(const Shapes &s, const RunOptions &o, spmla_fp8_flavor_t flavor, int check_tokens) {
   const Model &m = *s.m;
   const bool decode = s.decode;
   auto page_bytes = [&](spmla_kv_layout_t layout, int dim) {
     spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
     c.layout = layout;
-    c.fp8_flavor = flavor;
+    c.fp8_flavor = flavor_of(flavor, layout);
+    c.arrangement = arrangement_of(o, layout);
     c.head_dim = dim;
     c.num_pages = 1;
     c.block_size = s.bs;
@@ -160,11 +184,12 @@ MemoryEstimate estimate_memory(const Shapes &s, spmla_fp8_flavor_t flavor, int c
   const int64_t T = s.T, B = s.B, S = s.S, C = decode ? s.ctx_max : s.S, H = s.H, K = s.K, W = s.W;
   const int64_t Hi = s.Hi, Di = s.Di, dqk = m.d_qk, dv = m.d_v, mp = s.max_pages;
   const int64_t pb_kv = page_bytes(m.layout, m.d_qk), pb_idx = page_bytes(SPMLA_KV_LAYOUT_INDEXER_FP8, s.Di);
+  const int64_t pb_win = page_bytes(m.window_layout, m.d_qk);
   MemoryEstimate e;
   // 1. caches (one spare page each), the store chunk, the block tables
   e.device("KV cache", {pages + 1, pb_kv});
   e.device("indexer cache", {pages + 1, pb_idx});
-  if (W) e.device("sliding-window cache", {wpages + 1, pb_kv});
+  if (W) e.device("sliding-window cache", {wpages + 1, pb_win});
   const int64_t chunk = std::min<int64_t>(16384, S);
   e.device("store chunk", {chunk, 2 * dqk + 2 * Di + 4});
   e.host("store chunk", {chunk, 2 * dqk + 2 * Di + 4 + 16});
@@ -198,7 +223,7 @@ MemoryEstimate estimate_memory(const Shapes &s, spmla_fp8_flavor_t flavor, int c
   const int64_t nchk = std::min<int64_t>(check_tokens, T);
   if (nchk > 0) {
     e.host("checker pages", {std::min<int64_t>(pages, nchk * mp), pb_idx + pb_kv});
-    if (W) e.host("checker window pages", {std::min<int64_t>(wpages, nchk * mp), pb_kv});
+    if (W) e.host("checker window pages", {std::min<int64_t>(wpages, nchk * mp), pb_win});
     e.host("checker rows", {s.ctx_max, Di * 8 + 24 + 8 + 1 + 4});
     e.host("checker keys", {K + W, dqk * 8 + 24});
   }
@@ -307,7 +332,7 @@ struct Step {
 // Refuses what cannot fit or cannot work before anything large is allocated.
 void check_sizes(Step &st) {
   const Shapes &s = st.s;
-  check_memory("spmla run", size_flags(st.o, s), estimate_memory(s, st.flavor, st.o.check_tokens),
+  check_memory("spmla run", size_flags(st.o, s), estimate_memory(s, st.o, st.flavor, st.o.check_tokens),
                st.backend == "cpu" || std::string(st.dev.arch) == "cpu", st.dev, st.o.verbose < 0);
   // Slots (and prefill's ragged key offsets) are int32.
   const int64_t slots = (count_pages(s).first + 1) * s.bs;
@@ -319,7 +344,8 @@ void check_sizes(Step &st) {
 spmla_kv_cache_t make_cache(Step &st, spmla_kv_layout_t layout, int dim, int64_t num_pages, DeviceBuffer &buf) {
   spmla_kv_cache_t c = SPMLA_KV_CACHE_INIT;
   c.layout = layout;
-  c.fp8_flavor = st.flavor;
+  c.fp8_flavor = flavor_of(st.flavor, layout);
+  c.arrangement = arrangement_of(st.o, layout);
   c.head_dim = dim;
   c.num_pages = num_pages;
   c.block_size = st.s.bs;
@@ -352,7 +378,7 @@ void build_caches(Step &st) {
       wfirst[b] = int(st.win_lo[b] / s.bs);
     }
     const int64_t wpages = make_block_table(s, st.o.seed, 1, wfirst, st.last, st.win_table);
-    st.win_cache = make_cache(st, m.layout, m.d_qk, wpages + 1, st.win_buf);
+    st.win_cache = make_cache(st, m.window_layout, m.d_qk, wpages + 1, st.win_buf);
   }
 }
 
@@ -363,7 +389,7 @@ void store_caches(Step &st) {
   const uint64_t seed = st.o.seed;
   Handle &h = st.h;
   st.progress("storing " + std::to_string(s.S) + " tokens into " + m.layout_name + " and INDEXER_FP8 caches" +
-              (s.W ? " (+ the sliding-window cache)" : "") + "...");
+              (s.W ? std::string(" (+ the ") + m.window_layout_name + " sliding-window cache)" : std::string()) + "...");
   const int64_t chunk = std::min<int64_t>(16384, s.S);
   DeviceTensor kv_t(h, SPMLA_DTYPE_BF16, {chunk, m.d_qk}), ik_t(h, SPMLA_DTYPE_BF16, {chunk, s.Di});
   DeviceTensor slot_t(h, SPMLA_DTYPE_INT32, {chunk});
@@ -604,6 +630,11 @@ void run_attention(Step &st) {
     aa.extra_kv = &st.win_cache;
     aa.extra_indices = st.wslots_t.desc();
     aa.extra_lengths = st.wlens_t.desc();
+    if (m.window_is_main) {  // v41: the window is the main source, the top-k cache the extra
+      std::swap(aa.kv, aa.extra_kv);
+      std::swap(aa.indices, aa.extra_indices);
+      std::swap(aa.lengths, aa.extra_lengths);
+    }
   }
   if (m.sink) aa.attn_sink = st.sink_t.desc();
   aa.scale = 0.0f;  // 1/sqrt(D_qk)
@@ -895,7 +926,10 @@ json report_json(Step &st, const CheckResult &cr, bool ok, bool checked) {
                  {"heads", s.H},       {"d_qk", m.d_qk},        {"d_v", m.d_v},
                  {"topk", s.K},        {"window", s.W},         {"k_eff", st.K_eff},
                  {"context", s.ctx_max}, {"contexts", s.ctx},  {"block_size", s.bs},
-                 {"layout", m.layout_name}, {"fp8_flavor", o.fp8_flavor}, {"indexer_heads", s.Hi},
+                 {"layout", m.layout_name}, {"window_layout", s.W ? m.window_layout_name : ""},
+                 {"arrangement", m.window_is_main ? o.arrangement : "default"},
+                 {"main_source", m.window_is_main ? "window" : "top-k"},
+                 {"fp8_flavor", o.fp8_flavor}, {"indexer_heads", s.Hi},
                  {"indexer_dim", s.Di}, {"attn_sink", m.sink}, {"cache_pages", st.pages + 1}};
   return {{"ok", ok},
           {"backend", st.backend},
@@ -932,13 +966,18 @@ void print_report(Step &st, const CheckResult &cr, bool ok, bool checked) {
   const Model &m = st.m;
   const RunOptions &o = st.o;
   const json &stages = st.stages;
-  std::printf("spmla run: DeepSeek-%s %s on %s (device %d: %s)\n", m.name[1] == '3' ? "V3.2" : "V4",
+  std::printf("spmla run: DeepSeek-%s %s on %s (device %d: %s)\n", m.title,
               o.phase.c_str(), st.backend.c_str(), st.h.device(), st.dev.name);
+  const std::string win = s.W && m.window_layout != m.layout
+                              ? std::string(" + ") + m.window_layout_name + " window" +
+                                    (m.window_is_main ? " (main source)" : "")
+                              : std::string();
+  const std::string arr = m.window_is_main ? ", " + o.arrangement : std::string();
   std::printf("  shapes     T %lld (%d request%s x %d), H %d, D_qk %d, D_v %d, K %d%s, context %d, block %d,\n"
-              "             %s cache (%s)%s, indexer %dx%d\n",
+              "             %s cache%s (%s%s)%s, indexer %dx%d\n",
               (long long)s.T, s.B, s.B == 1 ? "" : "s", s.N, s.H, m.d_qk, m.d_v, s.K,
               s.W ? (" + window " + std::to_string(s.W)).c_str() : "", s.ctx_max, s.bs, m.layout_name,
-              o.fp8_flavor.c_str(), m.sink ? ", attention sink" : "", s.Hi, s.Di);
+              win.c_str(), o.fp8_flavor.c_str(), arr.c_str(), m.sink ? ", attention sink" : "", s.Hi, s.Di);
   std::printf("  attention  %.3f ms (median of %d; plan %.3f ms), %.3f TFLOP/s\n", st.attn_ms, o.repeats, st.plan_ms,
               st.tflops);
   std::printf("  step       %.1f ms (store %.1f, inputs %.1f, indexer %.1f, top-k %.1f, attention %.1f); check %.1f ms\n",
@@ -963,7 +1002,7 @@ void print_report(Step &st, const CheckResult &cr, bool ok, bool checked) {
 int cmd_run(const RunOptions &o) {
   Stopwatch step_clock;
   Progress progress("spmla run", o.verbose);
-  const Model &m = o.model == "v4" ? kV4 : kV32;
+  const Model &m = o.model == "v41" ? kV41 : o.model == "v4" ? kV4 : kV32;
   // The shapes are checked before the handle is made: a bad size is reported as such, whatever the backend.
   Step st(o, m, make_shapes(o, m), progress);
   SPMLA_CHECK(spmla_device_get_info(st.backend.c_str(), st.h.device(), &st.dev));

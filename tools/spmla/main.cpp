@@ -41,8 +41,9 @@ int run_main(int argc, char **argv) {
       "run",
       "One DeepSeek sparse-attention step on random data (KV store, indexer, top-k, slots, "
       "attention), checked against an independent fp64 computation. Exit 0 iff the check passes.");
-  run->add_option("--model", ro.model, "v32 (DeepSeek-V3.2) or v4 (DeepSeek-V4)")
-      ->check(CLI::IsMember({"v32", "v4"}))->capture_default_str();
+  run->add_option("--model", ro.model,
+                  "v32 (DeepSeek-V3.2), v4 (DeepSeek-V4) or v41 (DeepSeek-V4.1: V41_FP4 top-k cache + V41_FP8 window)")
+      ->check(CLI::IsMember({"v32", "v4", "v41"}))->capture_default_str();
   run->add_option("--phase", ro.phase, "decode or prefill")
       ->check(CLI::IsMember({"decode", "prefill"}))->capture_default_str();
   run->add_option("--backend", ro.backend, "auto, cpu, cuda, hip or a plugin's name")->capture_default_str();
@@ -51,20 +52,24 @@ int run_main(int argc, char **argv) {
   run->add_option("--batch", ro.batch, "Requests (default: decode 2, prefill 1)")->check(CLI::Range(1, 1 << 20));
   run->add_option("--tokens-per-request,--next-n", ro.tokens_per_request,
                   "Query tokens per request (default: decode 2 (MTP), prefill 256)")->check(CLI::Range(1, 1 << 24));
-  run->add_option("--heads", ro.heads, "Query heads H, 1..128 (default: v32 128, v4 64)")->check(CLI::Range(1, 128));
-  run->add_option("--topk", ro.topk, "Top-k width K of the index list (default: v32 2048, v4 512)")->check(CLI::Range(1, 1 << 20));
+  run->add_option("--heads", ro.heads, "Query heads H, 1..128 (default: v32 128, v4 and v41 64)")->check(CLI::Range(1, 128));
+  run->add_option("--topk", ro.topk, "Top-k width K of the index list (default: v32 2048, v4 and v41 512)")->check(CLI::Range(1, 1 << 20));
   run->add_option("--context", ro.context,
                   "Tokens in each request's context, queries included (default 4096, CPU-friendly; the "
                   "models' benchmark context is 32768)")->check(CLI::Range(1, 1 << 26));
   run->add_option("--block-size", ro.block_size, "Tokens per cache page")->check(CLI::Range(1, 1 << 20))->capture_default_str();
-  run->add_option("--window", ro.window, "Sliding-window width of the v4 extra cache (default 128; 0 = none)")->check(CLI::Range(0, 1 << 20));
+  run->add_option("--window", ro.window, "Sliding-window width of the v4 / v41 window cache (default 128; 0 = none)")->check(CLI::Range(0, 1 << 20));
   run->add_option("--indexer-heads", ro.indexer_heads, "Indexer heads Hi")->check(CLI::Range(1, 64))->capture_default_str();
   run->add_option("--indexer-dim", ro.indexer_dim, "Indexer head dim Di (64 or 128)")->check(CLI::IsMember({64, 128}))->capture_default_str();
   run->add_option("--seed", ro.seed, "Random seed")->capture_default_str();
   run->add_option("--check-tokens", ro.check_tokens, "Query tokens checked against fp64 (0 = timing only: no check, exit 0)")->check(CLI::Range(0, 1 << 20))->capture_default_str();
   run->add_option("--repeats", ro.repeats, "Attention calls timed (median reported)")->check(CLI::Range(1, 100000))->capture_default_str();
-  run->add_option("--fp8-flavor", ro.fp8_flavor, "FP8 flavor of every cache: e4m3fn or e4m3fnuz")
+  run->add_option("--fp8-flavor", ro.fp8_flavor,
+                  "FP8 flavor of every cache: e4m3fn or e4m3fnuz (v41's V41_FP4 cache is always e4m3fn)")
       ->check(CLI::IsMember({"e4m3fn", "e4m3fnuz"}))->capture_default_str();
+  run->add_option("--arrangement", ro.arrangement,
+                  "Page arrangement of v41's caches: per_token (FlashMLA from 2026-09-30) or page_blocked (2026-09-10)")
+      ->check(CLI::IsMember({"per_token", "page_blocked"}))->capture_default_str();
   run->add_flag_function("-v,--verbose", [&](int64_t) { ro.verbose = 1; }, "Progress lines from the start");
   run->add_flag_function("-q,--quiet", [&](int64_t) { ro.verbose = -1; }, "No progress lines");
 

@@ -86,6 +86,7 @@ kern::CacheDesc cache_desc(const spmla_kv_cache_t &c) {
   d.flavor = (int32_t)g.flavor;
   d.dim = g.dim;
   d.scale = g.scale;
+  d.blocked = g.arrangement == SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED;
   return d;
 }
 
@@ -275,6 +276,8 @@ const char *layout_name(int l) {
     case kern::kV32: return "V32_FP8";
     case kern::kV4: return "V4_FP8";
     case kern::kIndexer: return "INDEXER_FP8";
+    case kern::kV41FP8: return "V41_FP8";
+    case kern::kV41FP4: return "V41_FP4";
     default: return "?";
   }
 }
@@ -708,6 +711,7 @@ spmla_backend_table_t make_table() {
   t.topk_per_row = topk_per_row;
   t.kv_cache_store = kv_cache_store;
   t.kv_cache_gather = kv_cache_gather;
+  t.last_kv_layout = kKvLayoutLast;  // the kernel tree reads every layout up to it (cache_access.cuh)
   return t;
 }
 

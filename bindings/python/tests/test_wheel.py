@@ -122,6 +122,12 @@ def test_wheel_contents_and_unpacked_install(wheel, tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "spmla/libspmla.so.1" in names and "spmla/__init__.pyi" in names
     assert "spmla/py.typed" in names and "spmla/_spmla.pyi" in names
+    assert "spmla/torch.py" in names and "spmla/flash_mla.py" in names  # the engine modules
+    meta_requires = [n for n in names if n.endswith(".dist-info/METADATA")]
+    with zipfile.ZipFile(wheel) as z:  # torch stays out of the dependencies
+        requires = [ln for ln in z.read(meta_requires[0]).decode().splitlines()
+                    if ln.startswith("Requires-Dist:")]
+    assert not any("torch" in ln for ln in requires), requires
     assert any(n.startswith("spmla/_spmla") and n.endswith(".so") for n in names)
     assert not any(n.startswith(("include/", "lib/", "share/", "bin/")) for n in names), names
     assert not any("/tests/" in n for n in names)

@@ -97,6 +97,10 @@ TensorView::TensorView(py::handle obj, std::string name, int dtype, py::object s
   if (writable && readonly_) {
     raise_invalid("argument '" + name_ + "': the array is read-only but the call writes to it");
   }
+  finish();
+}
+
+void TensorView::finish() {
   // Sizes any producer may claim (a fake capsule, as_strided with stride 0): the element count
   // and the byte extent must fit in 64 bits before anything below multiplies them.
   {
@@ -358,6 +362,104 @@ void TensorView::from_buffer(py::handle obj, bool writable) {
   t_.data = buffer_.buf;
 }
 
+
+// ------------------------------------------------------------------------------------------------
+// torch tensors without DLPack (the fast call path; see tensor_view.h).
+
+namespace {
+
+struct TorchTypes {
+  bool ready = false;
+  PyTypeObject *tensor = nullptr, *parameter = nullptr;
+  PyObject *dtypes = nullptr;  // dict: torch dtype -> (kind, bits)
+  PyObject *strided = nullptr;
+  bool hip = false;
+};
+
+// Filled once torch has been imported by someone else (never imports torch itself).
+TorchTypes *torch_types() {
+  static TorchTypes t;
+  if (t.ready) return &t;
+  PyObject *mod = PyImport_GetModule(py::str("torch").ptr());
+  if (!mod) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  py::object torch = py::reinterpret_steal<py::object>(mod);
+  try {
+    t.tensor = reinterpret_cast<PyTypeObject *>(torch.attr("Tensor").ptr());
+    t.parameter = reinterpret_cast<PyTypeObject *>(torch.attr("nn").attr("Parameter").ptr());
+    Py_INCREF(t.tensor);
+    Py_INCREF(t.parameter);
+    py::dict d;
+    const std::pair<const char *, std::pair<int, int>> names[] = {
+        {"bfloat16", {kKindBfloat, 16}}, {"float16", {kKindFloat, 16}},
+        {"float32", {kKindFloat, 32}},   {"float64", {kKindFloat, 64}},
+        {"int8", {kKindInt, 8}},         {"int16", {kKindInt, 16}},
+        {"int32", {kKindInt, 32}},       {"int64", {kKindInt, 64}},
+        {"uint8", {kKindUInt, 8}},       {"uint16", {kKindUInt, 16}},
+        {"uint32", {kKindUInt, 32}},     {"uint64", {kKindUInt, 64}},
+        {"bool", {kKindBool, 8}},        {"float8_e4m3fn", {kKindFp8Fn, 8}},
+        {"float8_e4m3fnuz", {kKindFp8Fnuz, 8}}, {"float8_e8m0fnu", {kKindE8m0, 8}}};
+    for (const auto &n : names) {
+      if (py::hasattr(torch, n.first)) d[torch.attr(n.first)] = py::make_tuple(n.second.first, n.second.second);
+    }
+    t.dtypes = d.release().ptr();
+    t.strided = py::object(torch.attr("strided")).release().ptr();
+    py::object hip = torch.attr("version").attr("hip");
+    t.hip = !hip.is_none();
+  } catch (py::error_already_set &) {
+    return nullptr;  // an unusual torch: the DLPack path serves
+  }
+  t.ready = true;
+  return &t;
+}
+
+}  // namespace
+
+std::unique_ptr<TensorView> TensorView::from_torch(py::handle obj, std::string name, int dtype,
+                                                   bool writable) {
+  (void)writable;  // torch tensors are always writable
+  PyTypeObject *type = Py_TYPE(obj.ptr());
+  if (std::strcmp(type->tp_name, "Tensor") != 0 && std::strcmp(type->tp_name, "Parameter") != 0)
+    return nullptr;
+  TorchTypes *tt = torch_types();
+  if (!tt || (type != tt->tensor && type != tt->parameter)) return nullptr;
+  if (py::object(obj.attr("layout")).ptr() != tt->strided) return nullptr;
+  int32_t dev_type;
+  if (obj.attr("is_cpu").cast<bool>()) {
+    dev_type = dlpack::kCPU;
+  } else if (obj.attr("is_cuda").cast<bool>()) {
+    dev_type = tt->hip ? dlpack::kROCM : dlpack::kCUDA;
+  } else {
+    return nullptr;  // meta, mps, xpu...: DLPack says what it can
+  }
+  PyObject *kb = PyDict_GetItem(tt->dtypes, obj.attr("dtype").ptr());
+  if (!kb) return nullptr;
+  if (dtype != 0 && dtype != kAnyDtype && spmla_dtype_size(static_cast<spmla_dtype_t>(dtype)) == 0)
+    return nullptr;
+  std::unique_ptr<TensorView> v(new TensorView(std::move(name)));
+  v->override_ = dtype;
+  py::tuple kind_bits = py::reinterpret_borrow<py::tuple>(kb);
+  v->set_dtype(kind_bits[0].cast<int>(), kind_bits[1].cast<int>(), dtype);
+  py::tuple shape = obj.attr("shape");
+  py::tuple strides = obj.attr("stride")();
+  const int nd = static_cast<int>(shape.size());
+  if (nd > SPMLA_MAX_DIMS || static_cast<int>(strides.size()) != nd) return nullptr;
+  v->t_.ndim = nd;
+  for (int i = 0; i < nd; ++i) {
+    v->t_.shape[i] = shape[i].cast<int64_t>();
+    v->t_.strides[i] = strides[i].cast<int64_t>();
+  }
+  v->device_type_ = dev_type;
+  v->device_id_ = dev_type == dlpack::kCPU ? 0 : obj.attr("get_device")().cast<int32_t>();
+  v->t_.data = reinterpret_cast<void *>(obj.attr("data_ptr")().cast<uintptr_t>());
+  v->readonly_ = false;
+  v->keep_ = py::reinterpret_borrow<py::object>(obj);
+  v->finish();
+  return v;
+}
+
 int64_t TensorView::numel() const {
   int64_t n = 1;
   for (int i = 0; i < t_.ndim; ++i) n *= t_.shape[i];
@@ -410,6 +512,8 @@ const char *layout_name(int layout) {
     case SPMLA_KV_LAYOUT_V32_FP8: return "v32_fp8";
     case SPMLA_KV_LAYOUT_V4_FP8: return "v4_fp8";
     case SPMLA_KV_LAYOUT_INDEXER_FP8: return "indexer_fp8";
+    case SPMLA_KV_LAYOUT_V41_FP8: return "v41_fp8";
+    case SPMLA_KV_LAYOUT_V41_FP4: return "v41_fp4";
     default: return "?";
   }
 }
@@ -431,7 +535,7 @@ void check_c(spmla_status_t st) {
 // its page stride is the row stride (a padded stride, whose padding the library never touches)
 // and each row must hold a whole packed page.
 CacheView::CacheView(py::object data, int layout, int fp8_flavor, int head_dim, int64_t num_pages,
-                     int block_size, int64_t page_stride_bytes, float scale)
+                     int block_size, int64_t page_stride_bytes, float scale, int arrangement)
     : data_(std::move(data)) {
   view_ = data_.cast<TensorView *>();
   const TensorView &v = *view_;
@@ -484,6 +588,7 @@ CacheView::CacheView(py::object data, int layout, int fp8_flavor, int head_dim, 
   c_.head_dim = head_dim;
   c_.block_size = block_size;
   c_.scale = scale;
+  c_.arrangement = static_cast<spmla_kv_arrangement_t>(arrangement);
   // The packed page size validates the descriptor itself (layout, flavor, dims, block size).
   size_t packed = 0;
   c_.num_pages = 1;
@@ -511,7 +616,7 @@ CacheView::CacheView(py::object data, int layout, int fp8_flavor, int head_dim, 
     if (gapped && inner_bytes < page_bytes_) {
       raise_invalid(fn + ".shape: expected rows of at least " + std::to_string(page_bytes_) +
                     " bytes (" + page_what + "; the library writes all of it, V4_FP8's rounding "
-                    "to a multiple of 576 included: hand over data[:, :" +
+                    "to a multiple of 576 (page-blocked V41: 512) included: hand over data[:, :" +
                     std::to_string(page_bytes_) + "] of the padded buffer), got rows of " +
                     std::to_string(inner_bytes) + " bytes");
     }

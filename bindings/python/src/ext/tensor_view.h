@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "spmla.h"
@@ -32,6 +33,13 @@ class TensorView {
   // is reinterpreted); stream: the DLPack stream argument handed to a non-CPU producer
   // (None or int); writable: the call writes through this view.
   TensorView(py::handle obj, std::string name, int dtype, py::object stream, bool writable);
+  // A view of a plain torch tensor (torch.Tensor or nn.Parameter, strided, on the CPU or a CUDA /
+  // ROCm device) read from its own attributes (data_ptr, shape, stride, dtype): no DLPack export,
+  // so no stream argument either; the caller uses it where DLPack's stream handshake would be a
+  // no-op (the host, or torch's current stream). Returns nullptr for anything else (the caller
+  // then takes the DLPack path, which gives the full messages).
+  static std::unique_ptr<TensorView> from_torch(py::handle obj, std::string name, int dtype,
+                                                bool writable);
   ~TensorView() = default;
   TensorView(const TensorView &) = delete;
   TensorView &operator=(const TensorView &) = delete;
@@ -50,10 +58,32 @@ class TensorView {
   py::tuple shape() const;
   py::tuple strides() const;
   uintptr_t data_ptr() const { return reinterpret_cast<uintptr_t>(t_.data); }
+  // Reads the elements as `d` (the caller checked that the sizes match).
+  void retag(spmla_dtype_t d) { t_.dtype = d; }
+  // Views dimensions 0 and 1 as one ([b, s, ...] -> [b*s, ...]) when the strides allow it
+  // without a copy; returns false (and changes nothing) otherwise.
+  bool merge_leading() {
+    if (t_.ndim < 2) return false;
+    const int64_t n0 = t_.shape[0], n1 = t_.shape[1];
+    int64_t stride;
+    if (n1 == 1) stride = t_.strides[0];
+    else if (n0 == 1 || t_.strides[0] == n1 * t_.strides[1]) stride = t_.strides[1];
+    else return false;
+    t_.shape[0] = n0 * n1;
+    t_.strides[0] = stride;
+    for (int i = 1; i + 1 < t_.ndim; ++i) {
+      t_.shape[i] = t_.shape[i + 1];
+      t_.strides[i] = t_.strides[i + 1];
+    }
+    t_.ndim -= 1;
+    return true;
+  }
 
  private:
   void from_dlpack(py::handle obj, py::object stream, bool writable);
   void from_buffer(py::handle obj, bool writable);
+  explicit TensorView(std::string name) : name_(std::move(name)) {}
+  void finish();  // size checks common to every source
   void set_dtype(int code_kind, int bits, int override_dtype);
 
   // Releases the Py_buffer also when the constructor throws half-way (members are destroyed
@@ -88,7 +118,7 @@ class TensorView {
 class CacheView {
  public:
   CacheView(py::object data, int layout, int fp8_flavor, int head_dim, int64_t num_pages,
-            int block_size, int64_t page_stride_bytes, float scale);
+            int block_size, int64_t page_stride_bytes, float scale, int arrangement = 0);
   const spmla_kv_cache_t *cache() const { return &c_; }
   const TensorView &data() const { return *view_; }
   int64_t num_pages() const { return c_.num_pages; }

@@ -44,7 +44,7 @@ from ._ops import (
     window_indices,
 )
 from ._runtime import Handle, Typed, Workspace, typed
-from ._types import DType, FP8Flavor, Layout
+from ._types import Arrangement, DType, FP8Flavor, Layout
 
 __version__: str = _spmla.version_string()
 
@@ -71,6 +71,7 @@ __all__ = [
     "Typed",
     "DType",
     "Layout",
+    "Arrangement",
     "FP8Flavor",
     # errors
     "Error",

@@ -47,6 +47,13 @@ class Layout(enum.IntEnum):
     V32_FP8 = 3
     V4_FP8 = 4
     INDEXER_FP8 = 5
+    V41_FP8 = 6
+    V41_FP4 = 7
+
+class Arrangement(enum.IntEnum):
+    DEFAULT = 0
+    PER_TOKEN = 1
+    PAGE_BLOCKED = 2
 
 class FP8Flavor(enum.IntEnum):
     NONE = 0
@@ -88,14 +95,16 @@ class KVCache:
     block_size: int
     head_dim: int
     scale: float
+    arrangement: Arrangement
     def __init__(self, data: ArrayLike, layout: Union[str, Layout], *, block_size: int,
                  fp8_flavor: Union[str, FP8Flavor, None] = ..., head_dim: int = ...,
                  num_pages: Optional[int] = ..., page_stride_bytes: Optional[int] = ...,
-                 scale: float = ...) -> None: ...
+                 scale: float = ..., arrangement: Union[str, Arrangement, None] = ...) -> None: ...
     @classmethod
     def zeros(cls, layout: Union[str, Layout], num_pages: int, block_size: int, *,
               fp8_flavor: Union[str, FP8Flavor, None] = ..., head_dim: int = ...,
-              scale: float = ..., like: Any = ...) -> KVCache: ...
+              scale: float = ..., like: Any = ...,
+              arrangement: Union[str, Arrangement, None] = ...) -> KVCache: ...
     @property
     def dim(self) -> int: ...
     @property
@@ -108,7 +117,8 @@ class KVCache:
     def num_slots(self) -> int: ...
 
 def page_bytes(layout: Union[str, Layout], block_size: int, *, head_dim: int = ...,
-               fp8_flavor: Union[str, FP8Flavor, None] = ...) -> int: ...
+               fp8_flavor: Union[str, FP8Flavor, None] = ...,
+               arrangement: Union[str, Arrangement, None] = ...) -> int: ...
 
 def info() -> Dict[str, Any]: ...
 def backends() -> List[Dict[str, Any]]: ...

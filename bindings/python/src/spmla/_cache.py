@@ -9,11 +9,11 @@ import numpy as np
 from . import _spmla
 from ._errors import InvalidArgumentError, SizeOverflowError
 from ._runtime import Call, framework_of, guarded_allocation, unwrap
-from ._types import FP8Flavor, Layout, as_flavor, as_layout
+from ._types import Arrangement, FP8Flavor, Layout, as_arrangement, as_flavor, as_layout
 
 __all__ = ["KVCache", "page_bytes"]
 
-_FIXED_DIM = {Layout.V32_FP8: 576, Layout.V4_FP8: 512}
+_FIXED_DIM = {Layout.V32_FP8: 576, Layout.V4_FP8: 512, Layout.V41_FP8: 512, Layout.V41_FP4: 512}
 _DEFAULT = object()
 
 
@@ -24,15 +24,18 @@ def _flavor_for(layout: Layout, fp8_flavor: Any) -> FP8Flavor:
 
 
 def page_bytes(layout: Any, block_size: int, *, head_dim: int = 0,
-               fp8_flavor: Any = _DEFAULT) -> int:
+               fp8_flavor: Any = _DEFAULT, arrangement: Any = None) -> int:
     """Bytes of one packed page of ``block_size`` tokens in ``layout``.
 
     BF16 ``2*D*bs``; FP8_PER_TENSOR ``D*bs``; V32_FP8 ``656*bs``; V4_FP8 ``584*bs`` rounded up to
-    a multiple of 576; INDEXER_FP8 ``(D + 4)*bs`` (D = ``head_dim``; V32/V4 imply theirs).
+    a multiple of 576; INDEXER_FP8 ``(D + 4)*bs`` (D = ``head_dim``; V32/V4 imply theirs);
+    V41_FP8 ``528*bs`` and V41_FP4 ``288*bs`` with ``arrangement="per_token"``, the same rounded
+    up to a multiple of 512 with ``arrangement="page_blocked"`` (the V41 layouts need one).
     """
     lay = as_layout(layout)
     return int(_spmla.page_bytes(int(lay), int(block_size), int(head_dim),
-                                 int(_flavor_for(lay, fp8_flavor))))
+                                 int(_flavor_for(lay, fp8_flavor)),
+                                 int(as_arrangement(arrangement))))
 
 
 def _count(name: str, value: Any, lowest: int) -> int:
@@ -76,11 +79,19 @@ class KVCache:
     Args:
         data: the page memory.
         layout: ``"bf16"``, ``"fp8_per_tensor"``, ``"v32_fp8"`` (DeepSeek-V3.2 fp8_ds_mla, D 576),
-            ``"v4_fp8"`` (DeepSeek-V4, D 512), ``"indexer_fp8"`` (lightning indexer) or a
+            ``"v4_fp8"`` (DeepSeek-V4, D 512), ``"indexer_fp8"`` (lightning indexer),
+            ``"v41_fp8"`` (DeepSeek-V4.1, 528 B/token: 512 E4M3 + 16 UE8M0 scales) and
+            ``"v41_fp4"`` (DeepSeek-V4.1, 288 B/token: 512 E2M1 + 32 E4M3FN scales), or a
             :class:`Layout`.
         block_size: tokens per page (>= 1).
         fp8_flavor: ``"e4m3fn"`` (OCP; the default for FP8 layouts) or ``"e4m3fnuz"``; always
             explicit in the descriptor, never guessed from the device. ``None`` for BF16.
+            V41_FP4 takes ``"e4m3fn"`` only (its scales).
+        arrangement: the V41 layouts' page arrangement, required for them and never guessed:
+            ``"per_token"`` (each token's data then its scales; FlashMLA from 2026-09-30) or
+            ``"page_blocked"`` (block_size data rows, then block_size scale rows, the page
+            rounded up to 512 bytes; FlashMLA of 2026-09-10), or an :class:`Arrangement`.
+            ``None`` (the default) for the other layouts.
         head_dim: D (576 or 512; Di 64 or 128 for the indexer). 0 = the layout's own.
         num_pages: default: as many as the array holds (whole pages only); >= 0.
         page_stride_bytes: default: from the array's first stride, or packed for a flat buffer;
@@ -90,7 +101,8 @@ class KVCache:
 
     def __init__(self, data: Any, layout: Any, *, block_size: int, fp8_flavor: Any = _DEFAULT,
                  head_dim: int = 0, num_pages: Optional[int] = None,
-                 page_stride_bytes: Optional[int] = None, scale: float = 1.0) -> None:
+                 page_stride_bytes: Optional[int] = None, scale: float = 1.0,
+                 arrangement: Any = None) -> None:
         if data is None:
             raise InvalidArgumentError("KVCache: data is None")
         self.data = data
@@ -102,14 +114,17 @@ class KVCache:
         self._page_stride = (None if page_stride_bytes is None
                              else _count("page_stride_bytes", page_stride_bytes, 1))
         self.scale = float(scale)
+        self.arrangement = as_arrangement(arrangement)
 
     @classmethod
     def zeros(cls, layout: Any, num_pages: int, block_size: int, *, fp8_flavor: Any = _DEFAULT,
-              head_dim: int = 0, scale: float = 1.0, like: Any = None) -> "KVCache":
+              head_dim: int = 0, scale: float = 1.0, like: Any = None,
+              arrangement: Any = None) -> "KVCache":
         """A zero-filled cache of packed pages, allocated as ``uint8 [num_pages, page_bytes]``
         by the framework of ``like`` (numpy when None; torch on ``like.device``; cupy)."""
         lay = as_layout(layout)
-        pb = page_bytes(lay, block_size, head_dim=head_dim, fp8_flavor=fp8_flavor)
+        pb = page_bytes(lay, block_size, head_dim=head_dim, fp8_flavor=fp8_flavor,
+                        arrangement=arrangement)
         fn = "spmla.KVCache.zeros"
         pages = _count("num_pages", num_pages, 0)
         nbytes = pages * pb
@@ -132,18 +147,20 @@ class KVCache:
 
         data = guarded_allocation(fn, "data", nbytes, make)
         return cls(data, lay, block_size=block_size, fp8_flavor=fp8_flavor, head_dim=head_dim,
-                   scale=scale)
+                   scale=scale, arrangement=arrangement)
 
     @property
     def dim(self) -> int:
-        """D: values per token (576 for V32_FP8, 512 for V4_FP8, else head_dim)."""
+        """D: values per token (576 for V32_FP8, 512 for V4_FP8 and the V41 layouts, else
+        head_dim)."""
         return _FIXED_DIM.get(self.layout, self.head_dim) if self.head_dim == 0 else self.head_dim
 
     def _view(self, call: Call, name: str, writable: bool = False) -> Any:
         data = call.raw_view(self.data, name, writable=writable)
         return _spmla.Cache(data, int(self.layout), int(self.fp8_flavor), self.head_dim,
                             -1 if self._num_pages is None else self._num_pages, self.block_size,
-                            -1 if self._page_stride is None else self._page_stride, self.scale)
+                            -1 if self._page_stride is None else self._page_stride, self.scale,
+                            int(self.arrangement))
 
     def _describe(self) -> Any:
         """The resolved descriptor, validated (num_pages, page_stride_bytes, page_bytes)."""
@@ -162,7 +179,7 @@ class KVCache:
     def page_bytes(self) -> int:
         """Bytes of one packed page of this layout."""
         return page_bytes(self.layout, self.block_size, head_dim=self.head_dim,
-                          fp8_flavor=self.fp8_flavor)
+                          fp8_flavor=self.fp8_flavor, arrangement=self.arrangement)
 
     @property
     def num_slots(self) -> int:
@@ -170,9 +187,11 @@ class KVCache:
 
     def _geometry(self) -> tuple:
         return (self.layout, self.fp8_flavor, self.head_dim, self.block_size, self._num_pages,
-                self._page_stride, self.scale)
+                self._page_stride, self.scale, self.arrangement)
 
     def __repr__(self) -> str:
+        arr = ("" if self.arrangement is Arrangement.DEFAULT
+               else f"arrangement={self.arrangement.name.lower()!r}, ")
         return (f"spmla.KVCache(layout={self.layout.name.lower()!r}, "
-                f"fp8_flavor={self.fp8_flavor.name.lower()!r}, block_size={self.block_size}, "
+                f"fp8_flavor={self.fp8_flavor.name.lower()!r}, {arr}block_size={self.block_size}, "
                 f"dim={self.dim}, data={type(unwrap(self.data)).__name__})")

@@ -3,13 +3,17 @@ plan objects for decode."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional, Tuple, Union
+
+import numpy as np
 
 from . import _spmla
 from ._cache import KVCache
 from ._errors import InvalidArgumentError
-from ._runtime import Call, Handle, Workspace, workspace_view
-from ._types import DType
+from ._runtime import (_HOST_DEVICES, Call, Handle, Workspace, allocate, resolve_stream,
+                       workspace_view)
+from ._types import DType, as_dtype
 
 __all__ = [
     "SparseAttentionPlan",
@@ -114,6 +118,32 @@ class SparseAttentionPlan:
         self.workspace_bytes = int(size)
         self.workspace, self._ws = workspace_view(workspace, call, self.workspace_bytes)
         self._plan(call)
+        self._fast_setup(kv_cache, extra_kv_cache)
+
+    def _fast_setup(self, kv_cache: KVCache, extra_kv_cache: Optional[KVCache]) -> None:
+        """The fast path of :meth:`run`: the extension's AttentionRunner holds the handle, the
+        planned lengths, the workspace and the planned shapes, so a layer's call is one trip
+        into C++ that converts each tensor once."""
+        a = self._args
+        q_override = int(as_dtype(self._dtype)) if self._dtype is not None else 0
+        r = _spmla.AttentionRunner(self.handle._h, a["q"], a["kv"], a["indices"], a["lengths"],
+                                   a["extra_kv"], a["extra_indices"], a["extra_lengths"],
+                                   a["attn_sink"], self.scale, self.return_max_logits, self._ws,
+                                   q_override)
+        for extra, c in ((False, kv_cache), (True, extra_kv_cache)):
+            if c is not None:
+                r.set_cache_args(extra, int(c.layout), int(c.fp8_flavor), c.head_dim,
+                                 c.block_size, -1 if c._num_pages is None else c._num_pages,
+                                 -1 if c._page_stride is None else c._page_stride, c.scale)
+        self._runner = r
+        self._caches = (kv_cache, kv_cache._geometry(), extra_kv_cache,
+                        extra_kv_cache._geometry() if extra_kv_cache is not None else None)
+        self._host = self.device[0] in _HOST_DEVICES
+        T, H = self._signature["q"][0][:2]
+        # Output allocators for run() without out= / lse=: arrays like the planned q's (its
+        # framework and device), built once.
+        self._new = tuple(_allocator(self._like, self.device, shape, dt)
+                          for shape, dt in (((T, H, D_V), DType.BF16), ((T, H), DType.FP32)))
 
     def _views(self, call: Call, q: Any, kv_cache: KVCache, indices: Any,
                extra_kv_cache: Optional[KVCache], extra_indices: Any, attn_sink: Any) -> dict:
@@ -171,6 +201,38 @@ class SparseAttentionPlan:
         planned with ``return_max_logits``; ``out=`` / ``lse=`` / ``max_logits=`` write into
         caller arrays instead.
         """
+        k0, g0, k1, g1 = self._caches
+        if kv_cache is not k0 and (not isinstance(kv_cache, KVCache) or kv_cache._geometry() != g0):
+            return self._run_checked(q, kv_cache, indices, extra_kv_cache, extra_indices,
+                                     attn_sink, out, lse, max_logits, stream)
+        if extra_kv_cache is not k1 and (not isinstance(extra_kv_cache, KVCache)
+                                         or extra_kv_cache._geometry() != g1):
+            return self._run_checked(q, kv_cache, indices, extra_kv_cache, extra_indices,
+                                     attn_sink, out, lse, max_logits, stream)
+        if out is None:
+            out = self._new[0]()
+        if lse is None:
+            lse = self._new[1]()
+        if self.return_max_logits and max_logits is None:
+            max_logits = self._new[1]()
+        if self._host:
+            sp, dls = 0, None
+        else:
+            dls, sp = resolve_stream(stream, self.device, (q,))
+        # stream=None on a GPU: torch's current stream, which DLPack's handshake would leave as
+        # it is, so torch tensors are read directly from their attributes.
+        self._runner.run(q, kv_cache.data, indices,
+                         extra_kv_cache.data if extra_kv_cache is not None else None,
+                         extra_indices, attn_sink, out, lse, max_logits, sp, dls, stream is None)
+        if self.return_max_logits:
+            return out, lse, max_logits
+        return out, lse
+
+    def _run_checked(self, q: Any, kv_cache: Any, indices: Any, extra_kv_cache: Any,
+                     extra_indices: Any, attn_sink: Any, out: Any, lse: Any, max_logits: Any,
+                     stream: Any) -> tuple:
+        """run() through the general path: allocates missing outputs, checks every argument in
+        Python with the full messages, then converts each tensor."""
         call = Call(q, self.handle, stream, [indices, extra_indices, out],
                     fn="spmla.SparseAttentionPlan.run")
         if attn_sink is None:
@@ -204,6 +266,19 @@ class SparseAttentionPlan:
         return (f"spmla.SparseAttentionPlan(q={self._signature['q'][0]}, "
                 f"indices={self._signature['indices']}, workspace_bytes={self.workspace_bytes}, "
                 f"handle={self.handle!r})")
+
+
+def _allocator(like: Any, device: Any, shape: Tuple[int, ...], dtype: DType) -> Any:
+    """A function of no arguments returning a fresh uninitialised array as allocate() would."""
+    probe, _ = allocate(like, device, shape, dtype)
+    mod = type(probe).__module__.split(".")[0]
+    if mod == "torch":
+        import torch
+
+        return functools.partial(torch.empty, shape, dtype=probe.dtype, device=probe.device)
+    if mod == "numpy":
+        return functools.partial(np.empty, shape, dtype=probe.dtype)
+    return lambda: allocate(like, device, shape, dtype)[0]
 
 
 def sparse_attention(q: Any, kv_cache: KVCache, indices: Any, *, lengths: Any = None,

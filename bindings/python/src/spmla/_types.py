@@ -1,4 +1,5 @@
-"""Enumerations of the C ABI (dtypes, KV layouts, FP8 flavors) and their Python spellings."""
+"""Enumerations of the C ABI (dtypes, KV layouts and arrangements, FP8 flavors) and their Python
+spellings."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 from ._errors import InvalidArgumentError
 
-__all__ = ["DType", "Layout", "FP8Flavor", "as_dtype", "as_layout", "as_flavor"]
+__all__ = ["DType", "Layout", "Arrangement", "FP8Flavor", "as_dtype", "as_layout",
+           "as_arrangement", "as_flavor"]
 
 
 class DType(enum.IntEnum):
@@ -37,6 +39,17 @@ class Layout(enum.IntEnum):
     V32_FP8 = 3
     V4_FP8 = 4
     INDEXER_FP8 = 5
+    V41_FP8 = 6  # DeepSeek-V4.1: 512 E4M3 + 16 UE8M0 scales = 528 B/token (ABI 1.2)
+    V41_FP4 = 7  # DeepSeek-V4.1: 256 B of E2M1 + 32 E4M3FN scales = 288 B/token (ABI 1.2)
+
+
+class Arrangement(enum.IntEnum):
+    """How a page arranges its tokens' bytes (``spmla_kv_arrangement_t``, ABI 1.2). The V41
+    layouts exist in both and must name theirs; the others have one (``DEFAULT``)."""
+
+    DEFAULT = 0
+    PER_TOKEN = 1  # each token's data then its scales; FlashMLA from 2026-09-30
+    PAGE_BLOCKED = 2  # block_size data rows, then block_size scale rows, page to 512 B; 2026-09-10
 
 
 class FP8Flavor(enum.IntEnum):
@@ -66,6 +79,7 @@ _LAYOUT_NAMES = {
     "v32_fp8": Layout.V32_FP8, "fp8_ds_mla": Layout.V32_FP8, "v32": Layout.V32_FP8,
     "v4_fp8": Layout.V4_FP8, "v4": Layout.V4_FP8, "model1_fp8": Layout.V4_FP8,
     "indexer_fp8": Layout.INDEXER_FP8, "indexer": Layout.INDEXER_FP8,
+    "v41_fp8": Layout.V41_FP8, "v41_fp4": Layout.V41_FP4,
 }
 
 _FLAVOR_NAMES = {
@@ -124,6 +138,33 @@ def as_layout(x: Any) -> Layout:
             return d
     raise InvalidArgumentError(f"layout: {x!r} is not a KV-cache layout "
                                f"(expected one of {sorted(_LAYOUT_NAMES)})")
+
+
+_ARRANGEMENT_NAMES = {
+    "default": Arrangement.DEFAULT,
+    "per_token": Arrangement.PER_TOKEN, "token": Arrangement.PER_TOKEN,
+    "page_blocked": Arrangement.PAGE_BLOCKED, "blocked": Arrangement.PAGE_BLOCKED,
+}
+
+
+def as_arrangement(x: Any) -> Arrangement:
+    """An :class:`Arrangement` from an Arrangement, its value, a name (``"per_token"``,
+    ``"page_blocked"``) or None (= DEFAULT, which the C library refuses for the V41 layouts)."""
+    if x is None:
+        return Arrangement.DEFAULT
+    if isinstance(x, Arrangement):
+        return x
+    if isinstance(x, int) and not isinstance(x, bool):
+        try:
+            return Arrangement(x)
+        except ValueError:
+            pass
+    elif isinstance(x, str):
+        d = _ARRANGEMENT_NAMES.get(_key(x))
+        if d is not None:
+            return d
+    raise InvalidArgumentError(f"arrangement: {x!r} is not a KV-cache arrangement "
+                               f"(expected one of {sorted(_ARRANGEMENT_NAMES)} or None)")
 
 
 def as_flavor(x: Any) -> FP8Flavor:

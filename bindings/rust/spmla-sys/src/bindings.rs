@@ -3,12 +3,12 @@
 // Generated from include/spmla.h by scripts/regen-rust-bindings. Do not edit.
 
 pub const SPMLA_VERSION_MAJOR: u32 = 1;
-pub const SPMLA_VERSION_MINOR: u32 = 1;
+pub const SPMLA_VERSION_MINOR: u32 = 2;
 pub const SPMLA_VERSION_PATCH: u32 = 0;
-pub const SPMLA_VERSION_NUMBER: u32 = 10100;
-pub const SPMLA_VERSION_STRING: &[u8; 6usize] = b"1.1.0\0";
+pub const SPMLA_VERSION_NUMBER: u32 = 10200;
+pub const SPMLA_VERSION_STRING: &[u8; 6usize] = b"1.2.0\0";
 pub const SPMLA_ABI_VERSION_MAJOR: u32 = 1;
-pub const SPMLA_ABI_VERSION_MINOR: u32 = 1;
+pub const SPMLA_ABI_VERSION_MINOR: u32 = 2;
 pub const SPMLA_MAX_DIMS: u32 = 8;
 pub type __int32_t = ::std::os::raw::c_int;
 pub type __uint32_t = ::std::os::raw::c_uint;
@@ -222,8 +222,19 @@ pub const SPMLA_KV_LAYOUT_FP8_PER_TENSOR: spmla_kv_layout = 2;
 pub const SPMLA_KV_LAYOUT_V32_FP8: spmla_kv_layout = 3;
 pub const SPMLA_KV_LAYOUT_V4_FP8: spmla_kv_layout = 4;
 pub const SPMLA_KV_LAYOUT_INDEXER_FP8: spmla_kv_layout = 5;
+pub const SPMLA_KV_LAYOUT_V41_FP8: spmla_kv_layout = 6;
+pub const SPMLA_KV_LAYOUT_V41_FP4: spmla_kv_layout = 7;
 pub type spmla_kv_layout = ::std::os::raw::c_uint;
 pub use self::spmla_kv_layout as spmla_kv_layout_t;
+pub const SPMLA_KV_ARRANGEMENT_DEFAULT: spmla_kv_arrangement = 0;
+pub const SPMLA_KV_ARRANGEMENT_PER_TOKEN: spmla_kv_arrangement = 1;
+pub const SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED: spmla_kv_arrangement = 2;
+#[doc = " (ABI 1.2) How a page arranges its tokens' bytes (docs/SPEC.md \"V4.1 cache layouts\"). Never"]
+#[doc = "  guessed from sizes: the V41 layouts exist in both arrangements and must name theirs."]
+pub type spmla_kv_arrangement = ::std::os::raw::c_uint;
+#[doc = " (ABI 1.2) How a page arranges its tokens' bytes (docs/SPEC.md \"V4.1 cache layouts\"). Never"]
+#[doc = "  guessed from sizes: the V41 layouts exist in both arrangements and must name theirs."]
+pub use self::spmla_kv_arrangement as spmla_kv_arrangement_t;
 pub const SPMLA_FP8_NONE: spmla_fp8_flavor = 0;
 pub const SPMLA_FP8_E4M3FN: spmla_fp8_flavor = 1;
 pub const SPMLA_FP8_E4M3FNUZ: spmla_fp8_flavor = 2;
@@ -244,12 +255,15 @@ pub struct spmla_kv_cache {
     pub block_size: i32,
     pub page_stride_bytes: i64,
     pub scale: f32,
+    pub reserved0: i32,
+    pub arrangement: spmla_kv_arrangement_t,
+    pub reserved1: i32,
 }
 #[test]
 fn bindgen_test_layout_spmla_kv_cache() {
     assert_eq!(
         ::std::mem::size_of::<spmla_kv_cache>(),
-        64usize,
+        72usize,
         concat!("Size of: ", stringify!(spmla_kv_cache))
     );
     assert_eq!(
@@ -410,6 +424,57 @@ fn bindgen_test_layout_spmla_kv_cache() {
         );
     }
     test_field_scale();
+    fn test_field_reserved0() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<spmla_kv_cache>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved0) as usize - ptr as usize
+            },
+            60usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(spmla_kv_cache),
+                "::",
+                stringify!(reserved0)
+            )
+        );
+    }
+    test_field_reserved0();
+    fn test_field_arrangement() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<spmla_kv_cache>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).arrangement) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(spmla_kv_cache),
+                "::",
+                stringify!(arrangement)
+            )
+        );
+    }
+    test_field_arrangement();
+    fn test_field_reserved1() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<spmla_kv_cache>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved1) as usize - ptr as usize
+            },
+            68usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(spmla_kv_cache),
+                "::",
+                stringify!(reserved1)
+            )
+        );
+    }
+    test_field_reserved1();
 }
 #[doc = " A paged KV cache: num_pages pages of block_size tokens; slot id"]
 #[doc = "  = page * block_size + offset. The flavour of FP8 layouts is always explicit:"]
@@ -418,7 +483,9 @@ pub type spmla_kv_cache_t = spmla_kv_cache;
 extern "C" {
     #[doc = " Bytes one page of this layout needs when packed (page_stride_bytes = 0):"]
     #[doc = "  BF16 2·D·bs; FP8_PER_TENSOR D·bs; V32_FP8 656·bs; V4_FP8 584·bs rounded up to a"]
-    #[doc = "  multiple of 576; INDEXER_FP8 (D + 4)·bs. Validates the descriptor (data may be NULL)."]
+    #[doc = "  multiple of 576; INDEXER_FP8 (D + 4)·bs; V41_FP8 528·bs and V41_FP4 288·bs (per token) or"]
+    #[doc = "  the same rounded up to a multiple of 512 (page-blocked). Validates the descriptor (data"]
+    #[doc = "  may be NULL)."]
     pub fn spmla_kv_cache_page_bytes(
         cache: *const spmla_kv_cache_t,
         bytes: *mut usize,

@@ -20,6 +20,33 @@ pub enum KvLayout {
     /// The lightning indexer's cache: per page `block_size·D` fp8 bytes, then
     /// `block_size` fp32 scales (D 64 or 128).
     IndexerFp8,
+    /// DeepSeek-V4.1 (ABI 1.2): 512 E4M3 values (all dims) and 16 UE8M0 scales, 528 bytes
+    /// per token, D 512, in the given page arrangement.
+    V41Fp8(KvArrangement),
+    /// DeepSeek-V4.1 (ABI 1.2): 512 E2M1 values (two per byte) and 32 E4M3FN scales, 288
+    /// bytes per token, D 512, in the given page arrangement (FP8 flavor E4M3FN).
+    V41Fp4(KvArrangement),
+}
+
+/// How a page arranges its tokens' bytes (`spmla_kv_arrangement_t`, ABI 1.2). The V4.1
+/// layouts exist in both and carry theirs; never guessed from sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KvArrangement {
+    /// Each token's data bytes, then its scale bytes (FlashMLA from 2026-09-30).
+    PerToken,
+    /// `block_size` data rows, then `block_size` scale rows; the page rounded up to a
+    /// multiple of 512 bytes (FlashMLA of 2026-09-10).
+    PageBlocked,
+}
+
+impl KvArrangement {
+    /// The C value.
+    pub fn to_raw(self) -> sys::spmla_kv_arrangement_t {
+        match self {
+            KvArrangement::PerToken => sys::SPMLA_KV_ARRANGEMENT_PER_TOKEN,
+            KvArrangement::PageBlocked => sys::SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED,
+        }
+    }
 }
 
 impl KvLayout {
@@ -31,6 +58,16 @@ impl KvLayout {
             KvLayout::V32Fp8 => sys::SPMLA_KV_LAYOUT_V32_FP8,
             KvLayout::V4Fp8 => sys::SPMLA_KV_LAYOUT_V4_FP8,
             KvLayout::IndexerFp8 => sys::SPMLA_KV_LAYOUT_INDEXER_FP8,
+            KvLayout::V41Fp8(_) => sys::SPMLA_KV_LAYOUT_V41_FP8,
+            KvLayout::V41Fp4(_) => sys::SPMLA_KV_LAYOUT_V41_FP4,
+        }
+    }
+
+    /// The C arrangement of the descriptor: the V4.1 layouts' own, DEFAULT for the others.
+    pub fn arrangement_raw(self) -> sys::spmla_kv_arrangement_t {
+        match self {
+            KvLayout::V41Fp8(a) | KvLayout::V41Fp4(a) => a.to_raw(),
+            _ => sys::SPMLA_KV_ARRANGEMENT_DEFAULT,
         }
     }
 }
@@ -65,7 +102,7 @@ pub struct KvCacheDesc {
     pub layout: KvLayout,
     /// FP8 flavor ([`Fp8Flavor::None`] only for [`KvLayout::Bf16`]).
     pub fp8_flavor: Fp8Flavor,
-    /// D (576 or 512; 0 = the layout's own for V32/V4); the indexer's Di for
+    /// D (576 or 512; 0 = the layout's own for V32/V4/V41); the indexer's Di for
     /// [`KvLayout::IndexerFp8`].
     pub head_dim: i32,
     /// Number of pages.
@@ -125,6 +162,28 @@ impl KvCacheDesc {
     pub fn v4_fp8(num_pages: i64, block_size: i32) -> KvCacheDesc {
         Self::new(
             KvLayout::V4Fp8,
+            Fp8Flavor::E4m3fn,
+            512,
+            num_pages,
+            block_size,
+        )
+    }
+
+    /// A DeepSeek-V4.1 V41_FP8 cache (D 512) in OCP E4M3FN, in `arrangement`.
+    pub fn v41_fp8(arrangement: KvArrangement, num_pages: i64, block_size: i32) -> KvCacheDesc {
+        Self::new(
+            KvLayout::V41Fp8(arrangement),
+            Fp8Flavor::E4m3fn,
+            512,
+            num_pages,
+            block_size,
+        )
+    }
+
+    /// A DeepSeek-V4.1 V41_FP4 cache (D 512; E4M3FN scales), in `arrangement`.
+    pub fn v41_fp4(arrangement: KvArrangement, num_pages: i64, block_size: i32) -> KvCacheDesc {
+        Self::new(
+            KvLayout::V41Fp4(arrangement),
             Fp8Flavor::E4m3fn,
             512,
             num_pages,
@@ -198,6 +257,9 @@ impl KvCacheDesc {
             block_size: self.block_size,
             page_stride_bytes: self.page_stride_bytes,
             scale: self.scale,
+            reserved0: 0,
+            arrangement: self.layout.arrangement_raw(),
+            reserved1: 0,
         }
     }
 

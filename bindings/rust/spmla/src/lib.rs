@@ -66,7 +66,7 @@ pub use handle::{
     abi_version, backends, device_info, version_number, version_string, BackendInfo, DeviceBuffer,
     DeviceInfo, Event, Handle, HostBuffer, Stream, Workspace,
 };
-pub use kv::{Fp8Flavor, KvCache, KvCacheDesc, KvLayout};
+pub use kv::{Fp8Flavor, KvArrangement, KvCache, KvCacheDesc, KvLayout};
 pub use ops::{
     ExtraKv, IndexerLogitsArgs, IndexerLogitsPagedArgs, IndicesToSlotsArgs, Plan,
     SparseAttentionArgs, TopkPerRowArgs, WindowIndicesArgs,

@@ -132,7 +132,12 @@ impl<'a> SparseAttentionArgs<'a> {
         let mut kv = |c: Option<&KvCache<'_>>| match c {
             Some(c) => {
                 let d = c.desc();
-                s.extend_from_slice(&[d.layout as i64, d.head_dim as i64, d.block_size as i64]);
+                s.extend_from_slice(&[
+                    d.layout.to_raw() as i64,
+                    d.layout.arrangement_raw() as i64,
+                    d.head_dim as i64,
+                    d.block_size as i64,
+                ]);
                 s.push(d.num_pages);
             }
             None => s.push(-1),

@@ -63,8 +63,13 @@ fn versions_backends_and_dtypes() {
     assert_eq!(Status::from_raw(11), Status::HandleBusy);
     assert_eq!(Status::HandleBusy.code(), 11);
     assert_eq!(Status::HandleBusy.name(), "SPMLA_STATUS_HANDLE_BUSY");
-    assert_eq!(sys::SPMLA_VERSION_NUMBER, 10100);
-    assert_eq!(sys::SPMLA_ABI_VERSION_MINOR, 1);
+    assert_eq!(sys::SPMLA_VERSION_NUMBER, 10200);
+    assert_eq!(sys::SPMLA_ABI_VERSION_MINOR, 2);
+    // ABI 1.2: the V4.1 layouts and their arrangement.
+    assert_eq!(KvLayout::V41Fp8(KvArrangement::PerToken).to_raw(), 6);
+    assert_eq!(KvLayout::V41Fp4(KvArrangement::PageBlocked).to_raw(), 7);
+    assert_eq!(KvLayout::V41Fp4(KvArrangement::PageBlocked).arrangement_raw(), 2);
+    assert_eq!(KvLayout::V4Fp8.arrangement_raw(), 0);
     assert_eq!(Status::Unknown(1234).name(), "SPMLA_STATUS_UNKNOWN");
 
     let h = cpu();
@@ -185,6 +190,69 @@ fn store_and_gather_bf16() {
             out[r * d..(r + 1) * d].iter().all(|b| b.to_f32() == 0.0),
             "row {r}"
         );
+    }
+}
+
+#[test]
+fn v41_layouts_geometry_store_and_gather() {
+    // Page bytes: 528 / 288 per token; page-blocked pages rounded up to a multiple of 512.
+    let pt = KvArrangement::PerToken;
+    let pbk = KvArrangement::PageBlocked;
+    assert_eq!(KvCacheDesc::v41_fp8(pt, 2, 64).page_bytes().unwrap(), 64 * 528);
+    assert_eq!(KvCacheDesc::v41_fp8(pbk, 2, 3).page_bytes().unwrap(), 2048);
+    assert_eq!(KvCacheDesc::v41_fp4(pt, 2, 5).page_bytes().unwrap(), 5 * 288);
+    assert_eq!(KvCacheDesc::v41_fp4(pbk, 2, 5).page_bytes().unwrap(), 1536);
+    let e = KvCacheDesc::v41_fp4(pt, 2, 5)
+        .with_flavor(Fp8Flavor::E4m3fnuz)
+        .page_bytes()
+        .unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArgument);
+    assert!(e.message().contains("E4M3FN"), "{e}");
+
+    // V41_FP4, hand-computed: a tile [6, 3, -1.5, 0.25, 0 ...] has amax 6, scale 6/6 = 1 (E4M3FN
+    // byte 0x38), codes 7, 5, 0xB (-1.5), 0 (0.25 ties to 0): bytes 0x57, 0x0B.
+    let h = cpu();
+    for arr in [pt, pbk] {
+        let desc = KvCacheDesc::v41_fp4(arr, 2, 5);
+        let mut mem = HostBuffer::<u8>::zeroed(desc.size_bytes().unwrap());
+        let mut rows = vec![Bf16::from_f32(0.0); 512];
+        for (i, v) in [6.0f32, 3.0, -1.5, 0.25].iter().enumerate() {
+            rows[i] = Bf16::from_f32(*v);
+        }
+        let slots = [7i32]; // page 1, offset 2
+        {
+            let mut cache = KvCache::new(&mut mem, desc).unwrap();
+            h.kv_cache_store(
+                &TensorRef::new(&rows, &[1, 512]).unwrap(),
+                &TensorRef::new(&slots, &[1]).unwrap(),
+                &mut cache,
+                Stream::DEFAULT,
+            )
+            .unwrap();
+        }
+        let page = desc.page_bytes().unwrap();
+        let (data, scales) = match arr {
+            KvArrangement::PerToken => (page + 2 * 288, page + 2 * 288 + 256),
+            KvArrangement::PageBlocked => (page + 2 * 256, page + 5 * 256 + 2 * 32),
+        };
+        assert_eq!(&mem[data..data + 2], &[0x57, 0x0B], "{arr:?}");
+        assert_eq!(mem[scales], 0x38, "{arr:?}");
+        // the other 31 tiles are zero: scale clamped to 2^-9 (byte 0x01), codes 0
+        assert!(mem[scales + 1..scales + 32].iter().all(|&b| b == 0x01), "{arr:?}");
+        assert!(mem[data + 2..data + 256].iter().all(|&b| b == 0), "{arr:?}");
+
+        let cache = KvCache::new(&mut mem, desc).unwrap();
+        let mut out = HostBuffer::filled(512, Bf16::from_f32(f32::NAN));
+        h.kv_cache_gather(
+            &cache,
+            &TensorRef::new(&slots, &[1]).unwrap(),
+            &mut TensorMut::new(&mut out, &[1, 512]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+        let got = bf16s_to_f32(&out[..]);
+        assert_eq!(&got[..4], &[6.0, 3.0, -1.5, 0.0]);
+        assert!(got[4..].iter().all(|&v| v == 0.0));
     }
 }
 
