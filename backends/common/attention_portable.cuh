@@ -33,7 +33,7 @@ SPMLA_DEVICE uint4 dequant8_native(const CacheDesc &c, const uint8_t *row, const
     else
       scale = dev::ue8m0_to_f32(aux[e0 >> KvV4::kTileLog2]);
     const uint2 w = *reinterpret_cast<const uint2 *>(row + e0);
-    typedef float f2 __attribute__((ext_vector_type(2)));
+    SPMLA_EXT_VECTOR_TYPEDEF(float, 2, f2);
     const f2 a = __builtin_amdgcn_cvt_pk_f32_fp8((int)w.x, false);
     const f2 b = __builtin_amdgcn_cvt_pk_f32_fp8((int)w.x, true);
     const f2 cc = __builtin_amdgcn_cvt_pk_f32_fp8((int)w.y, false);

@@ -3,7 +3,8 @@
 // The kernels in backends/common/ use only the names defined here (SPMLA_*, spmla::dev::*), never
 // CUDA or HIP spellings directly, so the same source compiles with nvcc (CUDA plugin, and the
 // HIP-on-NVIDIA build) and with clang for AMD (HIP plugin). Rules for shared code:
-//   - the warp size is the compile-time constant SPMLA_WARP_SIZE (32 NVIDIA, 64 CDNA, 32 RDNA);
+//   - the warp size is the compile-time constant SPMLA_WARP_SIZE (32 NVIDIA, 64 CDNA and the
+//     emulated CDNA build, 32 RDNA);
 //     no code may assume 32: derive lane masks, warps per block and reductions from it;
 //   - shuffles take a width <= SPMLA_WARP_SIZE and never a 32-bit lane mask argument;
 //   - FP8 decode/encode is done in software (bit manipulation, exact for both E4M3FN and
@@ -41,7 +42,13 @@ typedef hipStream_t spmla_stream_t;
 #  include <cuda_bf16.h>
 #  include <cuda_fp16.h>
 #  define SPMLA_VENDOR_CUDA 1
-#  define SPMLA_WARP_SIZE 32
+#  if defined(SPMLA_HIP_EMULATE)
+// HIP-on-NVIDIA emulating a CDNA target (wave64, MFMA, its FP8 converts and LDS limit): the
+// AMD-only kernels compile and run here with AMD semantics (backends/hip/emu/, docs/ROCM.md).
+#    include "hip/emu/cdna_emu.cuh"
+#  else
+#    define SPMLA_WARP_SIZE 32
+#  endif
 typedef cudaStream_t spmla_stream_t;
 #  if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
 #    define SPMLA_HAS_CP_ASYNC 1
@@ -49,6 +56,14 @@ typedef cudaStream_t spmla_stream_t;
 #endif
 
 #include "numerics.h"  // numerics/numerics.h, on every kernel target's include path
+
+// clang's ext_vector_type (the CDNA builtins' operand types); an nvcc-compilable aggregate in the
+// emulated build, which nvcc's front end lacks.
+#if defined(SPMLA_HIP_EMULATE)
+#  define SPMLA_EXT_VECTOR_TYPEDEF(T, N, name) typedef ::spmla::emu::ext_vector<T, N> name
+#else
+#  define SPMLA_EXT_VECTOR_TYPEDEF(T, N, name) typedef T name __attribute__((ext_vector_type(N)))
+#endif
 
 #define SPMLA_DEVICE __device__ __forceinline__
 #define SPMLA_HOST_DEVICE __host__ __device__ __forceinline__
@@ -69,6 +84,8 @@ template <typename T>
 SPMLA_DEVICE T shfl_xor(T v, int mask, int width = kWarpSize) {
 #if defined(SPMLA_VENDOR_HIP)
   return __shfl_xor(v, mask, width);
+#elif defined(SPMLA_HIP_EMULATE)
+  return ::spmla::emu::shfl_xor(v, mask, width);
 #else
   return __shfl_xor_sync(0xffffffffu, v, mask, width);
 #endif
@@ -77,6 +94,8 @@ template <typename T>
 SPMLA_DEVICE T shfl_up(T v, int delta, int width = kWarpSize) {
 #if defined(SPMLA_VENDOR_HIP)
   return __shfl_up(v, delta, width);
+#elif defined(SPMLA_HIP_EMULATE)
+  return ::spmla::emu::shfl_up(v, delta, width);
 #else
   return __shfl_up_sync(0xffffffffu, v, delta, width);
 #endif
@@ -85,6 +104,8 @@ template <typename T>
 SPMLA_DEVICE T shfl(T v, int src, int width = kWarpSize) {
 #if defined(SPMLA_VENDOR_HIP)
   return __shfl(v, src, width);
+#elif defined(SPMLA_HIP_EMULATE)
+  return ::spmla::emu::shfl(v, src, width);
 #else
   return __shfl_sync(0xffffffffu, v, src, width);
 #endif
@@ -139,7 +160,7 @@ SPMLA_DEVICE uint32_t pack_bf16x2(float lo, float hi) {
 // Within-warp ordering of shared-memory accesses between lanes (after shuffles that already
 // synchronised the lanes): CUDA __syncwarp; HIP wavefronts execute in lockstep.
 SPMLA_DEVICE void warp_sync() {
-#if defined(SPMLA_VENDOR_HIP)
+#if defined(SPMLA_VENDOR_HIP) || defined(SPMLA_HIP_EMULATE)
   __builtin_amdgcn_wave_barrier();
 #else
   __syncwarp();

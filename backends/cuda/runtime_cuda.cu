@@ -14,13 +14,31 @@ namespace {
 int count(int *n) { return (int)cudaGetDeviceCount(n); }
 int set_dev(int d) { return (int)cudaSetDevice(d); }
 int get_dev(int *d) { return (int)cudaGetDevice(d); }
+#if defined(SPMLA_HIP_EMULATE)
+// The emulated CDNA target (backends/hip/emu/cdna_emu.cuh): its name, wave64 and its LDS per
+// workgroup, so that the host layer selects what it would select on that AMD device.
+#  if SPMLA_HIP_EMULATE == 942
+constexpr const char *kEmuArch = "gfx942";
+constexpr int kEmuLds = 65536;
+#  elif SPMLA_HIP_EMULATE == 950
+constexpr const char *kEmuArch = "gfx950";
+constexpr int kEmuLds = 163840;
+#  else
+#    error "SPMLA_HIP_EMULATE must be 942 or 950"
+#  endif
+#endif
 int attr(int *v, spmla::gpu::Attr a, int dev) {
   using spmla::gpu::Attr;
   const cudaDeviceAttr c = a == Attr::kMultiprocessorCount ? cudaDevAttrMultiProcessorCount
                            : a == Attr::kWarpSize          ? cudaDevAttrWarpSize
                            : a == Attr::kMaxSharedPerBlock ? cudaDevAttrMaxSharedMemoryPerBlock
                                                            : cudaDevAttrMaxSharedMemoryPerBlockOptin;
-  return (int)cudaDeviceGetAttribute(v, c, dev);
+  const cudaError_t e = cudaDeviceGetAttribute(v, c, dev);
+#if defined(SPMLA_HIP_EMULATE)
+  if (e == cudaSuccess && a == Attr::kWarpSize) *v = 64;
+  if (e == cudaSuccess && (a == Attr::kMaxSharedPerBlock || a == Attr::kSharedPerBlockOptin) && *v > kEmuLds) *v = kEmuLds;
+#endif
+  return (int)e;
 }
 int total_mem(size_t *b, int dev) {
   cudaDeviceProp p;
@@ -31,14 +49,22 @@ int total_mem(size_t *b, int dev) {
 int dev_name(char *out, int n, int dev) {
   cudaDeviceProp p;
   const cudaError_t e = cudaGetDeviceProperties(&p, dev);
+#if defined(SPMLA_HIP_EMULATE)
+  if (e == cudaSuccess) snprintf(out, (size_t)n, "%s (emulating %s)", p.name, kEmuArch);
+#else
   if (e == cudaSuccess) snprintf(out, (size_t)n, "%s", p.name);
+#endif
   return (int)e;
 }
 int dev_arch(char *out, size_t n, int dev) {
   int ma = 0, mi = 0;
   cudaError_t e = cudaDeviceGetAttribute(&ma, cudaDevAttrComputeCapabilityMajor, dev);
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&mi, cudaDevAttrComputeCapabilityMinor, dev);
+#if defined(SPMLA_HIP_EMULATE)
+  if (e == cudaSuccess) snprintf(out, n, "%s", kEmuArch);
+#else
   if (e == cudaSuccess) snprintf(out, n, "sm_%d%d", ma, mi);
+#endif
   return (int)e;
 }
 int mal(void **p, size_t b) { return (int)cudaMalloc(p, b); }
@@ -57,6 +83,9 @@ int last() { return (int)cudaGetLastError(); }
 const char *ename(int e) { return cudaGetErrorName((cudaError_t)e); }
 const char *estr(int e) { return cudaGetErrorString((cudaError_t)e); }
 int func_smem(const void *f, int bytes) {
+#if defined(SPMLA_HIP_EMULATE)
+  if (bytes > kEmuLds) return (int)cudaErrorInvalidValue;  // beyond the emulated target's LDS
+#endif
   return (int)cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
 
@@ -73,7 +102,11 @@ bool runtime_fill(Runtime *rt, std::string *why) {
     return false;
   }
   Runtime &a = *rt;
-#if defined(SPMLA_HIP_ON_NVIDIA)
+#if defined(SPMLA_HIP_EMULATE) && SPMLA_HIP_EMULATE == 942
+  a.vendor = "CUDA (HIP-on-NVIDIA, emulating CDNA gfx942)";
+#elif defined(SPMLA_HIP_EMULATE)
+  a.vendor = "CUDA (HIP-on-NVIDIA, emulating CDNA gfx950)";
+#elif defined(SPMLA_HIP_ON_NVIDIA)
   a.vendor = "CUDA (HIP-on-NVIDIA)";
 #else
   a.vendor = "CUDA";

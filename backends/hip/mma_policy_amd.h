@@ -14,8 +14,8 @@ namespace spmla {
 namespace hip {
 
 #if defined(SPMLA_AMD_MFMA)
-typedef short bf16x4_t __attribute__((ext_vector_type(4)));
-typedef float f32x4_t __attribute__((ext_vector_type(4)));
+SPMLA_EXT_VECTOR_TYPEDEF(short, 4, bf16x4_t);
+SPMLA_EXT_VECTOR_TYPEDEF(float, 4, f32x4_t);
 
 // 16x16x16 MFMA operand layout (lane l of 64): A[i = l%16][k = 4*(l/16) + 0..3],
 // B[k = 4*(l/16) + 0..3][n = l%16], C[row = 4*(l/16) + 0..3][col = l%16].
