@@ -161,7 +161,9 @@ __device__ __forceinline__ T readlane(T v, int l) {
 // halves must call it (the exchange needs the whole wavefront).
 __device__ __forceinline__ uint64_t ballot(bool pred) {
   const uint32_t mine = __ballot_sync(__activemask(), pred);
-  const uint32_t lo = bpermute(mine, 0), hi = bpermute(mine, 32);
+  const int n = (int)(blockDim.x * blockDim.y * blockDim.z);
+  const uint32_t lo = bpermute(mine, 0);
+  const uint32_t hi = 64 * wave() + 32 < n ? bpermute(mine, 32) : 0u;  // a partial last wavefront
   return (uint64_t)lo | ((uint64_t)hi << 32);
 }
 __device__ __forceinline__ uint64_t activemask() { return ballot(true); }

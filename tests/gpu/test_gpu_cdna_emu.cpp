@@ -1,0 +1,189 @@
+// test_gpu_cdna_emu.cpp — the emulated CDNA instructions of the HIP-on-NVIDIA emulation build
+// (SPMLA_HIP_EMULATE=gfx942|gfx950, backends/hip/emu/cdna_emu.cuh) against the CPU models of
+// cdna_model.h (written from AMD's documentation, checked on the host by cdna_model_check.cpp),
+// on random operands and on the hand-worked 16x16x16 case. Built only in the emulated build.
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "cdna_emu_instr.h"
+#include "cdna_model.h"
+#include "gpu_test.h"
+
+namespace {
+
+using cdna_model::kLanes;
+
+bool have_device() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+uint32_t seed() {
+  static const uint32_t s = std::random_device{}();
+  return s;
+}
+
+uint16_t bf16_of(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return (uint16_t)(u >> 16);  // truncation: any bf16 pattern is a valid operand
+}
+
+bool fnuz() { return cdna_emu_test::emulated_target() == 942; }
+
+}  // namespace
+
+TEST_CASE("CDNA emulation: wave64 at compile time, the emulated target", "[cdna_emu]") {
+  REQUIRE(have_device());
+  CHECK(cdna_emu_test::device_warp_size() == 64);
+  const int t = cdna_emu_test::emulated_target();
+  CHECK((t == 942 || t == 950));
+}
+
+TEST_CASE("CDNA emulation: v_mfma_f32_16x16x16_bf16, the hand-worked case", "[cdna_emu]") {
+  REQUIRE(have_device());
+  static uint16_t a[kLanes][4], b[kLanes][4];
+  static float c[kLanes][4], d[kLanes][4], m[kLanes][4];
+  cdna_model::hand_case(a, b, c);
+  REQUIRE(cdna_emu_test::run_mfma(1, 64, &a[0][0], &b[0][0], &c[0][0], &d[0][0]) == 0);
+  for (const auto &r : cdna_model::kHandExpect)
+    for (int j = 0; j < 4; ++j) {
+      INFO("lane " << r.lane << " register " << j);
+      CHECK(d[r.lane][j] == r.d[j]);
+    }
+  cdna_model::mfma_f32_16x16x16_bf16(a, b, c, m);
+  for (int l = 0; l < kLanes; ++l)
+    for (int j = 0; j < 4; ++j) {
+      INFO("lane " << l << " register " << j);
+      CHECK(d[l][j] == m[l][j]);
+    }
+}
+
+TEST_CASE("CDNA emulation: v_mfma_f32_16x16x16_bf16 on random operands", "[cdna_emu]") {
+  REQUIRE(have_device());
+  INFO("seed " << seed());
+  std::mt19937 rng(seed());
+  std::uniform_real_distribution<float> val(-4.f, 4.f);
+  std::uniform_int_distribution<int> ex(-20, 20);
+  for (int threads : {64, 256, 1024}) {  // 1024: 16 wavefronts (the shared last barrier)
+    const int waves = 32;
+    std::vector<uint16_t> a(waves * 256), b(waves * 256);
+    std::vector<float> c(waves * 256), d(waves * 256);
+    for (int i = 0; i < waves * 256; ++i) {
+      a[i] = bf16_of(std::ldexp(val(rng), ex(rng) / 4));
+      b[i] = bf16_of(std::ldexp(val(rng), ex(rng) / 4));
+      c[i] = (i % 3 == 0) ? 0.f : std::ldexp(val(rng), ex(rng) / 2);
+    }
+    REQUIRE(cdna_emu_test::run_mfma(waves, threads, a.data(), b.data(), c.data(), d.data()) == 0);
+    int bad = 0;
+    for (int w = 0; w < waves; ++w) {
+      float m[kLanes][4];
+      double mag[kLanes][4];
+      const auto *aw = reinterpret_cast<const uint16_t(*)[4]>(&a[w * 256]);
+      const auto *bw = reinterpret_cast<const uint16_t(*)[4]>(&b[w * 256]);
+      const auto *cw = reinterpret_cast<const float(*)[4]>(&c[w * 256]);
+      cdna_model::mfma_f32_16x16x16_bf16(aw, bw, cw, m);
+      cdna_model::mfma_magnitudes(aw, bw, cw, mag);
+      for (int l = 0; l < kLanes; ++l)
+        for (int j = 0; j < 4; ++j) {
+          const double got = d[w * 256 + l * 4 + j], err = std::fabs(got - m[l][j]);
+          if (!(err <= std::ldexp(mag[l][j], -20)) && bad++ < 8) {
+            INFO("threads " << threads << " wave " << w << " lane " << l << " reg " << j << ": " << got << " vs model "
+                            << m[l][j]);
+            CHECK(false);
+          }
+        }
+    }
+    INFO("threads " << threads);
+    CHECK(bad == 0);
+  }
+}
+
+TEST_CASE("CDNA emulation: v_cvt_pk_f32_fp8, every pair of codes in both words", "[cdna_emu]") {
+  REQUIRE(have_device());
+  std::vector<uint32_t> src(65536);
+  for (uint32_t w = 0; w < 65536; ++w) src[w] = w | ((w ^ 0x5a5au) << 16);
+  std::vector<float> out(src.size() * 4);
+  REQUIRE(cdna_emu_test::run_cvt((int)src.size(), src.data(), out.data()) == 0);
+  int bad = 0;
+  for (size_t i = 0; i < src.size(); ++i)
+    for (int s = 0; s < 2; ++s) {
+      double want[2];
+      cdna_model::cvt_pk_f32_fp8(src[i], s != 0, fnuz(), want);
+      for (int e = 0; e < 2; ++e) {
+        const float got = out[4 * i + 2 * s + e];
+        const bool ok = std::isnan(want[e]) ? std::isnan(got)
+                                            : (got == want[e] && std::signbit(got) == std::signbit(want[e]));
+        if (!ok && bad++ < 8) {
+          INFO("src 0x" << std::hex << src[i] << std::dec << " word_sel " << s << " element " << e << ": " << got
+                        << " vs " << want[e]);
+          CHECK(false);
+        }
+      }
+    }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("CDNA emulation: shuffles and readlane with AMD semantics (wave64)", "[cdna_emu]") {
+  REQUIRE(have_device());
+  INFO("seed " << seed());
+  std::mt19937 rng(seed() + 1);
+  int bad = 0, runs = 0;
+  for (int threads : {64, 192, 1024})
+    for (bool wide : {false, true})
+      for (int op = 0; op <= 4; ++op)
+        for (int width = 1; width <= 64; width *= 2) {
+          if (op == 4 && width != 64) continue;  // readlane has no width
+          std::vector<int> argset;
+          if (op == 3)
+            for (int m = 0; m < 64; ++m) argset.push_back(m);
+          else
+            argset = {0, 1, 2, 7, 16, 31, 32, 33, 63, 64, (int)(rng() % 64)};
+          for (int arg : argset) {
+            std::vector<int> args(threads, arg);
+            if (op == 0)
+              for (int &x : args) x = (int)(rng() % 160);  // per-lane source lanes, beyond the width too
+            std::vector<uint64_t> in(threads), out(threads);
+            for (auto &x : in) x = wide ? ((uint64_t)rng() << 32 | rng()) : rng();
+            REQUIRE(cdna_emu_test::run_shfl(op, width, threads, args.data(), in.data(), out.data(), wide) == 0);
+            ++runs;
+            for (int t = 0; t < threads; ++t) {
+              const int w = t / 64, self = t % 64;
+              const int src = op == 4 ? (arg & 63)
+                                      : cdna_model::shfl_index((cdna_model::Shfl)op, self, args[t], width) & 63;
+              const uint64_t want = in[w * 64 + src];
+              if (out[t] != want && bad++ < 8) {
+                INFO("op " << op << " width " << width << " arg " << args[t] << " threads " << threads << " wide "
+                           << wide << " lane " << t);
+                CHECK(out[t] == want);
+              }
+            }
+          }
+        }
+  INFO(runs << " launches");
+  CHECK(bad == 0);
+}
+
+TEST_CASE("CDNA emulation: ballot as a 64-bit mask", "[cdna_emu]") {
+  REQUIRE(have_device());
+  INFO("seed " << seed());
+  std::mt19937 rng(seed() + 2);
+  for (int threads : {64, 96, 256, 1024}) {
+    std::vector<uint8_t> pred(threads);
+    for (auto &p : pred) p = (uint8_t)(rng() % 3 == 0);
+    const int waves = (threads + 63) / 64;
+    std::vector<uint64_t> out(waves);
+    REQUIRE(cdna_emu_test::run_ballot(threads, pred.data(), out.data()) == 0);
+    for (int w = 0; w < waves; ++w) {
+      bool p[kLanes] = {};
+      const int present = std::min(64, threads - 64 * w);
+      for (int l = 0; l < present; ++l) p[l] = pred[w * 64 + l] != 0;
+      INFO("threads " << threads << " wave " << w);
+      CHECK(out[w] == cdna_model::ballot(p, present));
+    }
+  }
+}
