@@ -3,6 +3,7 @@
 // cdna_model.h (written from AMD's documentation, checked on the host by cdna_model_check.cpp),
 // on random operands and on the hand-worked 16x16x16 case. Built only in the emulated build.
 #include <cmath>
+#include <string>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -42,6 +43,18 @@ TEST_CASE("CDNA emulation: wave64 at compile time, the emulated target", "[cdna_
   CHECK(cdna_emu_test::device_warp_size() == 64);
   const int t = cdna_emu_test::emulated_target();
   CHECK((t == 942 || t == 950));
+}
+
+TEST_CASE("CDNA emulation: the hip backend reports the emulated device", "[cdna_emu]") {
+  // What the host layer selects from (arch_has_mfma, warp size 64) and what callers see.
+  spmla_device_info_t di = SPMLA_DEVICE_INFO_INIT;
+  REQUIRE(spmla_device_get_info("hip", 0, &di) == SPMLA_STATUS_SUCCESS);
+  const bool g942 = cdna_emu_test::emulated_target() == 942;
+  CHECK(std::string(di.arch) == (g942 ? "gfx942" : "gfx950"));
+  CHECK(di.warp_size == 64);
+  CHECK(di.fp8_e4m3fnuz_native == (g942 ? 1 : 0));
+  CHECK(di.fp8_e4m3fn_native == (g942 ? 0 : 1));
+  CHECK(std::string(di.name).find(g942 ? "emulating gfx942" : "emulating gfx950") != std::string::npos);
 }
 
 TEST_CASE("CDNA emulation: v_mfma_f32_16x16x16_bf16, the hand-worked case", "[cdna_emu]") {
