@@ -84,6 +84,8 @@ SPMLA_DEVICE void split_slot(int64_t slot, int32_t bs, int64_t &page, int64_t &o
 // The address arithmetic of KvLayout<>::data_addr / scale_addr spelled out with the entries'
 // constants: calling those helpers here changed the generated PTX (block order), which could not
 // be tested on a GPU when the traits came in; the formulas are the same.
+// kV41 = false: a caller that never sees a V41 cache (the sm90 kernels) leaves their cases out.
+template <bool kV41 = true>
 SPMLA_DEVICE SlotOffsets slot_offsets(const CacheDesc &c, int64_t slot) {
   int64_t page, off;
   split_slot(slot, c.block_size, page, off);
@@ -99,17 +101,19 @@ SPMLA_DEVICE SlotOffsets slot_offsets(const CacheDesc &c, int64_t slot) {
       o.aux = pbase + (int64_t)c.block_size * KvV4::kDataRowBytes + off * KvV4::kScaleRowBytes;
       break;
     case kV41FP8:
-    case kV41FP4: {
-      const int64_t db = v41_data_bytes(c.layout), sb = v41_scale_bytes(c.layout);
-      if (c.blocked) {
-        o.data = pbase + off * db;
-        o.aux = pbase + (int64_t)c.block_size * db + off * sb;
-      } else {
-        o.data = pbase + off * (db + sb);
-        o.aux = o.data + db;
+    case kV41FP4:
+      if constexpr (kV41) {
+        const int64_t db = v41_data_bytes(c.layout), sb = v41_scale_bytes(c.layout);
+        if (c.blocked) {
+          o.data = pbase + off * db;
+          o.aux = pbase + (int64_t)c.block_size * db + off * sb;
+        } else {
+          o.data = pbase + off * (db + sb);
+          o.aux = o.data + db;
+        }
+        break;
       }
-      break;
-    }
+      [[fallthrough]];
     default:  // INDEXER_FP8
       o.data = pbase + off * c.dim;
       o.aux = pbase + (int64_t)c.block_size * c.dim + off * KvIndexer::kScaleRowBytes;

@@ -360,7 +360,7 @@ SPMLA_DEVICE void store_one(const StoreParams &p, const StoreRow<kChunks> &r, in
   const bool ok = r.slot >= 0 && r.slot < c.num_slots();
   uint8_t *base = const_cast<uint8_t *>(c.base);
   SlotOffsets o = {0, 0};
-  if (ok) o = slot_offsets(c, r.slot);
+  if (ok) o = slot_offsets<L == kV41FP8 || L == kV41FP4>(c, r.slot);  // L is the cache's layout
   uint8_t *row = base + o.data;
   constexpr Fp8Kind kKind = kFnuz ? Fp8Kind::E4M3FNUZ : Fp8Kind::E4M3FN;
   float x[8];

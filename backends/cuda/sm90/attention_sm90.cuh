@@ -106,7 +106,7 @@ __device__ __forceinline__ void tile_rows(const kern::AttnParams &p, Entry e, co
   const uint8_t *d = nullptr, *a = nullptr;
   const kern::CacheDesc &c = p.src[e.which];
   if (e.slot >= 0 && (int64_t)e.slot < c.num_slots()) {
-    const kern::SlotOffsets o = kern::slot_offsets(c, e.slot);
+    const kern::SlotOffsets o = kern::slot_offsets<false>(c, e.slot);  // sm90_layout_ok: no V41 here
     d = c.base + o.data;
     a = c.base + o.aux;  // V4 scale row (used for V4 only)
   }

@@ -162,6 +162,7 @@ struct CacheSpec {
   int layout = 0, flavor = 0, head_dim = 0, block_size = 0;
   int64_t num_pages_arg = -1, stride_arg = -1;  // as the KVCache gave them (-1: from the array)
   float scale = 1.0f;
+  int arrangement = 0;  // spmla_kv_arrangement_t (V41: per token or page-blocked)
   int64_t num_pages = 0, stride = 0;  // resolved at plan time: every layer's cache must match
 };
 
@@ -227,10 +228,11 @@ class AttentionRunner {
 
   // Planned cache geometry from a KVCache's arguments (layout, ...) and its resolved view.
   void set_cache_args(bool extra, int layout, int flavor, int head_dim, int block_size,
-                      int64_t num_pages_arg, int64_t stride_arg, float scale) {
+                      int64_t num_pages_arg, int64_t stride_arg, float scale, int arrangement) {
     CacheSpec &c = extra ? extra_ : main_;
     c.layout = layout; c.flavor = flavor; c.head_dim = head_dim; c.block_size = block_size;
     c.num_pages_arg = num_pages_arg; c.stride_arg = stride_arg; c.scale = scale;
+    c.arrangement = arrangement;
   }
 
   // One layer. Returns nothing: out / lse / max_logits are written.
@@ -263,7 +265,7 @@ class AttentionRunner {
     c.stride = cv->page_stride_bytes();
     const spmla_kv_cache_t *d = cv->cache();
     c.layout = d->layout; c.flavor = d->fp8_flavor; c.head_dim = d->head_dim;
-    c.block_size = d->block_size; c.scale = d->scale;
+    c.block_size = d->block_size; c.scale = d->scale; c.arrangement = d->arrangement;
   }
 
   // A view of x (numpy's ml_dtypes arrays and torch's float8 tensors go through the package's
@@ -327,7 +329,7 @@ class AttentionRunner {
     std::unique_ptr<TensorView> v = view_as_is(data, name, kAnyDtype, false, dl_stream);
     py::object tv = py::cast(v.release(), py::return_value_policy::take_ownership);
     py::object cv = py::cast(new CacheView(tv, c.layout, c.flavor, c.head_dim, c.num_pages_arg,
-                                           c.block_size, c.stride_arg, c.scale),
+                                           c.block_size, c.stride_arg, c.scale, c.arrangement),
                              py::return_value_policy::take_ownership);
     const CacheView *p = cv.cast<const CacheView *>();
     if (p->num_pages() != c.num_pages || p->page_stride_bytes() != c.stride) {

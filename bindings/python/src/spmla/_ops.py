@@ -134,7 +134,8 @@ class SparseAttentionPlan:
             if c is not None:
                 r.set_cache_args(extra, int(c.layout), int(c.fp8_flavor), c.head_dim,
                                  c.block_size, -1 if c._num_pages is None else c._num_pages,
-                                 -1 if c._page_stride is None else c._page_stride, c.scale)
+                                 -1 if c._page_stride is None else c._page_stride, c.scale,
+                                 int(c.arrangement))
         self._runner = r
         self._caches = (kv_cache, kv_cache._geometry(), extra_kv_cache,
                         extra_kv_cache._geometry() if extra_kv_cache is not None else None)
