@@ -63,6 +63,92 @@ typedef ext_vector<short, 4> bf16x4;
 typedef ext_vector<float, 4> f32x4;
 typedef ext_vector<float, 2> f32x2;
 
+// The lane arithmetic below is __host__ __device__ so that the host can run exactly this code
+// (tests/gpu/cdna_emu_host_check.cu); only the exchanges and barriers are device-only.
+#define SPMLA_EMU_HD __host__ __device__ __forceinline__
+SPMLA_EMU_HD float as_f32(uint32_t u) {
+  union {
+    uint32_t u;
+    float f;
+  } x;
+  x.u = u;
+  return x.f;
+}
+SPMLA_EMU_HD uint32_t as_u32(float f) {
+  union {
+    uint32_t u;
+    float f;
+  } x;
+  x.f = f;
+  return x.u;
+}
+
+// HIP's __shfl* on wave64 (hip/amd_detail/amd_warp_functions.h): the source lane of lane `self`.
+SPMLA_EMU_HD int shfl_src(int self, int src, int width) { return (src & (width - 1)) + (self & ~(width - 1)); }
+SPMLA_EMU_HD int shfl_up_src(int self, int delta, int width) {
+  const int index = self - delta;
+  return index < (self & ~(width - 1)) ? self : index;
+}
+SPMLA_EMU_HD int shfl_down_src(int self, int delta, int width) {
+  return (int)((self & (width - 1)) + delta) >= width ? self : self + delta;
+}
+SPMLA_EMU_HD int shfl_xor_src(int self, int mask, int width) {
+  const int index = self ^ mask;
+  return index >= ((self + width) & ~(width - 1)) ? self : index;
+}
+
+// MFMA operand staging: a lane's four bf16 as two words, and element j of them as fp32.
+SPMLA_EMU_HD uint2 pack4(const bf16x4 &a) {
+  return make_uint2((uint32_t)(uint16_t)a[0] | ((uint32_t)(uint16_t)a[1] << 16),
+                    (uint32_t)(uint16_t)a[2] | ((uint32_t)(uint16_t)a[3] << 16));
+}
+SPMLA_EMU_HD float elem4(uint2 w, int j) {
+  const uint32_t x = (j & 2) ? w.y : w.x;
+  return as_f32((((j & 1) ? x >> 16 : x) & 0xffffu) << 16);
+}
+// v_mfma_f32_16x16x16_bf16 (gfx90a "_1k", gfx942, gfx950), D = A B + C, 16x16 tiles of one
+// wavefront. Lane l = 16 q + c (q = l / 16, c = l % 16) holds
+//   a[j] = A[c][4q + j],  b[j] = B[4q + j][c],  c[j], d[j] = C, D[4q + j][c]   (j = 0..3).
+// Lane l's result from the wavefront's staged operands s[0..63] = pack4(a of lane 0..63),
+// s[64..127] = pack4(b of lane 0..63).
+SPMLA_EMU_HD f32x4 mfma_16x16x16_lane(const uint2 *s, int l, const f32x4 &c) {
+  const int q = l >> 4, col = l & 15;
+  float bc[16];  // column col of B: B[k][col] sits in lane col + 16 (k / 4), element k % 4
+#pragma unroll
+  for (int k = 0; k < 16; ++k) bc[k] = elem4(s[64 + col + 16 * (k >> 2)], k & 3);
+  f32x4 d;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int row = 4 * q + j;  // A[row][k] sits in lane row + 16 (k / 4), element k % 4
+    float acc = c[j];
+#pragma unroll
+    for (int k = 0; k < 16; ++k) acc = fmaf(elem4(s[row + 16 * (k >> 2)], k & 3), bc[k], acc);
+    d[j] = acc;
+  }
+  return d;
+}
+
+// v_cvt_pk_f32_fp8 src, word_sel: bytes 2 word_sel and 2 word_sel + 1 of src, as the target's
+// FP8 format (gfx942 E4M3FNUZ: bias 8, NaN 0x80, no infinity, no -0; gfx950 OCP E4M3FN: bias 7,
+// NaN S.1111.111, no infinity). Exact: every code is an fp32 value. flavor as
+// SPMLA_AMD_HW_FP8_FLAVOR (2 FNUZ, 1 FN).
+SPMLA_EMU_HD float fp8_decode(uint32_t b, int flavor) {
+  const uint32_t s = (b & 0x80u) << 24, e = (b >> 3) & 15u, m = b & 7u;
+  if (flavor == 2 && b == 0x80u) return as_f32(0x7fc00000u);
+  if (flavor != 2 && (b & 0x7fu) == 0x7fu) return as_f32(s | 0x7fc00000u);
+  const int bias = flavor == 2 ? 8 : 7;
+  // subnormal: m * 2^(1 - bias - 3); normal: (8 + m) * 2^(e - bias - 3)
+  const float mag = e ? ldexpf((float)(8u + m), (int)e - bias - 3) : ldexpf((float)m, 1 - bias - 3);
+  return as_f32(as_u32(mag) | s);
+}
+SPMLA_EMU_HD f32x2 cvt_pk_f32_fp8_flavor(int src, bool word_sel, int flavor) {
+  const uint32_t w = (uint32_t)src >> (word_sel ? 16 : 0);
+  f32x2 r;
+  r[0] = fp8_decode(w & 0xffu, flavor);
+  r[1] = fp8_decode((w >> 8) & 0xffu, flavor);
+  return r;
+}
+
 // ------------------------------------------------------------------ wavefronts
 __device__ __forceinline__ int linear_tid() {
   return (int)(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z));
@@ -122,35 +208,24 @@ __device__ __forceinline__ T permute_any(T v, int index, bool native) {
   return u.t;
 }
 
-// HIP's __shfl* on wave64 (hip/amd_detail/amd_warp_functions.h): the source lane index, then
-// ds_bpermute. width is a power of two <= 64; the branch between the native path and the
-// exchange depends only on warp-uniform arguments.
+// HIP's __shfl* on wave64: the source lane (shfl_*_src above), then ds_bpermute. width is a power
+// of two <= 64; the choice between the native path and the exchange depends only on warp-uniform
+// arguments.
 template <typename T>
 __device__ __forceinline__ T shfl(T v, int src, int width) {
-  const int self = lane();
-  const int index = (src & (width - 1)) + (self & ~(width - 1));
-  return permute_any(v, index, width <= 32);
+  return permute_any(v, shfl_src(lane(), src, width), width <= 32);
 }
 template <typename T>
 __device__ __forceinline__ T shfl_up(T v, int delta, int width) {
-  const int self = lane();
-  int index = self - delta;
-  index = index < (self & ~(width - 1)) ? self : index;
-  return permute_any(v, index, width <= 32);
+  return permute_any(v, shfl_up_src(lane(), delta, width), width <= 32);
 }
 template <typename T>
 __device__ __forceinline__ T shfl_down(T v, int delta, int width) {
-  const int self = lane();
-  int index = self + delta;
-  index = (int)((self & (width - 1)) + delta) >= width ? self : index;
-  return permute_any(v, index, width <= 32);
+  return permute_any(v, shfl_down_src(lane(), delta, width), width <= 32);
 }
 template <typename T>
 __device__ __forceinline__ T shfl_xor(T v, int mask, int width) {
-  const int self = lane();
-  int index = self ^ mask;
-  index = index >= ((self + width) & ~(width - 1)) ? self : index;
-  return permute_any(v, index, width <= 32 && (unsigned)mask < 32u);
+  return permute_any(v, shfl_xor_src(lane(), mask, width), width <= 32 && (unsigned)mask < 32u);
 }
 // v_readlane_b32 (lane a wave-uniform value).
 template <typename T>
@@ -178,67 +253,22 @@ __device__ __forceinline__ void check_lds() {
 }
 
 // ------------------------------------------------------------------ MFMA
-__device__ __forceinline__ float bf16_bits(uint32_t h) { return __uint_as_float((h & 0xffffu) << 16); }
-__device__ __forceinline__ uint2 pack4(bf16x4 a) {
-  return make_uint2((uint32_t)(uint16_t)a[0] | ((uint32_t)(uint16_t)a[1] << 16),
-                    (uint32_t)(uint16_t)a[2] | ((uint32_t)(uint16_t)a[3] << 16));
-}
-__device__ __forceinline__ float elem4(uint2 w, int j) {
-  const uint32_t x = (j & 2) ? w.y : w.x;
-  return bf16_bits((j & 1) ? x >> 16 : x);
-}
-
-// v_mfma_f32_16x16x16_bf16 (gfx90a "_1k", gfx942, gfx950), D = A B + C, 16x16 tiles of one
-// wavefront. Lane l = 16 q + c (q = l / 16, c = l % 16) holds
-//   a[j] = A[c][4q + j],  b[j] = B[4q + j][c],  c[j], d[j] = C, D[4q + j][c]   (j = 0..3).
 // cbsz, abid and blgp (broadcast controls) must be 0, as the kernels use them.
 __device__ __forceinline__ f32x4 mfma_f32_16x16x16bf16_1k(bf16x4 a, bf16x4 b, f32x4 c, int cbsz, int abid, int blgp) {
   if (cbsz | abid | blgp) __trap();
   check_lds();
   uint2 *s = mfma_scratch() + 128 * wave();
-  const int l = lane(), q = l >> 4, col = l & 15;
-  wave_barrier();
+  const int l = lane();
+  wave_barrier();  // the previous MFMA's reads are done
   s[l] = pack4(a);
   s[64 + l] = pack4(b);
   wave_barrier();
-  float bc[16];  // column col of B: B[k][col] sits in lane col + 16 (k / 4), element k % 4
-#pragma unroll
-  for (int k = 0; k < 16; ++k) bc[k] = elem4(s[64 + col + 16 * (k >> 2)], k & 3);
-  f32x4 d;
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const int row = 4 * q + j;  // A[row][k] sits in lane row + 16 (k / 4), element k % 4
-    float acc = c[j];
-#pragma unroll
-    for (int k = 0; k < 16; ++k) acc = fmaf(elem4(s[row + 16 * (k >> 2)], k & 3), bc[k], acc);
-    d[j] = acc;
-  }
-  return d;
+  return mfma_16x16x16_lane(s, l, c);
 }
 
 // ------------------------------------------------------------------ FP8 conversion
-// v_cvt_pk_f32_fp8 src, word_sel: bytes 2 word_sel and 2 word_sel + 1 of src, as the target's
-// FP8 format (gfx942 E4M3FNUZ: bias 8, NaN 0x80, no infinity, no -0; gfx950 OCP E4M3FN: bias 7,
-// NaN S.1111.111, no infinity). Exact: every code is an fp32 value.
-__device__ __forceinline__ float fp8_decode(uint32_t b) {
-  const uint32_t s = (b & 0x80u) << 24, e = (b >> 3) & 15u, m = b & 7u;
-#if SPMLA_AMD_HW_FP8_FLAVOR == 2
-  if (b == 0x80u) return __uint_as_float(0x7fc00000u);
-  const int bias = 8;
-#else
-  if ((b & 0x7fu) == 0x7fu) return __uint_as_float(s | 0x7fc00000u);
-  const int bias = 7;
-#endif
-  // subnormal: m * 2^(1 - bias - 3); normal: (8 + m) * 2^(e - bias - 3)
-  const float mag = e ? ldexpf((float)(8u + m), (int)e - bias - 3) : ldexpf((float)m, 1 - bias - 3);
-  return __uint_as_float(__float_as_uint(mag) | s);
-}
 __device__ __forceinline__ f32x2 cvt_pk_f32_fp8(int src, bool word_sel) {
-  const uint32_t w = (uint32_t)src >> (word_sel ? 16 : 0);
-  f32x2 r;
-  r[0] = fp8_decode(w & 0xffu);
-  r[1] = fp8_decode((w >> 8) & 0xffu);
-  return r;
+  return cvt_pk_f32_fp8_flavor(src, word_sel, SPMLA_AMD_HW_FP8_FLAVOR);
 }
 
 }  // namespace emu
