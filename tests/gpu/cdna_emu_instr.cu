@@ -56,6 +56,16 @@ __global__ void shfl_kernel(int op, int width, const int *args, const uint64_t *
   out[t] = (uint64_t)r;
 }
 
+// Wavefronts doing different numbers of exchanges between block barriers (as topk's does when
+// some wavefronts have candidates and others not): wavefront w first swaps its halves w % 3 times
+// (xor 32, width 64), then out = shfl_xor(value, 1, 64).
+__global__ void uneven_kernel(const uint64_t *in, uint64_t *out) {
+  uint32_t v = (uint32_t)in[threadIdx.x];
+  const int rounds = (threadIdx.x >> 6) % 3;
+  for (int i = 0; i < rounds; ++i) v = spmla::dev::shfl_xor(v, 32, 64);
+  out[threadIdx.x] = spmla::dev::shfl_xor(v, 1, 64);
+}
+
 __global__ void ballot_kernel(const uint8_t *pred, uint64_t *out) {
   const uint64_t m = spmla::emu::ballot(pred[threadIdx.x] != 0);
   if ((threadIdx.x & 63) == 0) out[threadIdx.x >> 6] = m;
@@ -135,6 +145,20 @@ int run_shfl(int op, int width, int threads, const int *args, const uint64_t *in
   }
   if (!e) e = (int)cudaMemcpy(out, dout, (size_t)threads * sizeof(uint64_t), cudaMemcpyDeviceToHost);
   cudaFree(da);
+  cudaFree(di);
+  cudaFree(dout);
+  return e;
+}
+
+int run_uneven(int threads, const uint64_t *in, uint64_t *out) {
+  uint64_t *di = nullptr, *dout = nullptr;
+  int e = to_device(&di, in, (size_t)threads);
+  if (!e) e = to_device<uint64_t>(&dout, nullptr, (size_t)threads);
+  if (!e) {
+    uneven_kernel<<<1, threads>>>(di, dout);
+    e = (int)cudaGetLastError();
+  }
+  if (!e) e = (int)cudaMemcpy(out, dout, (size_t)threads * sizeof(uint64_t), cudaMemcpyDeviceToHost);
   cudaFree(di);
   cudaFree(dout);
   return e;

@@ -19,6 +19,9 @@ int run_cvt(int n, const uint32_t *src, float *out);
 // op 0 shfl (arg per lane: args[t]), 1 up, 2 down, 3 xor (arg: args[0], wavefront-uniform),
 // 4 readlane (args[0]); 64-bit values when wide.
 int run_shfl(int op, int width, int threads, const int *args, const uint64_t *in, uint64_t *out, bool wide);
+// Wavefront w swaps its halves w % 3 times (shfl_xor 32, width 64), then out = shfl_xor(v, 1, 64):
+// different exchange counts per wavefront between block barriers.
+int run_uneven(int threads, const uint64_t *in, uint64_t *out);
 // out[w] = ballot(pred[t]) for each wavefront w of one block of `threads` (any multiple of 32).
 int run_ballot(int threads, const uint8_t *pred, uint64_t *out);
 

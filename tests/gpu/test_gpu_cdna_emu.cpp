@@ -181,6 +181,21 @@ TEST_CASE("CDNA emulation: shuffles and readlane with AMD semantics (wave64)", "
   CHECK(bad == 0);
 }
 
+TEST_CASE("CDNA emulation: wavefronts with different numbers of exchanges (16 per block)", "[cdna_emu]") {
+  REQUIRE(have_device());
+  std::mt19937 rng(seed() + 3);
+  for (int threads : {128, 960, 1024}) {
+    std::vector<uint64_t> in(threads), out(threads);
+    for (auto &x : in) x = rng();
+    REQUIRE(cdna_emu_test::run_uneven(threads, in.data(), out.data()) == 0);
+    for (int t = 0; t < threads; ++t) {
+      const int w = t / 64, l = t % 64, flip = (w % 3) % 2 ? 32 : 0;
+      INFO("threads " << threads << " lane " << t);
+      CHECK(out[t] == in[w * 64 + ((l ^ 1) ^ flip)]);
+    }
+  }
+}
+
 TEST_CASE("CDNA emulation: ballot as a 64-bit mask", "[cdna_emu]") {
   REQUIRE(have_device());
   INFO("seed " << seed());

@@ -9,7 +9,7 @@
 //     source lane lies in the same half-wave) use the native shuffle with the source lane computed
 //     by HIP's formula; every other one goes through a per-wavefront shared-memory exchange
 //     (ds_bpermute semantics: source lane = index mod 64) between two per-wavefront barriers
-//     (bar.sync 1+wave, 64; see wave_barrier for blocks of 16 wavefronts);
+//     (bar.sync 1+wave, 64; the 16th wavefront of a 1024-thread block: pair_barrier);
 //   - __builtin_amdgcn_mfma_f32_16x16x16bf16_1k: operands exchanged through shared memory per
 //     wavefront in AMD's lane layout, fp32 accumulation (an fma chain in k order);
 //   - __builtin_amdgcn_cvt_pk_f32_fp8: E4M3FNUZ on gfx942, OCP E4M3FN on gfx950;
@@ -156,21 +156,62 @@ __device__ __forceinline__ int linear_tid() {
 __device__ __forceinline__ int lane() { return linear_tid() & 63; }
 __device__ __forceinline__ int wave() { return linear_tid() >> 6; }
 
-// Barrier of this thread's wavefront (both warps; a partial last wavefront counts its warps).
-// Named barriers 1..15 (0 is __syncthreads): wavefront w uses 1 + w. A block of 16 wavefronts
-// (1024 threads) has one barrier too few: there wavefronts 14 and 15 share barrier 15 (count 128),
-// so their cross-lane operations complete together (every 1024-thread kernel here reaches them
-// in block-uniform code; one that did not would hang, not compute wrong values).
+// The 16th wavefront of a 1024-thread block has no named barrier left (ids 1..15 serve wavefronts
+// 0..14; 0 is __syncthreads). Its two warps meet through two words of shared memory instead, each
+// owned by one warp: (tag << 24) | phase, phase = that warp's arrivals in this block. Shared memory
+// starts with garbage, so a word counts only if its tag is this block's (40 bits of a hash of
+// %gridid, the context's launch number, and the block index): a stale word from an earlier block
+// reads as phase 0. A warp arrives by publishing phase + 1 and waits until its partner's phase
+// reaches it (the partner can be at most one phase ahead).
+__device__ __forceinline__ volatile unsigned long long *pair_slots() {
+  __shared__ unsigned long long s[2];
+  return s;
+}
+__device__ __forceinline__ unsigned long long block_tag() {
+  unsigned long long g;
+  asm volatile("mov.u64 %0, %%gridid;" : "=l"(g));
+  const unsigned long long b =
+      blockIdx.x + (unsigned long long)gridDim.x * (blockIdx.y + (unsigned long long)gridDim.y * blockIdx.z);
+  unsigned long long h = g * 0x9E3779B97F4A7C15ull ^ (b + 1) * 0xC2B2AE3D27D4EB4Full;
+  h ^= h >> 29;
+  return (h >> 24) & 0xffffffffffull;  // 40 bits
+}
+__device__ inline __noinline__ void pair_barrier(int half) {  // cold: out of line
+  volatile unsigned long long *slot = pair_slots();
+  const unsigned long long tag = block_tag();
+  __syncwarp();
+  const unsigned long long mine = slot[half];
+  const unsigned ph = (((mine >> 24) == tag ? (unsigned)mine : 0u) + 1u) & 0xffffffu;
+  __threadfence_block();  // this warp's exchange writes before its arrival
+  __syncwarp();
+  if ((linear_tid() & 31) == 0) {
+    __threadfence_block();
+    slot[half] = (tag << 24) | ph;
+  }
+  for (;;) {
+    const unsigned long long o = slot[half ^ 1];
+    if ((o >> 24) == tag && ((((unsigned)o - ph) & 0xffffffu) < 0x800000u)) break;
+  }
+  __threadfence_block();  // the partner's exchange writes before this warp's reads
+  __syncwarp();
+}
+
+// Barrier of this thread's wavefront (both warps; a partial last wavefront counts its warps):
+// named barrier 1 + w for wavefronts w = 0..14, pair_barrier for the 16th.
 __device__ __forceinline__ void wave_barrier() {
   const int n = (int)(blockDim.x * blockDim.y * blockDim.z), w = wave();
-  const int nw = (n + 63) >> 6;
-  int id = 1 + w, first = 64 * w;
-  if (nw > 15 && w >= 14) id = 15, first = 64 * 14;
-  int cnt = n - first;
-  if (!(nw > 15 && w >= 14) && cnt > 64) cnt = 64;
+  int cnt = n - 64 * w;
+  if (cnt > 64) cnt = 64;
+  if (w >= 15) {
+    if (cnt > 32)
+      pair_barrier((linear_tid() >> 5) & 1);
+    else
+      __syncwarp();  // a one-warp wavefront
+    return;
+  }
   cnt = (cnt + 31) & ~31;
   __syncwarp();
-  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(cnt) : "memory");
+  asm volatile("bar.sync %0, %1;" ::"r"(1 + w), "r"(cnt) : "memory");
 }
 
 // Shared-memory exchange areas, one per block (a static __shared__ of a non-template function is
