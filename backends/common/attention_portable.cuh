@@ -57,36 +57,7 @@ SPMLA_DEVICE uint4 dequant8_native(const CacheDesc &c, const uint8_t *row, const
   return dequant8(c, row, aux, e0);
 }
 
-// Slot information of one tile (threads 0..BN-1): byte offsets, source (-1 = no key) and the
-// key's column scale. FP8_PER_TENSOR rows are dequantized unscaled (every fp8 value is exact in
-// bf16) and the tensor scale is applied per key column, to the logits and to P before P V, so
-// no bf16 rounding of fp8 * scale happens; other layouts have column scale 1.
-SPMLA_DEVICE void tile_info_global(const AttnParams &p, int t, const TokenRange &r, int tile_begin, int64_t *info,
-                                int32_t *src, float *colscale) {
-  const int j = threadIdx.x;
-  if (j >= kAttnBN) return;
-  const int v = tile_begin + j;
-  int s = -1;
-  int64_t d = 0, a = 0;
-  if (v < r.stop) {
-    const int which = v < r.end0 ? 0 : 1;
-    const int pos = which == 0 ? v : v - r.end0;
-    const int32_t slot = p.idx[which][(int64_t)t * p.idx_stride[which] + pos];
-    const CacheDesc &c = p.src[which];
-    if (slot >= 0 && (int64_t)slot < c.num_slots()) {
-      const SlotOffsets o = slot_offsets(c, slot);
-      d = o.data;
-      a = o.aux;
-      s = which;
-    }
-  }
-  info[2 * j] = d;
-  info[2 * j + 1] = a;
-  src[j] = s;
-  colscale[j] = (s >= 0 && p.src[s].layout == kFP8PerTensor) ? p.src[s].scale : 1.f;
-}
-
-// Dequantizes the tile's rows (slot info from tile_info_global) from global memory into ks.
+// Dequantizes the tile's rows (slot info from attn_tile_info) from global memory into ks.
 template <int D, int kThreads>
 SPMLA_DEVICE void dequant_tile_global(const AttnParams &p, const int64_t *info, const int32_t *src, uint16_t *ks,
                                       int ld) {
@@ -171,7 +142,7 @@ __global__ void __launch_bounds__(kPortThreads) sparse_attention_portable_kernel
   const int ntiles = (range.stop - range.begin + kAttnBN - 1) / kAttnBN;
   const float sl2 = p.scale * kLog2e;
   for (int it = 0; it < ntiles; ++it) {
-    tile_info_global(p, t, range, range.begin + it * kAttnBN, info, srcs, colsc);
+    attn_tile_info(p, t, range, range.begin + it * kAttnBN, info, srcs, colsc);
     __syncthreads();
     dequant_tile_global<D, kPortThreads>(p, info, srcs, ks, S::kLdK);
     __syncthreads();

@@ -8,7 +8,9 @@
 // (E4M3FN, max 448) or 8 (E4M3FNUZ, max 240); encoding = the nearest finite code of the flavor,
 // ties to the even code; per-tile scale 2^ceil(log2(max(amax / fp8_max, 1e-4))) with the ratio in
 // fp32; V32_FP8 = 512 NoPE codes, 4 fp32 scales, 64 bf16 RoPE per 656-byte token; V4_FP8 = 576-byte
-// data rows [448 codes, 64 bf16 RoPE] then 8-byte scale rows [7 UE8M0, pad 0] per page.
+// data rows [448 codes, 64 bf16 RoPE] then 8-byte scale rows [7 UE8M0, pad 0] per page;
+// V41_FP8 = 512 codes (every dim, tiles of 32) and 16 UE8M0 scales per token, per token (528 B) or
+// page-blocked (512-byte code rows, then 16-byte scale rows).
 //
 // Checked:
 //  - store in flavor F: the cache bytes are the model's (codes, scales, RoPE), byte for byte;
@@ -106,14 +108,29 @@ struct Layout {
   spmla_kv_layout_t l;
   int D, nope, tile, rope;
   const char *name;
+  spmla_kv_arrangement_t arr = SPMLA_KV_ARRANGEMENT_DEFAULT;
   int tiles() const { return nope / tile; }
 };
-inline Layout layout(spmla_kv_layout_t l) {
+// V41_FP8 (ABI 1.2): 512 E4M3 codes of every dim in tiles of 32, 16 UE8M0 scales; per token
+// (codes then scales, 528 B) or page-blocked (512-byte code rows, then 16-byte scale rows, the
+// page rounded up to 512 B).
+inline Layout layout(spmla_kv_layout_t l, spmla_kv_arrangement_t arr = SPMLA_KV_ARRANGEMENT_DEFAULT) {
   if (l == SPMLA_KV_LAYOUT_V32_FP8) return {l, 576, 512, 128, 64, "V32_FP8"};
+  if (l == SPMLA_KV_LAYOUT_V41_FP8)
+    return {l, 512, 512, 32, 0, arr == SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED ? "V41_FP8 page-blocked" : "V41_FP8 per token",
+            arr};
   return {SPMLA_KV_LAYOUT_V4_FP8, 512, 448, 64, 64, "V4_FP8"};
+}
+// The layouts of the suite: V3.2's and V4's FP8 caches and V4.1's FP8 cache in both arrangements.
+inline std::vector<Layout> suite_layouts() {
+  return {layout(SPMLA_KV_LAYOUT_V32_FP8), layout(SPMLA_KV_LAYOUT_V4_FP8),
+          layout(SPMLA_KV_LAYOUT_V41_FP8, SPMLA_KV_ARRANGEMENT_PER_TOKEN),
+          layout(SPMLA_KV_LAYOUT_V41_FP8, SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED)};
 }
 inline size_t page_bytes(const Layout &L, int bs) {
   if (L.l == SPMLA_KV_LAYOUT_V32_FP8) return (size_t)656 * bs;
+  if (L.l == SPMLA_KV_LAYOUT_V41_FP8)
+    return L.arr == SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED ? ((size_t)528 * bs + 511) / 512 * 512 : (size_t)528 * bs;
   return ((size_t)584 * bs + 575) / 576 * 576;
 }
 
@@ -166,6 +183,12 @@ inline Row parse(const Layout &L, const uint8_t *page, int bs, int off) {
       r.sexp[(size_t)t] = (m == 0.5) ? e - 1 : 100000;  // not a power of two: never matches
     }
     memcpy(r.rope.data(), tok + 528, 128);
+  } else if (L.l == SPMLA_KV_LAYOUT_V41_FP8) {
+    const bool blocked = L.arr == SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED;
+    const uint8_t *data = page + (size_t)off * (blocked ? 512 : 528);
+    const uint8_t *sc = blocked ? page + (size_t)bs * 512 + (size_t)off * 16 : data + 512;
+    memcpy(r.code.data(), data, 512);
+    for (int t = 0; t < 16; ++t) r.sexp[(size_t)t] = (int)sc[t] - 127;  // UE8M0: 2^(e - 127)
   } else {
     const uint8_t *data = page + (size_t)off * 576, *sc = page + (size_t)bs * 576 + (size_t)off * 8;
     memcpy(r.code.data(), data, 448);
@@ -275,6 +298,7 @@ inline spmla_kv_cache_t cache_desc(const Layout &L, Fl f, void *data, int64_t pa
   c.head_dim = L.D;
   c.num_pages = pages;
   c.block_size = bs;
+  c.arrangement = L.arr;
   return c;
 }
 
@@ -562,10 +586,9 @@ inline void same_flavor_roundtrip(spmla_handle_t h) {
   uint64_t seed;
   std::mt19937_64 g = rng(seed);
   INFO("seed " << seed);
-  for (spmla_kv_layout_t l : {SPMLA_KV_LAYOUT_V32_FP8, SPMLA_KV_LAYOUT_V4_FP8})
+  for (const Layout &L : suite_layouts())
     for (Fl f : {Fl::FN, Fl::FNUZ})
       for (int bs : {64, 5}) {
-        const Layout L = layout(l);
         INFO(L.name << " written and read as " << name(f) << ", block_size " << bs);
         {  // bytes and gather over every regime of values (ties, tiny, zero, the 240..448 band, large)
           const StoredCache s = store(h, g, L, f, bs, 160, false);
@@ -598,9 +621,8 @@ inline void no_448_240_misscaling(spmla_handle_t h) {
   uint64_t seed;
   std::mt19937_64 g = rng(seed);
   INFO("seed " << seed);
-  for (spmla_kv_layout_t l : {SPMLA_KV_LAYOUT_V32_FP8, SPMLA_KV_LAYOUT_V4_FP8})
+  for (const Layout &L : suite_layouts())
     for (Fl f : {Fl::FN, Fl::FNUZ}) {
-      const Layout L = layout(l);
       INFO(L.name << " " << name(f));
       // Every NoPE tile in the 240..448 band (amax exactly 300).
       const int n = 8, bs = 4;
@@ -655,9 +677,8 @@ inline void mislabelled_reads_differ(spmla_handle_t h) {
   uint64_t seed;
   std::mt19937_64 g = rng(seed);
   INFO("seed " << seed);
-  for (spmla_kv_layout_t l : {SPMLA_KV_LAYOUT_V32_FP8, SPMLA_KV_LAYOUT_V4_FP8})
+  for (const Layout &L : suite_layouts())
     for (Fl f : {Fl::FNUZ, Fl::FN}) {
-      const Layout L = layout(l);
       const Fl wrong = other(f);
       INFO(L.name << " written " << name(f) << ", declared " << name(wrong));
       const StoredCache s = store(h, g, L, f, 16, 96, true);

@@ -7,7 +7,7 @@
 
 using namespace gpu_test;
 
-TEST_CASE("gpu fp8 flavors: V32_FP8 and V4_FP8 written and read in one flavor give the model's bytes and numbers",
+TEST_CASE("gpu fp8 flavors: V32_FP8, V4_FP8 and V41_FP8 written and read in one flavor give the model's bytes and numbers",
           "[gpu][fp8]") {
   fp8flav::same_flavor_roundtrip(G());
 }

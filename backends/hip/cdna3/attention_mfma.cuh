@@ -24,7 +24,7 @@ using kern::attn_row_finish;
 using kern::attn_store_out;
 using kern::dequant_tile_global;
 using kern::dequant8_native;
-using kern::tile_info_global;
+using kern::attn_tile_info;
 
 // ================================================================== CDNA: MFMA, wave64
 constexpr int kMfmaWaves = 4;
@@ -96,7 +96,7 @@ __global__ void __launch_bounds__(kMfmaThreads, 1) sparse_attention_mfma_kernel(
   uint16_t *pw = ps + wave * 16 * S::kLdP;
 
   for (int it = 0; it < ntiles; ++it) {
-    tile_info_global(p, t, range, range.begin + it * kAttnBN, info, srcs, colsc);
+    attn_tile_info(p, t, range, range.begin + it * kAttnBN, info, srcs, colsc);
     __syncthreads();
     dequant_tile_global<D, kMfmaThreads>(p, info, srcs, ks, S::kLdK);
     __syncthreads();
