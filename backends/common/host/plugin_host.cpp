@@ -234,16 +234,11 @@ spmla_status_t event_elapsed_ms(void *, void *a, void *b, float *ms) {
 }
 
 // ------------------------------------------------------------------ sparse attention: variants
-const AttnVariant *variants(int *n) {
-  const AttnVariant *v = attention_variants(n);
-  return v;
-}
-
 // The variant that runs a call: the forced one where it can, else the first of the list that can.
 // q_vec < 0: shapes only (the schedule); else whether Q allows the variants' vector loads.
 const AttnVariant *pick_attention(const Context *c, const AttnShape &s, int q_vec_ok_elems) {
   int n = 0;
-  const AttnVariant *v = variants(&n);
+  const AttnVariant *v = attention_variants(&n);
   auto runs = [&](const AttnVariant &a) {
     if (a.unsupported(c->dev, c->vs, s)) return false;
     if (a.require_q_vec && q_vec_ok_elems >= 0 && q_vec_ok_elems % a.q_vec_elems != 0) return false;
@@ -260,7 +255,7 @@ const AttnVariant *pick_attention(const Context *c, const AttnShape &s, int q_ve
 // Why no variant runs a call (every reason), for the error message.
 std::string no_variant_reason(const Context *c, const AttnShape &s) {
   int n = 0;
-  const AttnVariant *v = variants(&n);
+  const AttnVariant *v = attention_variants(&n);
   std::string r;
   for (int i = 0; i < n; ++i) {
     const char *why = v[i].unsupported(c->dev, c->vs, s);
@@ -287,7 +282,7 @@ void log_variants(const Context *c) {
   fprintf(stderr, "spmla[%s:%d] %s, %d SMs, warp %d, %zu B shared/block\n", kName, d.id, d.arch, d.sm_count,
           d.warp_size, d.smem_optin);
   int n = 0;
-  const AttnVariant *v = variants(&n);
+  const AttnVariant *v = attention_variants(&n);
   // One probe per head dim with BF16 keys: what the device allows before layouts narrow it.
   for (int D : {576, 512}) {
     const AttnShape s{1, 64, D, kern::kBF16, 0, 0, 0};
@@ -452,9 +447,10 @@ spmla_status_t attn_run(void *ctx, const spmla_sparse_attention_args_t *a, void 
   if (s.shape.T == 0 || s.shape.H == 0) return SPMLA_STATUS_SUCCESS;
   const kern::AttnParams p = attn_params(a, s, ws);
   const int aligned = q_aligned_elems(p);
-  // Q's alignment may rule out the schedule's variant (never its split count: the workspace holds
-  // splits x T x H partial rows whatever the kernel's heads per CTA).
-  const AttnVariant *v = pick_attention(c, s.shape, aligned);
+  // The schedule's variant unless Q's alignment rules it out; then a later one (never another
+  // split count: the workspace holds splits x T x H partial rows whatever the heads per CTA).
+  const AttnVariant *v = s.variant;
+  if (v->require_q_vec && aligned % v->q_vec_elems != 0) v = pick_attention(c, s.shape, aligned);
   if (!v) return fail(SPMLA_STATUS_UNSUPPORTED, "no attention kernel runs this call (" + no_variant_reason(c, s.shape) + ")");
   const int q_vec = aligned % v->q_vec_elems == 0;
   const Dim3 grid{(unsigned)s.shape.T, (unsigned)((s.shape.H + v->heads_per_cta - 1) / v->heads_per_cta),
@@ -470,9 +466,9 @@ spmla_status_t attn_run(void *ctx, const spmla_sparse_attention_args_t *a, void 
 }
 
 // ------------------------------------------------------------------ indices / window
-spmla_status_t indices_to_slots(void *ctx, const spmla_indices_to_slots_args_t *a, void *stream) {
-  if (spmla_status_t s = use_device(static_cast<Context *>(ctx))) return s;
-  kern::IndicesToSlotsParams p;
+// The fields both ops share: positions, their requests, the block table, the output slots and lengths.
+template <class P, class A>
+void request_map_params(P &p, const A *a) {
   memset(&p, 0, sizeof p);
   p.positions = ptr<const int32_t>(a->positions);
   p.pos_stride = st(a->positions, 0);
@@ -484,13 +480,19 @@ spmla_status_t indices_to_slots(void *ctx, const spmla_indices_to_slots_args_t *
   p.max_pages = (int)a->block_table->shape[1];
   p.block_size = a->block_size;
   p.T = (int)a->positions->shape[0];
-  p.K = (int)a->positions->shape[1];
-  p.token_valid = ptr<const uint8_t>(a->token_valid);
-  p.tv_stride = st(a->token_valid, 0);
   p.slots = ptr<int32_t>(a->slots);
   p.slots_stride = st(a->slots, 0);
   p.lengths = ptr<int32_t>(a->lengths);
   p.len_stride = st(a->lengths, 0);
+}
+
+spmla_status_t indices_to_slots(void *ctx, const spmla_indices_to_slots_args_t *a, void *stream) {
+  if (spmla_status_t s = use_device(static_cast<Context *>(ctx))) return s;
+  kern::IndicesToSlotsParams p;
+  request_map_params(p, a);
+  p.K = (int)a->positions->shape[1];
+  p.token_valid = ptr<const uint8_t>(a->token_valid);
+  p.tv_stride = st(a->token_valid, 0);
   if (a->indptr && a->ragged_slots) {
     p.indptr = ptr<int32_t>(a->indptr);
     p.indptr_stride = st(a->indptr, 0);
@@ -504,23 +506,9 @@ spmla_status_t indices_to_slots(void *ctx, const spmla_indices_to_slots_args_t *
 spmla_status_t window_indices(void *ctx, const spmla_window_indices_args_t *a, void *stream) {
   if (spmla_status_t s = use_device(static_cast<Context *>(ctx))) return s;
   kern::WindowParams p;
-  memset(&p, 0, sizeof p);
-  p.positions = ptr<const int32_t>(a->positions);
-  p.pos_stride = st(a->positions, 0);
-  p.token_to_req = ptr<const int32_t>(a->token_to_req);
-  p.ttr_stride = st(a->token_to_req, 0);
-  p.block_table = ptr<const int32_t>(a->block_table);
-  p.bt_stride = st(a->block_table, 0);
-  p.R = (int)a->block_table->shape[0];
-  p.max_pages = (int)a->block_table->shape[1];
-  p.block_size = a->block_size;
-  p.T = (int)a->positions->shape[0];
+  request_map_params(p, a);
   p.W = (int)a->slots->shape[1];
   p.ratio = a->ratio;
-  p.slots = ptr<int32_t>(a->slots);
-  p.slots_stride = st(a->slots, 0);
-  p.lengths = ptr<int32_t>(a->lengths);
-  p.len_stride = st(a->lengths, 0);
   SPMLA_RT(launch_window_indices(p, stream), "window_indices launch");
   return SPMLA_STATUS_SUCCESS;
 }
