@@ -57,10 +57,14 @@ SPMLA_DEVICE uint4 dequant8_native(const CacheDesc &c, const uint8_t *row, const
   return dequant8(c, row, aux, e0);
 }
 
-// Dequantizes the tile's rows (slot info from attn_tile_info) from global memory into ks.
-template <int D, int kThreads>
-SPMLA_DEVICE void dequant_tile_global(const AttnParams &p, const int64_t *info, const int32_t *src, uint16_t *ks,
-                                      int ld) {
+// Dequantizes the tile's rows (slot info from attn_tile_info) from global memory into ks, whose
+// rows are kLd bf16 apart. A pitch that keeps rows 16-byte aligned gets 16-byte stores; an 8-byte
+// aligned one (the MFMA kernel's D + 4, chosen for conflict-free 8-byte reads) gets two 8-byte
+// stores: a 16-byte access to an address that is only 8-byte aligned is undefined (NVIDIA traps
+// on it, AMD LDS only tolerates it in its unaligned mode).
+template <int D, int kThreads, int kLd>
+SPMLA_DEVICE void dequant_tile_global(const AttnParams &p, const int64_t *info, const int32_t *src, uint16_t *ks) {
+  static_assert(kLd % 4 == 0, "tile rows must be at least 8-byte aligned");
   constexpr int kGroups = D / 8;
   for (int i = threadIdx.x; i < kAttnBN * kGroups; i += kThreads) {
     const int r = i / kGroups, g = i - r * kGroups;
@@ -70,7 +74,13 @@ SPMLA_DEVICE void dequant_tile_global(const AttnParams &p, const int64_t *info, 
       const CacheDesc &c = p.src[s];
       v = dequant8_native(c, c.base + info[2 * r], c.base + info[2 * r + 1], g * 8);
     }
-    dev::st16(ks + r * ld + g * 8, v);
+    uint16_t *dst = ks + r * kLd + g * 8;
+    if constexpr (kLd % 8 == 0) {
+      dev::st16(dst, v);
+    } else {
+      reinterpret_cast<uint2 *>(dst)[0] = make_uint2(v.x, v.y);
+      reinterpret_cast<uint2 *>(dst)[1] = make_uint2(v.z, v.w);
+    }
   }
 }
 
@@ -144,7 +154,7 @@ __global__ void __launch_bounds__(kPortThreads) sparse_attention_portable_kernel
   for (int it = 0; it < ntiles; ++it) {
     attn_tile_info(p, t, range, range.begin + it * kAttnBN, info, srcs, colsc);
     __syncthreads();
-    dequant_tile_global<D, kPortThreads>(p, info, srcs, ks, S::kLdK);
+    dequant_tile_global<D, kPortThreads, S::kLdK>(p, info, srcs, ks);
     __syncthreads();
     // scores: 16 x 32 dot products, two per thread
     for (int i = tid; i < kPortBM * kAttnBN; i += kPortThreads) {

@@ -32,7 +32,7 @@ constexpr int kMfmaThreads = kMfmaWaves * 64;
 
 template <int D>
 struct MfmaSmem {
-  static constexpr int kLdK = D + 4;      // bf16; 8-byte aligned rows, odd dword pitch / 2
+  static constexpr int kLdK = D + 4;      // bf16; 8-byte aligned rows (not 16: see dequant_tile_global), odd dword pitch / 2
   static constexpr int kLdP = kAttnBN + 4;  // bf16
   static constexpr int kOffK = 0;
   static constexpr int kOffP = kOffK + kAttnBN * kLdK * 2;
@@ -98,7 +98,7 @@ __global__ void __launch_bounds__(kMfmaThreads, 1) sparse_attention_mfma_kernel(
   for (int it = 0; it < ntiles; ++it) {
     attn_tile_info(p, t, range, range.begin + it * kAttnBN, info, srcs, colsc);
     __syncthreads();
-    dequant_tile_global<D, kMfmaThreads>(p, info, srcs, ks, S::kLdK);
+    dequant_tile_global<D, kMfmaThreads, S::kLdK>(p, info, srcs, ks);
     __syncthreads();
 
     // ---- S = Q K^T: two 16x16 tiles (keys 0-15, 16-31)
