@@ -234,16 +234,10 @@ const char *shared_memory_short(size_t need, size_t have) {
 
 size_t sm80_smem_bytes(int D) { return D == 576 ? kern::AttnSmem<576>::kBytes : kern::AttnSmem<512>::kBytes; }
 
-bool same_source_layout(const gpu::AttnShape &s) {
-  return s.layout1 == 0 || (s.layout1 == s.layout0 && s.flavor1 == s.flavor0);
-}
-
 const char *sm90_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s, bool ws) {
   if (d.cc != 90) return "needs an sm_90 device";
   if (!(ws ? vs->sm90ws : vs->sm90)) return "no sm_90a code for this device in the plugin";
-  if (!same_source_layout(s)) return "needs one layout and flavor for both sources";
-  if (!sm90_layout_ok(s.D, s.layout0)) return "reads BF16, V32_FP8 (D 576) and V4_FP8 (D 512) only";
-  return nullptr;
+  return sm90_sources_unsupported(s.D, s.layout0, s.flavor0, s.layout1, s.flavor1);
 }
 const char *sm90_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
   return sm90_unsupported(d, vs, s, false);

@@ -31,7 +31,8 @@ cudaError_t portable_prepare(int D);
 cudaError_t launch_portable(const kern::AttnParams &p, dim3 grid, cudaStream_t s);
 // sm90/: the Hopper kernels (sm_90a code, one layout read by every source: BF16, V32 at D 576,
 // V4 at D 512). ws: the experimental warp-specialized kernel (built with SPMLA_CUDA_SM90_WS).
-bool sm90_layout_ok(int D, int layout);
+// null when the sm90 kernels read these sources (layout1 = 0: no extra source), else the reason.
+const char *sm90_sources_unsupported(int D, int layout0, int flavor0, int layout1, int flavor1);
 bool sm90_ws_built();
 size_t sm90_smem_bytes(int D);
 // *ready: the kernels are prepared and the device loaded their sm_90a code.

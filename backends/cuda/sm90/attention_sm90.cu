@@ -25,18 +25,25 @@ cudaError_t launch_one(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
   sm90::sparse_attention_sm90_kernel<D, Layout, Flavor><<<grid, sm90::kThreads, sm90::Smem<D>::kBytes, s>>>(p);
   return cudaGetLastError();
 }
+// The FP8 flavor the kernel decodes: the main source's, or for V41 sources the one of whichever
+// holds V41_FP8 rows (V41_FP4 has none; sm90_sources_ok allows one FP8 flavor per call).
+int fp8_flavor(const kern::AttnParams &p) {
+  if (p.src[0].layout == kern::kV41FP4 && p.K[1] > 0 && p.src[1].layout == kern::kV41FP8) return p.src[1].flavor;
+  return p.src[0].flavor;
+}
 template <int D, int Layout, bool WS>
 cudaError_t launch_layout(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
   if constexpr (Layout == kern::kBF16)
     return launch_one<D, Layout, 0, WS>(p, grid, s);
   else
-    return p.src[0].flavor == 2 ? launch_one<D, Layout, 2, WS>(p, grid, s) : launch_one<D, Layout, 1, WS>(p, grid, s);
+    return fp8_flavor(p) == 2 ? launch_one<D, Layout, 2, WS>(p, grid, s) : launch_one<D, Layout, 1, WS>(p, grid, s);
 }
 template <bool WS>
 cudaError_t launch_any(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
   const int layout = p.src[0].layout;
   if (p.D == 576)
     return layout == kern::kV32 ? launch_layout<576, kern::kV32, WS>(p, grid, s) : launch_layout<576, kern::kBF16, WS>(p, grid, s);
+  if (layout == kern::kV41FP8 || layout == kern::kV41FP4) return launch_layout<512, sm90::kV41, WS>(p, grid, s);
   return layout == kern::kV4 ? launch_layout<512, kern::kV4, WS>(p, grid, s) : launch_layout<512, kern::kBF16, WS>(p, grid, s);
 }
 template <int D>
@@ -64,13 +71,28 @@ cudaError_t prepare_all(bool *ok) {
   if (e == cudaSuccess) e = prepare_one<512, kern::kBF16, 0, WS>(ok);
   if (e == cudaSuccess) e = prepare_one<512, kern::kV4, 1, WS>(ok);
   if (e == cudaSuccess) e = prepare_one<512, kern::kV4, 2, WS>(ok);
+  if (e == cudaSuccess) e = prepare_one<512, sm90::kV41, 1, WS>(ok);
+  if (e == cudaSuccess) e = prepare_one<512, sm90::kV41, 2, WS>(ok);
   return e;
 }
 }  // namespace
 
-bool sm90_layout_ok(int D, int layout) {
-  return layout == kern::kBF16 || (D == KvV32::kFixedDim && layout == kern::kV32) ||
-         (D == KvV4::kFixedDim && layout == kern::kV4);
+namespace {
+bool is_v41(int layout) { return layout == kern::kV41FP8 || layout == kern::kV41FP4; }
+}  // namespace
+
+const char *sm90_sources_unsupported(int D, int layout0, int flavor0, int layout1, int flavor1) {
+  const bool layout_ok = layout0 == kern::kBF16 || (D == KvV32::kFixedDim && layout0 == kern::kV32) ||
+                         (D == KvV4::kFixedDim && (layout0 == kern::kV4 || is_v41(layout0)));
+  if (!layout_ok) return "reads BF16, V32_FP8 (D 576), V4_FP8, V41_FP8 and V41_FP4 (D 512) only";
+  if (layout1 == 0 || (layout1 == layout0 && flavor1 == flavor0)) return nullptr;
+  // V41 rows of both kinds share one instantiation; their FP8 rows need one flavor.
+  if (is_v41(layout0) && is_v41(layout1)) {
+    if (layout0 == kern::kV41FP8 && layout1 == kern::kV41FP8 && flavor0 != flavor1)
+      return "needs one FP8 flavor for both V41_FP8 sources";
+    return nullptr;
+  }
+  return "needs one layout and flavor for both sources (or V41 layouts for both)";
 }
 
 bool sm90_ws_built() {

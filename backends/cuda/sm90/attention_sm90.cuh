@@ -99,16 +99,22 @@ __device__ __forceinline__ Entry tile_entry(const kern::AttnParams &p, int t, co
   return e;
 }
 
+// The V41 instantiation (Layout kV41) reads V41_FP8 and V41_FP4 rows from either source, in any
+// pairing (DeepSeek-V4.1: an FP8 window beside the FP4 compressed cache). tile_rows marks an FP4
+// row by setting bit 0 of its scale address (scale rows are at least 16-byte aligned).
+constexpr int kV41 = kern::kV41FP8;
+
 // The entry's cache addresses (0 = no key: masked, zero row) into the tile's ring slot.
-template <int D>
+template <int D, int Layout>
 __device__ __forceinline__ void tile_rows(const kern::AttnParams &p, Entry e, const uint8_t **rows, const uint8_t **aux,
                                           int j) {
   const uint8_t *d = nullptr, *a = nullptr;
   const kern::CacheDesc &c = p.src[e.which];
   if (e.slot >= 0 && (int64_t)e.slot < c.num_slots()) {
-    const kern::SlotOffsets o = kern::slot_offsets<false>(c, e.slot);  // sm90_layout_ok: no V41 here
+    const kern::SlotOffsets o = kern::slot_offsets<Layout == kV41>(c, e.slot);
     d = c.base + o.data;
-    a = c.base + o.aux;  // V4 scale row (used for V4 only)
+    a = c.base + o.aux;  // V4 / V41 scales (D 512 only)
+    if (Layout == kV41 && c.layout == kern::kV41FP4) a += 1;
   }
   rows[j] = d;
   if (D == 512) aux[j] = a;
@@ -134,6 +140,14 @@ template <>
 struct Fp8Rows<kern::kV4> : Fp8RowsOf<KvV4> {
   static_assert(kNope == 28 && kUnits == 36 && kRopeByte == 448 && kRopeElem == 448, "V4 rows");
 };
+// V41 rows: 32 units of 16 values, no RoPE part. A V41_FP8 unit is 16 codes (scale byte
+// unit >> 1), a V41_FP4 unit 8 bytes (scale byte = unit), so a warp's 32 consecutive units are
+// one row and the FP8/FP4 branch is warp-uniform.
+template <>
+struct Fp8Rows<kV41> {
+  static_assert(kern::KvV41F8T::kTile == 32 && kern::KvV41F4T::kTile == 16 && kern::KvV41F8T::kValues == 512, "V41 rows");
+  static constexpr int kNope = 32, kUnits = 32, kRopeByte = 0, kRopeElem = 512, kScaleShift = 1;
+};
 
 // Raw bytes of one FP8 tile (or of one of its Parts) held by one of NT threads between the load
 // and the dequantization. Thread i of part q holds units i + (q * kPer + k) * NT, k < kPer.
@@ -144,10 +158,13 @@ struct Fp8Stage<Layout, NT, Parts, true> {
   static constexpr int kPer = kBN * Fp8Rows<Layout>::kUnits / NT / Parts;
   static_assert(kBN * Fp8Rows<Layout>::kUnits % (NT * Parts) == 0, "units must divide evenly");
   uint4 raw[kPer];
-  // The unit's scale as loaded (V32: fp32 bits, V4: the ue8m0 byte), decoded only when the unit
-  // is dequantized: decoding at load time would wait for the load right there.
+  // The unit's scale as loaded (V32: fp32 bits, V4 / V41_FP8: the ue8m0 byte, V41_FP4: the E4M3
+  // byte | kFp4Unit), decoded only when the unit is dequantized: decoding at load time would
+  // wait for the load right there.
   uint32_t scale[kPer];
 };
+
+constexpr uint32_t kFp4Unit = 0x100u;  // scale word flag: the unit holds V41_FP4 codes
 
 template <int Layout, int NT, int Parts>
 __device__ __forceinline__ void fp8_load(Fp8Stage<Layout, NT, Parts> &st, const uint8_t *const *rows,
@@ -161,7 +178,18 @@ __device__ __forceinline__ void fp8_load(Fp8Stage<Layout, NT, Parts> &st, const 
     const uint8_t *row = rows[r];
     uint4 v = make_uint4(0u, 0u, 0u, 0u);
     uint32_t s = 0u;
-    if (row) {
+    if (row && Layout == kV41) {
+      const uintptr_t at = reinterpret_cast<uintptr_t>(aux[r]);
+      const uint8_t *sc = reinterpret_cast<const uint8_t *>(at & ~uintptr_t(1));
+      if (at & 1u) {  // V41_FP4
+        const uint2 w = __ldg(reinterpret_cast<const uint2 *>(row + c * 8));
+        v = make_uint4(w.x, w.y, 0u, 0u);
+        s = __ldg(sc + c) | kFp4Unit;
+      } else {
+        v = __ldg(reinterpret_cast<const uint4 *>(row + c * 16));
+        s = __ldg(sc + (c >> G::kScaleShift));
+      }
+    } else if (row) {
       if (c < G::kNope) {
         v = __ldg(reinterpret_cast<const uint4 *>(row + c * 16));
         if (Layout == kern::kV32)
@@ -188,6 +216,21 @@ __device__ __forceinline__ uint4 dequant8_bf16(uint32_t w0, uint32_t w1, float s
                     dev::pack_bf16x2(f[4] * s, f[5] * s), dev::pack_bf16x2(f[6] * s, f[7] * s));
 }
 
+// 8 E2M1 codes (the low nibble first) times an E4M3 scale, as 8 bf16. An E2M1 code's bf16 bits
+// are built directly (magnitude m = 0, 1: 0 and 0.5; m >= 2: exponent 126 + m / 2, mantissa bit
+// m & 1); each product has at most 6 significant bits, so it is exact in bf16 (as on the CPU).
+__device__ __forceinline__ uint4 dequant_fp4x8_bf16(uint32_t w, float s) {
+  float f[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const uint32_t code = (w >> (4 * i)) & 0xFu, m = code & 7u;
+    const uint32_t bits = (m < 2u ? m * 0x3F00u : (m + 252u) << 6) | ((code & 8u) << 12);
+    f[i] = __uint_as_float(bits << 16) * s;
+  }
+  return make_uint4(dev::pack_bf16x2(f[0], f[1]), dev::pack_bf16x2(f[2], f[3]), dev::pack_bf16x2(f[4], f[5]),
+                    dev::pack_bf16x2(f[6], f[7]));
+}
+
 template <int Layout, int NT, int Parts>
 __device__ __forceinline__ void fp8_store(const Fp8Stage<Layout, NT, Parts> &st, uint8_t *kt, int flavor, int ti,
                                           int part = 0) {
@@ -200,9 +243,16 @@ __device__ __forceinline__ void fp8_store(const Fp8Stage<Layout, NT, Parts> &st,
     if (c < G::kNope) {
       const uint4 v = st.raw[i];
       // A unit of a row without a key holds zeros (scale bits 0): it stays 0 either way.
-      const float sc = Layout == kern::kV32 ? __uint_as_float(st.scale[i]) : dev::ue8m0_to_f32(st.scale[i]);
-      const uint4 a = dequant8_bf16(v.x, v.y, sc, flavor);
-      const uint4 b = dequant8_bf16(v.z, v.w, sc, flavor);
+      uint4 a, b;
+      if (Layout == kV41 && (st.scale[i] & kFp4Unit)) {
+        const float sc = ::spmla::fp8_e4m3_to_f32((uint8_t)st.scale[i], ::spmla::Fp8Kind::E4M3FN);
+        a = dequant_fp4x8_bf16(v.x, sc);
+        b = dequant_fp4x8_bf16(v.y, sc);
+      } else {
+        const float sc = Layout == kern::kV32 ? __uint_as_float(st.scale[i]) : dev::ue8m0_to_f32(st.scale[i]);
+        a = dequant8_bf16(v.x, v.y, sc, flavor);
+        b = dequant8_bf16(v.z, v.w, sc, flavor);
+      }
       // Units of odd 64-column chunks store their halves in the other order: the warp's first
       // store then covers all eight 16-byte bank groups (no 2-way conflict).
       const int e0 = c * 16, odd = (c >> 2) & 1;
@@ -469,9 +519,9 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
     const Entry e1 = tile_entry(p, t, range, range.begin + kBN, tid);
     const Entry e2 = tile_entry(p, t, range, range.begin + 2 * kBN, tid);
     ahead = tile_entry(p, t, range, range.begin + 3 * kBN, tid);
-    tile_rows<D>(p, e0, sm.rows_of(0), sm.auxs_of(0), tid);
-    tile_rows<D>(p, e1, sm.rows_of(1), sm.auxs_of(1), tid);
-    tile_rows<D>(p, e2, sm.rows_of(2), sm.auxs_of(2), tid);
+    tile_rows<D, Layout>(p, e0, sm.rows_of(0), sm.auxs_of(0), tid);
+    tile_rows<D, Layout>(p, e1, sm.rows_of(1), sm.auxs_of(1), tid);
+    tile_rows<D, Layout>(p, e2, sm.rows_of(2), sm.auxs_of(2), tid);
   }
   __syncthreads();
   // Tile 0 into buffer 0 now; FP8: tile 1's raw bytes into registers (stored during iteration 0).
@@ -523,7 +573,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
 
     pv_issue(acc.o, sm.ps, kt, th.wg);
     if (tid < kBN && it + 3 < ntiles) {
-      tile_rows<D>(p, ahead, sm.rows_of(it), sm.auxs_of(it), tid);  // tile it+3 takes tile it's slot
+      tile_rows<D, Layout>(p, ahead, sm.rows_of(it), sm.auxs_of(it), tid);  // tile it+3 takes tile it's slot
       ahead = tile_entry(p, t, range, range.begin + (it + 4) * kBN, tid);
     }
     wg_wait0();
@@ -579,7 +629,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) sparse_attention_sm90_ws_kernel
     load_q<D, 128>(p, sm.qs, t, h0, pt);
     Entry ahead{-1, 0};  // threads 0..63: the entry of tile i+1, read during iteration i-1
     if (pt < kBN) {
-      tile_rows<D>(p, tile_entry(p, t, range, range.begin, pt), sm.rows_of(0), sm.auxs_of(0), pt);
+      tile_rows<D, Layout>(p, tile_entry(p, t, range, range.begin, pt), sm.rows_of(0), sm.auxs_of(0), pt);
       ahead = tile_entry(p, t, range, range.begin + kBN, pt);
     }
     bar_sync_n(kBarProd, 128);
@@ -602,7 +652,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) sparse_attention_sm90_ws_kernel
         bf16_issue<D, 128>(kt, rows_i, pt);
       }
       if (pt < kBN && i + 1 < ntiles) {
-        tile_rows<D>(p, ahead, sm.rows_of(i + 1), sm.auxs_of(i + 1), pt);
+        tile_rows<D, Layout>(p, ahead, sm.rows_of(i + 1), sm.auxs_of(i + 1), pt);
         ahead = tile_entry(p, t, range, range.begin + (i + 2) * kBN, pt);
       }
       bar_sync_n(kBarProd, 128);
