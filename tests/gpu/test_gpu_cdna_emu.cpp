@@ -116,6 +116,73 @@ TEST_CASE("CDNA emulation: v_mfma_f32_16x16x16_bf16 on random operands", "[cdna_
   }
 }
 
+TEST_CASE("CDNA emulation: v_mfma_f32_16x16x32_bf16 (gfx950), the hand-worked case", "[cdna_emu]") {
+  REQUIRE(have_device());
+  if (cdna_emu_test::emulated_target() != 950) {
+    WARN("gfx942 emulation: v_mfma_f32_16x16x32_bf16 is gfx950-only (not emulated here)");
+    return;
+  }
+  static uint16_t a[kLanes][8], b[kLanes][8];
+  static float c[kLanes][4], d[kLanes][4], m[kLanes][4];
+  cdna_model::hand_case_x32(a, b, c);
+  REQUIRE(cdna_emu_test::run_mfma_x32(1, 64, &a[0][0], &b[0][0], &c[0][0], &d[0][0]) == 0);
+  for (const auto &r : cdna_model::kHandExpectX32)
+    for (int j = 0; j < 4; ++j) {
+      INFO("lane " << r.lane << " register " << j);
+      CHECK(d[r.lane][j] == r.d[j]);
+    }
+  cdna_model::mfma_f32_16x16x32_bf16(a, b, c, m);
+  for (int l = 0; l < kLanes; ++l)
+    for (int j = 0; j < 4; ++j) {
+      INFO("lane " << l << " register " << j);
+      CHECK(d[l][j] == m[l][j]);
+    }
+}
+
+TEST_CASE("CDNA emulation: v_mfma_f32_16x16x32_bf16 (gfx950) on random operands", "[cdna_emu]") {
+  REQUIRE(have_device());
+  if (cdna_emu_test::emulated_target() != 950) {
+    WARN("gfx942 emulation: v_mfma_f32_16x16x32_bf16 is gfx950-only (not emulated here)");
+    return;
+  }
+  INFO("seed " << seed());
+  std::mt19937 rng(seed() + 7);
+  std::uniform_real_distribution<float> val(-4.f, 4.f);
+  std::uniform_int_distribution<int> ex(-20, 20);
+  for (int threads : {64, 256, 1024}) {
+    const int waves = 32;
+    std::vector<uint16_t> a(waves * 512), b(waves * 512);
+    std::vector<float> c(waves * 256), d(waves * 256);
+    for (int i = 0; i < waves * 512; ++i) {
+      a[i] = bf16_of(std::ldexp(val(rng), ex(rng) / 4));
+      b[i] = bf16_of(std::ldexp(val(rng), ex(rng) / 4));
+    }
+    for (int i = 0; i < waves * 256; ++i) c[i] = (i % 3 == 0) ? 0.f : std::ldexp(val(rng), ex(rng) / 2);
+    REQUIRE(cdna_emu_test::run_mfma_x32(waves, threads, a.data(), b.data(), c.data(), d.data()) == 0);
+    int bad = 0;
+    for (int w = 0; w < waves; ++w) {
+      float m[kLanes][4];
+      double mag[kLanes][4];
+      const auto *aw = reinterpret_cast<const uint16_t(*)[8]>(&a[w * 512]);
+      const auto *bw = reinterpret_cast<const uint16_t(*)[8]>(&b[w * 512]);
+      const auto *cw = reinterpret_cast<const float(*)[4]>(&c[w * 256]);
+      cdna_model::mfma_f32_16x16x32_bf16(aw, bw, cw, m);
+      cdna_model::mfma_x32_magnitudes(aw, bw, cw, mag);
+      for (int l = 0; l < kLanes; ++l)
+        for (int j = 0; j < 4; ++j) {
+          const double got = d[w * 256 + l * 4 + j], err = std::fabs(got - m[l][j]);
+          if (!(err <= std::ldexp(mag[l][j], -20)) && bad++ < 8) {
+            INFO("threads " << threads << " wave " << w << " lane " << l << " reg " << j << ": " << got << " vs model "
+                            << m[l][j]);
+            CHECK(false);
+          }
+        }
+    }
+    INFO("threads " << threads);
+    CHECK(bad == 0);
+  }
+}
+
 TEST_CASE("CDNA emulation: v_cvt_pk_f32_fp8, every pair of codes in both words", "[cdna_emu]") {
   REQUIRE(have_device());
   std::vector<uint32_t> src(65536);
