@@ -101,14 +101,15 @@ SPMLA_DEVICE void attn_row_write_stats(const AttnParams &p, int t, int h, int sp
   }
 }
 
-// Fills the slot information of one tile (threads 0..BN-1).
+// Fills the slot information of one tile of BN entries (threads 0..BN-1).
 // FP8_PER_TENSOR rows are staged unscaled (fp8 values are exact in bf16) and the tensor scale is
 // applied per key column instead: to the logits and to P before P V (exact, no bf16 rounding of
 // fp8 * scale). Other layouts have column scale 1.
+template <int BN = kAttnBN>
 SPMLA_DEVICE void attn_tile_info(const AttnParams &p, int t, const TokenRange &r, int tile_begin,
                                  int64_t *info, int32_t *src, float *colscale) {
   const int j = threadIdx.x;
-  if (j >= kAttnBN) return;
+  if (j >= BN) return;
   const int v = tile_begin + j;
   int s = -1;
   int64_t d = 0, a = 0;

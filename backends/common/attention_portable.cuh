@@ -19,17 +19,21 @@ namespace kern {
 
 // ------------------------------------------------------------------ dequantization
 // Elements [e0, e0 + 8) of a row as 8 bf16. Hardware FP8 decode where the flavor matches the
-// device's native one; everything else is the shared (exact, software) dequant8.
+// device's native one (FP8_PER_TENSOR, the NoPE parts of V32_FP8 and V4_FP8, V41_FP8); everything
+// else is the shared (exact, software) dequant8.
 SPMLA_DEVICE uint4 dequant8_native(const CacheDesc &c, const uint8_t *row, const uint8_t *aux, int e0) {
 #if defined(SPMLA_AMD_HW_FP8_FLAVOR)
+  // V41_FP8: all 512 values E4M3, one UE8M0 scale per 32 at aux (dequant8's decode, in hardware).
   const bool fp8 = c.layout == kFP8PerTensor || (c.layout == kV32 && e0 < KvV32::kNope) ||
-                   (c.layout == kV4 && e0 < KvV4::kNope);
+                   (c.layout == kV4 && e0 < KvV4::kNope) || c.layout == kV41FP8;
   if (fp8 && c.flavor == SPMLA_AMD_HW_FP8_FLAVOR) {
     float scale;
     if (c.layout == kFP8PerTensor)
       scale = 1.f;  // applied per key column by the caller
     else if (c.layout == kV32)
       scale = *reinterpret_cast<const float *>(row + KvV32::kScaleOffset + 4 * (e0 >> KvV32::kTileLog2));
+    else if (c.layout == kV41FP8)
+      scale = dev::ue8m0_to_f32(aux[e0 >> KvV41F8T::kTileLog2]);
     else
       scale = dev::ue8m0_to_f32(aux[e0 >> KvV4::kTileLog2]);
     const uint2 w = *reinterpret_cast<const uint2 *>(row + e0);

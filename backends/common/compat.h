@@ -29,6 +29,10 @@ typedef hipStream_t spmla_stream_t;
 #  if defined(__gfx90a__) || defined(__gfx940__) || defined(__gfx941__) || defined(__gfx942__) || defined(__gfx950__)
 #    define SPMLA_AMD_MFMA 1
 #  endif
+// CDNA4 (gfx950): v_mfma_f32_16x16x32_bf16 and 160 KiB of LDS (the cdna4 attention kernel).
+#  if defined(__gfx950__)
+#    define SPMLA_AMD_MFMA_GFX950 1
+#  endif
 // Hardware FP8 -> f32 conversion (v_cvt_pk_f32_fp8): E4M3FNUZ (flavor 2) on gfx940-942, OCP
 // E4M3FN (flavor 1) on gfx950.
 #  if defined(__gfx940__) || defined(__gfx941__) || defined(__gfx942__)

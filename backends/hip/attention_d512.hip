@@ -1,5 +1,6 @@
-// Explicit instantiation: sparse attention, D_qk = 512 (MFMA kernel for CDNA, portable kernel).
+// Explicit instantiation: sparse attention, D_qk = 512 (MFMA kernels for CDNA3 and CDNA4, portable kernel).
 #include "cdna3/attention_mfma.cuh"
+#include "cdna4/attention_mfma950.cuh"
 #include "common/attention_portable.cuh"
 #include "common/host/gpu_runtime.h"
 #include "hip/vendor_hip.h"
@@ -10,6 +11,12 @@ namespace hip {
 int launch_mfma_d512(const kern::AttnParams &p, int q_vec, gpu::Dim3 g, void *stream) {
   sparse_attention_mfma_kernel<512>
       <<<dim3(g.x, g.y, g.z), kMfmaThreads, MfmaSmem<512>::kBytes, static_cast<spmla_stream_t>(stream)>>>(p, q_vec);
+  return launch_status();
+}
+
+int launch_mfma950_d512(const kern::AttnParams &p, int q_vec, gpu::Dim3 g, void *stream) {
+  sparse_attention_mfma950_kernel<512><<<dim3(g.x, g.y, g.z), kMfma950Threads, Mfma950Smem<512>::kBytes,
+                                         static_cast<spmla_stream_t>(stream)>>>(p, q_vec);
   return launch_status();
 }
 
@@ -29,6 +36,11 @@ int attention_prepare_d512(size_t max_dynamic_shared) {
   if (e == 0 && MfmaSmem<512>::kBytes <= max_dynamic_shared)
     e = rt->FuncSetMaxDynamicShared(reinterpret_cast<const void *>(&sparse_attention_mfma_kernel<512>),
                                     MfmaSmem<512>::kBytes);
+  // gfx950's kernel needs more than 64 KiB: set only where the device allows it (the variant's
+  // unsupported() refuses it elsewhere).
+  if (e == 0 && Mfma950Smem<512>::kBytes <= max_dynamic_shared)
+    e = rt->FuncSetMaxDynamicShared(reinterpret_cast<const void *>(&sparse_attention_mfma950_kernel<512>),
+                                    Mfma950Smem<512>::kBytes);
   return e;
 }
 

@@ -7,6 +7,7 @@
 #include <new>
 
 #include "cdna3/attention_mfma.cuh"
+#include "cdna4/attention_mfma950.cuh"
 #include "common/attention.cuh"
 #include "common/attention_portable.cuh"
 #include "common/host/gpu_runtime.h"
@@ -29,6 +30,7 @@ int launch_status() { return (int)cudaGetLastError(); }
 #endif
 
 size_t mfma_smem_bytes(int D) { return D == 576 ? MfmaSmem<576>::kBytes : MfmaSmem<512>::kBytes; }
+size_t mfma950_smem_bytes(int D) { return D == 576 ? Mfma950Smem<576>::kBytes : Mfma950Smem<512>::kBytes; }
 size_t portable_smem_bytes(int D) { return D == 576 ? kern::PortSmem<576>::kBytes : kern::PortSmem<512>::kBytes; }
 
 namespace {
@@ -53,6 +55,13 @@ const char *mfma_unsupported(const gpu::Device &d, const gpu::VendorState *vs, c
   if (d.smem_optin < mfma_smem_bytes(s.D)) return lds_short(mfma_smem_bytes(s.D), d.smem_optin);
   return nullptr;
 }
+// CDNA4 only: the kernel's code exists in the gfx950 code object alone (v_mfma_f32_16x16x32_bf16
+// is a gfx950 instruction) and its tile needs ~84 KiB of LDS.
+const char *mfma950_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
+  if (!vs->mfma950) return "needs gfx950 (CDNA4: v_mfma_f32_16x16x32_bf16, 160 KiB LDS)";
+  if (d.smem_optin < mfma950_smem_bytes(s.D)) return lds_short(mfma950_smem_bytes(s.D), d.smem_optin);
+  return nullptr;
+}
 const char *portable_unsupported(const gpu::Device &d, const gpu::VendorState *, const gpu::AttnShape &s) {
   if (d.smem_optin < portable_smem_bytes(s.D)) return lds_short(portable_smem_bytes(s.D), d.smem_optin);
   return nullptr;
@@ -60,12 +69,17 @@ const char *portable_unsupported(const gpu::Device &d, const gpu::VendorState *,
 int mfma_launch(const kern::AttnParams &p, int q_vec, gpu::Dim3 g, const gpu::VendorState *, void *s) {
   return p.D == 576 ? launch_mfma_d576(p, q_vec, g, s) : launch_mfma_d512(p, q_vec, g, s);
 }
+int mfma950_launch(const kern::AttnParams &p, int q_vec, gpu::Dim3 g, const gpu::VendorState *, void *s) {
+  return p.D == 576 ? launch_mfma950_d576(p, q_vec, g, s) : launch_mfma950_d512(p, q_vec, g, s);
+}
 int portable_launch(const kern::AttnParams &p, int, gpu::Dim3 g, const gpu::VendorState *, void *s) {
   return p.D == 576 ? launch_portable_d576(p, g, s) : launch_portable_d512(p, g, s);
 }
 
-// Best first: the MFMA kernel reads Q rows with 8-byte loads (4 bf16) where aligned.
+// Best first: on gfx950 the CDNA4 kernel (16-byte Q loads, 8 bf16, where aligned), then the CDNA3
+// MFMA kernel (gfx90a/gfx942, and gfx950 when the first cannot run; 8-byte loads, 4 bf16).
 const gpu::AttnVariant kAttnVariants[] = {
+    {"mfma950", kern::kAttnBM, 8, false, mfma950_unsupported, mfma950_launch},
     {"mfma", kern::kAttnBM, 4, false, mfma_unsupported, mfma_launch},
     {"portable", kern::kPortBM, 1, false, portable_unsupported, portable_launch},
 };
@@ -81,6 +95,7 @@ int vendor_prepare(const Device &d, VendorState **out) {
   if (!vs) return kErrOutOfMemory;
   *out = vs;
   vs->mfma = hip::arch_has_mfma(d.arch) && d.warp_size == 64;
+  vs->mfma950 = vs->mfma && !strncmp(d.arch, "gfx950", 6);
   int e = hip::attention_prepare_d576(d.smem_optin);
   if (e == 0) e = hip::attention_prepare_d512(d.smem_optin);
   if (e == 0 && kern::IdxSmem::kBytes <= d.smem_optin)

@@ -40,6 +40,25 @@ void emu_mfma(const uint16_t a[64][4], const uint16_t b[64][4], const float c[64
   }
 }
 
+// The emulated v_mfma_f32_16x16x32_bf16 of one wavefront (eight bf16 per lane and operand).
+void emu_mfma_x32(const uint16_t a[64][8], const uint16_t b[64][8], const float c[64][4], float d[64][4]) {
+  uint4 s[128];
+  for (int l = 0; l < 64; ++l) {
+    spmla::emu::bf16x8 av, bv;
+    for (int e = 0; e < 8; ++e) {
+      av[e] = (short)a[l][e];
+      bv[e] = (short)b[l][e];
+    }
+    s[l] = spmla::emu::pack8(av);
+    s[64 + l] = spmla::emu::pack8(bv);
+  }
+  for (int l = 0; l < 64; ++l) {
+    const spmla::emu::f32x4 cv = {c[l][0], c[l][1], c[l][2], c[l][3]};
+    const spmla::emu::f32x4 dv = spmla::emu::mfma_16x16x32_lane(s, l, cv);
+    for (int j = 0; j < 4; ++j) d[l][j] = dv[j];
+  }
+}
+
 uint16_t bf16_of(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
@@ -71,6 +90,36 @@ void mfma() {
       for (int j = 0; j < 4; ++j)
         EXPECT(std::fabs((double)d[l][j] - m[l][j]) <= std::ldexp(mag[l][j], -20), "mfma random %d lane %d reg %d: %.9g vs %.9g",
                it, l, j, d[l][j], m[l][j]);
+  }
+}
+
+void mfma_x32() {
+  static uint16_t a[64][8], b[64][8];
+  static float c[64][4], d[64][4], m[64][4];
+  static double mag[64][4];
+  cdna_model::hand_case_x32(a, b, c);
+  emu_mfma_x32(a, b, c, d);
+  for (const auto &r : cdna_model::kHandExpectX32)
+    for (int j = 0; j < 4; ++j)
+      EXPECT(d[r.lane][j] == r.d[j], "mfma x32 hand case lane %d reg %d: %g, want %g", r.lane, j, d[r.lane][j], r.d[j]);
+  std::mt19937 rng(54321);
+  std::uniform_real_distribution<float> val(-4.f, 4.f);
+  std::uniform_int_distribution<int> ex(-5, 5);
+  for (int it = 0; it < 1000; ++it) {
+    for (int l = 0; l < 64; ++l) {
+      for (int e = 0; e < 8; ++e) {
+        a[l][e] = bf16_of(std::ldexp(val(rng), ex(rng)));
+        b[l][e] = bf16_of(std::ldexp(val(rng), ex(rng)));
+      }
+      for (int j = 0; j < 4; ++j) c[l][j] = (l + j) % 3 ? std::ldexp(val(rng), ex(rng)) : 0.f;
+    }
+    emu_mfma_x32(a, b, c, d);
+    cdna_model::mfma_f32_16x16x32_bf16(a, b, c, m);
+    cdna_model::mfma_x32_magnitudes(a, b, c, mag);
+    for (int l = 0; l < 64; ++l)
+      for (int j = 0; j < 4; ++j)
+        EXPECT(std::fabs((double)d[l][j] - m[l][j]) <= std::ldexp(mag[l][j], -20),
+               "mfma x32 random %d lane %d reg %d: %.9g vs %.9g", it, l, j, d[l][j], m[l][j]);
   }
 }
 
@@ -116,6 +165,7 @@ void shuffles() {
 
 int main() {
   mfma();
+  mfma_x32();
   fp8();
   shuffles();
   if (g_fail) {

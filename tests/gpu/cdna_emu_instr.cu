@@ -30,6 +30,22 @@ __global__ void mfma_kernel(const uint16_t *a, const uint16_t *b, const float *c
   for (int j = 0; j < 4; ++j) d[o + j] = cv[j];
 }
 
+#if SPMLA_HIP_EMULATE == 950
+SPMLA_EXT_VECTOR_TYPEDEF(short, 8, bf16x8_t);
+__global__ void mfma_x32_kernel(const uint16_t *a, const uint16_t *b, const float *c, float *d) {
+  const int l = threadIdx.x & 63, w = blockIdx.x * (blockDim.x / 64) + (threadIdx.x >> 6);
+  const int64_t o8 = ((int64_t)w * 64 + l) * 8, o4 = ((int64_t)w * 64 + l) * 4;
+  bf16x8_t av, bv;
+  for (int e = 0; e < 8; ++e) {
+    av[e] = (short)a[o8 + e];
+    bv[e] = (short)b[o8 + e];
+  }
+  f32x4_t cv = {c[o4], c[o4 + 1], c[o4 + 2], c[o4 + 3]};
+  cv = __builtin_amdgcn_mfma_f32_16x16x32_bf16(av, bv, cv, 0, 0, 0);
+  for (int j = 0; j < 4; ++j) d[o4 + j] = cv[j];
+}
+#endif
+
 __global__ void cvt_kernel(int n, const uint32_t *src, float *out) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     const f32x2_t lo = __builtin_amdgcn_cvt_pk_f32_fp8((int)src[i], false);
@@ -113,6 +129,31 @@ int run_mfma(int waves, int threads, const uint16_t *a, const uint16_t *b, const
   cudaFree(dc);
   cudaFree(dd);
   return e;
+}
+
+int run_mfma_x32(int waves, int threads, const uint16_t *a, const uint16_t *b, const float *c, float *d) {
+#if SPMLA_HIP_EMULATE == 950
+  const size_t n8 = (size_t)waves * 512, n4 = (size_t)waves * 256;
+  uint16_t *da = nullptr, *db = nullptr;
+  float *dc = nullptr, *dd = nullptr;
+  int e = to_device(&da, a, n8);
+  if (!e) e = to_device(&db, b, n8);
+  if (!e) e = to_device(&dc, c, n4);
+  if (!e) e = to_device<float>(&dd, nullptr, n4);
+  if (!e) {
+    mfma_x32_kernel<<<waves * 64 / threads, threads>>>(da, db, dc, dd);
+    e = (int)cudaGetLastError();
+  }
+  if (!e) e = (int)cudaMemcpy(d, dd, n4 * sizeof(float), cudaMemcpyDeviceToHost);
+  cudaFree(da);
+  cudaFree(db);
+  cudaFree(dc);
+  cudaFree(dd);
+  return e;
+#else
+  (void)waves, (void)threads, (void)a, (void)b, (void)c, (void)d;
+  return -1;  // v_mfma_f32_16x16x32_bf16 is gfx950-only
+#endif
 }
 
 int run_cvt(int n, const uint32_t *src, float *out) {

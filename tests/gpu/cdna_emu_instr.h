@@ -13,6 +13,9 @@ int device_warp_size();  // SPMLA_WARP_SIZE as the device pass saw it
 // `waves` wavefronts, `threads` per block (a multiple of 64): wavefront w computes
 // d[w] = mfma_f32_16x16x16bf16_1k(a[w], b[w], c[w]); arrays [waves][64][4].
 int run_mfma(int waves, int threads, const uint16_t *a, const uint16_t *b, const float *c, float *d);
+// gfx950 emulation only (else returns -1 and runs nothing): wavefront w computes
+// d[w] = mfma_f32_16x16x32_bf16(a[w], b[w], c[w]); a, b [waves][64][8], c, d [waves][64][4].
+int run_mfma_x32(int waves, int threads, const uint16_t *a, const uint16_t *b, const float *c, float *d);
 // out[4 i + 2 s + e] = __builtin_amdgcn_cvt_pk_f32_fp8(src[i], s)[e].
 int run_cvt(int n, const uint32_t *src, float *out);
 // Shuffles through spmla::dev:: (compat.h) and spmla::emu:: on blocks of `threads`:

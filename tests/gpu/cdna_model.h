@@ -11,6 +11,16 @@
 //      B[k][j] in lane j + 16 * (k / 4), item k % 4
 //      C[i][j], D[i][j] in lane j + 16 * (i / 4), register i % 4
 //    D = A B + C with fp32 accumulation (bf16 products are exact in fp32).
+//  - v_mfma_f32_16x16x32_bf16 (gfx950 only; CDNA4 ISA "Matrix fused-multiply-add"). The calculator
+//    (ROCm/amd_matrix_instruction_calculator, last commit 2025-05) has no CDNA4 entries; the
+//    layout is the one AMD's Composable Kernel programs for this instruction
+//    (ck_tile WarpGemmAttributeMfmaImplBf16Bf16F32M16N16K32: kAMLane = kBNLane = 16, kABKLane 4,
+//    kABKPerLane 8; C as the 16x16x16 form: kCMLane 4, kCNLane 16, kCM1PerLane 4), the pattern the
+//    calculator prints for the same-shape CDNA3 instruction `--architecture cdna3 --instruction
+//    v_mfma_f32_16x16x32_fp8_fp8 -A -B -D` (eight items per lane, K split into 4 lane groups):
+//      A[i][k] in lane i + 16 * (k / 8), item k % 8  (items 2v, 2v+1 in VGPR v, low half first)
+//      B[k][j] in lane j + 16 * (k / 8), item k % 8
+//      C[i][j], D[i][j] in lane j + 16 * (i / 4), register i % 4
 //  - v_cvt_pk_f32_fp8 src, word_sel (CDNA3 ISA "VOP1/VOP3"; CDNA4 for gfx950):
 //      D.f32[0] = fp8(src[16 sel + 7 : 16 sel]), D.f32[1] = fp8(src[16 sel + 15 : 16 sel + 8]);
 //    gfx942 reads E4M3FNUZ (bias 8, 0x80 = NaN, no infinities, no negative zero), gfx950 the OCP
@@ -65,6 +75,34 @@ inline void mfma_magnitudes(const uint16_t a[kLanes][4], const uint16_t b[kLanes
       double s = std::fabs((double)c[j + 16 * (i / 4)][i % 4]);
       for (int k = 0; k < 16; ++k)
         s += std::fabs((double)bf16(a[i + 16 * (k / 4)][k % 4]) * bf16(b[j + 16 * (k / 4)][k % 4]));
+      mag[j + 16 * (i / 4)][i % 4] = s;
+    }
+}
+
+// v_mfma_f32_16x16x32_bf16 on one wavefront: a, b indexed [lane][item 0..7], c, d [lane][reg].
+inline void mfma_f32_16x16x32_bf16(const uint16_t a[kLanes][8], const uint16_t b[kLanes][8], const float c[kLanes][4],
+                                   float d[kLanes][4]) {
+  double A[16][32], B[32][16], C[16][16];
+  for (int i = 0; i < 16; ++i)
+    for (int k = 0; k < 32; ++k) A[i][k] = bf16(a[i + 16 * (k / 8)][k % 8]);
+  for (int k = 0; k < 32; ++k)
+    for (int j = 0; j < 16; ++j) B[k][j] = bf16(b[j + 16 * (k / 8)][k % 8]);
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 16; ++j) C[i][j] = c[j + 16 * (i / 4)][i % 4];
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 16; ++j) {
+      double s = C[i][j];
+      for (int k = 0; k < 32; ++k) s += A[i][k] * B[k][j];
+      d[j + 16 * (i / 4)][i % 4] = (float)s;
+    }
+}
+inline void mfma_x32_magnitudes(const uint16_t a[kLanes][8], const uint16_t b[kLanes][8], const float c[kLanes][4],
+                                double mag[kLanes][4]) {
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 16; ++j) {
+      double s = std::fabs((double)c[j + 16 * (i / 4)][i % 4]);
+      for (int k = 0; k < 32; ++k)
+        s += std::fabs((double)bf16(a[i + 16 * (k / 8)][k % 8]) * bf16(b[j + 16 * (k / 8)][k % 8]));
       mag[j + 16 * (i / 4)][i % 4] = s;
     }
 }
@@ -146,6 +184,42 @@ constexpr HandRow kHandExpect[] = {
     {37, {149, 165, 181.5f, 197}},  // rows 8-11, col 5: B rows 9-12, + C[10][5] = 0.5
     {48, {208, 224, 240, 0}},   // rows 12-15, col 0: B rows 13, 14, 15, 0 (the wrap-around)
     {63, {223, 239, 255, 15}},  // rows 12-15, col 15
+};
+
+// The hand-worked 16x16x32 case: A[i][k] = (k == sel(i)) with sel(i) = (5 i + 3) mod 32 (every
+// item 0..7 and every lane group 0..3 is hit once per 8 rows), B[k][j] = (k + 1) 2^j (exact in
+// bf16: at most 6 significant bits), C = 0 but C[10][5] = 0.5, so D[i][j] = (sel(i) + 1) 2^j
+// (+ 0.5 at [10][5]): the value names the k that was picked, its power of two the column.
+inline int hand_x32_sel(int i) { return (5 * i + 3) % 32; }
+inline void hand_case_x32(uint16_t a[kLanes][8], uint16_t b[kLanes][8], float c[kLanes][4]) {
+  for (int l = 0; l < kLanes; ++l) {
+    for (int e = 0; e < 8; ++e) {
+      a[l][e] = 0;
+      // B[k][col] with k = 8 (l / 16) + e, col = l % 16
+      const float v = std::ldexp((float)(8 * (l / 16) + e + 1), l % 16);
+      uint32_t u;
+      std::memcpy(&u, &v, 4);
+      b[l][e] = (uint16_t)(u >> 16);
+    }
+    for (int j = 0; j < 4; ++j) c[l][j] = 0.f;
+  }
+  // A[i][sel(i)] = 1 (bf16 0x3f80) sits in lane i + 16 (sel / 8), item sel % 8: {lane, item} for
+  // i = 0..15 (sel = 3, 8, 13, 18, 23, 28, 1, 6, 11, 16, 21, 26, 31, 4, 9, 14).
+  static const int kOnes[16][2] = {{0, 3},  {17, 0}, {18, 5}, {35, 2}, {36, 7}, {53, 4}, {6, 1},  {7, 6},
+                                   {24, 3}, {41, 0}, {42, 5}, {59, 2}, {60, 7}, {13, 4}, {30, 1}, {31, 6}};
+  for (const auto &o : kOnes) a[o[0]][o[1]] = 0x3f80;
+  c[5 + 16 * 2][2] = 0.5f;  // C[10][5]: lane 5 + 16 * (10 / 4) = 37, register 10 % 4 = 2
+}
+// Expected D registers of the 16x16x32 hand case for some lanes: lane 16 q + c holds rows 4 q + j
+// of column c, i.e. (sel(4 q + j) + 1) 2^c.
+constexpr HandRow kHandExpectX32[] = {
+    {0, {4, 9, 14, 19}},                              // rows 0-3 (k = 3, 8, 13, 18), col 0
+    {1, {8, 18, 28, 38}},                             // col 1: x 2
+    {15, {131072, 294912, 458752, 622592}},           // col 15: x 2^15
+    {16, {24, 29, 2, 7}},                             // rows 4-7 (k = 23, 28, 1, 6), col 0
+    {37, {384, 544, 704.5f, 864}},                    // rows 8-11 (k = 11, 16, 21, 26), col 5, + C[10][5]
+    {48, {32, 5, 10, 15}},                            // rows 12-15 (k = 31, 4, 9, 14), col 0
+    {63, {1048576, 163840, 327680, 491520}},          // rows 12-15, col 15
 };
 
 }  // namespace cdna_model

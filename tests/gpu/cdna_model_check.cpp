@@ -51,6 +51,40 @@ void mfma_hand() {
     for (int j = 0; j < 4; ++j) expect(d[l][j] == 120.f, "mfma all-ones case", d[l][j], 120);
 }
 
+void mfma_x32_hand() {
+  static uint16_t a[64][8], b[64][8];
+  static float c[64][4], d[64][4];
+  cdna_model::hand_case_x32(a, b, c);
+  cdna_model::mfma_f32_16x16x32_bf16(a, b, c, d);
+  for (const auto &r : cdna_model::kHandExpectX32)
+    for (int j = 0; j < 4; ++j) {
+      char w[64];
+      std::snprintf(w, sizeof w, "mfma x32 hand case lane %d reg %d", r.lane, j);
+      expect(d[r.lane][j] == r.d[j], w, d[r.lane][j], r.d[j]);
+    }
+  // Every lane: D[i][j] = (sel(i) + 1) 2^j in lane j + 16 (i / 4), register i % 4.
+  for (int l = 0; l < 64; ++l)
+    for (int j = 0; j < 4; ++j) {
+      const int i = 4 * (l / 16) + j, col = l % 16;
+      const double want = std::ldexp((double)(cdna_model::hand_x32_sel(i) + 1), col) + (i == 10 && col == 5 ? 0.5 : 0.0);
+      expect(d[l][j] == want, "mfma x32 hand case (all lanes)", d[l][j], want);
+    }
+  // All-ones A, B[k][j] = k -> every D element is 0 + 1 + ... + 31 = 496 (each k used once).
+  for (int l = 0; l < 64; ++l) {
+    for (int e = 0; e < 8; ++e) {
+      a[l][e] = 0x3f80;
+      const float v = (float)(8 * (l / 16) + e);
+      uint32_t u;
+      std::memcpy(&u, &v, 4);
+      b[l][e] = (uint16_t)(u >> 16);
+    }
+    for (int j = 0; j < 4; ++j) c[l][j] = 0.f;
+  }
+  cdna_model::mfma_f32_16x16x32_bf16(a, b, c, d);
+  for (int l = 0; l < 64; ++l)
+    for (int j = 0; j < 4; ++j) expect(d[l][j] == 496.f, "mfma x32 all-ones case", d[l][j], 496);
+}
+
 void fp8_hand() {
   struct Case {
     uint8_t code;
@@ -111,6 +145,7 @@ void shfl_hand() {
 
 int main() {
   mfma_hand();
+  mfma_x32_hand();
   fp8_hand();
   shfl_hand();
   if (g_fail) {

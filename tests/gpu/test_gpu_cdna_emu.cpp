@@ -36,6 +36,48 @@ uint16_t bf16_of(float f) {
 
 bool fnuz() { return cdna_emu_test::emulated_target() == 942; }
 
+// One random-operand check of an emulated 16x16xK MFMA (kItems bf16 per lane and operand: 4 for
+// 16x16x16, 8 for 16x16x32) against the CPU model, in blocks of 64, 256 and 1024 threads (1024:
+// 16 wavefronts, the shared last barrier). run: the device side; model, mags: cdna_model's.
+template <int kItems, typename Run, typename Model, typename Mags>
+void random_mfma_check(std::mt19937 &rng, Run run, Model model, Mags mags) {
+  std::uniform_real_distribution<float> val(-4.f, 4.f);
+  std::uniform_int_distribution<int> ex(-20, 20);
+  constexpr int kAB = kLanes * kItems, kCD = kLanes * 4;  // elements per wavefront
+  for (int threads : {64, 256, 1024}) {
+    const int waves = 32;
+    std::vector<uint16_t> a(waves * kAB), b(waves * kAB);
+    std::vector<float> c(waves * kCD), d(waves * kCD);
+    for (int i = 0; i < waves * kAB; ++i) {
+      a[i] = bf16_of(std::ldexp(val(rng), ex(rng) / 4));
+      b[i] = bf16_of(std::ldexp(val(rng), ex(rng) / 4));
+    }
+    for (int i = 0; i < waves * kCD; ++i) c[i] = (i % 3 == 0) ? 0.f : std::ldexp(val(rng), ex(rng) / 2);
+    REQUIRE(run(waves, threads, a.data(), b.data(), c.data(), d.data()) == 0);
+    int bad = 0;
+    for (int w = 0; w < waves; ++w) {
+      float m[kLanes][4];
+      double mag[kLanes][4];
+      const auto *aw = reinterpret_cast<const uint16_t(*)[kItems]>(&a[w * kAB]);
+      const auto *bw = reinterpret_cast<const uint16_t(*)[kItems]>(&b[w * kAB]);
+      const auto *cw = reinterpret_cast<const float(*)[4]>(&c[w * kCD]);
+      model(aw, bw, cw, m);
+      mags(aw, bw, cw, mag);
+      for (int l = 0; l < kLanes; ++l)
+        for (int j = 0; j < 4; ++j) {
+          const double got = d[w * kCD + l * 4 + j], err = std::fabs(got - m[l][j]);
+          if (!(err <= std::ldexp(mag[l][j], -20)) && bad++ < 8) {
+            INFO("threads " << threads << " wave " << w << " lane " << l << " reg " << j << ": " << got << " vs model "
+                            << m[l][j]);
+            CHECK(false);
+          }
+        }
+    }
+    INFO("threads " << threads);
+    CHECK(bad == 0);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("CDNA emulation: wave64 at compile time, the emulated target", "[cdna_emu]") {
@@ -80,40 +122,42 @@ TEST_CASE("CDNA emulation: v_mfma_f32_16x16x16_bf16 on random operands", "[cdna_
   REQUIRE(have_device());
   INFO("seed " << seed());
   std::mt19937 rng(seed());
-  std::uniform_real_distribution<float> val(-4.f, 4.f);
-  std::uniform_int_distribution<int> ex(-20, 20);
-  for (int threads : {64, 256, 1024}) {  // 1024: 16 wavefronts (the shared last barrier)
-    const int waves = 32;
-    std::vector<uint16_t> a(waves * 256), b(waves * 256);
-    std::vector<float> c(waves * 256), d(waves * 256);
-    for (int i = 0; i < waves * 256; ++i) {
-      a[i] = bf16_of(std::ldexp(val(rng), ex(rng) / 4));
-      b[i] = bf16_of(std::ldexp(val(rng), ex(rng) / 4));
-      c[i] = (i % 3 == 0) ? 0.f : std::ldexp(val(rng), ex(rng) / 2);
-    }
-    REQUIRE(cdna_emu_test::run_mfma(waves, threads, a.data(), b.data(), c.data(), d.data()) == 0);
-    int bad = 0;
-    for (int w = 0; w < waves; ++w) {
-      float m[kLanes][4];
-      double mag[kLanes][4];
-      const auto *aw = reinterpret_cast<const uint16_t(*)[4]>(&a[w * 256]);
-      const auto *bw = reinterpret_cast<const uint16_t(*)[4]>(&b[w * 256]);
-      const auto *cw = reinterpret_cast<const float(*)[4]>(&c[w * 256]);
-      cdna_model::mfma_f32_16x16x16_bf16(aw, bw, cw, m);
-      cdna_model::mfma_magnitudes(aw, bw, cw, mag);
-      for (int l = 0; l < kLanes; ++l)
-        for (int j = 0; j < 4; ++j) {
-          const double got = d[w * 256 + l * 4 + j], err = std::fabs(got - m[l][j]);
-          if (!(err <= std::ldexp(mag[l][j], -20)) && bad++ < 8) {
-            INFO("threads " << threads << " wave " << w << " lane " << l << " reg " << j << ": " << got << " vs model "
-                            << m[l][j]);
-            CHECK(false);
-          }
-        }
-    }
-    INFO("threads " << threads);
-    CHECK(bad == 0);
+  random_mfma_check<4>(rng, cdna_emu_test::run_mfma, cdna_model::mfma_f32_16x16x16_bf16, cdna_model::mfma_magnitudes);
+}
+
+TEST_CASE("CDNA emulation: v_mfma_f32_16x16x32_bf16 (gfx950), the hand-worked case", "[cdna_emu]") {
+  REQUIRE(have_device());
+  if (cdna_emu_test::emulated_target() != 950) {
+    WARN("gfx942 emulation: v_mfma_f32_16x16x32_bf16 is gfx950-only (not emulated here)");
+    return;
   }
+  static uint16_t a[kLanes][8], b[kLanes][8];
+  static float c[kLanes][4], d[kLanes][4], m[kLanes][4];
+  cdna_model::hand_case_x32(a, b, c);
+  REQUIRE(cdna_emu_test::run_mfma_x32(1, 64, &a[0][0], &b[0][0], &c[0][0], &d[0][0]) == 0);
+  for (const auto &r : cdna_model::kHandExpectX32)
+    for (int j = 0; j < 4; ++j) {
+      INFO("lane " << r.lane << " register " << j);
+      CHECK(d[r.lane][j] == r.d[j]);
+    }
+  cdna_model::mfma_f32_16x16x32_bf16(a, b, c, m);
+  for (int l = 0; l < kLanes; ++l)
+    for (int j = 0; j < 4; ++j) {
+      INFO("lane " << l << " register " << j);
+      CHECK(d[l][j] == m[l][j]);
+    }
+}
+
+TEST_CASE("CDNA emulation: v_mfma_f32_16x16x32_bf16 (gfx950) on random operands", "[cdna_emu]") {
+  REQUIRE(have_device());
+  if (cdna_emu_test::emulated_target() != 950) {
+    WARN("gfx942 emulation: v_mfma_f32_16x16x32_bf16 is gfx950-only (not emulated here)");
+    return;
+  }
+  INFO("seed " << seed());
+  std::mt19937 rng(seed() + 7);
+  random_mfma_check<8>(rng, cdna_emu_test::run_mfma_x32, cdna_model::mfma_f32_16x16x32_bf16,
+                       cdna_model::mfma_x32_magnitudes);
 }
 
 TEST_CASE("CDNA emulation: v_cvt_pk_f32_fp8, every pair of codes in both words", "[cdna_emu]") {

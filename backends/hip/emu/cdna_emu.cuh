@@ -10,8 +10,9 @@
 //     by HIP's formula; every other one goes through a per-wavefront shared-memory exchange
 //     (ds_bpermute semantics: source lane = index mod 64) between two per-wavefront barriers
 //     (bar.sync 1+wave, 64; the 16th wavefront of a 1024-thread block: pair_barrier);
-//   - __builtin_amdgcn_mfma_f32_16x16x16bf16_1k: operands exchanged through shared memory per
-//     wavefront in AMD's lane layout, fp32 accumulation (an fma chain in k order);
+//   - __builtin_amdgcn_mfma_f32_16x16x16bf16_1k and (gfx950 only) __builtin_amdgcn_mfma_f32_16x16x32_bf16:
+//     operands exchanged through shared memory per wavefront in AMD's lane layout, fp32
+//     accumulation (an fma chain in k order);
 //   - __builtin_amdgcn_cvt_pk_f32_fp8: E4M3FNUZ on gfx942, OCP E4M3FN on gfx950;
 //   - the target's LDS limit (64 KiB gfx942, 160 KiB gfx950): the runtime table reports it as the
 //     device's shared memory per block and refuses more (backends/cuda/runtime_cuda.cu), and an
@@ -41,6 +42,7 @@
 #  define SPMLA_EMU_ARCH "gfx950"
 #  define SPMLA_EMU_LDS_BYTES 163840
 #  define SPMLA_AMD_HW_FP8_FLAVOR 1  // OCP E4M3FN on gfx950
+#  define SPMLA_AMD_MFMA_GFX950 1    // CDNA4's v_mfma_f32_16x16x32_bf16 (compat.h: __gfx950__)
 #else
 #  error "SPMLA_HIP_EMULATE must be 942 or 950"
 #endif
@@ -60,6 +62,7 @@ struct alignas(sizeof(T) * N) ext_vector {
   __host__ __device__ __forceinline__ const T &operator[](int i) const { return v[i]; }
 };
 typedef ext_vector<short, 4> bf16x4;
+typedef ext_vector<short, 8> bf16x8;
 typedef ext_vector<float, 4> f32x4;
 typedef ext_vector<float, 2> f32x2;
 
@@ -123,6 +126,39 @@ SPMLA_EMU_HD f32x4 mfma_16x16x16_lane(const uint2 *s, int l, const f32x4 &c) {
     float acc = c[j];
 #pragma unroll
     for (int k = 0; k < 16; ++k) acc = fmaf(elem4(s[row + 16 * (k >> 2)], k & 3), bc[k], acc);
+    d[j] = acc;
+  }
+  return d;
+}
+
+// v_mfma_f32_16x16x32_bf16 (gfx950 only), D = A B + C, A 16x32, B 32x16, C/D 16x16. Lane
+// l = 16 q + c holds eight bf16 of each operand (four VGPRs, two per VGPR, low half first):
+//   a[j] = A[c][8q + j],  b[j] = B[8q + j][c]   (j = 0..7),  c[j], d[j] = C, D[4q + j][c] (j = 0..3)
+// (AMD's CK: WarpGemmAttributeMfmaImplBf16Bf16F32M16N16K32, kAMLane 16 x kABKLane 4 x kABKPerLane
+// 8; the matrix instruction calculator prints the same lane pattern for CDNA3's 16x16x32 FP8 form;
+// docs/ROCM.md cites the sources). Staged operands: s[0..63] = A of lane 0..63, s[64..127] = B.
+SPMLA_EMU_HD uint4 pack8(const bf16x8 &a) {
+  return make_uint4((uint32_t)(uint16_t)a[0] | ((uint32_t)(uint16_t)a[1] << 16),
+                    (uint32_t)(uint16_t)a[2] | ((uint32_t)(uint16_t)a[3] << 16),
+                    (uint32_t)(uint16_t)a[4] | ((uint32_t)(uint16_t)a[5] << 16),
+                    (uint32_t)(uint16_t)a[6] | ((uint32_t)(uint16_t)a[7] << 16));
+}
+SPMLA_EMU_HD float elem8(uint4 w, int j) {
+  const uint32_t x = j < 2 ? w.x : j < 4 ? w.y : j < 6 ? w.z : w.w;
+  return as_f32((((j & 1) ? x >> 16 : x) & 0xffffu) << 16);
+}
+SPMLA_EMU_HD f32x4 mfma_16x16x32_lane(const uint4 *s, int l, const f32x4 &c) {
+  const int q = l >> 4, col = l & 15;
+  float bc[32];  // column col of B: B[k][col] sits in lane col + 16 (k / 8), element k % 8
+#pragma unroll
+  for (int k = 0; k < 32; ++k) bc[k] = elem8(s[64 + col + 16 * (k >> 3)], k & 7);
+  f32x4 d;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int row = 4 * q + j;  // A[row][k] sits in lane row + 16 (k / 8), element k % 8
+    float acc = c[j];
+#pragma unroll
+    for (int k = 0; k < 32; ++k) acc = fmaf(elem8(s[row + 16 * (k >> 3)], k & 7), bc[k], acc);
     d[j] = acc;
   }
   return d;
@@ -224,6 +260,10 @@ __device__ __forceinline__ uint2 *mfma_scratch() {
   __shared__ uint2 s[SPMLA_EMU_MAX_WAVES * 128];
   return s;
 }
+__device__ __forceinline__ uint4 *mfma_scratch_x8() {  // 16x16x32: eight bf16 per lane and operand
+  __shared__ uint4 s[SPMLA_EMU_MAX_WAVES * 128];
+  return s;
+}
 
 // ds_bpermute_b32: every lane of the wavefront offers v; lane l receives the value of lane
 // index mod 64 (the hardware uses address bits [7:2]).
@@ -307,6 +347,22 @@ __device__ __forceinline__ f32x4 mfma_f32_16x16x16bf16_1k(bf16x4 a, bf16x4 b, f3
   return mfma_16x16x16_lane(s, l, c);
 }
 
+#if SPMLA_HIP_EMULATE == 950
+// gfx950 only (clang: "needs target feature gfx950-insts"); the gfx942 emulation leaves it
+// undefined, as clang does.
+__device__ __forceinline__ f32x4 mfma_f32_16x16x32_bf16(bf16x8 a, bf16x8 b, f32x4 c, int cbsz, int abid, int blgp) {
+  if (cbsz | abid | blgp) __trap();
+  check_lds();
+  uint4 *s = mfma_scratch_x8() + 128 * wave();
+  const int l = lane();
+  wave_barrier();  // the previous MFMA's reads are done
+  s[l] = pack8(a);
+  s[64 + l] = pack8(b);
+  wave_barrier();
+  return mfma_16x16x32_lane(s, l, c);
+}
+#endif
+
 // ------------------------------------------------------------------ FP8 conversion
 __device__ __forceinline__ f32x2 cvt_pk_f32_fp8(int src, bool word_sel) {
   return cvt_pk_f32_fp8_flavor(src, word_sel, SPMLA_AMD_HW_FP8_FLAVOR);
@@ -317,5 +373,8 @@ __device__ __forceinline__ f32x2 cvt_pk_f32_fp8(int src, bool word_sel) {
 
 // The AMD builtins the kernels call, by their clang names.
 #define __builtin_amdgcn_mfma_f32_16x16x16bf16_1k ::spmla::emu::mfma_f32_16x16x16bf16_1k
+#if SPMLA_HIP_EMULATE == 950
+#  define __builtin_amdgcn_mfma_f32_16x16x32_bf16 ::spmla::emu::mfma_f32_16x16x32_bf16
+#endif
 #define __builtin_amdgcn_cvt_pk_f32_fp8 ::spmla::emu::cvt_pk_f32_fp8
 #define __builtin_amdgcn_wave_barrier ::spmla::emu::wave_sync
