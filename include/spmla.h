@@ -77,17 +77,17 @@ extern "C" {
 #endif
 
 #define SPMLA_VERSION_MAJOR 1
-#define SPMLA_VERSION_MINOR 2
+#define SPMLA_VERSION_MINOR 3
 #define SPMLA_VERSION_PATCH 0
 /* One number, comparable: major * 10000 + minor * 100 + patch (zstd style). */
 #define SPMLA_VERSION_NUMBER \
   (SPMLA_VERSION_MAJOR * 10000 + SPMLA_VERSION_MINOR * 100 + SPMLA_VERSION_PATCH)
-#define SPMLA_VERSION_STRING "1.2.0"
+#define SPMLA_VERSION_STRING "1.3.0"
 
 /* The ABI major is the SONAME (libspmla.so.1). A minor ABI bump only adds
  * functions, enum values or trailing struct members. */
 #define SPMLA_ABI_VERSION_MAJOR 1
-#define SPMLA_ABI_VERSION_MINOR 2
+#define SPMLA_ABI_VERSION_MINOR 3
 
 /** Run-time library version, SPMLA_VERSION_NUMBER of the loaded library. */
 SPMLA_API unsigned spmla_version_number(void);
@@ -300,6 +300,32 @@ SPMLA_API spmla_status_t spmla_handle_destroy(spmla_handle_t handle);
 SPMLA_API const char *spmla_handle_backend_name(spmla_handle_t handle);
 /** Device ordinal of the handle. */
 SPMLA_API spmla_status_t spmla_handle_device(spmla_handle_t handle, int32_t *device);
+
+/** (ABI 1.3) Options of a handle (libgit2 / zstd style: one setter and one getter, an enum of
+ *  options, an int64 value each). Values are explicit and never renumbered; an option a library
+ *  does not know is SPMLA_STATUS_INVALID_ARGUMENT. A new handle has every option at its default. */
+typedef enum spmla_option {
+  /* 0 (default, speed first) or 1. With 1, the result of every operation for a token (a row) is
+   * bit-identical whatever the other tokens of the call are: batch size, their lengths, their
+   * index lists. No split count, tile order or reduction order depends on them (docs/SPEC.md
+   * "Batch invariance"): sparse_attention's split-K count and each token's split boundaries
+   * follow from the index-list widths and the token's own lengths only, its kernel variant from
+   * the shapes without T, and the split combine runs in split order. Costs speed where split-K
+   * used to fill the GPU (small batches); measure it with `spmla bench --batch-invariant`. The
+   * CPU backend is batch-invariant either way. A backend that cannot honour 1 refuses it with
+   * SPMLA_STATUS_UNSUPPORTED. */
+  SPMLA_OPTION_BATCH_INVARIANT = 1
+} spmla_option_t;
+
+/** Sets an option of the handle for its later calls (plans made before keep their schedule: plan
+ *  again after changing an option). Unknown option or a value outside the option's range:
+ *  INVALID_ARGUMENT (nothing changes); a backend that cannot honour the value: UNSUPPORTED;
+ *  the handle in use by another thread: HANDLE_BUSY. */
+SPMLA_API spmla_status_t spmla_handle_set_option(spmla_handle_t handle, spmla_option_t option,
+                                                 int64_t value);
+/** The current value of an option of the handle (its default if never set). */
+SPMLA_API spmla_status_t spmla_handle_get_option(spmla_handle_t handle, spmla_option_t option,
+                                                 int64_t *value);
 
 /* Device memory and timing helpers, so that C tools, tests and bindings can drive
  * any backend without linking its runtime. On "cpu" these are malloc/memcpy. */
@@ -614,6 +640,9 @@ typedef struct spmla_api {
                                        void *);
   spmla_status_t (*kv_cache_gather_run)(spmla_handle_t, const spmla_kv_cache_gather_args_t *,
                                         void *);
+  /* ---- ABI 1.3 ---- */
+  spmla_status_t (*handle_set_option)(spmla_handle_t, spmla_option_t, int64_t);
+  spmla_status_t (*handle_get_option)(spmla_handle_t, spmla_option_t, int64_t *);
 } spmla_api_t;
 
 /** The function table of this library if `abi_major` equals its ABI major, else

@@ -394,6 +394,20 @@ class Handle {
     return d;
   }
 
+  /** Handle options (ABI 1.3, spmla_handle_set_option): for the handle's later calls; a Plan
+   *  made before keeps its schedule (replan it). */
+  void set_option(spmla_option_t option, int64_t value) {
+    check(spmla_handle_set_option(raw("spmla::Handle::set_option"), option, value));
+  }
+  int64_t option(spmla_option_t option) const {
+    int64_t v = 0;
+    check(spmla_handle_get_option(raw("spmla::Handle::option"), option, &v));
+    return v;
+  }
+  /** SPMLA_OPTION_BATCH_INVARIANT: a token's results do not depend on the other tokens of a call. */
+  void set_batch_invariant(bool on) { set_option(SPMLA_OPTION_BATCH_INVARIANT, on ? 1 : 0); }
+  bool batch_invariant() const { return option(SPMLA_OPTION_BATCH_INVARIANT) != 0; }
+
   DeviceBuffer alloc(size_t bytes) const { return DeviceBuffer(ref("spmla::Handle::alloc"), bytes); }
   Workspace workspace() const { return Workspace(ref("spmla::Handle::workspace")); }
   Event event() const { return Event(ref("spmla::Handle::event")); }

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define SPMLA_BACKEND_ABI_MAJOR 1
-#define SPMLA_BACKEND_ABI_MINOR 1
+#define SPMLA_BACKEND_ABI_MINOR 2
 #define SPMLA_BACKEND_ABI_VERSION ((SPMLA_BACKEND_ABI_MAJOR << 16) | SPMLA_BACKEND_ABI_MINOR)
 
 /** What the core offers a backend. */
@@ -97,6 +97,15 @@ typedef struct spmla_backend_table {
    * calling). 0, or a table without this member, serves up to SPMLA_KV_LAYOUT_INDEXER_FP8
    * (the 1.0 layouts): a plugin that does not say reads no later layout. */
   int32_t last_kv_layout;
+
+  /* ---- plugin ABI 1.2 (read only when struct_size covers it) ---- */
+  int32_t reserved0; /* explicit padding after last_kv_layout: 0 */
+  /* Sets a handle option (spmla_option_t; the core has checked the option and its range) on
+   * the context, for its later calls. Return UNSUPPORTED (with a message) for an option or value
+   * the backend cannot honour. NULL, or a table too small to hold it (plugin ABI 1.0 / 1.1),
+   * means the backend knows no option: the core accepts only the defaults there (setting
+   * SPMLA_OPTION_BATCH_INVARIANT to 1 is UNSUPPORTED without calling the plugin). */
+  spmla_status_t (*context_set_option)(void *ctx, int32_t option, int64_t value);
 } spmla_backend_table_t;
 
 /** The one symbol a plugin exports. `host_abi` is the core's

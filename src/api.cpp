@@ -24,6 +24,8 @@ struct spmla_handle_s {
   // Set while a call is using the handle (HandleUse below): a handle serves one thread at a
   // time, and a second call arriving meanwhile gets SPMLA_STATUS_HANDLE_BUSY instead of racing.
   std::atomic<bool> in_use{false};
+  // Handle options (ABI 1.3, spmla_option_t): the values the backend was last told; defaults 0.
+  int64_t batch_invariant = 0;
 };
 
 namespace spmla {
@@ -260,6 +262,33 @@ spmla_status_t serves(const char *fn, spmla_handle_t h, const P &p) {
   return backend_serves_layouts(fn, h, p.cache(0), p.cache(1));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Handle options (ABI 1.3). The core checks the option and its range, keeps the value for
+// spmla_handle_get_option and tells the backend (plugin ABI 1.2 context_set_option). A backend
+// without that member knows no option: only the defaults are accepted there.
+// ---------------------------------------------------------------------------------------------
+struct OptionInfo {
+  const char *name;
+  int64_t min, max, dflt;
+  int64_t spmla_handle_s::*field;
+};
+const OptionInfo *option_info(int64_t option) {
+  static const OptionInfo batch_invariant{"SPMLA_OPTION_BATCH_INVARIANT", 0, 1, 0,
+                                          &spmla_handle_s::batch_invariant};
+  switch (option) {
+    case SPMLA_OPTION_BATCH_INVARIANT: return &batch_invariant;
+  }
+  return nullptr;
+}
+// The option's entry, or INVALID_ARGUMENT naming the unknown value.
+spmla_status_t find_option(const char *fn, spmla_option_t option, const OptionInfo **out) {
+  const int64_t o = enum_value(option);
+  *out = option_info(o);
+  if (*out) return OK;
+  return fail(INVALID, fn, "option", "a spmla_option_t this library knows (SPMLA_OPTION_BATCH_INVARIANT = 1)",
+              std::to_string(o) + " (unknown option)");
+}
+
 }  // namespace
 }  // namespace spmla
 
@@ -487,6 +516,43 @@ SPMLA_API spmla_status_t spmla_handle_device(spmla_handle_t handle, int32_t *dev
     SPMLA_USE_HANDLE(fn, handle);
     if (!device) return null_arg(fn, "device", "an int32_t to write");
     *device = handle->device;
+    return OK;
+  });
+}
+
+SPMLA_API spmla_status_t spmla_handle_set_option(spmla_handle_t handle, spmla_option_t option,
+                                                 int64_t value) {
+  static const char fn[] = "spmla_handle_set_option";
+  return guard(fn, [&]() -> spmla_status_t {
+    SPMLA_USE_HANDLE(fn, handle);
+    const OptionInfo *info = nullptr;
+    SPMLA_TRY(find_option(fn, option, &info));
+    if (value < info->min || value > info->max)
+      return fail(INVALID, fn, "value",
+                  std::to_string(info->min) + " .. " + std::to_string(info->max) + " for " + info->name,
+                  std::to_string(value));
+    if (table_has(handle->table, &spmla_backend_table_t::context_set_option)) {
+      SPMLA_TRY(SPMLA_CALL(fn, handle, context_set_option, handle->ctx,
+                           static_cast<int32_t>(enum_value(option)), value));
+    } else if (value != info->dflt) {
+      return fail_msg(SPMLA_STATUS_UNSUPPORTED, fn,
+                      "backend '" + handle->backend->name + "' does not implement context_set_option (plugin ABI " +
+                          "1.2): it cannot honour " + info->name + " = " + std::to_string(value));
+    }
+    handle->*(info->field) = value;
+    return OK;
+  });
+}
+
+SPMLA_API spmla_status_t spmla_handle_get_option(spmla_handle_t handle, spmla_option_t option,
+                                                 int64_t *value) {
+  static const char fn[] = "spmla_handle_get_option";
+  return guard(fn, [&]() -> spmla_status_t {
+    SPMLA_USE_HANDLE(fn, handle);
+    const OptionInfo *info = nullptr;
+    SPMLA_TRY(find_option(fn, option, &info));
+    if (!value) return null_arg(fn, "value", "an int64_t to write");
+    *value = handle->*(info->field);
     return OK;
   });
 }
@@ -825,6 +891,8 @@ static const spmla_api_t k_api = {
     spmla_topk_per_row_run,
     spmla_kv_cache_store_run,
     spmla_kv_cache_gather_run,
+    spmla_handle_set_option,
+    spmla_handle_get_option,
 };
 
 SPMLA_API const spmla_api_t *spmla_get_api(uint32_t abi_major) {

@@ -241,6 +241,78 @@ TEST_CASE("host layer: a grid that fills the device is not split and needs no wo
   CHECK(launch(0).grid[2] == 1);
 }
 
+TEST_CASE("host layer: SPMLA_OPTION_BATCH_INVARIANT sizes the split count from K alone, never from T",
+          "[host][batch_invariant]") {
+  Handle h;  // 16 SMs
+  int64_t v = -1;
+  REQUIRE(spmla_handle_get_option(h, SPMLA_OPTION_BATCH_INVARIANT, &v) == SPMLA_STATUS_SUCCESS);
+  CHECK(v == 0);
+  // Without the option the count follows the grid: 1 token (1 CTA of 64 heads) is split 8 ways,
+  // 128 tokens fill the device unsplit. That is what the option takes away.
+  {
+    AttnCall c1(1, 64, 576, 512), c128(128, 64, 576, 512);
+    REQUIRE(plan_and_run(h, c1).run == SPMLA_STATUS_SUCCESS);
+    CHECK(launch(0).attn.num_splits == 8);
+    REQUIRE(plan_and_run(h, c128).run == SPMLA_STATUS_SUCCESS);
+    CHECK(launch(0).attn.num_splits == 1);
+  }
+  {
+    INFO(spmla_last_error_message());
+    REQUIRE(spmla_handle_set_option(h, SPMLA_OPTION_BATCH_INVARIANT, 1) == SPMLA_STATUS_SUCCESS);
+  }
+  // One split per 2048 entries of K + K2 (plugin_host.cpp kBatchInvariantSplitKeys), whatever T;
+  // the variant is the same for every T too.
+  struct Case {
+    int64_t H, D, K, K2;
+    int splits;
+  } cases[] = {{64, 576, 512, 0, 1},  {64, 576, 2048, 0, 1},   {128, 576, 2049, 0, 2}, {64, 512, 2048, 128, 2},
+               {16, 512, 1024, 128, 1}, {64, 576, 4096, 128, 3}, {3, 576, 64 * 2048, 0, 64}};
+  for (const Case &k : cases) {
+    std::string variant;
+    for (int64_t T : {1, 2, 7, 16, 128, 1000}) {
+      if (T * (k.K + k.K2) > 50 * 1000 * 1000) continue;  // host buffers of the huge list
+      INFO("H " << k.H << " D " << k.D << " K " << k.K << " + " << k.K2 << ", T " << T);
+      AttnCall c(T, k.H, k.D, k.K, k.K2);
+      Ran r = plan_and_run(h, c);
+      INFO(spmla_last_error_message());
+      REQUIRE(r.run == SPMLA_STATUS_SUCCESS);
+      CHECK(r.ws_bytes == expected_ws(k.splits, T, k.H));
+      CHECK(launch(0).attn.num_splits == k.splits);
+      CHECK(launch(0).grid[2] == (unsigned)k.splits);
+      CHECK(journal()->count == (k.splits > 1 ? 2 : 1));  // the combine (split order) when split
+      if (variant.empty()) variant = launch(0).variant;
+      CHECK(variant == launch(0).variant);
+    }
+  }
+  // SPMLA_LOG says the schedule is the batch-invariant one.
+  {
+    Env log("SPMLA_LOG", "1");
+    AttnCall c(3, 64, 576, 512);
+    const std::string err = capture_stderr([&] {
+      Handle hl;
+      REQUIRE(spmla_handle_set_option(hl, SPMLA_OPTION_BATCH_INVARIANT, 1) == SPMLA_STATUS_SUCCESS);
+      REQUIRE(plan_and_run(hl, c).run == SPMLA_STATUS_SUCCESS);
+    });
+    CHECK(has(err, "sparse_attention T 3 H 64 D 576 BF16 K 512: wide, 1 split, Q vector loads, batch-invariant"));
+  }
+  // A forced count is a constant: it stays under the option, for every T.
+  {
+    Env splits("SPMLA_ATTENTION_SPLITS", "5");
+    Handle hf;
+    REQUIRE(spmla_handle_set_option(hf, SPMLA_OPTION_BATCH_INVARIANT, 1) == SPMLA_STATUS_SUCCESS);
+    for (int64_t T : {1, 128}) {
+      AttnCall c(T, 64, 576, 2048);
+      REQUIRE(plan_and_run(hf, c).run == SPMLA_STATUS_SUCCESS);
+      CHECK(launch(0).attn.num_splits == 5);
+    }
+  }
+  // Off again: the wave-filling schedule is back.
+  REQUIRE(spmla_handle_set_option(h, SPMLA_OPTION_BATCH_INVARIANT, 0) == SPMLA_STATUS_SUCCESS);
+  AttnCall c1(1, 64, 576, 512);
+  REQUIRE(plan_and_run(h, c1).run == SPMLA_STATUS_SUCCESS);
+  CHECK(launch(0).attn.num_splits == 8);
+}
+
 TEST_CASE("host layer: Q is vector-aligned by contract; the head dim narrows the choice", "[host]") {
   Handle h;
   SECTION("Q rows 4 elements apart are refused before any launch (the vector paths may rely on 8)") {

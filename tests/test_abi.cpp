@@ -24,9 +24,12 @@ TEST_CASE("abi: versions agree between macros and run time", "[abi]") {
         ((uint32_t(SPMLA_ABI_VERSION_MAJOR) << 16) | uint32_t(SPMLA_ABI_VERSION_MINOR)));
   // 1.1: SPMLA_STATUS_HANDLE_BUSY (a new enum value is an ABI minor). 1.2: the V41 layouts
   // (6, 7), spmla_kv_arrangement_t and spmla_kv_cache_t's trailing members (it grew 64 -> 72).
-  CHECK(std::string(SPMLA_VERSION_STRING) == "1.2.0");
-  CHECK(SPMLA_VERSION_NUMBER == 10200);
-  CHECK(spmla_abi_version() == ((1u << 16) | 2u));
+  // 1.3: handle options (spmla_option_t, spmla_handle_set_option / _get_option, two members at
+  // the end of spmla_api_t).
+  CHECK(std::string(SPMLA_VERSION_STRING) == "1.3.0");
+  CHECK(SPMLA_VERSION_NUMBER == 10300);
+  CHECK(spmla_abi_version() == ((1u << 16) | 3u));
+  CHECK(int(SPMLA_OPTION_BATCH_INVARIANT) == 1);
   CHECK(int(SPMLA_KV_LAYOUT_V41_FP8) == 6);
   CHECK(int(SPMLA_KV_LAYOUT_V41_FP4) == 7);
   CHECK(int(SPMLA_KV_ARRANGEMENT_DEFAULT) == 0);
@@ -94,6 +97,8 @@ TEST_CASE("abi: spmla_get_api returns the full table", "[abi]") {
   SAME(topk_per_row_run, spmla_topk_per_row_run);
   SAME(kv_cache_store_run, spmla_kv_cache_store_run);
   SAME(kv_cache_gather_run, spmla_kv_cache_gather_run);
+  SAME(handle_set_option, spmla_handle_set_option);
+  SAME(handle_get_option, spmla_handle_get_option);
 #undef SAME
   // Every pointer slot after the two header fields is non-NULL (catches a member added to the
   // struct but not to the table).

@@ -588,7 +588,9 @@ TEST_CASE("v41: validation of arrangement, flavor, head_dim and page stride (fuz
     spmla_kv_cache_t c = v41_desc(nullptr, SPMLA_KV_LAYOUT_V41_FP8, SPMLA_KV_ARRANGEMENT_PER_TOKEN, 64, 1);
     c.reserved1 = 5;
     CHECK(page_bytes_of(&c, &pb) == SPMLA_STATUS_ABI_MISMATCH);
-    CHECK(has(spmla_last_error_message(), "cache.reserved1: expected 0 (reserved in ABI 1.2"));
+    CHECK(has(spmla_last_error_message(), "cache.reserved1: expected 0 (reserved in ABI " +
+                                              std::to_string(SPMLA_ABI_VERSION_MAJOR) + "." +
+                                              std::to_string(SPMLA_ABI_VERSION_MINOR)));
     c.reserved1 = 0;
     c.reserved0 = 0x5A5A5A5A;  // never read
     tst::check(page_bytes_of(&c, &pb));

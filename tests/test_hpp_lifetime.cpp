@@ -233,10 +233,30 @@ TEST_CASE("hpp: a moved-from Handle throws spmla::Error", "[hpp]") {
   require_moved_from_error([&] { h0.kv_cache_store(t.st); }, "spmla::Handle::kv_cache_store");
   require_moved_from_error([&] { h0.kv_cache_gather(ga); }, "spmla::Handle::kv_cache_gather");
   require_moved_from_error([&] { spmla::Plan p(h0, t.a); }, "spmla::Plan");
+  require_moved_from_error([&] { h0.set_batch_invariant(true); }, "spmla::Handle::set_option");
+  require_moved_from_error([&] { (void)h0.batch_invariant(); }, "spmla::Handle::option");
   // Assigning a live handle to the moved-from one makes it usable again.
   h0 = spmla::Handle("cpu");
   CHECK(h0.backend_name() == "cpu");
   CHECK(h0.device() == 0);
+}
+
+TEST_CASE("hpp: handle options (ABI 1.3)", "[hpp][options]") {
+  spmla::Handle h("cpu");
+  CHECK_FALSE(h.batch_invariant());
+  h.set_batch_invariant(true);
+  CHECK(h.batch_invariant());
+  CHECK(h.option(SPMLA_OPTION_BATCH_INVARIANT) == 1);
+  try {
+    h.set_option(SPMLA_OPTION_BATCH_INVARIANT, 7);
+    FAIL("7 is outside 0 .. 1");
+  } catch (const spmla::Error &e) {
+    CHECK(e.status() == SPMLA_STATUS_INVALID_ARGUMENT);
+    CHECK(e.message().find("expected 0 .. 1 for SPMLA_OPTION_BATCH_INVARIANT, got 7") != std::string::npos);
+  }
+  CHECK(h.batch_invariant());
+  h.set_batch_invariant(false);
+  CHECK_FALSE(h.batch_invariant());
 }
 
 TEST_CASE("hpp: moved-from buffers workspaces events and plans throw spmla::Error", "[hpp]") {

@@ -222,6 +222,12 @@ TEST_CASE("registry: dispatch reaches the good fake backend", "[registry]") {
   CHECK(has(kv["unknown"], "SPMLA_STATUS_BACKEND_UNAVAILABLE"));
   CHECK(has(r.out, "cpu, cuda, hip, badabi, fake,"));
   CHECK(has(kv["badabi"], "backend 'badabi' is unavailable: plugin ABI 2.0, libspmla expects 1.x"));
+  // A plugin without context_set_option (plugin ABI 1.2) keeps the default options only.
+  CHECK(kv["opt_on"] ==
+        "SPMLA_STATUS_UNSUPPORTED message=spmla_handle_set_option: backend 'fake' does not implement "
+        "context_set_option (plugin ABI 1.2): it cannot honour SPMLA_OPTION_BATCH_INVARIANT = 1");
+  CHECK(kv["opt_off"] == "SPMLA_STATUS_SUCCESS");
+  CHECK(kv["opt_get"] == "SPMLA_STATUS_SUCCESS value=0");
   CHECK(has(kv["sa_workspace"], "bytes=4096"));
   CHECK(has(kv["sa_plan_small"], "SPMLA_STATUS_WORKSPACE_TOO_SMALL"));
   CHECK(has(r.out, "workspace_bytes: expected >= 4096 (the backend's workspace query), got 4095"));

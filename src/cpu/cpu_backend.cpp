@@ -211,6 +211,16 @@ spmla_status_t cpu_gather(void *ctx, const spmla_kv_cache_gather_args_t *a, void
   return guarded([&] { return kv_cache_gather(*as_ctx(ctx), *a); });
 }
 
+// Handle options (plugin ABI 1.2): the core has checked option and range.
+spmla_status_t cpu_set_option(void *ctx, int32_t option, int64_t value) {
+  if (option == SPMLA_OPTION_BATCH_INVARIANT) {
+    as_ctx(ctx)->batch_invariant = value;  // already batch-invariant: nothing changes
+    return SPMLA_STATUS_SUCCESS;
+  }
+  set_error("cpu backend: unknown handle option");
+  return SPMLA_STATUS_UNSUPPORTED;
+}
+
 const spmla_backend_table_t kTable = {
     sizeof(spmla_backend_table_t),
     SPMLA_BACKEND_ABI_VERSION,
@@ -242,6 +252,8 @@ const spmla_backend_table_t kTable = {
     cpu_store,
     cpu_gather,
     kKvLayoutLastAbi,  // every layout of the ABI
+    0,                 // reserved0
+    cpu_set_option,
 };
 
 }  // namespace

@@ -23,6 +23,10 @@ struct Context {
   ThreadPool pool;
   std::vector<float> shared_scratch;                  // e.g. one token's dequantized key rows
   std::vector<std::vector<float>> worker_scratch;     // one per pool thread
+  // SPMLA_OPTION_BATCH_INVARIANT (ABI 1.3). Recorded only: every CPU operation computes each
+  // token's (row's) result in one task, in a fixed order, from that token's inputs alone, with
+  // or without it (thread_pool.h); tests/test_batch_invariance.cpp checks it.
+  int64_t batch_invariant = 0;
 };
 
 // Records a message as the calling thread's last error (through the core's host table).

@@ -86,6 +86,17 @@ static int dispatch(void) {
   printf("unknown=%s message=%s\n", spmla_status_string(st), spmla_last_error_message());
   st = spmla_handle_create("badabi", 0, &h2);
   printf("badabi=%s message=%s\n", spmla_status_string(st), spmla_last_error_message());
+  {
+    /* handle options on a plugin without context_set_option (as one of plugin ABI 1.0 / 1.1):
+     * the default is accepted, anything else is UNSUPPORTED */
+    int64_t v = -1;
+    st = spmla_handle_set_option(h, SPMLA_OPTION_BATCH_INVARIANT, 1);
+    printf("opt_on=%s message=%s\n", spmla_status_string(st), spmla_last_error_message());
+    st = spmla_handle_set_option(h, SPMLA_OPTION_BATCH_INVARIANT, 0);
+    printf("opt_off=%s\n", spmla_status_string(st));
+    st = spmla_handle_get_option(h, SPMLA_OPTION_BATCH_INVARIANT, &v);
+    printf("opt_get=%s value=%lld\n", spmla_status_string(st), (long long)v);
+  }
 
   {
     /* sparse attention through the fake backend */

@@ -48,6 +48,7 @@ struct BenchOptions {
   uint64_t seed = 1234;
   std::string shape;  // substring filter on the shape labels ("" = every case)
   std::string l2_flush = "memset";  // memset: 256 MiB overwritten before each timed call (GPU); none
+  std::string batch_invariant = "off";  // SPMLA_OPTION_BATCH_INVARIANT: off | on | both (each case twice)
 };
 
 int cmd_info(const InfoOptions &o);

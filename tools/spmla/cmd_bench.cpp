@@ -654,11 +654,24 @@ int cmd_bench(const BenchOptions &o) {
                 h.device(), dev.name, small ? "small" : "SPEC", o.warmup, o.repeats);
     std::printf("ceilings: %.4g TFLOP/s (%s); %.1f GB/s (%s)\n", peak_tflops, tflops_src.c_str(), peak_gbps,
                 gbps_src.c_str());
-    std::printf("%-17s %-48s %12s %10s %10s %8s\n", "op", "shape", "time_ms", "TFLOP/s", "GB/s", "ratio");
+    if (o.batch_invariant != "off")
+      std::printf("batch invariance (SPMLA_OPTION_BATCH_INVARIANT): %s%s\n", o.batch_invariant.c_str(),
+                  o.batch_invariant == "both" ? "; each case off, then on (cost = on time / off time)" : "");
+    std::printf("%-17s %-48s %12s %10s %10s %8s%s\n", "op", "shape", "time_ms", "TFLOP/s", "GB/s", "ratio",
+                o.batch_invariant == "off" ? "" : "  batch_inv     cost");
   }
+  // The option's settings to run every case with (--batch-invariant): off, on, or off then on.
+  std::vector<int64_t> modes;
+  if (o.batch_invariant != "on") modes.push_back(0);
+  if (o.batch_invariant != "off") modes.push_back(1);
   json rows = json::array();
   for (Case &c : cases) {
+   double off_ms = 0;
+   for (int64_t mode : modes) {
+    SPMLA_CHECK(spmla_handle_set_option(h, SPMLA_OPTION_BATCH_INVARIANT, mode));
     const Measurement m = c.run(env);
+    if (!mode) off_ms = m.time_ms;
+    const double cost = mode && off_ms > 0 ? m.time_ms / off_ms : 0;
     const double tflops = m.flops > 0 ? m.flops / (m.time_ms * 1e-3) / 1e12 : 0;
     const double gbps = m.bytes > 0 ? m.bytes / (m.time_ms * 1e-3) / 1e9 : 0;
     const double ratio = m.flops > 0 ? (peak_tflops > 0 ? tflops / peak_tflops : 0) : (peak_gbps > 0 ? gbps / peak_gbps : 0);
@@ -668,17 +681,26 @@ int cmd_bench(const BenchOptions &o) {
                     {"time_ms", m.time_ms},
                     {"tflops", num_or_null(tflops)},
                     {"gbps", num_or_null(gbps)},
-                    {"ratio_to_peak", num_or_null(ratio)}});
+                    {"ratio_to_peak", num_or_null(ratio)},
+                    {"batch_invariant", mode != 0},
+                    {"time_over_default", num_or_null(cost)}});
     if (!o.json) {
       auto cell = [](double v, const char *fmt) {
         char b[32] = "-";
         if (v > 0) std::snprintf(b, sizeof b, fmt, v);
         return std::string(b);
       };
-      std::printf("%-17s %-48s %12.4f %10s %10s %8s\n", c.op.c_str(), c.shape.c_str(), m.time_ms,
-                  cell(tflops, "%.4g").c_str(), cell(gbps, "%.4g").c_str(), cell(ratio, "%.3f").c_str());
+      std::string inv;
+      if (o.batch_invariant != "off") {
+        char b[48];
+        std::snprintf(b, sizeof b, "  %9s %8s", mode ? "on" : "off", cell(cost, "%.3fx").c_str());
+        inv = b;
+      }
+      std::printf("%-17s %-48s %12.4f %10s %10s %8s%s\n", c.op.c_str(), c.shape.c_str(), m.time_ms,
+                  cell(tflops, "%.4g").c_str(), cell(gbps, "%.4g").c_str(), cell(ratio, "%.3f").c_str(), inv.c_str());
       std::fflush(stdout);
     }
+   }
   }
   if (o.json) {
     json j = {{"backend", backend},
@@ -688,6 +710,7 @@ int cmd_bench(const BenchOptions &o) {
               {"warmup", o.warmup},
               {"repeats", o.repeats},
               {"l2_flush", cpu ? "none" : o.l2_flush},
+              {"batch_invariant", o.batch_invariant},
               {"ceilings",
                {{"tflops", num_or_null(peak_tflops)},
                 {"tflops_source", tflops_src},

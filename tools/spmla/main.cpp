@@ -93,6 +93,10 @@ int run_main(int argc, char **argv) {
                     "GPU: memset (overwrite 256 MiB before each timed call: cold, but dirty, L2) or none "
                     "(calls back to back; for studying how much the flush itself costs an op)")
       ->check(CLI::IsMember({"memset", "none"}))->capture_default_str();
+  bench->add_option("--batch-invariant", bo.batch_invariant,
+                    "The handle option SPMLA_OPTION_BATCH_INVARIANT: off, on, or both (every case with it off "
+                    "then on, the on row giving its time over the off row's: the option's cost)")
+      ->check(CLI::IsMember({"off", "on", "both"}))->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
 

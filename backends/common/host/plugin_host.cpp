@@ -63,6 +63,7 @@ struct Context {
   int forced_splits = 0;          // SPMLA_ATTENTION_SPLITS: 0 = chosen by the schedule
   std::string forced_attn;        // SPMLA_ATTENTION_VARIANT: tried first where it can run
   bool log = false;               // SPMLA_LOG
+  bool batch_invariant = false;   // SPMLA_OPTION_BATCH_INVARIANT (context_set_option)
 };
 
 spmla_status_t use_device(const Context *c) {
@@ -177,6 +178,16 @@ spmla_status_t context_create(int32_t device, void **out) {
   return SPMLA_STATUS_SUCCESS;
 }
 
+// Handle options (plugin ABI 1.2); the core has checked the option and its range.
+spmla_status_t context_set_option(void *ctx, int32_t option, int64_t value) {
+  Context *c = static_cast<Context *>(ctx);
+  if (option == SPMLA_OPTION_BATCH_INVARIANT) {
+    c->batch_invariant = value != 0;
+    return SPMLA_STATUS_SUCCESS;
+  }
+  return fail(SPMLA_STATUS_UNSUPPORTED, "unknown handle option " + std::to_string(option));
+}
+
 void context_destroy(void *ctx) {
   Context *c = static_cast<Context *>(ctx);
   if (c) vendor_release(c->vs);
@@ -236,7 +247,11 @@ spmla_status_t event_elapsed_ms(void *, void *a, void *b, float *ms) {
 // ------------------------------------------------------------------ sparse attention: variants
 // The variant that runs a call: the forced one where it can, else the first of the list that can.
 // q_vec < 0: shapes only (the schedule); else whether Q allows the variants' vector loads.
-const AttnVariant *pick_attention(const Context *c, const AttnShape &s, int q_vec_ok_elems) {
+// Batch invariance: the variants are asked about the shapes with T = 1, so that no predicate can
+// make the choice (and so the kernel and its tile width) depend on the number of tokens.
+const AttnVariant *pick_attention(const Context *c, const AttnShape &shape, int q_vec_ok_elems) {
+  AttnShape s = shape;
+  if (c->batch_invariant) s.T = 1;
   int n = 0;
   const AttnVariant *v = attention_variants(&n);
   auto runs = [&](const AttnVariant &a) {
@@ -301,6 +316,11 @@ void log_variants(const Context *c) {
 // nothing. Workspace: the split-K partials, none without a split.
 inline size_t align256(size_t x) { return (x + 255) / 256 * 256; }
 
+// Batch-invariant attention (SPMLA_OPTION_BATCH_INVARIANT): one split per this many entries of the
+// index lists (K + K2), whatever T. DeepSeek's K 2048 and K 512/1024 + window 128 run unsplit (no
+// workspace); SPMLA_ATTENTION_SPLITS forces another constant count.
+constexpr int kBatchInvariantSplitKeys = 2048;
+
 struct Schedule {
   AttnShape shape;
   int Ktot = 0;
@@ -337,9 +357,15 @@ spmla_status_t attn_schedule(const Context *c, const spmla_sparse_attention_args
   // Split-K only when the (token, head-block) grid cannot fill the GPU; every split keeps at
   // least two tiles of the list. The count is the smallest that reaches the best wave efficiency
   // (CTAs over whole waves of one CTA per SM), so a grid that fills one wave is not split in two.
+  // Batch invariance: the count follows from the list widths alone (one split per
+  // kBatchInvariantSplitKeys entries of K + K2), never from T; each token's split boundaries
+  // then follow from that count and its own lengths (token_range), and the combine runs in split
+  // order, so a token's bits do not depend on the other tokens of the call.
   const int bm = s.variant->heads_per_cta, sms = c->dev.sm_count;
   const long base = (long)s.shape.T * ((s.shape.H + bm - 1) / bm);
-  if (base > 0 && base < sms) {
+  if (c->batch_invariant) {
+    s.splits = std::max(1, std::min(64, (s.Ktot + kBatchInvariantSplitKeys - 1) / kBatchInvariantSplitKeys));
+  } else if (base > 0 && base < sms) {
     const int max_s = std::min(std::max(1, s.Ktot / (2 * kern::kAttnBN)), 64);
     double best = 0;
     for (int k = 1; k <= max_s; ++k) {
@@ -351,7 +377,8 @@ spmla_status_t attn_schedule(const Context *c, const spmla_sparse_attention_args
       }
     }
   }
-  // A forced count (tuning) still leaves every split at least one tile.
+  // A forced count (tuning; a constant, so batch-invariant too) still leaves every split at least
+  // one tile.
   if (c->forced_splits > 0)
     s.splits = std::max(1, std::min(c->forced_splits, (s.Ktot + kern::kAttnBN - 1) / kern::kAttnBN));
   *out = s;
@@ -456,10 +483,10 @@ spmla_status_t attn_run(void *ctx, const spmla_sparse_attention_args_t *a, void 
   const Dim3 grid{(unsigned)s.shape.T, (unsigned)((s.shape.H + v->heads_per_cta - 1) / v->heads_per_cta),
                   (unsigned)s.splits};
   if (c->log)
-    fprintf(stderr, "spmla[%s:%d] sparse_attention T %d H %d D %d %s%s%s K %d: %s, %d split%s, Q %s\n", kName,
+    fprintf(stderr, "spmla[%s:%d] sparse_attention T %d H %d D %d %s%s%s K %d: %s, %d split%s, Q %s%s\n", kName,
             c->dev.id, s.shape.T, s.shape.H, s.shape.D, layout_name(s.shape.layout0), s.shape.layout1 ? "+" : "",
             s.shape.layout1 ? layout_name(s.shape.layout1) : "", s.Ktot, v->name, s.splits, s.splits == 1 ? "" : "s",
-            q_vec ? "vector loads" : "scalar loads");
+            q_vec ? "vector loads" : "scalar loads", c->batch_invariant ? ", batch-invariant" : "");
   SPMLA_RT(v->launch(p, q_vec, grid, c->vs, stream), std::string("sparse_attention (") + v->name + ") launch");
   if (s.splits > 1) SPMLA_RT(launch_attention_combine(p, stream), "sparse_attention combine launch");
   return SPMLA_STATUS_SUCCESS;
@@ -700,6 +727,7 @@ spmla_backend_table_t make_table() {
   t.kv_cache_store = kv_cache_store;
   t.kv_cache_gather = kv_cache_gather;
   t.last_kv_layout = kKvLayoutLast;  // the kernel tree reads every layout up to it (cache_access.cuh)
+  t.context_set_option = context_set_option;
   return t;
 }
 

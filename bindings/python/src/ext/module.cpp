@@ -499,7 +499,23 @@ PYBIND11_MODULE(_spmla, m) {
       .def("close", &Handle::close)
       .def_property_readonly("closed", &Handle::closed)
       .def_property_readonly("backend", &Handle::backend)
-      .def_property_readonly("device", &Handle::device);
+      .def_property_readonly("device", &Handle::device)
+      .def("set_option",
+           [](Handle &h, int option, int64_t value) {
+             h.call([&](spmla_handle_t c) {
+               return spmla_handle_set_option(c, static_cast<spmla_option_t>(option), value);
+             });
+           },
+           py::arg("option"), py::arg("value"))
+      .def("get_option",
+           [](Handle &h, int option) {
+             int64_t v = 0;
+             h.call([&](spmla_handle_t c) {
+               return spmla_handle_get_option(c, static_cast<spmla_option_t>(option), &v);
+             });
+             return v;
+           },
+           py::arg("option"));
 
   // --- tensors --------------------------------------------------------------------------------
   py::class_<TensorView>(m, "Tensor")

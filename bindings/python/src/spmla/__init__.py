@@ -44,7 +44,7 @@ from ._ops import (
     window_indices,
 )
 from ._runtime import Handle, Typed, Workspace, typed
-from ._types import Arrangement, DType, FP8Flavor, Layout
+from ._types import Arrangement, DType, FP8Flavor, Layout, Option
 
 __version__: str = _spmla.version_string()
 
@@ -73,6 +73,7 @@ __all__ = [
     "Layout",
     "Arrangement",
     "FP8Flavor",
+    "Option",
     # errors
     "Error",
     "InvalidArgumentError",

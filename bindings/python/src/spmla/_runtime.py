@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _spmla
 from ._errors import InvalidArgumentError, OutOfMemoryError, SizeOverflowError
-from ._types import DType, as_dtype
+from ._types import DType, Option, as_dtype
 
 __all__ = ["Handle", "Typed", "typed", "Workspace", "default_handle"]
 
@@ -48,8 +48,37 @@ class Handle:
             slots, lengths = spmla.indices_to_slots(pos, req, table, 64, handle=h)
     """
 
-    def __init__(self, backend: str = "auto", device: int = 0) -> None:
+    def __init__(self, backend: str = "auto", device: int = 0, *,
+                 batch_invariant: Optional[bool] = None) -> None:
         self._h = _spmla.Handle(str(backend) if backend is not None else "auto", int(device))
+        if batch_invariant is not None:
+            try:
+                self.batch_invariant = batch_invariant
+            except BaseException:
+                self._h.close()
+                raise
+
+    def set_option(self, option: Any, value: int) -> None:
+        """Sets a handle option (:class:`spmla.Option`, ``spmla_handle_set_option``) for the
+        handle's later calls; plans made before keep their schedule (plan again). An unknown
+        option or a value outside its range raises InvalidArgumentError; a backend that cannot
+        honour it UnsupportedError."""
+        self._h.set_option(operator.index(option), operator.index(value))
+
+    def get_option(self, option: Any) -> int:
+        """The current value of a handle option (its default if never set)."""
+        return self._h.get_option(operator.index(option))
+
+    @property
+    def batch_invariant(self) -> bool:
+        """``SPMLA_OPTION_BATCH_INVARIANT``: with True, a token's results are bit-identical
+        whatever the other tokens of a call are (batch size, their lengths and index lists);
+        docs/SPEC.md "Batch invariance". Default False (speed first)."""
+        return self.get_option(Option.BATCH_INVARIANT) != 0
+
+    @batch_invariant.setter
+    def batch_invariant(self, on: bool) -> None:
+        self.set_option(Option.BATCH_INVARIANT, 1 if on else 0)
 
     @property
     def backend(self) -> str:

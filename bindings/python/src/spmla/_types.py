@@ -8,7 +8,7 @@ from typing import Any
 
 from ._errors import InvalidArgumentError
 
-__all__ = ["DType", "Layout", "Arrangement", "FP8Flavor", "as_dtype", "as_layout",
+__all__ = ["DType", "Layout", "Arrangement", "FP8Flavor", "Option", "as_dtype", "as_layout",
            "as_arrangement", "as_flavor"]
 
 
@@ -50,6 +50,12 @@ class Arrangement(enum.IntEnum):
     DEFAULT = 0
     PER_TOKEN = 1  # each token's data then its scales; FlashMLA from 2026-09-30
     PAGE_BLOCKED = 2  # block_size data rows, then block_size scale rows, page to 512 B; 2026-09-10
+
+
+class Option(enum.IntEnum):
+    """Handle options (``spmla_option_t``, ABI 1.3), for :meth:`Handle.set_option`."""
+
+    BATCH_INVARIANT = 1  # 0 / 1: a token's results do not depend on the other tokens of a call
 
 
 class FP8Flavor(enum.IntEnum):

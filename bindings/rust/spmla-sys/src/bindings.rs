@@ -3,12 +3,12 @@
 // Generated from include/spmla.h by scripts/regen-rust-bindings. Do not edit.
 
 pub const SPMLA_VERSION_MAJOR: u32 = 1;
-pub const SPMLA_VERSION_MINOR: u32 = 2;
+pub const SPMLA_VERSION_MINOR: u32 = 3;
 pub const SPMLA_VERSION_PATCH: u32 = 0;
-pub const SPMLA_VERSION_NUMBER: u32 = 10200;
-pub const SPMLA_VERSION_STRING: &[u8; 6usize] = b"1.2.0\0";
+pub const SPMLA_VERSION_NUMBER: u32 = 10300;
+pub const SPMLA_VERSION_STRING: &[u8; 6usize] = b"1.3.0\0";
 pub const SPMLA_ABI_VERSION_MAJOR: u32 = 1;
-pub const SPMLA_ABI_VERSION_MINOR: u32 = 2;
+pub const SPMLA_ABI_VERSION_MINOR: u32 = 3;
 pub const SPMLA_MAX_DIMS: u32 = 8;
 pub type __int32_t = ::std::os::raw::c_int;
 pub type __uint32_t = ::std::os::raw::c_uint;
@@ -836,6 +836,34 @@ extern "C" {
 extern "C" {
     #[doc = " Device ordinal of the handle."]
     pub fn spmla_handle_device(handle: spmla_handle_t, device: *mut i32) -> spmla_status_t;
+}
+pub const SPMLA_OPTION_BATCH_INVARIANT: spmla_option = 1;
+#[doc = " (ABI 1.3) Options of a handle (libgit2 / zstd style: one setter and one getter, an enum of"]
+#[doc = "  options, an int64 value each). Values are explicit and never renumbered; an option a library"]
+#[doc = "  does not know is SPMLA_STATUS_INVALID_ARGUMENT. A new handle has every option at its default."]
+pub type spmla_option = ::std::os::raw::c_uint;
+#[doc = " (ABI 1.3) Options of a handle (libgit2 / zstd style: one setter and one getter, an enum of"]
+#[doc = "  options, an int64 value each). Values are explicit and never renumbered; an option a library"]
+#[doc = "  does not know is SPMLA_STATUS_INVALID_ARGUMENT. A new handle has every option at its default."]
+pub use self::spmla_option as spmla_option_t;
+extern "C" {
+    #[doc = " Sets an option of the handle for its later calls (plans made before keep their schedule: plan"]
+    #[doc = "  again after changing an option). Unknown option or a value outside the option's range:"]
+    #[doc = "  INVALID_ARGUMENT (nothing changes); a backend that cannot honour the value: UNSUPPORTED;"]
+    #[doc = "  the handle in use by another thread: HANDLE_BUSY."]
+    pub fn spmla_handle_set_option(
+        handle: spmla_handle_t,
+        option: spmla_option_t,
+        value: i64,
+    ) -> spmla_status_t;
+}
+extern "C" {
+    #[doc = " The current value of an option of the handle (its default if never set)."]
+    pub fn spmla_handle_get_option(
+        handle: spmla_handle_t,
+        option: spmla_option_t,
+        value: *mut i64,
+    ) -> spmla_status_t;
 }
 pub const SPMLA_MEMCPY_HOST_TO_DEVICE: spmla_memcpy_kind = 1;
 pub const SPMLA_MEMCPY_DEVICE_TO_HOST: spmla_memcpy_kind = 2;
@@ -2558,12 +2586,26 @@ pub struct spmla_api {
             arg3: *mut ::std::os::raw::c_void,
         ) -> spmla_status_t,
     >,
+    pub handle_set_option: ::std::option::Option<
+        unsafe extern "C" fn(
+            arg1: spmla_handle_t,
+            arg2: spmla_option_t,
+            arg3: i64,
+        ) -> spmla_status_t,
+    >,
+    pub handle_get_option: ::std::option::Option<
+        unsafe extern "C" fn(
+            arg1: spmla_handle_t,
+            arg2: spmla_option_t,
+            arg3: *mut i64,
+        ) -> spmla_status_t,
+    >,
 }
 #[test]
 fn bindgen_test_layout_spmla_api() {
     assert_eq!(
         ::std::mem::size_of::<spmla_api>(),
-        336usize,
+        352usize,
         concat!("Size of: ", stringify!(spmla_api))
     );
     assert_eq!(
@@ -3288,6 +3330,40 @@ fn bindgen_test_layout_spmla_api() {
         );
     }
     test_field_kv_cache_gather_run();
+    fn test_field_handle_set_option() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<spmla_api>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).handle_set_option) as usize - ptr as usize
+            },
+            336usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(spmla_api),
+                "::",
+                stringify!(handle_set_option)
+            )
+        );
+    }
+    test_field_handle_set_option();
+    fn test_field_handle_get_option() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<spmla_api>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).handle_get_option) as usize - ptr as usize
+            },
+            344usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(spmla_api),
+                "::",
+                stringify!(handle_get_option)
+            )
+        );
+    }
+    test_field_handle_get_option();
 }
 #[doc = " Every public function, in a table that only grows at the end. An engine does"]
 #[doc = "  dlopen(\"libspmla.so.1\"), dlsym(\"spmla_get_api\"), then calls through it."]

@@ -168,6 +168,25 @@ impl Default for Stream {
     }
 }
 
+/// An option of a [`Handle`] (ABI 1.3, `spmla_option_t`), set with [`Handle::set_option`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HandleOption {
+    /// `SPMLA_OPTION_BATCH_INVARIANT`: 0 (default, speed first) or 1. With 1, every
+    /// operation's result for a token is bit-identical whatever the other tokens of the
+    /// call are (batch size, their lengths, their index lists): docs/SPEC.md "Batch
+    /// invariance".
+    BatchInvariant,
+}
+
+impl HandleOption {
+    /// The C enum value.
+    pub fn to_raw(self) -> sys::spmla_option_t {
+        match self {
+            HandleOption::BatchInvariant => sys::SPMLA_OPTION_BATCH_INVARIANT,
+        }
+    }
+}
+
 /// A handle on one device of one backend: the object every operation runs on.
 ///
 /// Following the C header's threading rules, a handle is used by one thread at a
@@ -226,6 +245,31 @@ impl Handle {
         // SAFETY: live handle, valid output pointer.
         check(unsafe { sys::spmla_handle_device(self.raw, &mut d) })?;
         Ok(d)
+    }
+
+    /// Sets an option for the handle's later calls. Takes `&mut self`: no [`Plan`](crate::Plan)
+    /// of the handle is alive, so none keeps a schedule made under the old value.
+    pub fn set_option(&mut self, option: HandleOption, value: i64) -> Result<()> {
+        // SAFETY: live handle.
+        check(unsafe { sys::spmla_handle_set_option(self.raw, option.to_raw(), value) })
+    }
+
+    /// The current value of an option (its default if never set).
+    pub fn option(&self, option: HandleOption) -> Result<i64> {
+        let mut v = 0i64;
+        // SAFETY: live handle, valid output pointer.
+        check(unsafe { sys::spmla_handle_get_option(self.raw, option.to_raw(), &mut v) })?;
+        Ok(v)
+    }
+
+    /// `set_option(HandleOption::BatchInvariant, on as i64)`.
+    pub fn set_batch_invariant(&mut self, on: bool) -> Result<()> {
+        self.set_option(HandleOption::BatchInvariant, on as i64)
+    }
+
+    /// Whether `SPMLA_OPTION_BATCH_INVARIANT` is on.
+    pub fn batch_invariant(&self) -> Result<bool> {
+        Ok(self.option(HandleOption::BatchInvariant)? != 0)
     }
 
     /// The C handle (still owned by `self`).

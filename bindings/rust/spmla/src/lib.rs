@@ -64,7 +64,7 @@ pub use spmla_sys as sys;
 pub use error::{Error, Result, Status};
 pub use handle::{
     abi_version, backends, device_info, version_number, version_string, BackendInfo, DeviceBuffer,
-    DeviceInfo, Event, Handle, HostBuffer, Stream, Workspace,
+    DeviceInfo, Event, Handle, HandleOption, HostBuffer, Stream, Workspace,
 };
 pub use kv::{Fp8Flavor, KvArrangement, KvCache, KvCacheDesc, KvLayout};
 pub use ops::{

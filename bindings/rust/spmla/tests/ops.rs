@@ -63,8 +63,10 @@ fn versions_backends_and_dtypes() {
     assert_eq!(Status::from_raw(11), Status::HandleBusy);
     assert_eq!(Status::HandleBusy.code(), 11);
     assert_eq!(Status::HandleBusy.name(), "SPMLA_STATUS_HANDLE_BUSY");
-    assert_eq!(sys::SPMLA_VERSION_NUMBER, 10200);
-    assert_eq!(sys::SPMLA_ABI_VERSION_MINOR, 2);
+    assert_eq!(sys::SPMLA_VERSION_NUMBER, 10300);
+    assert_eq!(sys::SPMLA_ABI_VERSION_MINOR, 3);
+    // ABI 1.3: handle options.
+    assert_eq!(HandleOption::BatchInvariant.to_raw(), 1);
     // ABI 1.2: the V4.1 layouts and their arrangement.
     assert_eq!(KvLayout::V41Fp8(KvArrangement::PerToken).to_raw(), 6);
     assert_eq!(KvLayout::V41Fp4(KvArrangement::PageBlocked).to_raw(), 7);
@@ -75,6 +77,21 @@ fn versions_backends_and_dtypes() {
     let h = cpu();
     assert_eq!(h.backend_name(), "cpu");
     assert_eq!(h.device().unwrap(), 0);
+}
+
+#[test]
+fn handle_options() {
+    let mut h = cpu();
+    assert!(!h.batch_invariant().unwrap());
+    h.set_batch_invariant(true).unwrap();
+    assert!(h.batch_invariant().unwrap());
+    assert_eq!(h.option(HandleOption::BatchInvariant).unwrap(), 1);
+    let e = h.set_option(HandleOption::BatchInvariant, 2).unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArgument);
+    assert!(e.message().contains("expected 0 .. 1 for SPMLA_OPTION_BATCH_INVARIANT, got 2"), "{}", e.message());
+    assert_eq!(h.option(HandleOption::BatchInvariant).unwrap(), 1);
+    h.set_option(HandleOption::BatchInvariant, 0).unwrap();
+    assert!(!h.batch_invariant().unwrap());
 }
 
 #[test]
