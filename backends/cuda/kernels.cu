@@ -246,6 +246,11 @@ const char *sm90ws_variant_unsupported(const gpu::Device &d, const gpu::VendorSt
   if (!sm90_ws_built()) return "not built (SPMLA_CUDA_SM90_WS=OFF)";
   return sm90_unsupported(d, vs, s, true);
 }
+const char *sm90pair_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
+  if (d.cc != 90) return "needs an sm_90 device";
+  if (!vs->sm90pair) return "no sm_90a code for this device in the plugin";
+  return sm90pair_sources_unsupported(s.layout0, s.layout1);
+}
 const char *sm80_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
   if (d.cc < 80) return "needs sm_80 or newer (mma.sync bf16)";
   if (!vs->sm80[s.D == 576]) return shared_memory_short(sm80_smem_bytes(s.D), d.smem_optin);
@@ -263,6 +268,9 @@ int sm90_variant_launch(const kern::AttnParams &p, int, gpu::Dim3 g, const gpu::
 int sm90ws_variant_launch(const kern::AttnParams &p, int, gpu::Dim3 g, const gpu::VendorState *, void *s) {
   return (int)launch_sm90(p, true, as_dim3(g), as_stream(s));
 }
+int sm90pair_variant_launch(const kern::AttnParams &p, int, gpu::Dim3 g, const gpu::VendorState *, void *s) {
+  return (int)launch_sm90pair(p, as_dim3(g), as_stream(s));
+}
 int sm80_variant_launch(const kern::AttnParams &p, int q_vec, gpu::Dim3 g, const gpu::VendorState *, void *s) {
   return (int)(p.D == 576 ? launch_sm80_d576(p, q_vec, as_dim3(g), as_stream(s))
                           : launch_sm80_d512(p, q_vec, as_dim3(g), as_stream(s)));
@@ -276,6 +284,7 @@ int portable_variant_launch(const kern::AttnParams &p, int, gpu::Dim3 g, const g
 const gpu::AttnVariant kAttnVariants[] = {
     {"sm90", kern::kAttnBM, 8, true, sm90_variant_unsupported, sm90_variant_launch},
     {"sm90ws", kern::kAttnBM, 8, true, sm90ws_variant_unsupported, sm90ws_variant_launch},
+    {"sm90pair", kern::kAttnBM, 8, true, sm90pair_variant_unsupported, sm90pair_variant_launch},
     {"sm80", kern::kAttnBM, 8, false, sm80_variant_unsupported, sm80_variant_launch},
     {"portable", kern::kPortBM, 1, false, portable_variant_unsupported, portable_variant_launch},
 };
@@ -305,6 +314,7 @@ int vendor_prepare(const Device &d, VendorState **out) {
   if (e == cudaSuccess && d.cc == 90 && d.smem_optin >= cuda::sm90_smem_bytes(576)) {
     e = cuda::sm90_prepare(false, &vs->sm90);
     if (e == cudaSuccess && cuda::sm90_ws_built()) e = cuda::sm90_prepare(true, &vs->sm90ws);
+    if (e == cudaSuccess) e = cuda::sm90pair_prepare(&vs->sm90pair);
   }
   if (e == cudaSuccess) e = cuda::indexer_prepare();
   if (e == cudaSuccess) e = cuda::topk_prepare(d.id, &vs->topk);

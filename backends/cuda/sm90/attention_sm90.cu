@@ -1,10 +1,12 @@
-// Explicit instantiations and the host side of the Hopper attention fast path: variant "sm90"
-// (two consumer warpgroups) and, built only with SPMLA_CUDA_SM90_WS (off by default), the
+// Explicit instantiations and the host side of the Hopper attention fast paths: variant "sm90"
+// (two consumer warpgroups), "sm90pair" (BF16 sources: two consumer warpgroups on pairs of key
+// tiles and a producer warpgroup) and, built only with SPMLA_CUDA_SM90_WS (off by default), the
 // experimental warp-specialized "sm90ws".
 #include <cstdlib>
 #include <cstring>
 
 #include "attention_sm90.cuh"
+#include "attention_sm90_pair.cuh"
 #include "cuda/vendor_cuda.h"
 
 namespace spmla {
@@ -55,6 +57,15 @@ cudaError_t prepare_kernel(void (*k)(kern::AttnParams), bool *usable) {
   // empty body that must never run).
   if (fa.binaryVersion != 90) *usable = false;
   return cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, sm90::Smem<D>::kBytes);
+}
+template <int D>
+cudaError_t prepare_pair(bool *usable) {
+  cudaFuncAttributes fa;
+  cudaError_t e = cudaFuncGetAttributes(&fa, sm90::pair::sparse_attention_sm90pair_kernel<D>);
+  if (e != cudaSuccess) return e;
+  if (fa.binaryVersion != 90) *usable = false;
+  return cudaFuncSetAttribute(sm90::pair::sparse_attention_sm90pair_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              sm90::pair::Smem<D>::kBytes);
 }
 template <int D, int Layout, int Flavor, bool WS>
 cudaError_t prepare_one(bool *usable) {
@@ -120,6 +131,31 @@ cudaError_t sm90_prepare(bool ws, bool *ready) {
 
 cudaError_t launch_sm90(const kern::AttnParams &p, bool ws, dim3 grid, cudaStream_t s) {
   return ws ? launch_any<true>(p, grid, s) : launch_any<false>(p, grid, s);
+}
+
+const char *sm90pair_sources_unsupported(int layout0, int layout1) {
+  if (layout0 != kern::kBF16 || (layout1 != 0 && layout1 != kern::kBF16)) return "reads BF16 sources only";
+  return nullptr;
+}
+
+cudaError_t sm90pair_prepare(bool *ready) {
+  *ready = false;
+#if defined(SPMLA_CUDA_HAS_SM90A)
+  bool ok = true;
+  cudaError_t e = prepare_pair<576>(&ok);
+  if (e == cudaSuccess) e = prepare_pair<512>(&ok);
+  if (e != cudaSuccess) return e;
+  *ready = ok;
+#endif
+  return cudaSuccess;
+}
+
+cudaError_t launch_sm90pair(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
+  if (p.D == 576)
+    sm90::pair::sparse_attention_sm90pair_kernel<576><<<grid, sm90::pair::kThreads, sm90::pair::Smem<576>::kBytes, s>>>(p);
+  else
+    sm90::pair::sparse_attention_sm90pair_kernel<512><<<grid, sm90::pair::kThreads, sm90::pair::Smem<512>::kBytes, s>>>(p);
+  return cudaGetLastError();
 }
 
 }  // namespace cuda

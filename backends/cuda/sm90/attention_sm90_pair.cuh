@@ -1,0 +1,464 @@
+// attention_sm90_pair.cuh — Hopper sparse attention over BF16 caches, the "pair" schedule
+// (variant "sm90pair"). Same contract and partial-result format as the other kernels; the tile
+// arithmetic (swizzled tiles, descriptors, epilogue) is attention_sm90.cuh's.
+//
+// Why a second schedule: the two-warpgroup kernel splits each 64-key tile's QK^T between the
+// warpgroups (m64n32: every wgmma re-reads the 64 x 16 Q slice for only 32 keys, so QK^T is bound
+// by shared-memory reads) and synchronises both warpgroups twice per tile, so softmax, QK^T and
+// P V of one CTA never overlap. Here (the schedule of FlashMLA's sm90 sparse prefill, written anew):
+//   - three warpgroups: WG0 and WG1 compute, WG2 gathers rows with cp.async (setmaxnreg moves
+//     registers from it to the compute warpgroups);
+//   - keys go in pairs of 64-key tiles K0, K1: WG0 computes S0 = Q K0^T, WG1 S1 = Q K1^T (m64n64,
+//     each Q slice read once per 64 keys);
+//   - value dims are split: WG0 owns O[:, 0:256), WG1 O[:, 256:512). Each multiplies its own P
+//     from registers (wgmma RS) and the other's P from shared memory, so P V reads each V half once;
+//   - the row maximum is chained (WG0's goes to WG1, WG1's combined one back to WG0, which rescales
+//     its P before publishing it), so the warpgroups hand off instead of meeting at a barrier, and
+//     one's softmax overlaps the other's MMA;
+//   - each tile is two halves (dims [0, 256) and [256, D)) with their own full/free mbarriers, so the
+//     producer refills a half as soon as its last reader is done.
+// For D 576 the published P of WG0 (S0) lives in K0's RoPE chunk, which no P V reads: the three
+// 64 x D tiles (Q, K0, K1) and S1 fill Hopper's 227 KiB.
+#pragma once
+#include "attention_sm90.cuh"
+
+namespace spmla {
+namespace cuda {
+namespace sm90 {
+namespace pair {
+
+constexpr int kThreads = 384;                   // WG0, WG1 compute; WG2 produces
+constexpr int kMathRegs = 208, kProdRegs = 96;  // 2 * 128 * 216 + 128 * 72 = 64512 of 65536
+static_assert(256 * kMathRegs + 128 * kProdRegs <= 65536, "register file");
+// Named barriers (0 is __syncthreads, kBarMath = 5 the compute warpgroups' barrier of the epilogue),
+// each completed by one warpgroup's bar.arrive and the other's bar.sync (256 threads):
+constexpr int kBarMax0 = 1;  // WG0 published its row maximum (sM)
+constexpr int kBarMax1 = 2;  // WG1 published the combined row maximum (sM)
+constexpr int kBarP0 = 3;    // WG0's P (rescaled to the combined maximum) is in S0
+constexpr int kBarP1 = 4;    // WG1's P is in S1
+static_assert(kBarMath == 5, "kBarMath is the epilogue's barrier");
+
+template <int D>
+struct Smem {
+  static constexpr int kChunks = D / 64;
+  static constexpr int kTile = kChunks * kChunk;
+  static constexpr int kOffQ = 0;
+  static constexpr int kOffK = kTile;  // K0, K1
+  static constexpr int kOffS1 = 3 * kTile;
+  // S0: K0's RoPE chunk at D 576 (free once S0 = Q K0^T is computed; the producer refills it only
+  // after the last reader of S0), its own chunk at D 512.
+  static constexpr int kOffS0 = D == 576 ? kOffK + 8 * kChunk : kOffS1 + kChunk;
+  static constexpr int kOffMeta = kOffS1 + (D == 576 ? 1 : 2) * kChunk;
+  static constexpr int kOffValid = kOffMeta;           // [2][64] bytes: key present (K0, K1 rows)
+  static constexpr int kOffMax = kOffValid + 128;      // [64] floats: the row maximum handed over
+  static constexpr int kOffRow = kOffMax + 256;        // [2][64] floats: the epilogue's row sums
+  static constexpr int kOffBar = kOffRow + 512;        // mbarriers (8 B each)
+  // bars: 0 Q ready, 1 + 2 * k + h: half h of tile k ready, 5 + 2 * k + h: free, 9: valid ready
+  static constexpr int kBars = 10;
+  static constexpr int kBytes = kOffBar + kBars * 8 + 1024;  // + alignment slack for the swizzle atoms
+  static_assert(D != 576 || kBytes <= 227 * 1024, "D 576 fits Hopper's 227 KiB per block");
+};
+
+// ---- mbarrier and cp.async primitives (PTX ISA: "Parallel Synchronization and Communication
+// Instructions: mbarrier", "cp.async.mbarrier.arrive").
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mbar_init(uint64_t *b, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t *b) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(smem_u32(b)) : "memory");
+}
+// Arrives once all of this thread's earlier cp.async have landed (the count was set for it).
+__device__ __forceinline__ void mbar_arrive_cp_async(uint64_t *b) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(b)) : "memory");
+}
+// Waits until the phase of parity `parity` has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT_%=;\n}\n" ::"r"(smem_u32(b)),
+      "r"(parity)
+      : "memory");
+}
+// 16 bytes global -> shared (a shared-space address); zeros when !valid (no bytes are read then).
+// Rows are kept in L2 (evict_last): a key row is read by every head block and every query token
+// that selects it.
+__device__ __forceinline__ void cp16(uint32_t dst, const void *src, bool valid, uint64_t policy) {
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0), "l"(policy)
+               : "memory");
+}
+__device__ __forceinline__ uint64_t policy_evict_last() {
+  uint64_t p;
+  asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(p));
+  return p;
+}
+__device__ __forceinline__ void bar_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
+__device__ __forceinline__ void bar_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
+
+// S = Q K^T over chunks [c0, c1) of a 64-key tile (m64n64, accumulate unless `clear`); issued only.
+// Each batch starts with its own wgmma.fence: a wait loop between two batches on the same
+// accumulators otherwise makes ptxas insert one and serialize every wgmma of the kernel.
+__device__ __forceinline__ void qk_chunks(float (&s)[32], const uint8_t *qs, const uint8_t *kt, int c0, int c1,
+                                          bool clear) {
+  fence_regs(s);
+  wg_fence();
+#pragma unroll
+  for (int ch = c0; ch < c1; ++ch) {
+#pragma unroll
+    for (int k4 = 0; k4 < 4; ++k4) {
+      const uint64_t da = desc_sw128(qs + ch * kChunk + k4 * 32, 16, 1024);
+      const uint64_t db = desc_sw128(kt + ch * kChunk + k4 * 32, 16, 1024);
+      wgmma_m64n64k16_ss(s, da, db, (clear && ch == c0 && k4 == 0) ? 0 : 1);
+    }
+  }
+}
+
+// O += P V over a 64-key tile, P from registers (the bf16 pairs of the thread's S fragment).
+__device__ __forceinline__ void pv_regs(float (&o)[128], const uint32_t (&pa)[16], const uint8_t *vt) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    const uint32_t a[4] = {pa[4 * kk], pa[4 * kk + 1], pa[4 * kk + 2], pa[4 * kk + 3]};
+    wgmma_m64n256k16_rs_tb(o, a, desc_sw128(vt + kk * 2048, kChunk, 1024));
+  }
+}
+// O += P V over a 64-key tile, P from shared memory (a 64 x 64 swizzled chunk).
+__device__ __forceinline__ void pv_smem(float (&o)[128], const uint8_t *ps, const uint8_t *vt) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+    wgmma_m64n256k16_ss_tb(o, desc_sw128(ps + kk * 32, 16, 1024), desc_sw128(vt + kk * 2048, kChunk, 1024), 1);
+}
+
+// Scores to log2 units, keys without a row to -inf; the rows' maxima of this tile (quad-reduced).
+__device__ __forceinline__ void mask_scale(float (&s)[32], const uint8_t *valid, int quad, float sl2, float (&mx)[2]) {
+  mx[0] = mx[1] = dev::neg_inf();
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const bool v = valid[j * 8 + quad * 2 + e] != 0;
+      s[4 * j + e] = v ? s[4 * j + e] * sl2 : dev::neg_inf();
+      s[4 * j + 2 + e] = v ? s[4 * j + 2 + e] * sl2 : dev::neg_inf();
+      mx[0] = fmaxf(mx[0], s[4 * j + e]);
+      mx[1] = fmaxf(mx[1], s[4 * j + 2 + e]);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    mx[i] = fmaxf(mx[i], dev::shfl_xor(mx[i], 1));
+    mx[i] = fmaxf(mx[i], dev::shfl_xor(mx[i], 2));
+  }
+}
+__device__ __forceinline__ float rescale_factor(float m_old, float m_new) {
+  return m_new == dev::neg_inf() ? 1.f : exp2f(m_old - m_new);
+}
+// Moves the running state to the new row maxima m: O and the row sums rescaled, S -> P = exp2(S - m)
+// (fp32, in place), the thread's share of the row sums added.
+__device__ __forceinline__ void softmax_to(float (&s)[32], MathAcc &acc, const float (&m)[2]) {
+  float alpha[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    alpha[i] = rescale_factor(acc.m[i], m[i]);
+    acc.m[i] = m[i];
+  }
+  if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      acc.o[4 * j] *= alpha[0];
+      acc.o[4 * j + 1] *= alpha[0];
+      acc.o[4 * j + 2] *= alpha[1];
+      acc.o[4 * j + 3] *= alpha[1];
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) acc.l[i] *= alpha[i];  // per-thread partial sums, reduced at the end
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int i = e >> 1;
+      const float x = s[4 * j + e];
+      const float pv = x == dev::neg_inf() ? 0.f : exp2f(x - m[i]);
+      s[4 * j + e] = pv;
+      acc.l[i] += pv;
+    }
+  }
+}
+// P (fp32 in s, times f per row) as the bf16 A fragments of P V.
+__device__ __forceinline__ void pack_p(const float (&s)[32], const float (&f)[2], uint32_t (&pa)[16]) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    pa[2 * j] = dev::pack_bf16x2(s[4 * j] * f[0], s[4 * j + 1] * f[0]);
+    pa[2 * j + 1] = dev::pack_bf16x2(s[4 * j + 2] * f[1], s[4 * j + 3] * f[1]);
+  }
+}
+// The fragments into a 64 x 64 swizzled chunk (the A operand of the other warpgroup's P V).
+__device__ __forceinline__ void store_p(const uint32_t (&pa)[16], uint8_t *ps, int r0, int quad) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int col = j * 8 + quad * 2;
+    *reinterpret_cast<uint32_t *>(ps + swz(r0, col)) = pa[2 * j];
+    *reinterpret_cast<uint32_t *>(ps + swz(r0 + 8, col)) = pa[2 * j + 1];
+  }
+}
+
+// Address of entry v's BF16 row (null: no key), as tile_rows computes it.
+__device__ __forceinline__ const uint8_t *bf16_row(const kern::AttnParams &p, int t, const Range &r, int v) {
+  const Entry e = tile_entry(p, t, r, v, 0);
+  if (e.slot < 0) return nullptr;
+  const kern::CacheDesc &c = p.src[e.which];
+  if ((int64_t)e.slot >= c.num_slots()) return nullptr;
+  return c.base + kern::slot_offsets<false>(c, e.slot).data;
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(const kern::AttnParams p) {
+#if defined(SPMLA_SM90A_DEVICE)
+  using S = Smem<D>;
+  constexpr int kC = S::kChunks, kHalf = 4;  // chunks [0, 4): V dims [0, 256); [4, kC): the rest
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t *base = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
+  uint8_t *qs = base + S::kOffQ;
+  uint8_t *ks[2] = {base + S::kOffK, base + S::kOffK + S::kTile};
+  uint8_t *ps[2] = {base + S::kOffS0, base + S::kOffS1};
+  uint8_t *valid = base + S::kOffValid;
+  float *smax = reinterpret_cast<float *>(base + S::kOffMax);
+  float *xrow = reinterpret_cast<float *>(base + S::kOffRow);
+  uint64_t *bars = reinterpret_cast<uint64_t *>(base + S::kOffBar);
+  uint64_t *bar_q = bars, *bar_full = bars + 1, *bar_free = bars + 5, *bar_valid = bars + 9;  // [2 * k + h]
+
+  const int tid = threadIdx.x;
+  const int t = blockIdx.x, h0 = blockIdx.y * kBM, split = blockIdx.z;
+  const Range range = kern::token_range<kBN>(p, t, split);
+  const int npairs = (range.stop - range.begin + 2 * kBN - 1) / (2 * kBN);
+
+  if (tid == 0) {
+    mbar_init(bar_q, 128);
+    for (int i = 0; i < 4; ++i) {
+      mbar_init(bar_full + i, 128);  // the producer's 128 threads (cp.async arrivals)
+      mbar_init(bar_free + i, 128);  // the last reader: one compute warpgroup
+    }
+    mbar_init(bar_valid, 16);  // one producer thread per row group
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (tid >= 256) {
+    // ---- producer: Q, then per pair the four tile halves in the order the compute warpgroups
+    // read them (K0 low, K1 high, K0 high, K1 low), each behind its free barrier.
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProdRegs));
+    const int pt = tid - 256, group = pt >> 3, lane8 = pt & 7;  // rows lr * 16 + group, 16 B lane8
+    const uint64_t policy = policy_evict_last();
+    {
+      const uint16_t *qt = p.q + (int64_t)t * p.q_stride_t;
+      const uint32_t q_u32 = smem_u32(qs);
+      for (int u = pt; u < kBM * (D / 8); u += 128) {
+        const int r = u / (D / 8), c = u - r * (D / 8);
+        const bool ok = h0 + r < p.H;
+        cp16(q_u32 + swz(r, c * 8), ok ? (const void *)(qt + (int64_t)(h0 + r) * p.q_stride_h + c * 8) : (const void *)p.q,
+             ok, policy);
+      }
+      mbar_arrive_cp_async(bar_q);
+    }
+    // This thread's 16 bytes of row lr * 16 + group, chunk c sit at k_u32[k] + my + lr * 2048 +
+    // c * kChunk in the swizzled tile (row & 7 = group & 7 for every lr), and come from byte
+    // lane8 * 16 + c * 128 of the row: constant offsets, so no address stays live across rounds.
+    const uint32_t my = (uint32_t)(group * 128 + ((lane8 ^ (group & 7)) << 4));
+    const uint32_t k_u32[2] = {smem_u32(ks[0]) + my, smem_u32(ks[1]) + my};
+    const uint8_t *rows[2][4];
+    auto load_rows = [&](int pi) {
+#pragma unroll
+      for (int k = 0; k < 2; ++k)
+#pragma unroll
+        for (int lr = 0; lr < 4; ++lr)
+          rows[k][lr] = bf16_row(p, t, range, range.begin + (2 * pi + k) * kBN + lr * 16 + group);
+    };
+    auto copy_half = [&](int k, int c0, int c1) {
+#pragma unroll
+      for (int lr = 0; lr < 4; ++lr) {
+        const uint8_t *row = rows[k][lr];
+        const uint8_t *src = row ? row + lane8 * 16 : reinterpret_cast<const uint8_t *>(p.q);
+#pragma unroll
+        for (int c = c0; c < c1; ++c)
+          cp16(k_u32[k] + lr * 2048 + c * kChunk, src + (row ? c * 128 : 0), row != nullptr, policy);
+      }
+    };
+    if (npairs > 0) load_rows(0);
+    uint32_t ph = 1;  // the free barriers' first wait passes at once
+    for (int pi = 0; pi < npairs; ++pi) {
+      mbar_wait(bar_free + 0, ph);
+      copy_half(0, 0, kHalf);
+      mbar_arrive_cp_async(bar_full + 0);
+      mbar_wait(bar_free + 3, ph);
+      copy_half(1, kHalf, kC);
+      mbar_arrive_cp_async(bar_full + 3);
+      mbar_wait(bar_free + 1, ph);
+      copy_half(0, kHalf, kC);
+      mbar_arrive_cp_async(bar_full + 1);
+      mbar_wait(bar_free + 2, ph);
+      copy_half(1, 0, kHalf);
+      mbar_arrive_cp_async(bar_full + 2);
+      // Both compute warpgroups are past the previous pair's masks (each read its mask before
+      // releasing K1's halves): publish this pair's.
+      if (lane8 == 0) {
+#pragma unroll
+        for (int k = 0; k < 2; ++k)
+#pragma unroll
+          for (int lr = 0; lr < 4; ++lr) valid[k * 64 + lr * 16 + group] = rows[k][lr] != nullptr;
+        mbar_arrive(bar_valid);
+      }
+      ph ^= 1u;
+      if (pi + 1 < npairs) load_rows(pi + 1);
+    }
+    dev::async_wait_all();
+  } else {
+    // ---- compute warpgroups
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kMathRegs));
+    const MathThread th(tid);
+    const int wg = th.wg, quad = th.quad, r0 = th.r0;
+    const float sl2 = p.scale * kern::kLog2e;
+    MathAcc acc;
+    acc.init();
+    float s[32];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) s[i] = 0.f;
+    uint32_t pa[16];
+    uint32_t ph = 0;
+    mbar_wait(bar_q, 0);
+    if (wg == 0) {
+      // WG0: S0 = Q K0^T; O[:, 0:256) += P0 V0 (registers) + P1 V1 (S1).
+      if (npairs > 0) {
+        mbar_wait(bar_full + 0, 0);
+        qk_chunks(s, qs, ks[0], 0, kHalf, true);
+        mbar_wait(bar_full + 1, 0);
+        qk_chunks(s, qs, ks[0], kHalf, kC, false);
+        wg_commit();
+        wg_wait0();
+        fence_regs(s);
+      }
+      for (int pi = 0; pi < npairs; ++pi) {
+        float mx[2];
+        mbar_wait(bar_valid, ph);
+        mask_scale(s, valid, quad, sl2, mx);
+        const float m_new[2] = {fmaxf(acc.m[0], mx[0]), fmaxf(acc.m[1], mx[1])};
+        softmax_to(s, acc, m_new);
+        if (quad == 0) {
+          smax[r0] = m_new[0];
+          smax[r0 + 8] = m_new[1];
+        }
+        bar_arrive(kBarMax0);
+        const float one[2] = {1.f, 1.f};
+        pack_p(s, one, pa);
+        wg_fence();
+        pv_regs(acc.o, pa, ks[0]);
+        wg_commit();
+        wg_wait0();
+        fence_regs(acc.o);
+        mbar_arrive(bar_free + 0);  // K0 low half read (QK^T, P0 V0)
+
+        // The combined maximum from WG1: P0 rescaled to it goes to S0 for WG1's half of O.
+        bar_sync(kBarMax1);
+        float beta[2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          const float mc = smax[r0 + 8 * i];
+          beta[i] = rescale_factor(acc.m[i], mc);
+          acc.m[i] = mc;
+        }
+        pack_p(s, beta, pa);
+        store_p(pa, ps[0], r0, quad);
+        fence_async_smem();
+        bar_arrive(kBarP0);
+        bar_sync(kBarP1);
+#pragma unroll
+        for (int j = 0; j < 32; ++j) {
+          acc.o[4 * j] *= beta[0];
+          acc.o[4 * j + 1] *= beta[0];
+          acc.o[4 * j + 2] *= beta[1];
+          acc.o[4 * j + 3] *= beta[1];
+        }
+        acc.l[0] *= beta[0];
+        acc.l[1] *= beta[1];
+        wg_fence();
+        pv_smem(acc.o, ps[1], ks[1]);
+        wg_commit();
+        ph ^= 1u;
+        if (pi + 1 < npairs) {
+          // The next pair's S0 while P1 V1 runs.
+          mbar_wait(bar_full + 0, ph);
+          qk_chunks(s, qs, ks[0], 0, kHalf, true);
+          wg_commit();
+          asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+          fence_regs(acc.o);
+          mbar_arrive(bar_free + 2);  // K1 low half read (QK^T by WG1, P1 V1)
+          mbar_wait(bar_full + 1, ph);
+          qk_chunks(s, qs, ks[0], kHalf, kC, false);
+          wg_commit();
+          wg_wait0();
+          fence_regs(s);
+        } else {
+          wg_wait0();
+          fence_regs(acc.o);
+          mbar_arrive(bar_free + 2);
+        }
+      }
+    } else {
+      // WG1: S1 = Q K1^T; O[:, 256:512) += P1 V1 (registers) + P0 V0 (S0).
+      for (int pi = 0; pi < npairs; ++pi) {
+        mbar_wait(bar_full + 3, ph);
+        qk_chunks(s, qs, ks[1], kHalf, kC, true);
+        mbar_wait(bar_full + 2, ph);
+        qk_chunks(s, qs, ks[1], 0, kHalf, false);
+        wg_commit();
+        wg_wait0();
+        fence_regs(s);
+        float mx[2];
+        mbar_wait(bar_valid, ph);
+        mask_scale(s, valid + 64, quad, sl2, mx);
+        bar_sync(kBarMax0);
+        // WG0's maximum already includes the previous combined one (acc.m here).
+        const float m_new[2] = {fmaxf(smax[r0], mx[0]), fmaxf(smax[r0 + 8], mx[1])};
+        __syncwarp();  // every row's readers (one warp) have read sM before it is overwritten
+        softmax_to(s, acc, m_new);
+        if (quad == 0) {
+          smax[r0] = m_new[0];
+          smax[r0 + 8] = m_new[1];
+        }
+        bar_arrive(kBarMax1);
+        const float one[2] = {1.f, 1.f};
+        pack_p(s, one, pa);
+        wg_fence();
+        pv_regs(acc.o, pa, ks[1] + kHalf * kChunk);
+        wg_commit();
+        store_p(pa, ps[1], r0, quad);
+        bar_sync(kBarP0);
+        pv_smem(acc.o, ps[0], ks[0] + kHalf * kChunk);
+        wg_commit();
+        fence_async_smem();
+        bar_arrive(kBarP1);
+        asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+        mbar_arrive(bar_free + 3);  // K1 high half read (QK^T, P1 V1)
+        wg_wait0();
+        fence_regs(acc.o);
+        mbar_arrive(bar_free + 1);  // K0 high half (and S0) read (P0 V0)
+        ph ^= 1u;
+      }
+    }
+    // Row sums: the thread's partial sums over its quad, then attn_epilogue adds the two
+    // warpgroups' (both hold the same final maxima).
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      acc.l[i] += dev::shfl_xor(acc.l[i], 1);
+      acc.l[i] += dev::shfl_xor(acc.l[i], 2);
+    }
+    attn_epilogue<true>(p, acc, th, xrow, t, h0, split);
+  }
+#endif
+}
+
+}  // namespace pair
+}  // namespace sm90
+}  // namespace cuda
+}  // namespace spmla
