@@ -38,7 +38,7 @@ constexpr int kBarP0 = 3;    // WG0's P (rescaled to the combined maximum) is in
 constexpr int kBarP1 = 4;    // WG1's P is in S1
 static_assert(kBarMath == 5, "kBarMath is the epilogue's barrier");
 
-template <int D>
+template <int D, bool kFp8 = false>
 struct Smem {
   static constexpr int kChunks = D / 64;
   static constexpr int kTile = kChunks * kChunk;
@@ -55,8 +55,12 @@ struct Smem {
   static constexpr int kOffBar = kOffRow + 512;        // mbarriers (8 B each)
   // bars: 0 Q ready, 1 + 2 * k + h: half h of tile k ready, 5 + 2 * k + h: free, 9: valid ready
   static constexpr int kBars = 10;
-  static constexpr int kBytes = kOffBar + kBars * 8 + 1024;  // + alignment slack for the swizzle atoms
-  static_assert(D != 576 || kBytes <= 227 * 1024, "D 576 fits Hopper's 227 KiB per block");
+  // FP8 sources: the pair's row addresses [2][64] and (D 512: V4 / V41 scale rows) [2][64].
+  static constexpr int kOffRows = kOffBar + kBars * 8;
+  static constexpr int kOffAux = kOffRows + (kFp8 ? 1024 : 0);
+  static constexpr int kUsed = kOffAux + (kFp8 && D == 512 ? 1024 : 0);
+  static constexpr int kBytes = kUsed + 1024;  // + alignment slack for the swizzle atoms
+  static_assert(kBytes <= 227 * 1024, "fits Hopper's 227 KiB per block");
 };
 
 // ---- mbarrier and cp.async primitives (PTX ISA: "Parallel Synchronization and Communication
@@ -204,6 +208,110 @@ __device__ __forceinline__ void store_p(const uint32_t (&pa)[16], uint8_t *ps, i
   }
 }
 
+// ---- FP8 sources: the producer dequantizes. A pair's four half tiles are cut into parts of 256
+// 16-byte units (2 per producer thread): a half's units are numbered row by row over its unit
+// range of each row (low half: units [0, 16) = value dims [0, 256); high half: the rest, RoPE
+// included), so part j of a half holds units [256 j, 256 j + 256). The parts of a pair run in the
+// producer's order (K0 low, K1 high, K0 high, K1 low); a ring of kRing register stages keeps the
+// loads of the next kRing - 1 parts in flight while a part is dequantized and stored.
+template <int Layout>
+struct PairParts {
+  using G = Fp8Rows<Layout>;
+  static constexpr int kLoU = 16, kHiU = G::kUnits - 16;  // units per row of each half
+  static constexpr int kLo = 64 * kLoU / 256, kHi = 64 * kHiU / 256;
+  static_assert(64 * kHiU % 256 == 0, "whole parts per half");
+  static constexpr int kParts = 2 * kLo + 2 * kHi;
+  static constexpr int kRing = 2;
+  // Half h (producer order) of part g, its first part, its tile, whether it is the low half, and
+  // its barrier index 2 * tile + high (bar_full / bar_free).
+  __device__ static constexpr int half_of(int g) { return g < kLo ? 0 : g < kLo + kHi ? 1 : g < kLo + 2 * kHi ? 2 : 3; }
+  __device__ static constexpr int first_of(int h) { return h == 0 ? 0 : h == 1 ? kLo : h == 2 ? kLo + kHi : kLo + 2 * kHi; }
+  __device__ static constexpr int count_of(int h) { return h == 0 || h == 3 ? kLo : kHi; }
+  __device__ static constexpr int tile_of(int h) { return h == 0 || h == 2 ? 0 : 1; }
+  __device__ static constexpr bool low(int h) { return h == 0 || h == 3; }
+  __device__ static constexpr int bar_of(int h) { return 2 * tile_of(h) + (low(h) ? 0 : 1); }
+};
+struct PartStage {
+  uint4 raw[2];
+  uint32_t scale[2];
+};
+// The rows (within the tile) and units of this thread's two units of part G.
+template <int Layout, int G>
+__device__ __forceinline__ void part_units(int pt, int (&r)[2], int (&c)[2]) {
+  using P = PairParts<Layout>;
+  constexpr int h = P::half_of(G), j = G - P::first_of(h);
+  constexpr int nu = P::low(h) ? P::kLoU : P::kHiU, c0 = P::low(h) ? 0 : P::kLoU;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int u = j * 256 + i * 128 + pt;
+    r[i] = u / nu;
+    c[i] = c0 + u % nu;
+  }
+}
+template <int Layout, int G>
+__device__ __forceinline__ void part_load(PartStage &st, const uint8_t *const *rows, const uint8_t *const *aux, int pt) {
+  using P = PairParts<Layout>;
+  constexpr int k64 = P::tile_of(P::half_of(G)) * 64;  // the tile's entries in the pair's table
+  int r[2], c[2];
+  part_units<Layout, G>(pt, r, c);
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+    fp8_load_unit<Layout>(rows[k64 + r[i]], Layout == kern::kV32 ? nullptr : aux[k64 + r[i]], c[i], st.raw[i],
+                          st.scale[i]);
+}
+template <int Layout, int G>
+__device__ __forceinline__ void part_store(const PartStage &st, uint8_t *const *ks, int flavor, int pt) {
+  using P = PairParts<Layout>;
+  uint8_t *kt = ks[P::tile_of(P::half_of(G))];
+  int r[2], c[2];
+  part_units<Layout, G>(pt, r, c);
+#pragma unroll
+  for (int i = 0; i < 2; ++i) fp8_store_unit<Layout>(st.raw[i], st.scale[i], kt, r[i], c[i], flavor);
+}
+// Parts [G, kParts) of one pair: load part G + kRing - 1, then (at a half's first part) wait for
+// the half's buffer, store part G, and (at its last part) publish the half.
+template <int Layout, int G>
+__device__ __forceinline__ void pair_parts(PartStage (&ring)[PairParts<Layout>::kRing], const uint8_t *const *rows,
+                                           const uint8_t *const *aux, uint8_t *const *ks, uint64_t *bar_full,
+                                           uint64_t *bar_free, uint32_t ph, int flavor, int pt) {
+  using P = PairParts<Layout>;
+  if constexpr (G < P::kParts) {
+    constexpr int h = P::half_of(G), ahead = G + P::kRing - 1;
+    if constexpr (ahead < P::kParts) part_load<Layout, ahead>(ring[ahead % P::kRing], rows, aux, pt);
+    if constexpr (G == P::first_of(h)) mbar_wait(bar_free + P::bar_of(h), ph);
+    part_store<Layout, G>(ring[G % P::kRing], ks, flavor, pt);
+    if constexpr (G == P::first_of(h) + P::count_of(h) - 1) {
+      fence_async_smem();  // generic-proxy stores, read next by wgmma
+      mbar_arrive(bar_full + P::bar_of(h));
+    }
+    pair_parts<Layout, G + 1>(ring, rows, aux, ks, bar_full, bar_free, ph, flavor, pt);
+  }
+}
+template <int Layout, int G>
+__device__ __forceinline__ void pair_prefetch(PartStage (&ring)[PairParts<Layout>::kRing], const uint8_t *const *rows,
+                                              const uint8_t *const *aux, int pt) {
+  if constexpr (G < PairParts<Layout>::kRing - 1) {
+    part_load<Layout, G>(ring[G], rows, aux, pt);
+    pair_prefetch<Layout, G + 1>(ring, rows, aux, pt);
+  }
+}
+// Entry v's row and scale-row addresses, as tile_rows computes them (null row: no key).
+template <int Layout>
+__device__ __forceinline__ void fp8_entry(const kern::AttnParams &p, int t, const Range &r, int v, const uint8_t *&row,
+                                          const uint8_t *&aux) {
+  row = nullptr;
+  aux = nullptr;
+  const Entry e = tile_entry(p, t, r, v, 0);
+  if (e.slot < 0) return;
+  const kern::CacheDesc &c = p.src[e.which];
+  if ((int64_t)e.slot >= c.num_slots()) return;
+  const kern::SlotOffsets o = kern::slot_offsets<Layout == kV41>(c, e.slot);
+  row = c.base + o.data;
+  aux = c.base + o.aux;
+  if (Layout == kV41 && c.layout == kern::kV41FP4) aux += 1;
+}
+__device__ __forceinline__ void producer_sync() { asm volatile("bar.sync 6, 128;\n" ::: "memory"); }
+
 // Address of entry v's BF16 row (null: no key), as tile_rows computes it.
 __device__ __forceinline__ const uint8_t *bf16_row(const kern::AttnParams &p, int t, const Range &r, int v) {
   const Entry e = tile_entry(p, t, r, v, 0);
@@ -213,10 +321,13 @@ __device__ __forceinline__ const uint8_t *bf16_row(const kern::AttnParams &p, in
   return c.base + kern::slot_offsets<false>(c, e.slot).data;
 }
 
-template <int D>
+// Layout kBF16 (Flavor 0): rows gathered by cp.async; V32 (D 576), V4 and V41 (D 512): rows
+// dequantized by the producer (Flavor: the FP8 decoder, as in the sm90 kernel).
+template <int D, int Layout, int Flavor>
 __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(const kern::AttnParams p) {
 #if defined(SPMLA_SM90A_DEVICE)
-  using S = Smem<D>;
+  constexpr bool kFp8 = Layout != kern::kBF16;
+  using S = Smem<D, kFp8>;
   constexpr int kC = S::kChunks, kHalf = 4;  // chunks [0, 4): V dims [0, 256); [4, kC): the rest
   extern __shared__ uint8_t smem_raw[];
   uint8_t *base = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
@@ -240,7 +351,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
       mbar_init(bar_full + i, 128);  // the producer's 128 threads (cp.async arrivals)
       mbar_init(bar_free + i, 128);  // the last reader: one compute warpgroup
     }
-    mbar_init(bar_valid, 16);  // one producer thread per row group
+    mbar_init(bar_valid, kFp8 ? 128 : 16);  // the producer threads that write the mask
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
@@ -267,6 +378,41 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
     // lane8 * 16 + c * 128 of the row: constant offsets, so no address stays live across rounds.
     const uint32_t my = (uint32_t)(group * 128 + ((lane8 ^ (group & 7)) << 4));
     const uint32_t k_u32[2] = {smem_u32(ks[0]) + my, smem_u32(ks[1]) + my};
+    if constexpr (kFp8) {
+      // The pair's row table: thread pt owns entry pt (tile pt >> 6, row pt & 63); the next pair's
+      // entry is read from the index list at the start of this pair, written after it.
+      const uint8_t **rows = reinterpret_cast<const uint8_t **>(base + S::kOffRows);
+      const uint8_t **auxs = reinterpret_cast<const uint8_t **>(base + S::kOffAux);
+      using P = PairParts<Layout>;
+      PartStage ring[P::kRing];
+      const uint8_t *row = nullptr, *aux = nullptr;
+      if (npairs > 0) fp8_entry<Layout>(p, t, range, range.begin + pt, row, aux);
+      rows[pt] = row;
+      if (D == 512) auxs[pt] = aux;
+      producer_sync();
+      uint32_t ph = 1;
+      for (int pi = 0; pi < npairs; ++pi) {
+        const bool have_key = row != nullptr;
+        const uint8_t *next_row = nullptr, *next_aux = nullptr;
+        if (pi + 1 < npairs) fp8_entry<Layout>(p, t, range, range.begin + (pi + 1) * 2 * kBN + pt, next_row, next_aux);
+        // pt made opaque per pair: otherwise the compiler hoists every part's unit arithmetic
+        // (they depend on pt alone) out of the loop and spills it.
+        int ptv = pt;
+        asm volatile("" : "+r"(ptv));
+        pair_prefetch<Layout, 0>(ring, rows, auxs, ptv);
+        pair_parts<Layout, 0>(ring, rows, auxs, ks, bar_full, bar_free, ph, Flavor, ptv);
+        // Both compute warpgroups are past the previous pair's masks (see the BF16 path).
+        valid[pt] = have_key;
+        mbar_arrive(bar_valid);
+        producer_sync();  // every load of this pair has read the table
+        row = next_row;
+        aux = next_aux;
+        rows[pt] = row;
+        if (D == 512) auxs[pt] = aux;
+        producer_sync();
+        ph ^= 1u;
+      }
+    } else {
     const uint8_t *rows[2][4];
     auto load_rows = [&](int pi) {
 #pragma unroll
@@ -311,6 +457,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
       }
       ph ^= 1u;
       if (pi + 1 < npairs) load_rows(pi + 1);
+    }
     }
     dev::async_wait_all();
   } else {
