@@ -1,13 +1,15 @@
-// attention_sm90_pair.cuh — Hopper sparse attention over BF16 caches, the "pair" schedule
-// (variant "sm90pair"). Same contract and partial-result format as the other kernels; the tile
-// arithmetic (swizzled tiles, descriptors, epilogue) is attention_sm90.cuh's.
+// attention_sm90_pair.cuh — Hopper sparse attention, the "pair" schedule (variant "sm90pair"):
+// the sources the sm90 kernel reads (BF16 gathered by cp.async; V32_FP8, V4_FP8 and V41 rows
+// dequantized by the producer warpgroup). Same contract and partial-result format as the other
+// kernels; the tile arithmetic (swizzled tiles, descriptors, FP8 units, epilogue) is
+// attention_sm90.cuh's.
 //
 // Why a second schedule: the two-warpgroup kernel splits each 64-key tile's QK^T between the
 // warpgroups (m64n32: every wgmma re-reads the 64 x 16 Q slice for only 32 keys, so QK^T is bound
 // by shared-memory reads) and synchronises both warpgroups twice per tile, so softmax, QK^T and
 // P V of one CTA never overlap. Here (the schedule of FlashMLA's sm90 sparse prefill, written anew):
-//   - three warpgroups: WG0 and WG1 compute, WG2 gathers rows with cp.async (setmaxnreg moves
-//     registers from it to the compute warpgroups);
+//   - three warpgroups: WG0 and WG1 compute, WG2 gathers rows (cp.async for BF16; loads and
+//     dequantization for FP8), setmaxnreg moving registers from it to the compute warpgroups;
 //   - keys go in pairs of 64-key tiles K0, K1: WG0 computes S0 = Q K0^T, WG1 S1 = Q K1^T (m64n64,
 //     each Q slice read once per 64 keys);
 //   - value dims are split: WG0 owns O[:, 0:256), WG1 O[:, 256:512). Each multiplies its own P
@@ -212,8 +214,8 @@ __device__ __forceinline__ void store_p(const uint32_t (&pa)[16], uint8_t *ps, i
 // 16-byte units (2 per producer thread): a half's units are numbered row by row over its unit
 // range of each row (low half: units [0, 16) = value dims [0, 256); high half: the rest, RoPE
 // included), so part j of a half holds units [256 j, 256 j + 256). The parts of a pair run in the
-// producer's order (K0 low, K1 high, K0 high, K1 low); a ring of kRing register stages keeps the
-// loads of the next kRing - 1 parts in flight while a part is dequantized and stored.
+// producer's order (K0 low, K1 high, K0 high, K1 low); kAhead register stages keep the loads of
+// the next kAhead parts in flight while a part is dequantized and stored.
 template <int Layout>
 struct PairParts {
   using G = Fp8Rows<Layout>;
@@ -221,9 +223,9 @@ struct PairParts {
   static constexpr int kLo = 64 * kLoU / 256, kHi = 64 * kHiU / 256;
   static_assert(64 * kHiU % 256 == 0, "whole parts per half");
   static constexpr int kParts = 2 * kLo + 2 * kHi;
-  static constexpr int kRing = 2;
-  // Half h (producer order) of part g, its first part, its tile, whether it is the low half, and
-  // its barrier index 2 * tile + high (bar_full / bar_free).
+  static constexpr int kAhead = 4;  // parts whose loads are in flight while one is stored
+  // Half h (producer order) of part g, the half's first part and number of parts, its tile,
+  // whether it is the low half, and its barrier index 2 * tile + high (bar_full / bar_free).
   __device__ static constexpr int half_of(int g) { return g < kLo ? 0 : g < kLo + kHi ? 1 : g < kLo + 2 * kHi ? 2 : 3; }
   __device__ static constexpr int first_of(int h) { return h == 0 ? 0 : h == 1 ? kLo : h == 2 ? kLo + kHi : kLo + 2 * kHi; }
   __device__ static constexpr int count_of(int h) { return h == 0 || h == 3 ? kLo : kHi; }
@@ -235,64 +237,74 @@ struct PartStage {
   uint4 raw[2];
   uint32_t scale[2];
 };
-// The rows (within the tile) and units of this thread's two units of part G.
-template <int Layout, int G>
-__device__ __forceinline__ void part_units(int pt, int (&r)[2], int (&c)[2]) {
+// Part g of a pair, in a runtime loop (an unrolled sequence let the compiler hoist every part's
+// arithmetic and loads, and spill them): its half h, tile, unit range [c0, c0 + nu) of each row,
+// and index j within the half.
+template <int Layout>
+struct PartAt {
   using P = PairParts<Layout>;
-  constexpr int h = P::half_of(G), j = G - P::first_of(h);
-  constexpr int nu = P::low(h) ? P::kLoU : P::kHiU, c0 = P::low(h) ? 0 : P::kLoU;
+  int h, j, tile, c0, nu;
+  __device__ __forceinline__ explicit PartAt(int g) {
+    h = P::half_of(g);
+    j = g - P::first_of(h);
+    tile = P::tile_of(h);
+    c0 = P::low(h) ? 0 : P::kLoU;
+    nu = P::low(h) ? P::kLoU : P::kHiU;
+  }
+  __device__ __forceinline__ bool first() const { return j == 0; }
+  __device__ __forceinline__ bool last() const { return j == P::count_of(h) - 1; }
+  __device__ __forceinline__ int bar() const { return P::bar_of(h); }
+  // Unit i (0, 1) of thread pt: its row in the tile and its unit in the row.
+  __device__ __forceinline__ void unit(int pt, int i, int &r, int &c) const {
+    const int u = j * 256 + i * 128 + pt;
+    r = nu == 16 ? u >> 4 : u / P::kHiU;
+    c = c0 + (u - r * nu);
+  }
+};
+template <int Layout>
+__device__ __forceinline__ void part_load(PartStage &st, const PartAt<Layout> &a, const uint8_t *const *rows,
+                                          const uint8_t *const *aux, int pt) {
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
-    const int u = j * 256 + i * 128 + pt;
-    r[i] = u / nu;
-    c[i] = c0 + u % nu;
+    int r, c;
+    a.unit(pt, i, r, c);
+    const int e = a.tile * 64 + r;
+    fp8_load_unit<Layout>(rows[e], Layout == kern::kV32 ? nullptr : aux[e], c, st.raw[i], st.scale[i]);
   }
 }
-template <int Layout, int G>
-__device__ __forceinline__ void part_load(PartStage &st, const uint8_t *const *rows, const uint8_t *const *aux, int pt) {
-  using P = PairParts<Layout>;
-  constexpr int k64 = P::tile_of(P::half_of(G)) * 64;  // the tile's entries in the pair's table
-  int r[2], c[2];
-  part_units<Layout, G>(pt, r, c);
+template <int Layout>
+__device__ __forceinline__ void part_store(const PartStage &st, const PartAt<Layout> &a, uint8_t *kt, int flavor,
+                                           int pt) {
 #pragma unroll
-  for (int i = 0; i < 2; ++i)
-    fp8_load_unit<Layout>(rows[k64 + r[i]], Layout == kern::kV32 ? nullptr : aux[k64 + r[i]], c[i], st.raw[i],
-                          st.scale[i]);
+  for (int i = 0; i < 2; ++i) {
+    int r, c;
+    a.unit(pt, i, r, c);
+    fp8_store_unit<Layout>(st.raw[i], st.scale[i], kt, r, c, flavor);
+  }
 }
-template <int Layout, int G>
-__device__ __forceinline__ void part_store(const PartStage &st, uint8_t *const *ks, int flavor, int pt) {
+// One pair's parts: the loads of parts g + 1 .. g + kAhead are in flight while part g is stored
+// (into its half tile, after the half's free barrier; the half is published after its last part).
+// The stages rotate through registers (static indices), the loop over parts stays a loop.
+template <int Layout>
+__device__ __forceinline__ void pair_parts(const uint8_t *const *rows, const uint8_t *const *aux, uint8_t *const *ks,
+                                           uint64_t *bar_full, uint64_t *bar_free, uint32_t ph, int flavor, int pt) {
   using P = PairParts<Layout>;
-  uint8_t *kt = ks[P::tile_of(P::half_of(G))];
-  int r[2], c[2];
-  part_units<Layout, G>(pt, r, c);
+  constexpr int kAhead = P::kAhead;
+  PartStage st[kAhead + 1];
 #pragma unroll
-  for (int i = 0; i < 2; ++i) fp8_store_unit<Layout>(st.raw[i], st.scale[i], kt, r[i], c[i], flavor);
-}
-// Parts [G, kParts) of one pair: load part G + kRing - 1, then (at a half's first part) wait for
-// the half's buffer, store part G, and (at its last part) publish the half.
-template <int Layout, int G>
-__device__ __forceinline__ void pair_parts(PartStage (&ring)[PairParts<Layout>::kRing], const uint8_t *const *rows,
-                                           const uint8_t *const *aux, uint8_t *const *ks, uint64_t *bar_full,
-                                           uint64_t *bar_free, uint32_t ph, int flavor, int pt) {
-  using P = PairParts<Layout>;
-  if constexpr (G < P::kParts) {
-    constexpr int h = P::half_of(G), ahead = G + P::kRing - 1;
-    if constexpr (ahead < P::kParts) part_load<Layout, ahead>(ring[ahead % P::kRing], rows, aux, pt);
-    if constexpr (G == P::first_of(h)) mbar_wait(bar_free + P::bar_of(h), ph);
-    part_store<Layout, G>(ring[G % P::kRing], ks, flavor, pt);
-    if constexpr (G == P::first_of(h) + P::count_of(h) - 1) {
+  for (int k = 0; k < kAhead; ++k) part_load<Layout>(st[k], PartAt<Layout>(k), rows, aux, pt);
+#pragma unroll 1
+  for (int g = 0; g < P::kParts; ++g) {
+    const PartAt<Layout> a(g);
+    if (g + kAhead < P::kParts) part_load<Layout>(st[kAhead], PartAt<Layout>(g + kAhead), rows, aux, pt);
+    if (a.first()) mbar_wait(bar_free + a.bar(), ph);
+    part_store<Layout>(st[0], a, a.tile ? ks[1] : ks[0], flavor, pt);
+    if (a.last()) {
       fence_async_smem();  // generic-proxy stores, read next by wgmma
-      mbar_arrive(bar_full + P::bar_of(h));
+      mbar_arrive(bar_full + a.bar());
     }
-    pair_parts<Layout, G + 1>(ring, rows, aux, ks, bar_full, bar_free, ph, flavor, pt);
-  }
-}
-template <int Layout, int G>
-__device__ __forceinline__ void pair_prefetch(PartStage (&ring)[PairParts<Layout>::kRing], const uint8_t *const *rows,
-                                              const uint8_t *const *aux, int pt) {
-  if constexpr (G < PairParts<Layout>::kRing - 1) {
-    part_load<Layout, G>(ring[G], rows, aux, pt);
-    pair_prefetch<Layout, G + 1>(ring, rows, aux, pt);
+#pragma unroll
+    for (int k = 0; k < kAhead; ++k) st[k] = st[k + 1];
   }
 }
 // Entry v's row and scale-row addresses, as tile_rows computes them (null row: no key).
@@ -384,7 +396,6 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
       const uint8_t **rows = reinterpret_cast<const uint8_t **>(base + S::kOffRows);
       const uint8_t **auxs = reinterpret_cast<const uint8_t **>(base + S::kOffAux);
       using P = PairParts<Layout>;
-      PartStage ring[P::kRing];
       const uint8_t *row = nullptr, *aux = nullptr;
       if (npairs > 0) fp8_entry<Layout>(p, t, range, range.begin + pt, row, aux);
       rows[pt] = row;
@@ -395,12 +406,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
         const bool have_key = row != nullptr;
         const uint8_t *next_row = nullptr, *next_aux = nullptr;
         if (pi + 1 < npairs) fp8_entry<Layout>(p, t, range, range.begin + (pi + 1) * 2 * kBN + pt, next_row, next_aux);
-        // pt made opaque per pair: otherwise the compiler hoists every part's unit arithmetic
-        // (they depend on pt alone) out of the loop and spills it.
-        int ptv = pt;
-        asm volatile("" : "+r"(ptv));
-        pair_prefetch<Layout, 0>(ring, rows, auxs, ptv);
-        pair_parts<Layout, 0>(ring, rows, auxs, ks, bar_full, bar_free, ph, Flavor, ptv);
+        pair_parts<Layout>(rows, auxs, ks, bar_full, bar_free, ph, Flavor, pt);
         // Both compute warpgroups are past the previous pair's masks (see the BF16 path).
         valid[pt] = have_key;
         mbar_arrive(bar_valid);
