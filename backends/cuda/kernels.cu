@@ -249,7 +249,7 @@ const char *sm90ws_variant_unsupported(const gpu::Device &d, const gpu::VendorSt
 const char *sm90pair_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
   if (d.cc != 90) return "needs an sm_90 device";
   if (!vs->sm90pair) return "no sm_90a code for this device in the plugin";
-  return sm90pair_sources_unsupported(s.layout0, s.layout1);
+  return sm90_sources_unsupported(s.D, s.layout0, s.flavor0, s.layout1, s.flavor1);
 }
 const char *sm80_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
   if (d.cc < 80) return "needs sm_80 or newer (mma.sync bf16)";

@@ -38,9 +38,8 @@ size_t sm90_smem_bytes(int D);
 // *ready: the kernels are prepared and the device loaded their sm_90a code.
 cudaError_t sm90_prepare(bool ws, bool *ready);
 cudaError_t launch_sm90(const kern::AttnParams &p, bool ws, dim3 grid, cudaStream_t s);
-// sm90/attention_sm90_pair.cuh: variant "sm90pair" (three warpgroups, key tiles in pairs), BF16
-// sources only.
-const char *sm90pair_sources_unsupported(int layout0, int layout1);
+// sm90/attention_sm90_pair.cuh: variant "sm90pair" (three warpgroups, key tiles in pairs), the
+// same sources as sm90.
 cudaError_t sm90pair_prepare(bool *ready);
 cudaError_t launch_sm90pair(const kern::AttnParams &p, dim3 grid, cudaStream_t s);
 

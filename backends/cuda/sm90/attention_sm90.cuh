@@ -166,6 +166,36 @@ struct Fp8Stage<Layout, NT, Parts, true> {
 
 constexpr uint32_t kFp4Unit = 0x100u;  // scale word flag: the unit holds V41_FP4 codes
 
+// Unit c of a row (null: no key, zeros): its raw 16 bytes (V41_FP4: 8) and its scale word.
+template <int Layout>
+__device__ __forceinline__ void fp8_load_unit(const uint8_t *row, const uint8_t *aux, int c, uint4 &v, uint32_t &s) {
+  using G = Fp8Rows<Layout>;
+  v = make_uint4(0u, 0u, 0u, 0u);
+  s = 0u;
+  if (row && Layout == kV41) {
+    const uintptr_t at = reinterpret_cast<uintptr_t>(aux);
+    const uint8_t *sc = reinterpret_cast<const uint8_t *>(at & ~uintptr_t(1));
+    if (at & 1u) {  // V41_FP4
+      const uint2 w = __ldg(reinterpret_cast<const uint2 *>(row + c * 8));
+      v = make_uint4(w.x, w.y, 0u, 0u);
+      s = __ldg(sc + c) | kFp4Unit;
+    } else {
+      v = __ldg(reinterpret_cast<const uint4 *>(row + c * 16));
+      s = __ldg(sc + (c >> G::kScaleShift));
+    }
+  } else if (row) {
+    if (c < G::kNope) {
+      v = __ldg(reinterpret_cast<const uint4 *>(row + c * 16));
+      if (Layout == kern::kV32)
+        s = __ldg(reinterpret_cast<const uint32_t *>(row + KvV32::kScaleOffset) + (c >> G::kScaleShift));
+      else
+        s = __ldg(aux + (c >> G::kScaleShift));
+    } else {
+      v = __ldg(reinterpret_cast<const uint4 *>(row + G::kRopeByte + (c - G::kNope) * 16));
+    }
+  }
+}
+
 template <int Layout, int NT, int Parts>
 __device__ __forceinline__ void fp8_load(Fp8Stage<Layout, NT, Parts> &st, const uint8_t *const *rows,
                                          const uint8_t *const *aux, int ti, int part = 0) {
@@ -175,33 +205,7 @@ __device__ __forceinline__ void fp8_load(Fp8Stage<Layout, NT, Parts> &st, const 
   for (int i = 0; i < kPer; ++i) {
     const int u = ti + (part * kPer + i) * NT;
     const int r = u / G::kUnits, c = u - r * G::kUnits;
-    const uint8_t *row = rows[r];
-    uint4 v = make_uint4(0u, 0u, 0u, 0u);
-    uint32_t s = 0u;
-    if (row && Layout == kV41) {
-      const uintptr_t at = reinterpret_cast<uintptr_t>(aux[r]);
-      const uint8_t *sc = reinterpret_cast<const uint8_t *>(at & ~uintptr_t(1));
-      if (at & 1u) {  // V41_FP4
-        const uint2 w = __ldg(reinterpret_cast<const uint2 *>(row + c * 8));
-        v = make_uint4(w.x, w.y, 0u, 0u);
-        s = __ldg(sc + c) | kFp4Unit;
-      } else {
-        v = __ldg(reinterpret_cast<const uint4 *>(row + c * 16));
-        s = __ldg(sc + (c >> G::kScaleShift));
-      }
-    } else if (row) {
-      if (c < G::kNope) {
-        v = __ldg(reinterpret_cast<const uint4 *>(row + c * 16));
-        if (Layout == kern::kV32)
-          s = __ldg(reinterpret_cast<const uint32_t *>(row + KvV32::kScaleOffset) + (c >> G::kScaleShift));
-        else
-          s = __ldg(aux[r] + (c >> G::kScaleShift));
-      } else {
-        v = __ldg(reinterpret_cast<const uint4 *>(row + G::kRopeByte + (c - G::kNope) * 16));
-      }
-    }
-    st.raw[i] = v;
-    st.scale[i] = s;
+    fp8_load_unit<Layout>(rows[r], Layout == kV41 || Layout == kern::kV4 ? aux[r] : nullptr, c, st.raw[i], st.scale[i]);
   }
 }
 
@@ -231,6 +235,32 @@ __device__ __forceinline__ uint4 dequant_fp4x8_bf16(uint32_t w, float s) {
                     dev::pack_bf16x2(f[6], f[7]));
 }
 
+// Unit c of row r dequantized into the swizzled bf16 tile kt (RoPE units copied as they are).
+template <int Layout>
+__device__ __forceinline__ void fp8_store_unit(uint4 v, uint32_t scale, uint8_t *kt, int r, int c, int flavor) {
+  using G = Fp8Rows<Layout>;
+  if (c < G::kNope) {
+    // A unit of a row without a key holds zeros (scale bits 0): it stays 0 either way.
+    uint4 a, b;
+    if (Layout == kV41 && (scale & kFp4Unit)) {
+      const float sc = ::spmla::fp8_e4m3_to_f32((uint8_t)scale, ::spmla::Fp8Kind::E4M3FN);
+      a = dequant_fp4x8_bf16(v.x, sc);
+      b = dequant_fp4x8_bf16(v.y, sc);
+    } else {
+      const float sc = Layout == kern::kV32 ? __uint_as_float(scale) : dev::ue8m0_to_f32(scale);
+      a = dequant8_bf16(v.x, v.y, sc, flavor);
+      b = dequant8_bf16(v.z, v.w, sc, flavor);
+    }
+    // Units of odd 64-column chunks store their halves in the other order: the warp's first
+    // store then covers all eight 16-byte bank groups (no 2-way conflict).
+    const int e0 = c * 16, odd = (c >> 2) & 1;
+    *reinterpret_cast<uint4 *>(kt + swz(r, e0 + 8 * odd)) = odd ? b : a;
+    *reinterpret_cast<uint4 *>(kt + swz(r, e0 + 8 * (odd ^ 1))) = odd ? a : b;
+  } else {
+    *reinterpret_cast<uint4 *>(kt + swz(r, G::kRopeElem + (c - G::kNope) * 8)) = v;
+  }
+}
+
 template <int Layout, int NT, int Parts>
 __device__ __forceinline__ void fp8_store(const Fp8Stage<Layout, NT, Parts> &st, uint8_t *kt, int flavor, int ti,
                                           int part = 0) {
@@ -240,27 +270,7 @@ __device__ __forceinline__ void fp8_store(const Fp8Stage<Layout, NT, Parts> &st,
   for (int i = 0; i < kPer; ++i) {
     const int u = ti + (part * kPer + i) * NT;
     const int r = u / G::kUnits, c = u - r * G::kUnits;
-    if (c < G::kNope) {
-      const uint4 v = st.raw[i];
-      // A unit of a row without a key holds zeros (scale bits 0): it stays 0 either way.
-      uint4 a, b;
-      if (Layout == kV41 && (st.scale[i] & kFp4Unit)) {
-        const float sc = ::spmla::fp8_e4m3_to_f32((uint8_t)st.scale[i], ::spmla::Fp8Kind::E4M3FN);
-        a = dequant_fp4x8_bf16(v.x, sc);
-        b = dequant_fp4x8_bf16(v.y, sc);
-      } else {
-        const float sc = Layout == kern::kV32 ? __uint_as_float(st.scale[i]) : dev::ue8m0_to_f32(st.scale[i]);
-        a = dequant8_bf16(v.x, v.y, sc, flavor);
-        b = dequant8_bf16(v.z, v.w, sc, flavor);
-      }
-      // Units of odd 64-column chunks store their halves in the other order: the warp's first
-      // store then covers all eight 16-byte bank groups (no 2-way conflict).
-      const int e0 = c * 16, odd = (c >> 2) & 1;
-      *reinterpret_cast<uint4 *>(kt + swz(r, e0 + 8 * odd)) = odd ? b : a;
-      *reinterpret_cast<uint4 *>(kt + swz(r, e0 + 8 * (odd ^ 1))) = odd ? a : b;
-    } else {
-      *reinterpret_cast<uint4 *>(kt + swz(r, G::kRopeElem + (c - G::kNope) * 8)) = st.raw[i];
-    }
+    fp8_store_unit<Layout>(st.raw[i], st.scale[i], kt, r, c, flavor);
   }
 }
 

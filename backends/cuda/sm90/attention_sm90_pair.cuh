@@ -1,13 +1,15 @@
-// attention_sm90_pair.cuh — Hopper sparse attention over BF16 caches, the "pair" schedule
-// (variant "sm90pair"). Same contract and partial-result format as the other kernels; the tile
-// arithmetic (swizzled tiles, descriptors, epilogue) is attention_sm90.cuh's.
+// attention_sm90_pair.cuh — Hopper sparse attention, the "pair" schedule (variant "sm90pair"):
+// the sources the sm90 kernel reads (BF16 gathered by cp.async; V32_FP8, V4_FP8 and V41 rows
+// dequantized by the producer warpgroup). Same contract and partial-result format as the other
+// kernels; the tile arithmetic (swizzled tiles, descriptors, FP8 units, epilogue) is
+// attention_sm90.cuh's.
 //
 // Why a second schedule: the two-warpgroup kernel splits each 64-key tile's QK^T between the
 // warpgroups (m64n32: every wgmma re-reads the 64 x 16 Q slice for only 32 keys, so QK^T is bound
 // by shared-memory reads) and synchronises both warpgroups twice per tile, so softmax, QK^T and
 // P V of one CTA never overlap. Here (the schedule of FlashMLA's sm90 sparse prefill, written anew):
-//   - three warpgroups: WG0 and WG1 compute, WG2 gathers rows with cp.async (setmaxnreg moves
-//     registers from it to the compute warpgroups);
+//   - three warpgroups: WG0 and WG1 compute, WG2 gathers rows (cp.async for BF16; loads and
+//     dequantization for FP8), setmaxnreg moving registers from it to the compute warpgroups;
 //   - keys go in pairs of 64-key tiles K0, K1: WG0 computes S0 = Q K0^T, WG1 S1 = Q K1^T (m64n64,
 //     each Q slice read once per 64 keys);
 //   - value dims are split: WG0 owns O[:, 0:256), WG1 O[:, 256:512). Each multiplies its own P
@@ -38,7 +40,7 @@ constexpr int kBarP0 = 3;    // WG0's P (rescaled to the combined maximum) is in
 constexpr int kBarP1 = 4;    // WG1's P is in S1
 static_assert(kBarMath == 5, "kBarMath is the epilogue's barrier");
 
-template <int D>
+template <int D, bool kFp8 = false>
 struct Smem {
   static constexpr int kChunks = D / 64;
   static constexpr int kTile = kChunks * kChunk;
@@ -55,8 +57,12 @@ struct Smem {
   static constexpr int kOffBar = kOffRow + 512;        // mbarriers (8 B each)
   // bars: 0 Q ready, 1 + 2 * k + h: half h of tile k ready, 5 + 2 * k + h: free, 9: valid ready
   static constexpr int kBars = 10;
-  static constexpr int kBytes = kOffBar + kBars * 8 + 1024;  // + alignment slack for the swizzle atoms
-  static_assert(D != 576 || kBytes <= 227 * 1024, "D 576 fits Hopper's 227 KiB per block");
+  // FP8 sources: the pair's row addresses [2][64] and (D 512: V4 / V41 scale rows) [2][64].
+  static constexpr int kOffRows = kOffBar + kBars * 8;
+  static constexpr int kOffAux = kOffRows + (kFp8 ? 1024 : 0);
+  static constexpr int kUsed = kOffAux + (kFp8 && D == 512 ? 1024 : 0);
+  static constexpr int kBytes = kUsed + 1024;  // + alignment slack for the swizzle atoms
+  static_assert(kBytes <= 227 * 1024, "fits Hopper's 227 KiB per block");
 };
 
 // ---- mbarrier and cp.async primitives (PTX ISA: "Parallel Synchronization and Communication
@@ -204,6 +210,120 @@ __device__ __forceinline__ void store_p(const uint32_t (&pa)[16], uint8_t *ps, i
   }
 }
 
+// ---- FP8 sources: the producer dequantizes. A pair's four half tiles are cut into parts of 256
+// 16-byte units (2 per producer thread): a half's units are numbered row by row over its unit
+// range of each row (low half: units [0, 16) = value dims [0, 256); high half: the rest, RoPE
+// included), so part j of a half holds units [256 j, 256 j + 256). The parts of a pair run in the
+// producer's order (K0 low, K1 high, K0 high, K1 low); kAhead register stages keep the loads of
+// the next kAhead parts in flight while a part is dequantized and stored.
+template <int Layout>
+struct PairParts {
+  using G = Fp8Rows<Layout>;
+  static constexpr int kLoU = 16, kHiU = G::kUnits - 16;  // units per row of each half
+  static constexpr int kLo = 64 * kLoU / 256, kHi = 64 * kHiU / 256;
+  static_assert(64 * kHiU % 256 == 0, "whole parts per half");
+  static constexpr int kParts = 2 * kLo + 2 * kHi;
+  static constexpr int kAhead = 4;  // parts whose loads are in flight while one is stored
+  // Half h (producer order) of part g, the half's first part and number of parts, its tile,
+  // whether it is the low half, and its barrier index 2 * tile + high (bar_full / bar_free).
+  __device__ static constexpr int half_of(int g) { return g < kLo ? 0 : g < kLo + kHi ? 1 : g < kLo + 2 * kHi ? 2 : 3; }
+  __device__ static constexpr int first_of(int h) { return h == 0 ? 0 : h == 1 ? kLo : h == 2 ? kLo + kHi : kLo + 2 * kHi; }
+  __device__ static constexpr int count_of(int h) { return h == 0 || h == 3 ? kLo : kHi; }
+  __device__ static constexpr int tile_of(int h) { return h == 0 || h == 2 ? 0 : 1; }
+  __device__ static constexpr bool low(int h) { return h == 0 || h == 3; }
+  __device__ static constexpr int bar_of(int h) { return 2 * tile_of(h) + (low(h) ? 0 : 1); }
+};
+struct PartStage {
+  uint4 raw[2];
+  uint32_t scale[2];
+};
+// Part g of a pair, in a runtime loop (an unrolled sequence let the compiler hoist every part's
+// arithmetic and loads, and spill them): its half h, tile, unit range [c0, c0 + nu) of each row,
+// and index j within the half.
+template <int Layout>
+struct PartAt {
+  using P = PairParts<Layout>;
+  int h, j, tile, c0, nu;
+  __device__ __forceinline__ explicit PartAt(int g) {
+    h = P::half_of(g);
+    j = g - P::first_of(h);
+    tile = P::tile_of(h);
+    c0 = P::low(h) ? 0 : P::kLoU;
+    nu = P::low(h) ? P::kLoU : P::kHiU;
+  }
+  __device__ __forceinline__ bool first() const { return j == 0; }
+  __device__ __forceinline__ bool last() const { return j == P::count_of(h) - 1; }
+  __device__ __forceinline__ int bar() const { return P::bar_of(h); }
+  // Unit i (0, 1) of thread pt: its row in the tile and its unit in the row.
+  __device__ __forceinline__ void unit(int pt, int i, int &r, int &c) const {
+    const int u = j * 256 + i * 128 + pt;
+    r = nu == 16 ? u >> 4 : u / P::kHiU;
+    c = c0 + (u - r * nu);
+  }
+};
+template <int Layout>
+__device__ __forceinline__ void part_load(PartStage &st, const PartAt<Layout> &a, const uint8_t *const *rows,
+                                          const uint8_t *const *aux, int pt) {
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    int r, c;
+    a.unit(pt, i, r, c);
+    const int e = a.tile * 64 + r;
+    fp8_load_unit<Layout>(rows[e], Layout == kern::kV32 ? nullptr : aux[e], c, st.raw[i], st.scale[i]);
+  }
+}
+template <int Layout>
+__device__ __forceinline__ void part_store(const PartStage &st, const PartAt<Layout> &a, uint8_t *kt, int flavor,
+                                           int pt) {
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    int r, c;
+    a.unit(pt, i, r, c);
+    fp8_store_unit<Layout>(st.raw[i], st.scale[i], kt, r, c, flavor);
+  }
+}
+// One pair's parts: the loads of parts g + 1 .. g + kAhead are in flight while part g is stored
+// (into its half tile, after the half's free barrier; the half is published after its last part).
+// The stages rotate through registers (static indices), the loop over parts stays a loop.
+template <int Layout>
+__device__ __forceinline__ void pair_parts(const uint8_t *const *rows, const uint8_t *const *aux, uint8_t *const *ks,
+                                           uint64_t *bar_full, uint64_t *bar_free, uint32_t ph, int flavor, int pt) {
+  using P = PairParts<Layout>;
+  constexpr int kAhead = P::kAhead;
+  PartStage st[kAhead + 1];
+#pragma unroll
+  for (int k = 0; k < kAhead; ++k) part_load<Layout>(st[k], PartAt<Layout>(k), rows, aux, pt);
+#pragma unroll 1
+  for (int g = 0; g < P::kParts; ++g) {
+    const PartAt<Layout> a(g);
+    if (g + kAhead < P::kParts) part_load<Layout>(st[kAhead], PartAt<Layout>(g + kAhead), rows, aux, pt);
+    if (a.first()) mbar_wait(bar_free + a.bar(), ph);
+    part_store<Layout>(st[0], a, a.tile ? ks[1] : ks[0], flavor, pt);
+    if (a.last()) {
+      fence_async_smem();  // generic-proxy stores, read next by wgmma
+      mbar_arrive(bar_full + a.bar());
+    }
+#pragma unroll
+    for (int k = 0; k < kAhead; ++k) st[k] = st[k + 1];
+  }
+}
+// Entry v's row and scale-row addresses, as tile_rows computes them (null row: no key).
+template <int Layout>
+__device__ __forceinline__ void fp8_entry(const kern::AttnParams &p, int t, const Range &r, int v, const uint8_t *&row,
+                                          const uint8_t *&aux) {
+  row = nullptr;
+  aux = nullptr;
+  const Entry e = tile_entry(p, t, r, v, 0);
+  if (e.slot < 0) return;
+  const kern::CacheDesc &c = p.src[e.which];
+  if ((int64_t)e.slot >= c.num_slots()) return;
+  const kern::SlotOffsets o = kern::slot_offsets<Layout == kV41>(c, e.slot);
+  row = c.base + o.data;
+  aux = c.base + o.aux;
+  if (Layout == kV41 && c.layout == kern::kV41FP4) aux += 1;
+}
+__device__ __forceinline__ void producer_sync() { asm volatile("bar.sync 6, 128;\n" ::: "memory"); }
+
 // Address of entry v's BF16 row (null: no key), as tile_rows computes it.
 __device__ __forceinline__ const uint8_t *bf16_row(const kern::AttnParams &p, int t, const Range &r, int v) {
   const Entry e = tile_entry(p, t, r, v, 0);
@@ -213,10 +333,13 @@ __device__ __forceinline__ const uint8_t *bf16_row(const kern::AttnParams &p, in
   return c.base + kern::slot_offsets<false>(c, e.slot).data;
 }
 
-template <int D>
+// Layout kBF16 (Flavor 0): rows gathered by cp.async; V32 (D 576), V4 and V41 (D 512): rows
+// dequantized by the producer (Flavor: the FP8 decoder, as in the sm90 kernel).
+template <int D, int Layout, int Flavor>
 __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(const kern::AttnParams p) {
 #if defined(SPMLA_SM90A_DEVICE)
-  using S = Smem<D>;
+  constexpr bool kFp8 = Layout != kern::kBF16;
+  using S = Smem<D, kFp8>;
   constexpr int kC = S::kChunks, kHalf = 4;  // chunks [0, 4): V dims [0, 256); [4, kC): the rest
   extern __shared__ uint8_t smem_raw[];
   uint8_t *base = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
@@ -240,7 +363,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
       mbar_init(bar_full + i, 128);  // the producer's 128 threads (cp.async arrivals)
       mbar_init(bar_free + i, 128);  // the last reader: one compute warpgroup
     }
-    mbar_init(bar_valid, 16);  // one producer thread per row group
+    mbar_init(bar_valid, kFp8 ? 128 : 16);  // the producer threads that write the mask
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
@@ -267,6 +390,35 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
     // lane8 * 16 + c * 128 of the row: constant offsets, so no address stays live across rounds.
     const uint32_t my = (uint32_t)(group * 128 + ((lane8 ^ (group & 7)) << 4));
     const uint32_t k_u32[2] = {smem_u32(ks[0]) + my, smem_u32(ks[1]) + my};
+    if constexpr (kFp8) {
+      // The pair's row table: thread pt owns entry pt (tile pt >> 6, row pt & 63); the next pair's
+      // entry is read from the index list at the start of this pair, written after it.
+      const uint8_t **rows = reinterpret_cast<const uint8_t **>(base + S::kOffRows);
+      const uint8_t **auxs = reinterpret_cast<const uint8_t **>(base + S::kOffAux);
+      using P = PairParts<Layout>;
+      const uint8_t *row = nullptr, *aux = nullptr;
+      if (npairs > 0) fp8_entry<Layout>(p, t, range, range.begin + pt, row, aux);
+      rows[pt] = row;
+      if (D == 512) auxs[pt] = aux;
+      producer_sync();
+      uint32_t ph = 1;
+      for (int pi = 0; pi < npairs; ++pi) {
+        const bool have_key = row != nullptr;
+        const uint8_t *next_row = nullptr, *next_aux = nullptr;
+        if (pi + 1 < npairs) fp8_entry<Layout>(p, t, range, range.begin + (pi + 1) * 2 * kBN + pt, next_row, next_aux);
+        pair_parts<Layout>(rows, auxs, ks, bar_full, bar_free, ph, Flavor, pt);
+        // Both compute warpgroups are past the previous pair's masks (see the BF16 path).
+        valid[pt] = have_key;
+        mbar_arrive(bar_valid);
+        producer_sync();  // every load of this pair has read the table
+        row = next_row;
+        aux = next_aux;
+        rows[pt] = row;
+        if (D == 512) auxs[pt] = aux;
+        producer_sync();
+        ph ^= 1u;
+      }
+    } else {
     const uint8_t *rows[2][4];
     auto load_rows = [&](int pi) {
 #pragma unroll
@@ -311,6 +463,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
       }
       ph ^= 1u;
       if (pi + 1 < npairs) load_rows(pi + 1);
+    }
     }
     dev::async_wait_all();
   } else {
