@@ -30,8 +30,11 @@ namespace sm90 {
 namespace pair {
 
 constexpr int kThreads = 384;                   // WG0, WG1 compute; WG2 produces
-constexpr int kMathRegs = 208, kProdRegs = 96;  // 2 * 128 * 216 + 128 * 72 = 64512 of 65536
-static_assert(256 * kMathRegs + 128 * kProdRegs <= 65536, "register file");
+// setmaxnreg moves registers within the CTA's allocation at launch (384 threads x 168, the
+// ceiling __launch_bounds__(384, 1) gives ptxas): a total above it makes setmaxnreg.inc wait
+// forever (found on the H100: 208 + 96 = 65536 hung the first launch).
+constexpr int kMathRegs = 208, kProdRegs = 88;
+static_assert(256 * kMathRegs + 128 * kProdRegs <= kThreads * 168, "register split within the launch allocation");
 // Named barriers (0 is __syncthreads, kBarMath = 5 the compute warpgroups' barrier of the epilogue),
 // each completed by one warpgroup's bar.arrive and the other's bar.sync (256 threads):
 constexpr int kBarMax0 = 1;  // WG0 published its row maximum (sM)
