@@ -2,6 +2,7 @@
 #  - check_symbols: the exported symbols of libspmla equal src/libspmla.symbols, all spmla_*.
 #  - header_c99_* / header_cxx17_*: each public header compiles alone, with every *_INIT macro
 #    used, as C99 and as C++17 with -Wall -Wextra -pedantic -Werror.
+#  - check_install_deps: scripts/install-deps against a fake apt (offline machine, working apt).
 
 find_program(SPMLA_BASH bash)
 find_program(SPMLA_NM NAMES nm)
@@ -10,6 +11,11 @@ if(SPMLA_BASH AND SPMLA_NM)
            COMMAND ${SPMLA_BASH} ${PROJECT_SOURCE_DIR}/scripts/check-symbols
                    $<TARGET_FILE:spmla> ${PROJECT_SOURCE_DIR}/src/libspmla.symbols)
   set_tests_properties(check_symbols PROPERTIES LABELS "abi")
+endif()
+
+if(SPMLA_BASH)
+  add_test(NAME check_install_deps COMMAND ${SPMLA_BASH} ${PROJECT_SOURCE_DIR}/scripts/check-install-deps)
+  set_tests_properties(check_install_deps PROPERTIES LABELS "scripts" TIMEOUT 60)
 endif()
 
 set(_spmla_hdr_dir ${CMAKE_CURRENT_BINARY_DIR}/header-checks)
