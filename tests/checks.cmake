@@ -3,6 +3,8 @@
 #  - header_c99_* / header_cxx17_*: each public header compiles alone, with every *_INIT macro
 #    used, as C99 and as C++17 with -Wall -Wextra -pedantic -Werror.
 #  - check_install_deps: scripts/install-deps against a fake apt (offline machine, working apt).
+#  - sim_pair_schedule: the sm90pair kernel's barrier protocol over random interleavings
+#    (tools/sim/pair_schedule.py: no deadlock, no buffer read while it is rewritten).
 
 find_program(SPMLA_BASH bash)
 find_program(SPMLA_NM NAMES nm)
@@ -16,6 +18,12 @@ endif()
 if(SPMLA_BASH)
   add_test(NAME check_install_deps COMMAND ${SPMLA_BASH} ${PROJECT_SOURCE_DIR}/scripts/check-install-deps)
   set_tests_properties(check_install_deps PROPERTIES LABELS "scripts" TIMEOUT 60)
+endif()
+
+find_program(SPMLA_PYTHON3 python3)
+if(SPMLA_PYTHON3)
+  add_test(NAME sim_pair_schedule COMMAND ${SPMLA_PYTHON3} ${PROJECT_SOURCE_DIR}/tools/sim/pair_schedule.py --runs 3000)
+  set_tests_properties(sim_pair_schedule PROPERTIES LABELS "scripts" TIMEOUT 120)
 endif()
 
 set(_spmla_hdr_dir ${CMAKE_CURRENT_BINARY_DIR}/header-checks)
