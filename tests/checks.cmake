@@ -5,6 +5,8 @@
 #  - check_install_deps: scripts/install-deps against a fake apt (offline machine, working apt).
 #  - sim_pair_schedule: the sm90pair kernel's barrier protocol over random interleavings
 #    (tools/sim/pair_schedule.py: no deadlock, no buffer read while it is rewritten).
+#  - sim_pair_softmax: the sm90pair kernel's chained-maximum softmax against an exact softmax
+#    (tools/sim/pair_softmax.py).
 
 find_program(SPMLA_BASH bash)
 find_program(SPMLA_NM NAMES nm)
@@ -24,6 +26,8 @@ find_program(SPMLA_PYTHON3 python3)
 if(SPMLA_PYTHON3)
   add_test(NAME sim_pair_schedule COMMAND ${SPMLA_PYTHON3} ${PROJECT_SOURCE_DIR}/tools/sim/pair_schedule.py --runs 3000)
   set_tests_properties(sim_pair_schedule PROPERTIES LABELS "scripts" TIMEOUT 120)
+  add_test(NAME sim_pair_softmax COMMAND ${SPMLA_PYTHON3} ${PROJECT_SOURCE_DIR}/tools/sim/pair_softmax.py)
+  set_tests_properties(sim_pair_softmax PROPERTIES LABELS "scripts" TIMEOUT 120)
 endif()
 
 set(_spmla_hdr_dir ${CMAKE_CURRENT_BINARY_DIR}/header-checks)
