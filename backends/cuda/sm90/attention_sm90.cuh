@@ -357,6 +357,22 @@ __device__ __forceinline__ void qk_issue(float (&s)[16], const uint8_t *qs, cons
   wg_commit();
 }
 
+// The row values of a quad (the 4 threads that hold one accumulator row), combined.
+__device__ __forceinline__ void quad_max(float (&x)[2]) {
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    x[i] = fmaxf(x[i], dev::shfl_xor(x[i], 1));
+    x[i] = fmaxf(x[i], dev::shfl_xor(x[i], 2));
+  }
+}
+__device__ __forceinline__ void quad_sum(float (&x)[2]) {
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    x[i] += dev::shfl_xor(x[i], 1);
+    x[i] += dev::shfl_xor(x[i], 2);
+  }
+}
+
 // Online softmax of one tile's scores (both warpgroups; two compute barriers): scale to log2
 // units, mask the entries without a key, exchange the row maxima, P = exp2(S - m) as bf16 into
 // shared memory (the A operand of P V), update the row sums and rescale O.
@@ -377,11 +393,7 @@ __device__ __forceinline__ void softmax_tile(float (&s)[16], MathAcc &acc, const
       mx[1] = fmaxf(mx[1], s[4 * j + 2 + e]);
     }
   }
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    mx[i] = fmaxf(mx[i], dev::shfl_xor(mx[i], 1));
-    mx[i] = fmaxf(mx[i], dev::shfl_xor(mx[i], 2));
-  }
+  quad_max(mx);
   if (quad == 0) {
     xrow[wg * kBM + r0] = mx[0];
     xrow[wg * kBM + r0 + 8] = mx[1];
@@ -408,12 +420,9 @@ __device__ __forceinline__ void softmax_tile(float (&s)[16], MathAcc &acc, const
       *reinterpret_cast<uint32_t *>(ps + swz(r, col)) = dev::pack_bf16x2(pa, pb);
     }
   }
+  quad_sum(sum);
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    sum[i] += dev::shfl_xor(sum[i], 1);
-    sum[i] += dev::shfl_xor(sum[i], 2);
-    acc.l[i] = acc.l[i] * alpha[i] + sum[i];
-  }
+  for (int i = 0; i < 2; ++i) acc.l[i] = acc.l[i] * alpha[i] + sum[i];
   fence_async_smem();
   // Rescale O only where a row maximum moved (most tiles of a long list leave it alone).
   if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {

@@ -154,11 +154,7 @@ __device__ __forceinline__ void mask_scale(float (&s)[32], const uint8_t *valid,
       mx[1] = fmaxf(mx[1], s[4 * j + 2 + e]);
     }
   }
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    mx[i] = fmaxf(mx[i], dev::shfl_xor(mx[i], 1));
-    mx[i] = fmaxf(mx[i], dev::shfl_xor(mx[i], 2));
-  }
+  quad_max(mx);
 }
 __device__ __forceinline__ float rescale_factor(float m_old, float m_new) {
   return m_new == dev::neg_inf() ? 1.f : exp2f(m_old - m_new);
@@ -604,11 +600,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
     }
     // Row sums: the thread's partial sums over its quad, then attn_epilogue adds the two
     // warpgroups' (both hold the same final maxima).
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      acc.l[i] += dev::shfl_xor(acc.l[i], 1);
-      acc.l[i] += dev::shfl_xor(acc.l[i], 2);
-    }
+    quad_sum(acc.l);
     attn_epilogue<true>(p, acc, th, xrow, t, h0, split);
   }
 #endif
