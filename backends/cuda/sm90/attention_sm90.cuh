@@ -339,6 +339,16 @@ struct MathAcc {
     m[0] = m[1] = dev::neg_inf();
     l[0] = l[1] = 0.f;
   }
+  // O's two rows times f[0] and f[1].
+  __device__ __forceinline__ void scale_o(const float (&f)[2]) {
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      o[4 * j] *= f[0];
+      o[4 * j + 1] *= f[0];
+      o[4 * j + 2] *= f[1];
+      o[4 * j + 3] *= f[1];
+    }
+  }
 };
 
 // S = Q K^T for this warpgroup's 32 keys of the tile: issued and committed, not waited for.
@@ -426,13 +436,7 @@ __device__ __forceinline__ void softmax_tile(float (&s)[16], MathAcc &acc, const
   fence_async_smem();
   // Rescale O only where a row maximum moved (most tiles of a long list leave it alone).
   if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
-#pragma unroll
-    for (int j = 0; j < 32; ++j) {
-      acc.o[4 * j] *= alpha[0];
-      acc.o[4 * j + 1] *= alpha[0];
-      acc.o[4 * j + 2] *= alpha[1];
-      acc.o[4 * j + 3] *= alpha[1];
-    }
+    acc.scale_o(alpha);
   }
   math_sync<kNamed>();
 }

@@ -169,13 +169,7 @@ __device__ __forceinline__ void softmax_to(float (&s)[32], MathAcc &acc, const f
     acc.m[i] = m[i];
   }
   if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
-#pragma unroll
-    for (int j = 0; j < 32; ++j) {
-      acc.o[4 * j] *= alpha[0];
-      acc.o[4 * j + 1] *= alpha[0];
-      acc.o[4 * j + 2] *= alpha[1];
-      acc.o[4 * j + 3] *= alpha[1];
-    }
+    acc.scale_o(alpha);
   }
 #pragma unroll
   for (int i = 0; i < 2; ++i) acc.l[i] *= alpha[i];  // per-thread partial sums, reduced at the end
@@ -524,13 +518,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
         fence_async_smem();
         bar_arrive(kBarP0);
         bar_sync(kBarP1);
-#pragma unroll
-        for (int j = 0; j < 32; ++j) {
-          acc.o[4 * j] *= beta[0];
-          acc.o[4 * j + 1] *= beta[0];
-          acc.o[4 * j + 2] *= beta[1];
-          acc.o[4 * j + 3] *= beta[1];
-        }
+        acc.scale_o(beta);
         acc.l[0] *= beta[0];
         acc.l[1] *= beta[1];
         wg_fence();
