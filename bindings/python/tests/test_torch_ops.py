@@ -37,13 +37,6 @@ def _fp8(rng, shape, flavor):
     return R.fp8_encode(rng.standard_normal(shape).astype(np.float32), flavor)
 
 
-def _same_bits(a, b) -> bool:
-    """Bit-identical tensors (NaN payloads included, which torch.equal does not accept)."""
-    as_int = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32}
-    return (a.shape == b.shape and a.dtype == b.dtype
-            and torch.equal(a.contiguous().view(as_int[a.dtype]), b.contiguous().view(as_int[b.dtype])))
-
-
 def _attn_setup(rng, layout="v32_fp8", pages=5, bs=16, T=3, H=6, K=30, poison=True):
     dim = 512 if layout == "v4_fp8" else 576
     data = np.zeros((pages, R.packed_page_bytes(layout, bs, dim)), np.uint8)
@@ -376,7 +369,12 @@ def test_cuda_graph_replay_is_bit_exact(rng):
     lse = torch.empty((4, 16), device=dev)
     kc = cache.view(torch.float8_e4m3fn)[:, :16 * 656].view(-1, 16, 1, 656)
     q4 = tq.view(2, 2, 16, 576)
-    i4 = tidx.view(2, 2, 64)
+    # flash_mla reads every entry of a list (FlashMLA has no per-token length): the entries past
+    # lens[t] are -1 (no key) there, as a FlashMLA caller writes them; _attn_setup poisoned the
+    # slots they named with NaN rows.
+    fidx = idx.copy()
+    fidx[np.arange(64)[None, :] >= lens[:, None]] = -1
+    i4 = T_(fidx).to(dev).view(2, 2, 64)
     meta, _ = flash_mla.get_mla_metadata()
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
@@ -406,11 +404,7 @@ def test_cuda_graph_replay_is_bit_exact(rng):
                                                   is_fp8_kvcache=True, indices=i4)
         torch.cuda.synchronize()
         assert torch.equal(out, e_out) and torch.equal(lse, e_lse)
-        # flash_mla reads all K entries of each list (FlashMLA's semantics without topk_length),
-        # past `lens` too, where _attn_setup poisoned the unused slots with NaN rows: rows of
-        # fo / eo are NaN by design, and torch.equal calls NaN unequal to itself. Bit-exact means
-        # the same bits; the finite rows show that the replay wrote over the NaN fill.
-        assert torch.isfinite(eo).any()
-        assert _same_bits(fo, eo) and _same_bits(fl, el)
+        assert torch.isfinite(eo).all()  # so that equality below means the replay wrote fo
+        assert torch.equal(fo, eo) and torch.equal(fl, el)
         ro, rl, _ = R.sparse_attention(qn.astype(np.float32), [(ref, idx, lens)])
         assert_attention_close(out.float().cpu().numpy(), lse.cpu().numpy(), ro, rl)
