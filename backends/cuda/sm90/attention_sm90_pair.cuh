@@ -326,6 +326,120 @@ __device__ __forceinline__ const uint8_t *bf16_row(const kern::AttnParams &p, in
   return c.base + kern::slot_offsets<false>(c, e.slot).data;
 }
 
+// The kernel's mbarriers: Q ready; half h of tile k full / free at [2 * k + h]; the pair's mask.
+struct Bars {
+  uint64_t *q, *full, *free, *valid;
+  __device__ __forceinline__ explicit Bars(uint64_t *b) : q(b), full(b + 1), free(b + 5), valid(b + 9) {}
+};
+
+// Q rows h0 .. h0 + 63 into the swizzled tile (zeros past H), then Q's barrier.
+template <int D>
+__device__ __forceinline__ void produce_q(const kern::AttnParams &p, int t, int h0, uint8_t *qs, int pt,
+                                          uint64_t policy, uint64_t *bar_q) {
+  const uint16_t *qt = p.q + (int64_t)t * p.q_stride_t;
+  const uint32_t q_u32 = smem_u32(qs);
+  for (int u = pt; u < kBM * (D / 8); u += 128) {
+    const int r = u / (D / 8), c = u - r * (D / 8);
+    const bool ok = h0 + r < p.H;
+    cp16(q_u32 + swz(r, c * 8), ok ? (const void *)(qt + (int64_t)(h0 + r) * p.q_stride_h + c * 8) : (const void *)p.q,
+         ok, policy);
+  }
+  mbar_arrive_cp_async(bar_q);
+}
+
+// BF16 sources: per pair the four half tiles by cp.async, in the order the compute warpgroups
+// read them (K0 low, K1 high, K0 high, K1 low), each behind its free barrier and completed on its
+// full barrier by the copies themselves; then the pair's mask.
+template <int D>
+__device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, const Range &range, int npairs, int pt,
+                                             uint8_t *const *ks, uint8_t *valid, const Bars &bars, uint64_t policy) {
+  constexpr int kC = D / 64, kHalf = 4;
+  const int group = pt >> 3, lane8 = pt & 7;  // rows lr * 16 + group, 16 bytes lane8 of a chunk
+  // This thread's 16 bytes of row lr * 16 + group, chunk c sit at k_u32[k] + lr * 2048 +
+  // c * kChunk in the swizzled tile (row & 7 = group & 7 for every lr), and come from byte
+  // lane8 * 16 + c * 128 of the row: constant offsets, so no address stays live across rounds.
+  const uint32_t my = (uint32_t)(group * 128 + ((lane8 ^ (group & 7)) << 4));
+  const uint32_t k_u32[2] = {smem_u32(ks[0]) + my, smem_u32(ks[1]) + my};
+  const uint8_t *rows[2][4];
+  auto load_rows = [&](int pi) {
+#pragma unroll
+    for (int k = 0; k < 2; ++k)
+#pragma unroll
+      for (int lr = 0; lr < 4; ++lr)
+        rows[k][lr] = bf16_row(p, t, range, range.begin + (2 * pi + k) * kBN + lr * 16 + group);
+  };
+  auto copy_half = [&](int k, int c0, int c1) {
+#pragma unroll
+    for (int lr = 0; lr < 4; ++lr) {
+      const uint8_t *row = rows[k][lr];
+      const uint8_t *src = row ? row + lane8 * 16 : reinterpret_cast<const uint8_t *>(p.q);
+#pragma unroll
+      for (int c = c0; c < c1; ++c)
+        cp16(k_u32[k] + lr * 2048 + c * kChunk, src + (row ? c * 128 : 0), row != nullptr, policy);
+    }
+  };
+  if (npairs > 0) load_rows(0);
+  uint32_t ph = 1;  // the free barriers' first wait passes at once
+  for (int pi = 0; pi < npairs; ++pi) {
+    mbar_wait(bars.free + 0, ph);
+    copy_half(0, 0, kHalf);
+    mbar_arrive_cp_async(bars.full + 0);
+    mbar_wait(bars.free + 3, ph);
+    copy_half(1, kHalf, kC);
+    mbar_arrive_cp_async(bars.full + 3);
+    mbar_wait(bars.free + 1, ph);
+    copy_half(0, kHalf, kC);
+    mbar_arrive_cp_async(bars.full + 1);
+    mbar_wait(bars.free + 2, ph);
+    copy_half(1, 0, kHalf);
+    mbar_arrive_cp_async(bars.full + 2);
+    // Both compute warpgroups are past the previous pair's masks (each read its mask before
+    // releasing K1's halves): publish this pair's.
+    if (lane8 == 0) {
+#pragma unroll
+      for (int k = 0; k < 2; ++k)
+#pragma unroll
+        for (int lr = 0; lr < 4; ++lr) valid[k * 64 + lr * 16 + group] = rows[k][lr] != nullptr;
+      mbar_arrive(bars.valid);
+    }
+    ph ^= 1u;
+    if (pi + 1 < npairs) load_rows(pi + 1);
+  }
+}
+
+// FP8 sources: the pair's row table (thread pt owns entry pt: tile pt >> 6, row pt & 63; the next
+// pair's entry is read from the index list at the start of this pair and written after it), the
+// pair's parts dequantized into the half tiles (pair_parts), then the pair's mask.
+template <int D, int Layout, int Flavor>
+__device__ __forceinline__ void produce_fp8(const kern::AttnParams &p, int t, const Range &range, int npairs, int pt,
+                                            uint8_t *row_table, uint8_t *aux_table, uint8_t *const *ks,
+                                            uint8_t *valid, const Bars &bars) {
+  const uint8_t **rows = reinterpret_cast<const uint8_t **>(row_table);
+  const uint8_t **auxs = reinterpret_cast<const uint8_t **>(aux_table);  // D 512 only
+  const uint8_t *row = nullptr, *aux = nullptr;
+  if (npairs > 0) fp8_entry<Layout>(p, t, range, range.begin + pt, row, aux);
+  rows[pt] = row;
+  if (D == 512) auxs[pt] = aux;
+  producer_sync();
+  uint32_t ph = 1;  // the free barriers' first wait passes at once
+  for (int pi = 0; pi < npairs; ++pi) {
+    const bool have_key = row != nullptr;
+    const uint8_t *next_row = nullptr, *next_aux = nullptr;
+    if (pi + 1 < npairs) fp8_entry<Layout>(p, t, range, range.begin + (pi + 1) * 2 * kBN + pt, next_row, next_aux);
+    pair_parts<Layout>(rows, auxs, ks, bars.full, bars.free, ph, Flavor, pt);
+    // Both compute warpgroups are past the previous pair's masks (see produce_bf16).
+    valid[pt] = have_key;
+    mbar_arrive(bars.valid);
+    producer_sync();  // every load of this pair has read the table
+    row = next_row;
+    aux = next_aux;
+    rows[pt] = row;
+    if (D == 512) auxs[pt] = aux;
+    producer_sync();
+    ph ^= 1u;
+  }
+}
+
 // Layout kBF16 (Flavor 0): rows gathered by cp.async; V32 (D 576), V4 and V41 (D 512): rows
 // dequantized by the producer (Flavor: the FP8 decoder, as in the sm90 kernel).
 template <int D, int Layout, int Flavor>
@@ -342,8 +456,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
   uint8_t *valid = base + S::kOffValid;
   float *smax = reinterpret_cast<float *>(base + S::kOffMax);
   float *xrow = reinterpret_cast<float *>(base + S::kOffRow);
-  uint64_t *bars = reinterpret_cast<uint64_t *>(base + S::kOffBar);
-  uint64_t *bar_q = bars, *bar_full = bars + 1, *bar_free = bars + 5, *bar_valid = bars + 9;  // [2 * k + h]
+  const Bars bars(reinterpret_cast<uint64_t *>(base + S::kOffBar));
 
   const int tid = threadIdx.x;
   const int t = blockIdx.x, h0 = blockIdx.y * kBM, split = blockIdx.z;
@@ -351,12 +464,12 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
   const int npairs = (range.stop - range.begin + 2 * kBN - 1) / (2 * kBN);
 
   if (tid == 0) {
-    mbar_init(bar_q, 128);
+    mbar_init(bars.q, 128);
     for (int i = 0; i < 4; ++i) {
-      mbar_init(bar_full + i, 128);  // the producer's 128 threads (cp.async arrivals)
-      mbar_init(bar_free + i, 128);  // the last reader: one compute warpgroup
+      mbar_init(bars.full + i, 128);  // the producer's 128 threads (cp.async arrivals)
+      mbar_init(bars.free + i, 128);  // the last reader: one compute warpgroup
     }
-    mbar_init(bar_valid, kFp8 ? 128 : 16);  // the producer threads that write the mask
+    mbar_init(bars.valid, kFp8 ? 128 : 16);  // the producer threads that write the mask
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
@@ -365,99 +478,13 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
     // ---- producer: Q, then per pair the four tile halves in the order the compute warpgroups
     // read them (K0 low, K1 high, K0 high, K1 low), each behind its free barrier.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProdRegs));
-    const int pt = tid - 256, group = pt >> 3, lane8 = pt & 7;  // rows lr * 16 + group, 16 B lane8
+    const int pt = tid - 256;
     const uint64_t policy = policy_evict_last();
-    {
-      const uint16_t *qt = p.q + (int64_t)t * p.q_stride_t;
-      const uint32_t q_u32 = smem_u32(qs);
-      for (int u = pt; u < kBM * (D / 8); u += 128) {
-        const int r = u / (D / 8), c = u - r * (D / 8);
-        const bool ok = h0 + r < p.H;
-        cp16(q_u32 + swz(r, c * 8), ok ? (const void *)(qt + (int64_t)(h0 + r) * p.q_stride_h + c * 8) : (const void *)p.q,
-             ok, policy);
-      }
-      mbar_arrive_cp_async(bar_q);
-    }
-    // This thread's 16 bytes of row lr * 16 + group, chunk c sit at k_u32[k] + my + lr * 2048 +
-    // c * kChunk in the swizzled tile (row & 7 = group & 7 for every lr), and come from byte
-    // lane8 * 16 + c * 128 of the row: constant offsets, so no address stays live across rounds.
-    const uint32_t my = (uint32_t)(group * 128 + ((lane8 ^ (group & 7)) << 4));
-    const uint32_t k_u32[2] = {smem_u32(ks[0]) + my, smem_u32(ks[1]) + my};
-    if constexpr (kFp8) {
-      // The pair's row table: thread pt owns entry pt (tile pt >> 6, row pt & 63); the next pair's
-      // entry is read from the index list at the start of this pair, written after it.
-      const uint8_t **rows = reinterpret_cast<const uint8_t **>(base + S::kOffRows);
-      const uint8_t **auxs = reinterpret_cast<const uint8_t **>(base + S::kOffAux);
-      using P = PairParts<Layout>;
-      const uint8_t *row = nullptr, *aux = nullptr;
-      if (npairs > 0) fp8_entry<Layout>(p, t, range, range.begin + pt, row, aux);
-      rows[pt] = row;
-      if (D == 512) auxs[pt] = aux;
-      producer_sync();
-      uint32_t ph = 1;
-      for (int pi = 0; pi < npairs; ++pi) {
-        const bool have_key = row != nullptr;
-        const uint8_t *next_row = nullptr, *next_aux = nullptr;
-        if (pi + 1 < npairs) fp8_entry<Layout>(p, t, range, range.begin + (pi + 1) * 2 * kBN + pt, next_row, next_aux);
-        pair_parts<Layout>(rows, auxs, ks, bar_full, bar_free, ph, Flavor, pt);
-        // Both compute warpgroups are past the previous pair's masks (see the BF16 path).
-        valid[pt] = have_key;
-        mbar_arrive(bar_valid);
-        producer_sync();  // every load of this pair has read the table
-        row = next_row;
-        aux = next_aux;
-        rows[pt] = row;
-        if (D == 512) auxs[pt] = aux;
-        producer_sync();
-        ph ^= 1u;
-      }
-    } else {
-    const uint8_t *rows[2][4];
-    auto load_rows = [&](int pi) {
-#pragma unroll
-      for (int k = 0; k < 2; ++k)
-#pragma unroll
-        for (int lr = 0; lr < 4; ++lr)
-          rows[k][lr] = bf16_row(p, t, range, range.begin + (2 * pi + k) * kBN + lr * 16 + group);
-    };
-    auto copy_half = [&](int k, int c0, int c1) {
-#pragma unroll
-      for (int lr = 0; lr < 4; ++lr) {
-        const uint8_t *row = rows[k][lr];
-        const uint8_t *src = row ? row + lane8 * 16 : reinterpret_cast<const uint8_t *>(p.q);
-#pragma unroll
-        for (int c = c0; c < c1; ++c)
-          cp16(k_u32[k] + lr * 2048 + c * kChunk, src + (row ? c * 128 : 0), row != nullptr, policy);
-      }
-    };
-    if (npairs > 0) load_rows(0);
-    uint32_t ph = 1;  // the free barriers' first wait passes at once
-    for (int pi = 0; pi < npairs; ++pi) {
-      mbar_wait(bar_free + 0, ph);
-      copy_half(0, 0, kHalf);
-      mbar_arrive_cp_async(bar_full + 0);
-      mbar_wait(bar_free + 3, ph);
-      copy_half(1, kHalf, kC);
-      mbar_arrive_cp_async(bar_full + 3);
-      mbar_wait(bar_free + 1, ph);
-      copy_half(0, kHalf, kC);
-      mbar_arrive_cp_async(bar_full + 1);
-      mbar_wait(bar_free + 2, ph);
-      copy_half(1, 0, kHalf);
-      mbar_arrive_cp_async(bar_full + 2);
-      // Both compute warpgroups are past the previous pair's masks (each read its mask before
-      // releasing K1's halves): publish this pair's.
-      if (lane8 == 0) {
-#pragma unroll
-        for (int k = 0; k < 2; ++k)
-#pragma unroll
-          for (int lr = 0; lr < 4; ++lr) valid[k * 64 + lr * 16 + group] = rows[k][lr] != nullptr;
-        mbar_arrive(bar_valid);
-      }
-      ph ^= 1u;
-      if (pi + 1 < npairs) load_rows(pi + 1);
-    }
-    }
+    produce_q<D>(p, t, h0, qs, pt, policy, bars.q);
+    if constexpr (kFp8)
+      produce_fp8<D, Layout, Flavor>(p, t, range, npairs, pt, base + S::kOffRows, base + S::kOffAux, ks, valid, bars);
+    else
+      produce_bf16<D>(p, t, range, npairs, pt, ks, valid, bars, policy);
     dev::async_wait_all();
   } else {
     // ---- compute warpgroups
@@ -472,13 +499,13 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
     for (int i = 0; i < 32; ++i) s[i] = 0.f;
     uint32_t pa[16];
     uint32_t ph = 0;
-    mbar_wait(bar_q, 0);
+    mbar_wait(bars.q, 0);
     if (wg == 0) {
       // WG0: S0 = Q K0^T; O[:, 0:256) += P0 V0 (registers) + P1 V1 (S1).
       if (npairs > 0) {
-        mbar_wait(bar_full + 0, 0);
+        mbar_wait(bars.full + 0, 0);
         qk_chunks(s, qs, ks[0], 0, kHalf, true);
-        mbar_wait(bar_full + 1, 0);
+        mbar_wait(bars.full + 1, 0);
         qk_chunks(s, qs, ks[0], kHalf, kC, false);
         wg_commit();
         wg_wait0();
@@ -486,7 +513,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
       }
       for (int pi = 0; pi < npairs; ++pi) {
         float mx[2];
-        mbar_wait(bar_valid, ph);
+        mbar_wait(bars.valid, ph);
         mask_scale(s, valid, quad, sl2, mx);
         const float m_new[2] = {fmaxf(acc.m[0], mx[0]), fmaxf(acc.m[1], mx[1])};
         softmax_to(s, acc, m_new);
@@ -502,7 +529,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
         wg_commit();
         wg_wait0();
         fence_regs(acc.o);
-        mbar_arrive(bar_free + 0);  // K0 low half read (QK^T, P0 V0)
+        mbar_arrive(bars.free + 0);  // K0 low half read (QK^T, P0 V0)
 
         // The combined maximum from WG1: P0 rescaled to it goes to S0 for WG1's half of O.
         bar_sync(kBarMax1);
@@ -527,13 +554,13 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
         ph ^= 1u;
         if (pi + 1 < npairs) {
           // The next pair's S0 while P1 V1 runs.
-          mbar_wait(bar_full + 0, ph);
+          mbar_wait(bars.full + 0, ph);
           qk_chunks(s, qs, ks[0], 0, kHalf, true);
           wg_commit();
           asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
           fence_regs(acc.o);
-          mbar_arrive(bar_free + 2);  // K1 low half read (QK^T by WG1, P1 V1)
-          mbar_wait(bar_full + 1, ph);
+          mbar_arrive(bars.free + 2);  // K1 low half read (QK^T by WG1, P1 V1)
+          mbar_wait(bars.full + 1, ph);
           qk_chunks(s, qs, ks[0], kHalf, kC, false);
           wg_commit();
           wg_wait0();
@@ -541,21 +568,21 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
         } else {
           wg_wait0();
           fence_regs(acc.o);
-          mbar_arrive(bar_free + 2);
+          mbar_arrive(bars.free + 2);
         }
       }
     } else {
       // WG1: S1 = Q K1^T; O[:, 256:512) += P1 V1 (registers) + P0 V0 (S0).
       for (int pi = 0; pi < npairs; ++pi) {
-        mbar_wait(bar_full + 3, ph);
+        mbar_wait(bars.full + 3, ph);
         qk_chunks(s, qs, ks[1], kHalf, kC, true);
-        mbar_wait(bar_full + 2, ph);
+        mbar_wait(bars.full + 2, ph);
         qk_chunks(s, qs, ks[1], 0, kHalf, false);
         wg_commit();
         wg_wait0();
         fence_regs(s);
         float mx[2];
-        mbar_wait(bar_valid, ph);
+        mbar_wait(bars.valid, ph);
         mask_scale(s, valid + 64, quad, sl2, mx);
         bar_sync(kBarMax0);
         // WG0's maximum already includes the previous combined one (acc.m here).
@@ -579,10 +606,10 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
         fence_async_smem();
         bar_arrive(kBarP1);
         asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-        mbar_arrive(bar_free + 3);  // K1 high half read (QK^T, P1 V1)
+        mbar_arrive(bars.free + 3);  // K1 high half read (QK^T, P1 V1)
         wg_wait0();
         fence_regs(acc.o);
-        mbar_arrive(bar_free + 1);  // K0 high half (and S0) read (P0 V0)
+        mbar_arrive(bars.free + 1);  // K0 high half (and S0) read (P0 V0)
         ph ^= 1u;
       }
     }
