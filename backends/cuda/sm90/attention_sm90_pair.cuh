@@ -466,7 +466,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
   if (tid == 0) {
     mbar_init(bars.q, 128);
     for (int i = 0; i < 4; ++i) {
-      mbar_init(bars.full + i, 128);  // the producer's 128 threads (cp.async arrivals)
+      mbar_init(bars.full + i, 128);  // the producer's 128 threads (BF16: as their cp.async land)
       mbar_init(bars.free + i, 128);  // the last reader: one compute warpgroup
     }
     mbar_init(bars.valid, kFp8 ? 128 : 16);  // the producer threads that write the mask
