@@ -71,6 +71,7 @@ __device__ __forceinline__ uint64_t desc_sw128(const void *p, uint32_t lbo, uint
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
 // Generic-proxy shared-memory writes (st.shared, cp.async) made visible to the async proxy (wgmma).
 __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 // Keeps the compiler from moving accumulator accesses across an asynchronous wgmma.
@@ -104,18 +105,26 @@ __device__ __forceinline__ Entry tile_entry(const kern::AttnParams &p, int t, co
 // row by setting bit 0 of its scale address (scale rows are at least 16-byte aligned).
 constexpr int kV41 = kern::kV41FP8;
 
-// The entry's cache addresses (0 = no key: masked, zero row) into the tile's ring slot.
-template <int D, int Layout>
-__device__ __forceinline__ void tile_rows(const kern::AttnParams &p, Entry e, const uint8_t **rows, const uint8_t **aux,
-                                          int j) {
-  const uint8_t *d = nullptr, *a = nullptr;
+// The entry's row address and scale-row address (V4 / V41 scales, D 512 only); row null: no key
+// (masked, a zero row).
+template <int Layout>
+__device__ __forceinline__ void entry_addresses(const kern::AttnParams &p, Entry e, const uint8_t *&row,
+                                                const uint8_t *&aux) {
+  row = aux = nullptr;
   const kern::CacheDesc &c = p.src[e.which];
   if (e.slot >= 0 && (int64_t)e.slot < c.num_slots()) {
     const kern::SlotOffsets o = kern::slot_offsets<Layout == kV41>(c, e.slot);
-    d = c.base + o.data;
-    a = c.base + o.aux;  // V4 / V41 scales (D 512 only)
-    if (Layout == kV41 && c.layout == kern::kV41FP4) a += 1;
+    row = c.base + o.data;
+    aux = c.base + o.aux;
+    if (Layout == kV41 && c.layout == kern::kV41FP4) aux += 1;
   }
+}
+// The entry's addresses into the tile's ring slot.
+template <int D, int Layout>
+__device__ __forceinline__ void tile_rows(const kern::AttnParams &p, Entry e, const uint8_t **rows, const uint8_t **aux,
+                                          int j) {
+  const uint8_t *d, *a;
+  entry_addresses<Layout>(p, e, d, a);
   rows[j] = d;
   if (D == 512) aux[j] = a;
 }
@@ -304,6 +313,14 @@ __device__ __forceinline__ void load_q(const kern::AttnParams &p, uint8_t *qs, i
       *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
   }
   dev::async_commit();
+}
+
+// Named barrier id over n threads: wait for all of them, or arrive without waiting.
+__device__ __forceinline__ void bar_sync_n(int id, int n) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ void bar_arrive_n(int id, int n) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
 }
 
 // A barrier of the two compute warpgroups: the whole CTA, or (with a producer warpgroup beside
@@ -625,13 +642,6 @@ constexpr int kWsThreads = 384;
 constexpr int kBarFull = 1, kBarEmpty = 3, kBarProd = 6;  // kBarMath = 5 (compute warpgroups)
 constexpr int kProdRegs = 120, kMathRegs = 192;            // 128 * 120 + 256 * 192 = 64512 of 65536
 static_assert(128 * kProdRegs + 256 * kMathRegs <= 65536, "register file");
-
-__device__ __forceinline__ void bar_sync_n(int id, int n) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
-}
-__device__ __forceinline__ void bar_arrive_n(int id, int n) {
-  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
-}
 
 template <int D, int Layout, int Flavor>
 __global__ void __launch_bounds__(kWsThreads, 1) sparse_attention_sm90_ws_kernel(const kern::AttnParams p) {

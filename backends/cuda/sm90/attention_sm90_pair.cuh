@@ -41,6 +41,7 @@ constexpr int kBarMax0 = 1;  // WG0 published its row maximum (sM)
 constexpr int kBarMax1 = 2;  // WG1 published the combined row maximum (sM)
 constexpr int kBarP0 = 3;    // WG0's P (rescaled to the combined maximum) is in S0
 constexpr int kBarP1 = 4;    // WG1's P is in S1
+constexpr int kBarProducer = 6;  // the producer warpgroup's own barrier (128 threads)
 static_assert(kBarMath == 5, "kBarMath is the epilogue's barrier");
 
 template <int D, bool kFp8 = false>
@@ -104,8 +105,6 @@ __device__ __forceinline__ uint64_t policy_evict_last() {
   asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(p));
   return p;
 }
-__device__ __forceinline__ void bar_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
-__device__ __forceinline__ void bar_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
 
 // S = Q K^T over chunks [c0, c1) of a 64-key tile (m64n64, accumulate unless `clear`); issued only.
 // Each batch starts with its own wgmma.fence: a wait loop between two batches on the same
@@ -300,30 +299,13 @@ __device__ __forceinline__ void pair_parts(const uint8_t *const *rows, const uin
     for (int k = 0; k < kAhead; ++k) st[k] = st[k + 1];
   }
 }
-// Entry v's row and scale-row addresses, as tile_rows computes them (null row: no key).
-template <int Layout>
-__device__ __forceinline__ void fp8_entry(const kern::AttnParams &p, int t, const Range &r, int v, const uint8_t *&row,
-                                          const uint8_t *&aux) {
-  row = nullptr;
-  aux = nullptr;
-  const Entry e = tile_entry(p, t, r, v, 0);
-  if (e.slot < 0) return;
-  const kern::CacheDesc &c = p.src[e.which];
-  if ((int64_t)e.slot >= c.num_slots()) return;
-  const kern::SlotOffsets o = kern::slot_offsets<Layout == kV41>(c, e.slot);
-  row = c.base + o.data;
-  aux = c.base + o.aux;
-  if (Layout == kV41 && c.layout == kern::kV41FP4) aux += 1;
-}
-__device__ __forceinline__ void producer_sync() { asm volatile("bar.sync 6, 128;\n" ::: "memory"); }
+__device__ __forceinline__ void producer_sync() { bar_sync_n(kBarProducer, 128); }
 
-// Address of entry v's BF16 row (null: no key), as tile_rows computes it.
-__device__ __forceinline__ const uint8_t *bf16_row(const kern::AttnParams &p, int t, const Range &r, int v) {
-  const Entry e = tile_entry(p, t, r, v, 0);
-  if (e.slot < 0) return nullptr;
-  const kern::CacheDesc &c = p.src[e.which];
-  if ((int64_t)e.slot >= c.num_slots()) return nullptr;
-  return c.base + kern::slot_offsets<false>(c, e.slot).data;
+// Entry v's row and scale-row addresses (row null: no key).
+template <int Layout>
+__device__ __forceinline__ void entry_at(const kern::AttnParams &p, int t, const Range &r, int v, const uint8_t *&row,
+                                         const uint8_t *&aux) {
+  entry_addresses<Layout>(p, tile_entry(p, t, r, v, 0), row, aux);
 }
 
 // The kernel's mbarriers: Q ready; half h of tile k full / free at [2 * k + h]; the pair's mask.
@@ -360,13 +342,13 @@ __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, c
   // lane8 * 16 + c * 128 of the row: constant offsets, so no address stays live across rounds.
   const uint32_t my = (uint32_t)(group * 128 + ((lane8 ^ (group & 7)) << 4));
   const uint32_t k_u32[2] = {smem_u32(ks[0]) + my, smem_u32(ks[1]) + my};
-  const uint8_t *rows[2][4];
+  const uint8_t *rows[2][4], *unused;
   auto load_rows = [&](int pi) {
 #pragma unroll
     for (int k = 0; k < 2; ++k)
 #pragma unroll
       for (int lr = 0; lr < 4; ++lr)
-        rows[k][lr] = bf16_row(p, t, range, range.begin + (2 * pi + k) * kBN + lr * 16 + group);
+        entry_at<kern::kBF16>(p, t, range, range.begin + (2 * pi + k) * kBN + lr * 16 + group, rows[k][lr], unused);
   };
   auto copy_half = [&](int k, int c0, int c1) {
 #pragma unroll
@@ -417,7 +399,7 @@ __device__ __forceinline__ void produce_fp8(const kern::AttnParams &p, int t, co
   const uint8_t **rows = reinterpret_cast<const uint8_t **>(row_table);
   const uint8_t **auxs = reinterpret_cast<const uint8_t **>(aux_table);  // D 512 only
   const uint8_t *row = nullptr, *aux = nullptr;
-  if (npairs > 0) fp8_entry<Layout>(p, t, range, range.begin + pt, row, aux);
+  if (npairs > 0) entry_at<Layout>(p, t, range, range.begin + pt, row, aux);
   rows[pt] = row;
   if (D == 512) auxs[pt] = aux;
   producer_sync();
@@ -425,7 +407,7 @@ __device__ __forceinline__ void produce_fp8(const kern::AttnParams &p, int t, co
   for (int pi = 0; pi < npairs; ++pi) {
     const bool have_key = row != nullptr;
     const uint8_t *next_row = nullptr, *next_aux = nullptr;
-    if (pi + 1 < npairs) fp8_entry<Layout>(p, t, range, range.begin + (pi + 1) * 2 * kBN + pt, next_row, next_aux);
+    if (pi + 1 < npairs) entry_at<Layout>(p, t, range, range.begin + (pi + 1) * 2 * kBN + pt, next_row, next_aux);
     pair_parts<Layout>(rows, auxs, ks, bars.full, bars.free, ph, Flavor, pt);
     // Both compute warpgroups are past the previous pair's masks (see produce_bf16).
     valid[pt] = have_key;
@@ -521,7 +503,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
           smax[r0] = m_new[0];
           smax[r0 + 8] = m_new[1];
         }
-        bar_arrive(kBarMax0);
+        bar_arrive_n(kBarMax0, 256);
         const float one[2] = {1.f, 1.f};
         pack_p(s, one, pa);
         wg_fence();
@@ -532,7 +514,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
         mbar_arrive(bars.free + 0);  // K0 low half read (QK^T, P0 V0)
 
         // The combined maximum from WG1: P0 rescaled to it goes to S0 for WG1's half of O.
-        bar_sync(kBarMax1);
+        bar_sync_n(kBarMax1, 256);
         float beta[2];
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
@@ -543,8 +525,8 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
         pack_p(s, beta, pa);
         store_p(pa, ps[0], r0, quad);
         fence_async_smem();
-        bar_arrive(kBarP0);
-        bar_sync(kBarP1);
+        bar_arrive_n(kBarP0, 256);
+        bar_sync_n(kBarP1, 256);
         acc.scale_o(beta);
         acc.l[0] *= beta[0];
         acc.l[1] *= beta[1];
@@ -557,7 +539,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
           mbar_wait(bars.full + 0, ph);
           qk_chunks(s, qs, ks[0], 0, kHalf, true);
           wg_commit();
-          asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+          wg_wait1();
           fence_regs(acc.o);
           mbar_arrive(bars.free + 2);  // K1 low half read (QK^T by WG1, P1 V1)
           mbar_wait(bars.full + 1, ph);
@@ -584,7 +566,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
         float mx[2];
         mbar_wait(bars.valid, ph);
         mask_scale(s, valid + 64, quad, sl2, mx);
-        bar_sync(kBarMax0);
+        bar_sync_n(kBarMax0, 256);
         // WG0's maximum already includes the previous combined one (acc.m here).
         const float m_new[2] = {fmaxf(smax[r0], mx[0]), fmaxf(smax[r0 + 8], mx[1])};
         __syncwarp();  // every row's readers (one warp) have read sM before it is overwritten
@@ -593,19 +575,19 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
           smax[r0] = m_new[0];
           smax[r0 + 8] = m_new[1];
         }
-        bar_arrive(kBarMax1);
+        bar_arrive_n(kBarMax1, 256);
         const float one[2] = {1.f, 1.f};
         pack_p(s, one, pa);
         wg_fence();
         pv_regs(acc.o, pa, ks[1] + kHalf * kChunk);
         wg_commit();
         store_p(pa, ps[1], r0, quad);
-        bar_sync(kBarP0);
+        bar_sync_n(kBarP0, 256);
         pv_smem(acc.o, ps[0], ks[0] + kHalf * kChunk);
         wg_commit();
         fence_async_smem();
-        bar_arrive(kBarP1);
-        asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+        bar_arrive_n(kBarP1, 256);
+        wg_wait1();
         mbar_arrive(bars.free + 3);  // K1 high half read (QK^T, P1 V1)
         wg_wait0();
         fence_regs(acc.o);
