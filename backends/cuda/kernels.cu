@@ -234,21 +234,12 @@ const char *shared_memory_short(size_t need, size_t have) {
 
 size_t sm80_smem_bytes(int D) { return D == 576 ? kern::AttnSmem<576>::kBytes : kern::AttnSmem<512>::kBytes; }
 
-const char *sm90_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s, bool ws) {
-  if (d.cc != 90) return "needs an sm_90 device";
-  if (!(ws ? vs->sm90ws : vs->sm90)) return "no sm_90a code for this device in the plugin";
-  return sm90_sources_unsupported(s.D, s.layout0, s.flavor0, s.layout1, s.flavor1);
-}
+// The three Hopper variants ("sm90", "sm90ws", "sm90pair") read the same sources.
+template <Sm90Kernel K>
 const char *sm90_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
-  return sm90_unsupported(d, vs, s, false);
-}
-const char *sm90ws_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
-  if (!sm90_ws_built()) return "not built (SPMLA_CUDA_SM90_WS=OFF)";
-  return sm90_unsupported(d, vs, s, true);
-}
-const char *sm90pair_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
+  if (!sm90_built(K)) return "not built (SPMLA_CUDA_SM90_WS=OFF)";
   if (d.cc != 90) return "needs an sm_90 device";
-  if (!vs->sm90pair) return "no sm_90a code for this device in the plugin";
+  if (!vs->sm90[(int)K]) return "no sm_90a code for this device in the plugin";
   return sm90_sources_unsupported(s.D, s.layout0, s.flavor0, s.layout1, s.flavor1);
 }
 const char *sm80_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
@@ -262,14 +253,9 @@ const char *portable_variant_unsupported(const gpu::Device &d, const gpu::Vendor
 }
 
 dim3 as_dim3(gpu::Dim3 g) { return dim3(g.x, g.y, g.z); }
+template <Sm90Kernel K>
 int sm90_variant_launch(const kern::AttnParams &p, int, gpu::Dim3 g, const gpu::VendorState *, void *s) {
-  return (int)launch_sm90(p, false, as_dim3(g), as_stream(s));
-}
-int sm90ws_variant_launch(const kern::AttnParams &p, int, gpu::Dim3 g, const gpu::VendorState *, void *s) {
-  return (int)launch_sm90(p, true, as_dim3(g), as_stream(s));
-}
-int sm90pair_variant_launch(const kern::AttnParams &p, int, gpu::Dim3 g, const gpu::VendorState *, void *s) {
-  return (int)launch_sm90pair(p, as_dim3(g), as_stream(s));
+  return (int)launch_sm90(p, K, as_dim3(g), as_stream(s));
 }
 int sm80_variant_launch(const kern::AttnParams &p, int q_vec, gpu::Dim3 g, const gpu::VendorState *, void *s) {
   return (int)(p.D == 576 ? launch_sm80_d576(p, q_vec, as_dim3(g), as_stream(s))
@@ -279,12 +265,15 @@ int portable_variant_launch(const kern::AttnParams &p, int, gpu::Dim3 g, const g
   return (int)launch_portable(p, as_dim3(g), as_stream(s));
 }
 
-// Best first. sm90ws (experimental) follows sm90, so it runs only when SPMLA_ATTENTION_VARIANT
-// names it; portable runs on any device whose shared memory holds its ~58 KiB.
+// Best first. sm90ws (experimental) and sm90pair (on trial) follow sm90, which runs every call
+// they can, so they run only when SPMLA_ATTENTION_VARIANT names them; portable runs on any device
+// whose shared memory holds its ~58 KiB.
 const gpu::AttnVariant kAttnVariants[] = {
-    {"sm90", kern::kAttnBM, 8, true, sm90_variant_unsupported, sm90_variant_launch},
-    {"sm90ws", kern::kAttnBM, 8, true, sm90ws_variant_unsupported, sm90ws_variant_launch},
-    {"sm90pair", kern::kAttnBM, 8, true, sm90pair_variant_unsupported, sm90pair_variant_launch},
+    {"sm90", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kTwoWg>,
+     sm90_variant_launch<Sm90Kernel::kTwoWg>},
+    {"sm90ws", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kWs>, sm90_variant_launch<Sm90Kernel::kWs>},
+    {"sm90pair", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kPair>,
+     sm90_variant_launch<Sm90Kernel::kPair>},
     {"sm80", kern::kAttnBM, 8, false, sm80_variant_unsupported, sm80_variant_launch},
     {"portable", kern::kPortBM, 1, false, portable_variant_unsupported, portable_variant_launch},
 };
@@ -312,9 +301,8 @@ int vendor_prepare(const Device &d, VendorState **out) {
     }
   }
   if (e == cudaSuccess && d.cc == 90 && d.smem_optin >= cuda::sm90_smem_bytes(576)) {
-    e = cuda::sm90_prepare(false, &vs->sm90);
-    if (e == cudaSuccess && cuda::sm90_ws_built()) e = cuda::sm90_prepare(true, &vs->sm90ws);
-    if (e == cudaSuccess) e = cuda::sm90pair_prepare(&vs->sm90pair);
+    for (cuda::Sm90Kernel k : {cuda::Sm90Kernel::kTwoWg, cuda::Sm90Kernel::kWs, cuda::Sm90Kernel::kPair})
+      if (e == cudaSuccess && cuda::sm90_built(k)) e = cuda::sm90_prepare(k, &vs->sm90[(int)k]);
   }
   if (e == cudaSuccess) e = cuda::indexer_prepare();
   if (e == cudaSuccess) e = cuda::topk_prepare(d.id, &vs->topk);

@@ -30,24 +30,22 @@ size_t portable_smem_bytes(int D);
 cudaError_t portable_prepare(int D);
 cudaError_t launch_portable(const kern::AttnParams &p, dim3 grid, cudaStream_t s);
 // sm90/: the Hopper kernels (sm_90a code, one layout read by every source: BF16, V32 at D 576,
-// V4 at D 512). ws: the experimental warp-specialized kernel (built with SPMLA_CUDA_SM90_WS).
+// V4 / V41 at D 512): two consumer warpgroups ("sm90"), the experimental warp-specialized kernel
+// ("sm90ws", built only with SPMLA_CUDA_SM90_WS) and the pair schedule ("sm90pair").
+enum class Sm90Kernel { kTwoWg = 0, kWs = 1, kPair = 2 };
 // null when the sm90 kernels read these sources (layout1 = 0: no extra source), else the reason.
 const char *sm90_sources_unsupported(int D, int layout0, int flavor0, int layout1, int flavor1);
-bool sm90_ws_built();
+bool sm90_built(Sm90Kernel k);
 size_t sm90_smem_bytes(int D);
-// *ready: the kernels are prepared and the device loaded their sm_90a code.
-cudaError_t sm90_prepare(bool ws, bool *ready);
-cudaError_t launch_sm90(const kern::AttnParams &p, bool ws, dim3 grid, cudaStream_t s);
-// sm90/attention_sm90_pair.cuh: variant "sm90pair" (three warpgroups, key tiles in pairs), the
-// same sources as sm90.
-cudaError_t sm90pair_prepare(bool *ready);
-cudaError_t launch_sm90pair(const kern::AttnParams &p, dim3 grid, cudaStream_t s);
+// *ready: the kernel's instantiations are prepared and the device loaded their sm_90a code.
+cudaError_t sm90_prepare(Sm90Kernel k, bool *ready);
+cudaError_t launch_sm90(const kern::AttnParams &p, Sm90Kernel k, dim3 grid, cudaStream_t s);
 
 }  // namespace cuda
 
 namespace gpu {
 struct VendorState {
-  bool sm90 = false, sm90ws = false, sm90pair = false;
+  bool sm90[3] = {};      // [Sm90Kernel]: prepared, sm_90a code loaded
   bool sm80[2] = {};      // [D == 576]: the shared-memory limit is raised
   bool portable[2] = {};  // [D == 576]
   cuda::TopkLaunchState topk;

@@ -14,29 +14,28 @@ namespace spmla {
 namespace cuda {
 
 namespace {
-// The kernels of the variants: two consumer warpgroups, the warp-specialized one, the pair schedule.
-enum Kind { kTwoWg = 0, kWs = 1, kPair = 2 };
-template <int D, int Layout, int Flavor, int K>
+// The kernel, its shared memory and its block size, per Sm90Kernel.
+template <int D, int Layout, int Flavor, Sm90Kernel K>
 auto kernel_of() {
 #if defined(SPMLA_CUDA_SM90_WS)
-  if constexpr (K == kWs) return sm90::sparse_attention_sm90_ws_kernel<D, Layout, Flavor>;
+  if constexpr (K == Sm90Kernel::kWs) return sm90::sparse_attention_sm90_ws_kernel<D, Layout, Flavor>;
 #endif
-  if constexpr (K == kPair) return sm90::pair::sparse_attention_sm90pair_kernel<D, Layout, Flavor>;
+  if constexpr (K == Sm90Kernel::kPair) return sm90::pair::sparse_attention_sm90pair_kernel<D, Layout, Flavor>;
   else return sm90::sparse_attention_sm90_kernel<D, Layout, Flavor>;
 }
-template <int D, int Layout, int K>
+template <int D, int Layout, Sm90Kernel K>
 constexpr size_t smem_of() {
-  if constexpr (K == kPair) return sm90::pair::Smem<D, Layout != kern::kBF16>::kBytes;
+  if constexpr (K == Sm90Kernel::kPair) return sm90::pair::Smem<D, Layout != kern::kBF16>::kBytes;
   else return sm90::Smem<D>::kBytes;
 }
-template <int K>
+template <Sm90Kernel K>
 constexpr int threads_of() {
-  return K == kPair ? sm90::pair::kThreads : K == kWs ? sm90::kWsThreads : sm90::kThreads;
+  return K == Sm90Kernel::kPair ? sm90::pair::kThreads : K == Sm90Kernel::kWs ? sm90::kWsThreads : sm90::kThreads;
 }
 // One instantiation per (D, layout, FP8 flavor): the flavor is a template argument so that each
 // kernel holds one FP8 decoder (the E4M3FNUZ software decoder inlined beside the hardware E4M3FN
 // one made the kernel too large for the instruction cache). BF16 sources use flavor 0.
-template <int D, int Layout, int Flavor, int K>
+template <int D, int Layout, int Flavor, Sm90Kernel K>
 cudaError_t launch_one(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
   kernel_of<D, Layout, Flavor, K>()<<<grid, threads_of<K>(), smem_of<D, Layout, K>(), s>>>(p);
   return cudaGetLastError();
@@ -47,14 +46,14 @@ int fp8_flavor(const kern::AttnParams &p) {
   if (p.src[0].layout == kern::kV41FP4 && p.K[1] > 0 && p.src[1].layout == kern::kV41FP8) return p.src[1].flavor;
   return p.src[0].flavor;
 }
-template <int D, int Layout, int K>
+template <int D, int Layout, Sm90Kernel K>
 cudaError_t launch_layout(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
   if constexpr (Layout == kern::kBF16)
     return launch_one<D, Layout, 0, K>(p, grid, s);
   else
     return fp8_flavor(p) == 2 ? launch_one<D, Layout, 2, K>(p, grid, s) : launch_one<D, Layout, 1, K>(p, grid, s);
 }
-template <int K>
+template <Sm90Kernel K>
 cudaError_t launch_any(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
   const int layout = p.src[0].layout;
   if (p.D == 576)
@@ -62,7 +61,7 @@ cudaError_t launch_any(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
   if (layout == kern::kV41FP8 || layout == kern::kV41FP4) return launch_layout<512, sm90::kV41, K>(p, grid, s);
   return layout == kern::kV4 ? launch_layout<512, kern::kV4, K>(p, grid, s) : launch_layout<512, kern::kBF16, K>(p, grid, s);
 }
-template <int D, int Layout, int Flavor, int K>
+template <int D, int Layout, int Flavor, Sm90Kernel K>
 cudaError_t prepare_one(bool *usable) {
   const auto k = kernel_of<D, Layout, Flavor, K>();
   cudaFuncAttributes fa;
@@ -73,7 +72,7 @@ cudaError_t prepare_one(bool *usable) {
   if (fa.binaryVersion != 90) *usable = false;
   return cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_of<D, Layout, K>());
 }
-template <int K>
+template <Sm90Kernel K>
 cudaError_t prepare_all(bool *ok) {
   cudaError_t e = prepare_one<576, kern::kBF16, 0, K>(ok);
   if (e == cudaSuccess) e = prepare_one<576, kern::kV32, 1, K>(ok);
@@ -105,53 +104,47 @@ const char *sm90_sources_unsupported(int D, int layout0, int flavor0, int layout
   return "needs one layout and flavor for both sources (or V41 layouts for both)";
 }
 
-bool sm90_ws_built() {
+bool sm90_built(Sm90Kernel k) {
 #if defined(SPMLA_CUDA_SM90_WS)
+  (void)k;
   return true;
 #else
-  return false;
+  return k != Sm90Kernel::kWs;
 #endif
 }
 
 size_t sm90_smem_bytes(int D) { return D == 576 ? sm90::Smem<576>::kBytes : sm90::Smem<512>::kBytes; }
 
-cudaError_t sm90_prepare(bool ws, bool *ready) {
+cudaError_t sm90_prepare(Sm90Kernel k, bool *ready) {
   *ready = false;
 #if defined(SPMLA_CUDA_HAS_SM90A)
   bool ok = true;
+  cudaError_t e = cudaSuccess;
+  switch (k) {
+    case Sm90Kernel::kTwoWg: e = prepare_all<Sm90Kernel::kTwoWg>(&ok); break;
 #if defined(SPMLA_CUDA_SM90_WS)
-  const cudaError_t e = ws ? prepare_all<kWs>(&ok) : prepare_all<kTwoWg>(&ok);
-#else
-  const cudaError_t e = prepare_all<kTwoWg>(&ok);
+    case Sm90Kernel::kWs: e = prepare_all<Sm90Kernel::kWs>(&ok); break;
 #endif
+    case Sm90Kernel::kPair: e = prepare_all<Sm90Kernel::kPair>(&ok); break;
+    default: return cudaSuccess;  // not built: stays unready
+  }
   if (e != cudaSuccess) return e;
   *ready = ok;
 #else
-  (void)ws;
+  (void)k;
 #endif
   return cudaSuccess;
 }
 
-cudaError_t launch_sm90(const kern::AttnParams &p, bool ws, dim3 grid, cudaStream_t s) {
+cudaError_t launch_sm90(const kern::AttnParams &p, Sm90Kernel k, dim3 grid, cudaStream_t s) {
+  switch (k) {
 #if defined(SPMLA_CUDA_SM90_WS)
-  if (ws) return launch_any<kWs>(p, grid, s);
+    case Sm90Kernel::kWs: return launch_any<Sm90Kernel::kWs>(p, grid, s);
 #endif
-  (void)ws;
-  return launch_any<kTwoWg>(p, grid, s);
+    case Sm90Kernel::kPair: return launch_any<Sm90Kernel::kPair>(p, grid, s);
+    default: return launch_any<Sm90Kernel::kTwoWg>(p, grid, s);
+  }
 }
-
-cudaError_t sm90pair_prepare(bool *ready) {
-  *ready = false;
-#if defined(SPMLA_CUDA_HAS_SM90A)
-  bool ok = true;
-  const cudaError_t e = prepare_all<kPair>(&ok);
-  if (e != cudaSuccess) return e;
-  *ready = ok;
-#endif
-  return cudaSuccess;
-}
-
-cudaError_t launch_sm90pair(const kern::AttnParams &p, dim3 grid, cudaStream_t s) { return launch_any<kPair>(p, grid, s); }
 
 }  // namespace cuda
 }  // namespace spmla
