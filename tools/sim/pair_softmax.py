@@ -54,50 +54,42 @@ def kernel_row(scores, valid, v, sl2, bn):
         s = [scores[k] * sl2 if k < n and valid[k] else NEG_INF for k in idx]
         return idx, s
 
+    def softmax_to(o, l, m_old, m_new, s):
+        """The kernel's softmax_to: O and the row sum moved to m_new, P = exp2(S - m_new)."""
+        a = rescale(m_old, m_new)
+        p = [0.0 if x == NEG_INF else 2.0 ** (x - m_new) for x in s]
+        return [x * a for x in o], l * a + sum(p), p
+
+    def pv(o, p_bf16, keys, d0):
+        """O += P V over the keys, value dims [d0, d0 + half), P already rounded to bf16."""
+        for j, k in enumerate(keys):
+            if p_bf16[j] != 0.0:
+                for d in range(half):
+                    o[d] += p_bf16[j] * v[k][d0 + d]
+
     for pi in range(npairs):
         ia, sa = tile(2 * pi)
         ib, sb = tile(2 * pi + 1)
-        # WG0: its maximum, rescale, P_A at that maximum, P_A V_A for its dims.
+        # WG0: its maximum, P_A at that maximum, P_A V_A for its dims; sM <- its maximum.
         mn = max([m0] + sa)
-        a = rescale(m0, mn)
-        o0 = [x * a for x in o0]
-        pa = [0.0 if x == NEG_INF else 2.0 ** (x - mn) for x in sa]
-        l0 = l0 * a + sum(pa)
-        m0 = mn
-        smax = m0                                                    # sM <- WG0's maximum
-        for j, k in enumerate(ia):
-            if pa[j] != 0.0:
-                w = bf16(pa[j])
-                for d in range(half):
-                    o0[d] += w * v[k][d]
-        # WG1: the combined maximum, rescale, P_B, P_B V_B for its dims, P_B to S1.
+        o0, l0, pa = softmax_to(o0, l0, m0, mn, sa)
+        m0 = smax = mn
+        pv(o0, [bf16(x) for x in pa], ia, 0)
+        # WG1: the combined maximum, P_B, P_B V_B for its dims, P_B to S1; sM <- combined.
         mc = max([smax] + sb)
-        a = rescale(m1, mc)
-        o1 = [x * a for x in o1]
-        pb = [0.0 if x == NEG_INF else 2.0 ** (x - mc) for x in sb]
-        l1 = l1 * a + sum(pb)
-        m1 = mc
-        smax = m1                                                    # sM <- combined maximum
+        o1, l1, pb = softmax_to(o1, l1, m1, mc, sb)
+        m1 = smax = mc
         s1 = [bf16(x) for x in pb]
-        for j, k in enumerate(ib):
-            if s1[j] != 0.0:
-                for d in range(half):
-                    o1[d] += s1[j] * v[k][half + d]
+        pv(o1, s1, ib, half)
         # WG0: P_A rescaled to the combined maximum into S0; its O and sum rescaled; P_B V_B.
         beta = rescale(m0, smax)
         m0 = smax
         s0 = [bf16(x * beta) for x in pa]
         o0 = [x * beta for x in o0]
         l0 *= beta
-        for j, k in enumerate(ib):
-            if s1[j] != 0.0:
-                for d in range(half):
-                    o0[d] += s1[j] * v[k][d]
+        pv(o0, s1, ib, 0)
         # WG1: P_A V_A for its dims, from S0.
-        for j, k in enumerate(ia):
-            if s0[j] != 0.0:
-                for d in range(half):
-                    o1[d] += s0[j] * v[k][half + d]
+        pv(o1, s0, ia, half)
     assert m0 == m1, "both warpgroups end on the same maximum"
     l = l0 + l1
     if l == 0.0:
