@@ -7,6 +7,8 @@
 #    (tools/sim/pair_schedule.py: no deadlock, no buffer read while it is rewritten).
 #  - sim_pair_softmax: the sm90pair kernel's chained-maximum softmax against an exact softmax
 #    (tools/sim/pair_softmax.py).
+#  - sim_fp4_prmt: the Hopper kernels' E2M1 decode (prmt byte tables) on every code against SPEC's
+#    values (tools/sim/fp4_prmt.py).
 
 find_program(SPMLA_BASH bash)
 find_program(SPMLA_NM NAMES nm)
@@ -28,6 +30,8 @@ if(SPMLA_PYTHON3)
   set_tests_properties(sim_pair_schedule PROPERTIES LABELS "scripts" TIMEOUT 120)
   add_test(NAME sim_pair_softmax COMMAND ${SPMLA_PYTHON3} ${PROJECT_SOURCE_DIR}/tools/sim/pair_softmax.py)
   set_tests_properties(sim_pair_softmax PROPERTIES LABELS "scripts" TIMEOUT 120)
+  add_test(NAME sim_fp4_prmt COMMAND ${SPMLA_PYTHON3} ${PROJECT_SOURCE_DIR}/tools/sim/fp4_prmt.py)
+  set_tests_properties(sim_fp4_prmt PROPERTIES LABELS "scripts" TIMEOUT 60)
 endif()
 
 set(_spmla_hdr_dir ${CMAKE_CURRENT_BINARY_DIR}/header-checks)
