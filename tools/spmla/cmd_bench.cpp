@@ -599,10 +599,22 @@ int cmd_bench(const BenchOptions &o) {
   const bool small = o.sizes == "small" || (o.sizes == "auto" && cpu);
 
   // The cases asked for (--op, --shape); none is an error, before any time is spent.
+  // --shape: alternatives separated by '|', a case matches when its label contains any of them.
+  std::vector<std::string> wanted;
+  for (size_t b = 0, e; b <= o.shape.size(); b = e + 1) {
+    e = o.shape.find('|', b);
+    if (e == std::string::npos) e = o.shape.size();
+    if (e > b) wanted.push_back(o.shape.substr(b, e - b));
+  }
+  auto shape_wanted = [&](const std::string &label) {
+    if (wanted.empty()) return true;
+    for (const std::string &w : wanted)
+      if (label.find(w) != std::string::npos) return true;
+    return false;
+  };
   std::vector<Case> cases;
   for (Case &c : small ? small_cases() : spec_cases())
-    if ((o.op == "all" || o.op == c.op) && (o.shape.empty() || c.shape.find(o.shape) != std::string::npos))
-      cases.push_back(std::move(c));
+    if ((o.op == "all" || o.op == c.op) && shape_wanted(c.shape)) cases.push_back(std::move(c));
   if (cases.empty()) {
     std::fprintf(stderr, "spmla bench: no %s case matches --op %s --shape '%s'\n", small ? "small" : "spec",
                  o.op.c_str(), o.shape.c_str());

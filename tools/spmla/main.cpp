@@ -88,7 +88,8 @@ int run_main(int argc, char **argv) {
   bench->add_option("--peak-tflops", bo.peak_tflops, "Compute ceiling to compare with (default: measured on cpu, none elsewhere)");
   bench->add_option("--peak-gbps", bo.peak_gbps, "Bandwidth ceiling to compare with (default: measured copy bandwidth)");
   bench->add_option("--seed", bo.seed, "Random seed")->capture_default_str();
-  bench->add_option("--shape", bo.shape, "Only the cases whose shape label contains this text (e.g. 'prefill T=4096')");
+  bench->add_option("--shape", bo.shape, "Only the cases whose shape label contains this text, or one of several separated by '|' "
+                  "(e.g. 'prefill T=4096' or 'BF16|v41 decode')");
   bench->add_option("--l2-flush", bo.l2_flush,
                     "GPU: memset (overwrite 256 MiB before each timed call: cold, but dirty, L2) or none "
                     "(calls back to back; for studying how much the flush itself costs an op)")

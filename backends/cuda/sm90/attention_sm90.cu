@@ -137,6 +137,10 @@ cudaError_t sm90_prepare(Sm90Kernel k, bool *ready) {
 }
 
 cudaError_t launch_sm90(const kern::AttnParams &p, Sm90Kernel k, dim3 grid, cudaStream_t s) {
+  // (T, head blocks, splits) -> (T x head blocks, 1, splits), head block fastest (sm90::cta_coord).
+  static_assert(kern::kAttnBM == sm90::kBM, "the host sizes the head blocks as the kernels do");
+  if ((uint64_t)grid.x * grid.y > 0x7fffffffu) return cudaErrorInvalidConfiguration;
+  grid = dim3(grid.x * grid.y, 1, grid.z);
   switch (k) {
 #if defined(SPMLA_CUDA_SM90_WS)
     case Sm90Kernel::kWs: return launch_any<Sm90Kernel::kWs>(p, grid, s);

@@ -81,6 +81,19 @@ __device__ __forceinline__ void fence_regs(float (&d)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
+// A CTA's (token, first head, split). The host launches the Hopper kernels with the head blocks
+// of a token flattened into x, head block fastest (launch_sm90): the CTAs that read the same
+// gathered rows (one token's 64-head blocks) run side by side and share them in L2 instead of
+// one wave apart (a V3.2 decode batch's rows, 2048 x 656 B per token, do not stay in L2 that long).
+struct CtaCoord {
+  int t, h0, split;
+};
+__device__ __forceinline__ CtaCoord cta_coord(const kern::AttnParams &p) {
+  const int nhb = (p.H + kBM - 1) / kBM;
+  const int x = (int)blockIdx.x, t = x / nhb;
+  return CtaCoord{t, (x - t * nhb) * kBM, (int)blockIdx.z};
+}
+
 using Range = kern::TokenRange;  // end0, end1: valid prefixes; [begin, stop): this split's share
 
 // One list entry of a tile (threads 0..63: entry tile_begin + threadIdx.x): its slot id and
@@ -570,7 +583,8 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
   const SmemView<D> sm(smem_raw);
   const int tid = threadIdx.x;
   const MathThread th(tid);
-  const int t = blockIdx.x, h0 = blockIdx.y * kBM, split = blockIdx.z;
+  const CtaCoord cta = cta_coord(p);
+  const int t = cta.t, h0 = cta.h0, split = cta.split;
   constexpr int flavor = Flavor;  // one FP8 decoder per instantiation (code size)
 
   load_q<D, kThreads>(p, sm.qs, t, h0, tid);
@@ -673,7 +687,8 @@ __global__ void __launch_bounds__(kWsThreads, 1) sparse_attention_sm90_ws_kernel
   extern __shared__ uint8_t smem_raw[];
   const SmemView<D> sm(smem_raw);
   const int tid = threadIdx.x;
-  const int t = blockIdx.x, h0 = blockIdx.y * kBM, split = blockIdx.z;
+  const CtaCoord cta = cta_coord(p);
+  const int t = cta.t, h0 = cta.h0, split = cta.split;
   const Range range = kern::token_range<kBN>(p, t, split);
   const int ntiles = (range.stop - range.begin + kBN - 1) / kBN;
 

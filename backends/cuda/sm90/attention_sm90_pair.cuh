@@ -441,7 +441,8 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
   const Bars bars(reinterpret_cast<uint64_t *>(base + S::kOffBar));
 
   const int tid = threadIdx.x;
-  const int t = blockIdx.x, h0 = blockIdx.y * kBM, split = blockIdx.z;
+  const CtaCoord cta = cta_coord(p);
+  const int t = cta.t, h0 = cta.h0, split = cta.split;
   const Range range = kern::token_range<kBN>(p, t, split);
   const int npairs = (range.stop - range.begin + 2 * kBN - 1) / (2 * kBN);
 
