@@ -12,8 +12,9 @@
 // is in shared memory once. Tiles are stored in the 128-byte-swizzled K-major layout: 64-column
 // chunks of [64 rows][128 B], chunk c at c * 8 KiB. The next tile is gathered while the current
 // one computes: BF16 rows by cp.async straight into the swizzled tile; FP8 rows (V32, V4) are
-// held in registers as raw bytes, dequantized into the other buffer while QK^T runs, and the
-// registers refilled at once with the tile after (about one tile of latency to hide). The FP8
+// held in registers as raw bytes, dequantized into the other buffer, half while QK^T runs and
+// half while P V runs, and each half's registers refilled at once with the tile after (about one
+// tile of latency to hide). The FP8
 // flavor is a template argument (one decoder per kernel keeps the code in the instruction
 // cache). FP8_PER_TENSOR and sources of two layouts take the portable kernel.
 //
@@ -218,13 +219,14 @@ __device__ __forceinline__ void fp8_load_unit(const uint8_t *row, const uint8_t 
   }
 }
 
-template <int Layout, int NT, int Parts>
+// fp8_load / fp8_store: the stage's units [I0, I1) (default: all of them).
+template <int I0 = 0, int I1 = -1, int Layout, int NT, int Parts>
 __device__ __forceinline__ void fp8_load(Fp8Stage<Layout, NT, Parts> &st, const uint8_t *const *rows,
                                          const uint8_t *const *aux, int ti, int part = 0) {
   using G = Fp8Rows<Layout>;
   constexpr int kPer = Fp8Stage<Layout, NT, Parts>::kPer;
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) {
+  for (int i = I0; i < (I1 < 0 ? kPer : I1); ++i) {
     const int u = ti + (part * kPer + i) * NT;
     const int r = u / G::kUnits, c = u - r * G::kUnits;
     fp8_load_unit<Layout>(rows[r], Layout == kV41 || Layout == kern::kV4 ? aux[r] : nullptr, c, st.raw[i], st.scale[i]);
@@ -306,13 +308,13 @@ __device__ __forceinline__ void fp8_store_unit(uint4 v, uint32_t scale, uint8_t 
   }
 }
 
-template <int Layout, int NT, int Parts>
+template <int I0 = 0, int I1 = -1, int Layout, int NT, int Parts>
 __device__ __forceinline__ void fp8_store(const Fp8Stage<Layout, NT, Parts> &st, uint8_t *kt, int flavor, int ti,
                                           int part = 0) {
   using G = Fp8Rows<Layout>;
   constexpr int kPer = Fp8Stage<Layout, NT, Parts>::kPer;
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) {
+  for (int i = I0; i < (I1 < 0 ? kPer : I1); ++i) {
     const int u = ti + (part * kPer + i) * NT;
     const int r = u / G::kUnits, c = u - r * G::kUnits;
     fp8_store_unit<Layout>(st.raw[i], st.scale[i], kt, r, c, flavor);
@@ -575,6 +577,15 @@ struct SmemView {
   __device__ __forceinline__ const uint8_t **auxs_of(int i) const { return auxs + (i % kRing) * kBN; }
 };
 
+// The two-warpgroup kernel's split of a tile's FP8 units between the QK^T and the P V phase.
+template <int Layout>
+constexpr int fp8_half() {
+  if constexpr (Layout == kern::kBF16)
+    return 0;
+  else
+    return Fp8Stage<Layout, kThreads>::kPer / 2;
+}
+
 template <int D, int Layout, int Flavor>
 __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(const kern::AttnParams p) {
 #if defined(SPMLA_SM90A_DEVICE)
@@ -603,6 +614,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
   __syncthreads();
   // Tile 0 into buffer 0 now; FP8: tile 1's raw bytes into registers (stored during iteration 0).
   Fp8Stage<Layout, kThreads> st;
+  constexpr int kFp8Half = fp8_half<Layout>();
   if (ntiles > 0) {
     if constexpr (kFp8) {
       fp8_load(st, sm.rows_of(0), sm.auxs_of(0), tid);
@@ -636,9 +648,12 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
     qk_issue<D>(s, sm.qs, kt, th.wg);
     if (more) {
       if constexpr (kFp8) {
-        fp8_store(st, sm.ktile(buf ^ 1), flavor, tid);
+        // The first half of tile it+1's units now (under QK^T), the second under P V: the other
+        // buffer is free during both, and the dequantization is hidden under both products
+        // instead of overrunning the first. Each half's registers are refilled with tile it+2's.
+        fp8_store<0, kFp8Half>(st, sm.ktile(buf ^ 1), flavor, tid);
         fence_async_smem();
-        if (it + 2 < ntiles) fp8_load(st, sm.rows_of(it + 2), sm.auxs_of(it + 2), tid);
+        if (it + 2 < ntiles) fp8_load<0, kFp8Half>(st, sm.rows_of(it + 2), sm.auxs_of(it + 2), tid);
       } else {
         bf16_issue<D, kThreads>(sm.ktile(buf ^ 1), sm.rows_of(it + 1), tid);
       }
@@ -649,6 +664,13 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
     softmax_tile<false>(s, acc, th, sm.rows_of(it), sm.xrow, sm.ps, sl2);
 
     pv_issue(acc.o, sm.ps, kt, th.wg);
+    if constexpr (kFp8) {
+      if (more) {
+        fp8_store<kFp8Half>(st, sm.ktile(buf ^ 1), flavor, tid);
+        fence_async_smem();
+        if (it + 2 < ntiles) fp8_load<kFp8Half>(st, sm.rows_of(it + 2), sm.auxs_of(it + 2), tid);
+      }
+    }
     if (tid < kBN && it + 3 < ntiles) {
       tile_rows<D, Layout>(p, ahead, sm.rows_of(it), sm.auxs_of(it), tid);  // tile it+3 takes tile it's slot
       ahead = tile_entry(p, t, range, range.begin + (it + 4) * kBN, tid);
