@@ -704,6 +704,9 @@ def import_spmla(path):
 
 
 def git_commit():
+    # gpu-check passes the tree it ran (the device copy has no .git, or a stale one).
+    if os.environ.get("SPMLA_SOURCE_LABEL"):
+        return os.environ["SPMLA_SOURCE_LABEL"]
     try:
         return subprocess.run(["git", "-C", REPO, "rev-parse", "--short=12", "HEAD"], capture_output=True,
                               text=True, timeout=10).stdout.strip() or None
@@ -743,11 +746,24 @@ def parse_args(argv):
     p.add_argument("--dry-run", action="store_true",
                    help="no GPU: tiny inputs on the CPU, contract checks, spmla CPU backend and the "
                         "spmla.flash_mla stand-in for FlashMLA")
+    p.add_argument("--replot", metavar="RESULTS_JSON",
+                   help="only draw results.png (into --out, default .) from an earlier run's results.json")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     a = parse_args(sys.argv[1:] if argv is None else argv)
+    if a.replot:  # a run's results.json again as a plot (gpu-check brings back the json, not the png)
+        with open(a.replot) as fh:
+            d = json.load(fh)
+        meta = d.get("meta", {})
+        title = f"spmla vs FlashMLA — {meta.get('device', 'dry run')} — spmla {meta.get('spmla_commit')}"
+        out = a.out or "."
+        os.makedirs(out, exist_ok=True)
+        if not plot(d.get("rows", []), os.path.join(out, "results.png"), title):
+            return 1
+        log(f"wrote {out}/results.png")
+        return 0
     rows = all_rows()
     if a.list:
         for r in rows:
