@@ -7,6 +7,8 @@
 #    (tools/sim/pair_schedule.py: no deadlock, no buffer read while it is rewritten).
 #  - sim_pair_softmax: the sm90pair kernel's chained-maximum softmax against an exact softmax
 #    (tools/sim/pair_softmax.py).
+#  - ncu_stalls_summary: tools/ncu_stalls.py on a small ncu source-page CSV (opcode shares, the
+#    predicate guard and the thousands separator handled).
 #  - sim_fp4_prmt: the Hopper kernels' E2M1 decode (prmt byte tables) on every code against SPEC's
 #    values (tools/sim/fp4_prmt.py).
 
@@ -30,6 +32,12 @@ if(SPMLA_PYTHON3)
   set_tests_properties(sim_pair_schedule PROPERTIES LABELS "scripts" TIMEOUT 120)
   add_test(NAME sim_pair_softmax COMMAND ${SPMLA_PYTHON3} ${PROJECT_SOURCE_DIR}/tools/sim/pair_softmax.py)
   set_tests_properties(sim_pair_softmax PROPERTIES LABELS "scripts" TIMEOUT 120)
+  add_test(NAME ncu_stalls_summary COMMAND ${SPMLA_PYTHON3} ${PROJECT_SOURCE_DIR}/tools/ncu_stalls.py
+           ${PROJECT_SOURCE_DIR}/tests/tools/ncu_source_sample.csv --top 2)
+  # 1140 of 2000 samples on MUFU.EX2 (a "1,140" cell, a predicated instruction) = 57.00 %.
+  set_tests_properties(ncu_stalls_summary PROPERTIES LABELS "scripts" TIMEOUT 60
+    PASS_REGULAR_EXPRESSION "MUFU.EX2 +57.00 %.*SYNCS.PHASECHK.TRANS64.TRYWAIT +25.00 %.*top 2 instructions"
+    FAIL_REGULAR_EXPRESSION "columns missing|no CSV header")
   add_test(NAME sim_fp4_prmt COMMAND ${SPMLA_PYTHON3} ${PROJECT_SOURCE_DIR}/tools/sim/fp4_prmt.py)
   set_tests_properties(sim_fp4_prmt PROPERTIES LABELS "scripts" TIMEOUT 60)
 endif()
