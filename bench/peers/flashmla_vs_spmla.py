@@ -703,6 +703,10 @@ def import_spmla(path):
                       f"{REPO}/build-pyvenv/lib/{ver}/site-packages)")
 
 
+def run_title(meta):
+    return f"spmla vs FlashMLA — {meta.get('device', 'dry run')} — spmla {meta.get('spmla_commit')}"
+
+
 def git_commit():
     # gpu-check passes the tree it ran (the device copy has no .git, or a stale one).
     if os.environ.get("SPMLA_SOURCE_LABEL"):
@@ -756,8 +760,7 @@ def main(argv=None):
     if a.replot:  # a run's results.json again as a plot (gpu-check brings back the json, not the png)
         with open(a.replot) as fh:
             d = json.load(fh)
-        meta = d.get("meta", {})
-        title = f"spmla vs FlashMLA — {meta.get('device', 'dry run')} — spmla {meta.get('spmla_commit')}"
+        title = run_title(d.get("meta", {}))
         out = a.out or "."
         os.makedirs(out, exist_ok=True)
         if not plot(d.get("rows", []), os.path.join(out, "results.png"), title):
@@ -989,7 +992,7 @@ def main(argv=None):
     meta["ceilings"] = ceil
     meta["exit_code"] = code
     md = table(results, ceil, a.dry_run)
-    title = f"spmla vs FlashMLA — {meta.get('device', 'dry run')} — spmla {meta.get('spmla_commit')}"
+    title = run_title(meta)
     print(f"\n## {title}\n")
     print(md)
     if fm_reason:

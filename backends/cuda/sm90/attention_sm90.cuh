@@ -321,6 +321,16 @@ __device__ __forceinline__ void fp8_store(const Fp8Stage<Layout, NT, Parts> &st,
   }
 }
 
+// Units [I0, I1) of the staged tile dequantized into buffer kt and made visible to wgmma, then, if
+// `refill`, the stage's same units reloaded with the next tile's raw bytes (rows, aux).
+template <int I0, int I1, int Layout, int NT>
+__device__ __forceinline__ void fp8_store_refill(Fp8Stage<Layout, NT> &st, uint8_t *kt, int flavor, int ti,
+                                                 const uint8_t *const *rows, const uint8_t *const *aux, bool refill) {
+  fp8_store<I0, I1>(st, kt, flavor, ti);
+  fence_async_smem();
+  if (refill) fp8_load<I0, I1>(st, rows, aux, ti);
+}
+
 // BF16 rows: cp.async into the swizzled tile; rows without a key become zeros (P is 0 there,
 // and 0 * garbage could be NaN).
 template <int D, int NT>
@@ -438,6 +448,12 @@ __device__ __forceinline__ void quad_sum(float (&x)[2]) {
   }
 }
 
+// The factor that moves O and the row sums from row maximum m_old to m_new (1 while the row has
+// no key yet: both are -inf).
+__device__ __forceinline__ float rescale_factor(float m_old, float m_new) {
+  return m_new == dev::neg_inf() ? 1.f : exp2f(m_old - m_new);
+}
+
 // Online softmax of one tile's scores (both warpgroups; two compute barriers): scale to log2
 // units, mask the entries without a key, exchange the row maxima, P = exp2(S - m) as bf16 into
 // shared memory (the A operand of P V), update the row sums and rescale O.
@@ -469,7 +485,7 @@ __device__ __forceinline__ void softmax_tile(float (&s)[16], MathAcc &acc, const
   for (int i = 0; i < 2; ++i) {
     const int r = r0 + 8 * i;
     const float m_new = fmaxf(acc.m[i], fmaxf(xrow[r], xrow[kBM + r]));
-    alpha[i] = m_new == dev::neg_inf() ? 1.f : exp2f(acc.m[i] - m_new);
+    alpha[i] = rescale_factor(acc.m[i], m_new);
     acc.m[i] = m_new;
   }
   float sum[2] = {0.f, 0.f};
@@ -651,9 +667,8 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
         // The first half of tile it+1's units now (under QK^T), the second under P V: the other
         // buffer is free during both, and the dequantization is hidden under both products
         // instead of overrunning the first. Each half's registers are refilled with tile it+2's.
-        fp8_store<0, kFp8Half>(st, sm.ktile(buf ^ 1), flavor, tid);
-        fence_async_smem();
-        if (it + 2 < ntiles) fp8_load<0, kFp8Half>(st, sm.rows_of(it + 2), sm.auxs_of(it + 2), tid);
+        fp8_store_refill<0, kFp8Half>(st, sm.ktile(buf ^ 1), flavor, tid, sm.rows_of(it + 2), sm.auxs_of(it + 2),
+                                      it + 2 < ntiles);
       } else {
         bf16_issue<D, kThreads>(sm.ktile(buf ^ 1), sm.rows_of(it + 1), tid);
       }
@@ -665,11 +680,9 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
 
     pv_issue(acc.o, sm.ps, kt, th.wg);
     if constexpr (kFp8) {
-      if (more) {
-        fp8_store<kFp8Half>(st, sm.ktile(buf ^ 1), flavor, tid);
-        fence_async_smem();
-        if (it + 2 < ntiles) fp8_load<kFp8Half>(st, sm.rows_of(it + 2), sm.auxs_of(it + 2), tid);
-      }
+      if (more)
+        fp8_store_refill<kFp8Half, -1>(st, sm.ktile(buf ^ 1), flavor, tid, sm.rows_of(it + 2), sm.auxs_of(it + 2),
+                                       it + 2 < ntiles);
     }
     if (tid < kBN && it + 3 < ntiles) {
       tile_rows<D, Layout>(p, ahead, sm.rows_of(it), sm.auxs_of(it), tid);  // tile it+3 takes tile it's slot

@@ -155,9 +155,6 @@ __device__ __forceinline__ void mask_scale(float (&s)[32], const uint8_t *valid,
   }
   quad_max(mx);
 }
-__device__ __forceinline__ float rescale_factor(float m_old, float m_new) {
-  return m_new == dev::neg_inf() ? 1.f : exp2f(m_old - m_new);
-}
 // Moves the running state to the new row maxima m: O and the row sums rescaled, S -> P = exp2(S - m)
 // (fp32, in place), the thread's share of the row sums added.
 __device__ __forceinline__ void softmax_to(float (&s)[32], MathAcc &acc, const float (&m)[2]) {
