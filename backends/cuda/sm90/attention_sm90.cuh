@@ -95,6 +95,53 @@ __device__ __forceinline__ CtaCoord cta_coord(const kern::AttnParams &p) {
   return CtaCoord{t, (x - t * nhb) * kBM, (int)blockIdx.z};
 }
 
+// L2 policies (PTX createpolicy): the gathered key rows are kept (evict_last: a row is read by
+// every head block and by every query token that selects it); Q and the output, streamed once
+// per CTA (a V3.2 prefill reads 604 MB of Q and writes 537 MB of O), go first (evict_first), so
+// that they do not push the cache rows out of L2 (FlashMLA loads its Q with EVICT_FIRST too).
+// Not volatile: the compiler may hoist or share them.
+__device__ __forceinline__ uint64_t policy_evict_last() {
+  uint64_t p;
+  asm("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(p));
+  return p;
+}
+__device__ __forceinline__ uint64_t policy_evict_first() {
+  uint64_t p;
+  asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
+  return p;
+}
+// 16 bytes global -> shared (a shared-space address), zeros when !valid (no bytes are read then),
+// with an L2 policy and a 256-byte L2 prefetch (a row's neighbouring sectors come with it).
+__device__ __forceinline__ void cp16(uint32_t dst, const void *src, bool valid, uint64_t policy) {
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint.L2::256B [%0], [%1], 16, %2, %3;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0), "l"(policy)
+               : "memory");
+}
+// Read-only 16 / 8-byte loads of a cache row (the FP8 paths), kept in L2 as cp16's.
+__device__ __forceinline__ uint4 ldg16_keep(const void *src) {
+  uint4 v;
+  asm("ld.global.nc.L2::cache_hint.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4], %5;\n"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(src), "l"(policy_evict_last()));
+  return v;
+}
+__device__ __forceinline__ uint2 ldg8_keep(const void *src) {
+  uint2 v;
+  asm("ld.global.nc.L2::cache_hint.L2::256B.v2.u32 {%0, %1}, [%2], %3;\n"
+      : "=r"(v.x), "=r"(v.y)
+      : "l"(src), "l"(policy_evict_last()));
+  return v;
+}
+// Output stores, streamed out of L2 first.
+__device__ __forceinline__ void st_stream_b32(void *dst, uint32_t v, uint64_t policy) {
+  asm volatile("st.global.L2::cache_hint.b32 [%0], %1, %2;\n" ::"l"(dst), "r"(v), "l"(policy) : "memory");
+}
+__device__ __forceinline__ void st_stream_f32x2(void *dst, float a, float b, uint64_t policy) {
+  asm volatile("st.global.L2::cache_hint.v2.f32 [%0], {%1, %2}, %3;\n" ::"l"(dst), "f"(a), "f"(b), "l"(policy)
+               : "memory");
+}
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
 using Range = kern::TokenRange;  // end0, end1: valid prefixes; [begin, stop): this split's share
 
 // One list entry of a tile (threads 0..63: entry tile_begin + threadIdx.x): its slot id and
@@ -199,22 +246,22 @@ __device__ __forceinline__ void fp8_load_unit(const uint8_t *row, const uint8_t 
     const uintptr_t at = reinterpret_cast<uintptr_t>(aux);
     const uint8_t *sc = reinterpret_cast<const uint8_t *>(at & ~uintptr_t(1));
     if (at & 1u) {  // V41_FP4
-      const uint2 w = __ldg(reinterpret_cast<const uint2 *>(row + c * 8));
+      const uint2 w = ldg8_keep(row + c * 8);
       v = make_uint4(w.x, w.y, 0u, 0u);
       s = __ldg(sc + c) | kFp4Unit;
     } else {
-      v = __ldg(reinterpret_cast<const uint4 *>(row + c * 16));
+      v = ldg16_keep(row + c * 16);
       s = __ldg(sc + (c >> G::kScaleShift));
     }
   } else if (row) {
     if (c < G::kNope) {
-      v = __ldg(reinterpret_cast<const uint4 *>(row + c * 16));
+      v = ldg16_keep(row + c * 16);
       if (Layout == kern::kV32)
         s = __ldg(reinterpret_cast<const uint32_t *>(row + KvV32::kScaleOffset) + (c >> G::kScaleShift));
       else
         s = __ldg(aux + (c >> G::kScaleShift));
     } else {
-      v = __ldg(reinterpret_cast<const uint4 *>(row + G::kRopeByte + (c - G::kNope) * 16));
+      v = ldg16_keep(row + G::kRopeByte + (c - G::kNope) * 16);
     }
   }
 }
@@ -336,11 +383,12 @@ __device__ __forceinline__ void fp8_store_refill(Fp8Stage<Layout, NT> &st, uint8
 template <int D, int NT>
 __device__ __forceinline__ void bf16_issue(uint8_t *kt, const uint8_t *const *rows, int ti) {
   constexpr int kUnits = D / 8;
+  const uint64_t keep = policy_evict_last();
   for (int u = ti; u < kBN * kUnits; u += NT) {
     const int r = u / kUnits, c = u - r * kUnits;
     uint8_t *dst = kt + swz(r, c * 8);
     if (rows[r])
-      dev::async_copy16(dst, rows[r] + c * 16);
+      cp16(smem_u32(dst), rows[r] + c * 16, true, keep);
     else
       *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
   }
@@ -352,11 +400,12 @@ template <int D, int NT>
 __device__ __forceinline__ void load_q(const kern::AttnParams &p, uint8_t *qs, int t, int h0, int ti) {
   const uint16_t *qt = p.q + (int64_t)t * p.q_stride_t;
   constexpr int kUnits = D / 8;
+  const uint64_t once = policy_evict_first();
   for (int u = ti; u < kBM * kUnits; u += NT) {
     const int r = u / kUnits, c = u - r * kUnits;
     uint8_t *dst = qs + swz(r, c * 8);
     if (h0 + r < p.H)
-      dev::async_copy16(dst, qt + (int64_t)(h0 + r) * p.q_stride_h + c * 8);
+      cp16(smem_u32(dst), qt + (int64_t)(h0 + r) * p.q_stride_h + c * 8, true, once);
     else
       *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
   }
@@ -544,6 +593,7 @@ __device__ __forceinline__ void attn_epilogue(const kern::AttnParams &p, const M
       const float f = rs.f;
       if (wg == 0 && quad == 0) kern::attn_row_write_stats(p, t, h, split, rs);
       if (p.num_splits > 1) {
+        // Partials are read back by the combine kernel right after: normal priority.
         const int64_t pi = ((int64_t)split * p.T + t) * p.H + h;
         float *dst = p.part_o + pi * kern::kDV + wg * 256 + quad * 2;
 #pragma unroll
@@ -553,10 +603,10 @@ __device__ __forceinline__ void attn_epilogue(const kern::AttnParams &p, const M
         uint16_t *dst = p.out + (int64_t)t * p.out_stride_t + (int64_t)h * p.out_stride_h + wg * 256 + quad * 2;
         // Pairs of bf16 as one 4-byte store where the output allows it (the usual contiguous case).
         if ((reinterpret_cast<uintptr_t>(dst) & 3u) == 0) {
+          const uint64_t once = policy_evict_first();
 #pragma unroll
           for (int j = 0; j < 32; ++j)
-            *reinterpret_cast<uint32_t *>(dst + j * 8) =
-                dev::pack_bf16x2(acc.o[4 * j + 2 * i] * f, acc.o[4 * j + 2 * i + 1] * f);
+            st_stream_b32(dst + j * 8, dev::pack_bf16x2(acc.o[4 * j + 2 * i] * f, acc.o[4 * j + 2 * i + 1] * f), once);
         } else {
 #pragma unroll
           for (int j = 0; j < 32; ++j) {

@@ -71,7 +71,6 @@ struct Smem {
 
 // ---- mbarrier and cp.async primitives (PTX ISA: "Parallel Synchronization and Communication
 // Instructions: mbarrier", "cp.async.mbarrier.arrive").
-__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 __device__ __forceinline__ void mbar_init(uint64_t *b, int count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(count) : "memory");
 }
@@ -92,20 +91,6 @@ __device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity) {
       "r"(parity)
       : "memory");
 }
-// 16 bytes global -> shared (a shared-space address); zeros when !valid (no bytes are read then).
-// Rows are kept in L2 (evict_last): a key row is read by every head block and every query token
-// that selects it.
-__device__ __forceinline__ void cp16(uint32_t dst, const void *src, bool valid, uint64_t policy) {
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(dst), "l"(src),
-               "r"(valid ? 16 : 0), "l"(policy)
-               : "memory");
-}
-__device__ __forceinline__ uint64_t policy_evict_last() {
-  uint64_t p;
-  asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(p));
-  return p;
-}
-
 // S = Q K^T over chunks [c0, c1) of a 64-key tile (m64n64, accumulate unless `clear`); issued only.
 // Each batch starts with its own wgmma.fence: a wait loop between two batches on the same
 // accumulators otherwise makes ptxas insert one and serialize every wgmma of the kernel.
@@ -460,7 +445,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProdRegs));
     const int pt = tid - 256;
     const uint64_t policy = policy_evict_last();
-    produce_q<D>(p, t, h0, qs, pt, policy, bars.q);
+    produce_q<D>(p, t, h0, qs, pt, policy_evict_first(), bars.q);
     if constexpr (kFp8)
       produce_fp8<D, Layout, Flavor>(p, t, range, npairs, pt, base + S::kOffRows, base + S::kOffAux, ks, valid, bars);
     else
