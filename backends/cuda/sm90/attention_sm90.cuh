@@ -75,6 +75,19 @@ __device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync
 __device__ __forceinline__ void wg_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
 // Generic-proxy shared-memory writes (st.shared, cp.async) made visible to the async proxy (wgmma).
 __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// 2^x on the SFU alone (ex2.approx.ftz: relative error about 2^-22; results below 2^-126 flush to
+// 0). exp2f without fast-math wraps the same MUFU.EX2 in 6 more instructions (a range check and two
+// FMULs for arguments below -126, whose results vanish in bf16 P and in a row sum >= 1): in the
+// softmax that was most of the instructions between the warpgroups' hand-offs. 2^-inf = +0.
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm volatile("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+// The row maximum to subtract: -inf (no key in the row yet, so every score is -inf) becomes 0,
+// so that ex2(score - m) is 2^-inf = 0 there instead of NaN, with no test per element.
+__device__ __forceinline__ float exp_base(float m) { return m == dev::neg_inf() ? 0.f : m; }
+
 // Keeps the compiler from moving accumulator accesses across an asynchronous wgmma.
 template <int N>
 __device__ __forceinline__ void fence_regs(float (&d)[N]) {
@@ -534,7 +547,7 @@ __device__ __forceinline__ void softmax_tile(float (&s)[16], MathAcc &acc, const
   for (int i = 0; i < 2; ++i) {
     const int r = r0 + 8 * i;
     const float m_new = fmaxf(acc.m[i], fmaxf(xrow[r], xrow[kBM + r]));
-    alpha[i] = rescale_factor(acc.m[i], m_new);
+    alpha[i] = m_new == dev::neg_inf() ? 1.f : ex2(acc.m[i] - m_new);
     acc.m[i] = m_new;
   }
   float sum[2] = {0.f, 0.f};
@@ -543,8 +556,7 @@ __device__ __forceinline__ void softmax_tile(float (&s)[16], MathAcc &acc, const
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       const float a = s[4 * j + 2 * i], b = s[4 * j + 2 * i + 1];
-      const float pa = a == dev::neg_inf() ? 0.f : exp2f(a - acc.m[i]);
-      const float pb = b == dev::neg_inf() ? 0.f : exp2f(b - acc.m[i]);
+      const float pa = ex2(a - exp_base(acc.m[i])), pb = ex2(b - exp_base(acc.m[i]));
       sum[i] += pa + pb;
       const int r = r0 + 8 * i, col = wg * 32 + j * 8 + quad * 2;
       *reinterpret_cast<uint32_t *>(ps + swz(r, col)) = dev::pack_bf16x2(pa, pb);
