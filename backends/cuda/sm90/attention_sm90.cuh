@@ -69,6 +69,16 @@ __device__ __forceinline__ uint64_t desc_sw128(const void *p, uint32_t lbo, uint
          ((uint64_t)((sbo >> 4) & 0x3FFFu) << 32) | (1ull << 62);
 }
 
+// The descriptor of the operand `bytes` further on (a multiple of 16): the start address field is
+// the low 14 bits (address >> 4), and shared-memory addresses stay below 2^18, so it is one 32-bit
+// add on the low word (no carry). Built once per product from the base pointer, a k-step then
+// costs one uniform add instead of rebuilding the descriptor (about 12 uniform instructions per
+// wgmma, against about 7.5 in FlashMLA's prefill kernel; docs/KERNEL-NOTES.md, session 9).
+__device__ __forceinline__ uint64_t desc_add(uint64_t d, uint32_t bytes) {
+  const uint32_t lo = (uint32_t)d + (bytes >> 4), hi = (uint32_t)(d >> 32);
+  return ((uint64_t)hi << 32) | lo;
+}
+
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
@@ -483,12 +493,13 @@ template <int D>
 __device__ __forceinline__ void qk_issue(float (&s)[16], const uint8_t *qs, const uint8_t *kt, int wg) {
 #pragma unroll
   for (int i = 0; i < 16; ++i) s[i] = 0.f;
+  const uint64_t qa = desc_sw128(qs, 16, 1024), kb = desc_sw128(kt + wg * 32 * 128, 16, 1024);
   wg_fence();
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
     const int ch = kk >> 2, ko = (kk & 3) * 32;
-    const uint64_t da = desc_sw128(qs + ch * kChunk + ko, 16, 1024);
-    const uint64_t db = desc_sw128(kt + ch * kChunk + wg * 32 * 128 + ko, 16, 1024);
+    const uint64_t da = desc_add(qa, ch * kChunk + ko);
+    const uint64_t db = desc_add(kb, ch * kChunk + ko);
     wgmma_m64n32k16_ss(s, da, db, kk > 0);
   }
   wg_commit();
@@ -576,12 +587,11 @@ __device__ __forceinline__ void softmax_tile(float (&s)[16], MathAcc &acc, const
 // O += P V for this warpgroup's 256 value dims (V = the key tile read transposed): issued and
 // committed, not waited for.
 __device__ __forceinline__ void pv_issue(float (&o)[128], const uint8_t *ps, const uint8_t *kt, int wg) {
+  const uint64_t pa = desc_sw128(ps, 16, 1024), vb = desc_sw128(kt + wg * 4 * kChunk, kChunk, 1024);
   wg_fence();
 #pragma unroll
   for (int kk = 0; kk < kBN / 16; ++kk) {
-    const uint64_t da = desc_sw128(ps + kk * 32, 16, 1024);
-    const uint64_t db = desc_sw128(kt + wg * 4 * kChunk + kk * 2048, kChunk, 1024);
-    wgmma_m64n256k16_ss_tb(o, da, db, 1);
+    wgmma_m64n256k16_ss_tb(o, desc_add(pa, kk * 32), desc_add(vb, kk * 2048), 1);
   }
   wg_commit();
 }

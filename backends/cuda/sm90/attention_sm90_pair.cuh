@@ -97,31 +97,32 @@ __device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity) {
 __device__ __forceinline__ void qk_chunks(float (&s)[32], const uint8_t *qs, const uint8_t *kt, int c0, int c1,
                                           bool clear) {
   fence_regs(s);
+  const uint64_t qa = desc_sw128(qs, 16, 1024), kb = desc_sw128(kt, 16, 1024);
   wg_fence();
 #pragma unroll
   for (int ch = c0; ch < c1; ++ch) {
 #pragma unroll
     for (int k4 = 0; k4 < 4; ++k4) {
-      const uint64_t da = desc_sw128(qs + ch * kChunk + k4 * 32, 16, 1024);
-      const uint64_t db = desc_sw128(kt + ch * kChunk + k4 * 32, 16, 1024);
-      wgmma_m64n64k16_ss(s, da, db, (clear && ch == c0 && k4 == 0) ? 0 : 1);
+      const uint32_t off = ch * kChunk + k4 * 32;
+      wgmma_m64n64k16_ss(s, desc_add(qa, off), desc_add(kb, off), (clear && ch == c0 && k4 == 0) ? 0 : 1);
     }
   }
 }
 
 // O += P V over a 64-key tile, P from registers (the bf16 pairs of the thread's S fragment).
 __device__ __forceinline__ void pv_regs(float (&o)[128], const uint32_t (&pa)[16], const uint8_t *vt) {
+  const uint64_t vb = desc_sw128(vt, kChunk, 1024);
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk) {
     const uint32_t a[4] = {pa[4 * kk], pa[4 * kk + 1], pa[4 * kk + 2], pa[4 * kk + 3]};
-    wgmma_m64n256k16_rs_tb(o, a, desc_sw128(vt + kk * 2048, kChunk, 1024));
+    wgmma_m64n256k16_rs_tb(o, a, desc_add(vb, kk * 2048));
   }
 }
 // O += P V over a 64-key tile, P from shared memory (a 64 x 64 swizzled chunk).
 __device__ __forceinline__ void pv_smem(float (&o)[128], const uint8_t *ps, const uint8_t *vt) {
+  const uint64_t pb = desc_sw128(ps, 16, 1024), vb = desc_sw128(vt, kChunk, 1024);
 #pragma unroll
-  for (int kk = 0; kk < 4; ++kk)
-    wgmma_m64n256k16_ss_tb(o, desc_sw128(ps + kk * 32, 16, 1024), desc_sw128(vt + kk * 2048, kChunk, 1024), 1);
+  for (int kk = 0; kk < 4; ++kk) wgmma_m64n256k16_ss_tb(o, desc_add(pb, kk * 32), desc_add(vb, kk * 2048), 1);
 }
 
 // Scores to log2 units, keys without a row to -inf; the rows' maxima of this tile (quad-reduced).
