@@ -8,7 +8,10 @@
 #  - sim_pair_softmax: the sm90pair kernel's chained-maximum softmax against an exact softmax
 #    (tools/sim/pair_softmax.py).
 #  - ncu_stalls_summary: tools/ncu_stalls.py on a small ncu source-page CSV (opcode shares, the
-#    predicate guard and the thousands separator handled).
+#    predicate guard and the thousands separator handled); ncu_stalls_summary_2025 the same on
+#    ncu 2025's layout (one column per stall reason; the old parser missed its header row).
+#  - sass_check_sample: tools/sass_check.py on SASS excerpts: the sm90ws copy that ptxas 13.0.88
+#    emitted with unwritten uniform registers is found, the well-formed ones are not.
 #  - sim_fp4_prmt: the Hopper kernels' E2M1 decode (prmt byte tables) on every code against SPEC's
 #    values (tools/sim/fp4_prmt.py).
 
@@ -38,6 +41,17 @@ if(SPMLA_PYTHON3)
   set_tests_properties(ncu_stalls_summary PROPERTIES LABELS "scripts" TIMEOUT 60
     PASS_REGULAR_EXPRESSION "MUFU.EX2 +57.00 %.*SYNCS.PHASECHK.TRANS64.TRYWAIT +25.00 %.*top 2 instructions"
     FAIL_REGULAR_EXPRESSION "columns missing|no CSV header")
+  # ncu 2025's layout: Address, Source, # Samples, then one column per stall reason.
+  add_test(NAME ncu_stalls_summary_2025 COMMAND ${SPMLA_PYTHON3} ${PROJECT_SOURCE_DIR}/tools/ncu_stalls.py
+           ${PROJECT_SOURCE_DIR}/tests/tools/ncu_source_sample_2025.csv --top 3)
+  set_tests_properties(ncu_stalls_summary_2025 PROPERTIES LABELS "scripts" TIMEOUT 60
+    PASS_REGULAR_EXPRESSION "stall_long_sb +54.00 %.*60.00 +0.00 +2,000 +0010 .*TRYWAIT.*long_sb 90%"
+    FAIL_REGULAR_EXPRESSION "columns missing|no CSV header")
+  add_test(NAME sass_check_sample COMMAND ${SPMLA_PYTHON3} ${PROJECT_SOURCE_DIR}/tools/sass_check.py
+           ${PROJECT_SOURCE_DIR}/tests/tools/sass_sample.txt)
+  set_tests_properties(sass_check_sample PROPERTIES LABELS "scripts" TIMEOUT 60
+    PASS_REGULAR_EXPRESSION "^bad_kernel @b3a0: LDGSTS[^\n]*<- UR0, UR1, UR2 never written"
+    FAIL_REGULAR_EXPRESSION "good_kernel")
   add_test(NAME sim_fp4_prmt COMMAND ${SPMLA_PYTHON3} ${PROJECT_SOURCE_DIR}/tools/sim/fp4_prmt.py)
   set_tests_properties(sim_fp4_prmt PROPERTIES LABELS "scripts" TIMEOUT 60)
 endif()

@@ -28,6 +28,11 @@ def pick(header, *needles):
     return None
 
 
+def first(*cols):
+    """The first of these column indices that exists."""
+    return next((c for c in cols if c is not None), None)
+
+
 def number(s):
     try:
         return float(str(s).replace(",", ""))
@@ -47,9 +52,14 @@ def main():
     a = ap.parse_args()
     raw = open(a.csv, encoding="utf-8", errors="replace").read()
     # ncu prints its own log lines before the CSV: start at the header row.
-    start = raw.find('"#') if '"#' in raw else raw.find('"Address"')
-    if start < 0:
-        start = raw.find('"Source"')
+    # The header row is the first line that names a Source or Address column ('"# Address"' in
+    # some versions, '"Address","Source","# Samples",...' in ncu 2025); start at that line.
+    start = -1
+    for key in ('"# Address"', '"Address"', '"Source"', '"#'):
+        at = raw.find(key)
+        if at >= 0:
+            start = raw.rfind("\n", 0, at) + 1
+            break
     if start < 0:
         print("ncu_stalls: no CSV header found (was --page source --csv given?)")
         print(raw[:2000])
@@ -58,8 +68,10 @@ def main():
     header, body = rows[0], [r for r in rows[1:] if len(r) == len(rows[0])]
     c_src = pick(header, "source")
     c_addr = pick(header, "address") if pick(header, "address") is not None else pick(header, "#")
-    c_all = pick(header, "stall", "all")
-    c_not = pick(header, "stall", "not")
+    c_all = first(pick(header, "# samples"), pick(header, "stall sampling", "all samples"), pick(header, "samples"))
+    c_not = first(pick(header, "stall sampling", "not-issued"), pick(header, "samples", "not issued"))
+    # Per-reason columns (ncu 2025: stall_long_sb, stall_barrier, ...; "(Not Issued)" twins left out).
+    reasons = [i for i, h in enumerate(header) if h.startswith("stall_") and "not issued" not in h.lower()]
     c_exec = pick(header, "instructions executed")
     print(f"ncu_stalls: {len(body)} instructions; columns used: source={header[c_src] if c_src is not None else None!r} "
           f"all={header[c_all] if c_all is not None else None!r} not-issued={header[c_not] if c_not is not None else None!r}")
@@ -74,14 +86,33 @@ def main():
     for op, n in by_op.most_common(25):
         print(f"  {op:28s} {n / total * 100:6.2f} %")
     order = sorted(range(len(body)), key=lambda i: -number(body[i][c_all]))
-    print(f"\ntop {a.top} instructions (all samples %, not-issued %, executed, address, SASS; previous opcode):")
+    if reasons:
+        by_reason = collections.Counter()
+        for r in body:
+            for c in reasons:
+                by_reason[header[c]] += number(r[c])
+        rt = sum(by_reason.values()) or 1.0
+        print("\nsamples per stall reason:")
+        for name, n in by_reason.most_common(10):
+            print(f"  {name:28s} {n / rt * 100:6.2f} %")
+    print(f"\ntop {a.top} instructions (all samples %, not-issued %, executed, offset, SASS; previous opcode"
+          + ("; main stall reasons" if reasons else "") + "):")
     for i in order[:a.top]:
         r = body[i]
         prev = opcode(body[i - 1][c_src]) if i > 0 else ""
         ni = number(r[c_not]) / total * 100 if c_not is not None else 0.0
         ex = r[c_exec] if c_exec is not None else ""
         addr = r[c_addr] if c_addr is not None else str(i)
-        print(f"  {number(r[c_all]) / total * 100:6.2f} {ni:6.2f} {ex:>12s} {addr:>8s}  {r[c_src].strip()[:90]}  | {prev}")
+        try:  # the offset in the function, as cuobjdump -sass prints it (ncu may give absolute addresses)
+            addr = f"{int(addr, 16) - int(body[0][c_addr], 16):04x}"
+        except (TypeError, ValueError, IndexError):
+            pass
+        why = ""
+        if reasons:
+            n_all = number(r[c_all]) or 1.0
+            top = sorted(reasons, key=lambda c: -number(r[c]))[:2]
+            why = "; " + ", ".join(f"{header[c][6:]} {number(r[c]) / n_all * 100:.0f}%" for c in top if number(r[c]) > 0)
+        print(f"  {number(r[c_all]) / total * 100:6.2f} {ni:6.2f} {ex:>12s} {addr:>8s}  {r[c_src].strip()[:90]}  | {prev}{why}")
     return 0
 
 

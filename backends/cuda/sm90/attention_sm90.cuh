@@ -403,15 +403,17 @@ __device__ __forceinline__ void fp8_store_refill(Fp8Stage<Layout, NT> &st, uint8
 
 // BF16 rows: cp.async into the swizzled tile; rows without a key become zeros (P is 0 there,
 // and 0 * garbage could be NaN).
-template <int D, int NT>
-__device__ __forceinline__ void bf16_issue(uint8_t *kt, const uint8_t *const *rows, int ti) {
+// kHint false: plain cp.async (no L2 policy, no prefetch), for the sm90ws producer (see there).
+template <int D, int NT, bool kHint = true>
+__device__ __forceinline__ void bf16_issue(uint8_t *kt, const uint8_t *const *rows, int ti, uint64_t keep) {
   constexpr int kUnits = D / 8;
-  const uint64_t keep = policy_evict_last();
   for (int u = ti; u < kBN * kUnits; u += NT) {
     const int r = u / kUnits, c = u - r * kUnits;
     uint8_t *dst = kt + swz(r, c * 8);
-    if (rows[r])
+    if (rows[r] && kHint)
       cp16(smem_u32(dst), rows[r] + c * 16, true, keep);
+    else if (rows[r])
+      dev::async_copy16(dst, rows[r] + c * 16);
     else
       *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
   }
@@ -420,10 +422,9 @@ __device__ __forceinline__ void bf16_issue(uint8_t *kt, const uint8_t *const *ro
 
 // Q rows h0 .. h0+63 into the swizzled tile by NT threads (zero rows past H); one commit group.
 template <int D, int NT>
-__device__ __forceinline__ void load_q(const kern::AttnParams &p, uint8_t *qs, int t, int h0, int ti) {
+__device__ __forceinline__ void load_q(const kern::AttnParams &p, uint8_t *qs, int t, int h0, int ti, uint64_t once) {
   const uint16_t *qt = p.q + (int64_t)t * p.q_stride_t;
   constexpr int kUnits = D / 8;
-  const uint64_t once = policy_evict_first();
   for (int u = ti; u < kBM * kUnits; u += NT) {
     const int r = u / kUnits, c = u - r * kUnits;
     uint8_t *dst = qs + swz(r, c * 8);
@@ -686,7 +687,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
   const int t = cta.t, h0 = cta.h0, split = cta.split;
   constexpr int flavor = Flavor;  // one FP8 decoder per instantiation (code size)
 
-  load_q<D, kThreads>(p, sm.qs, t, h0, tid);
+  load_q<D, kThreads>(p, sm.qs, t, h0, tid, policy_evict_first());
   const Range range = kern::token_range<kBN>(p, t, split);
   const int ntiles = (range.stop - range.begin + kBN - 1) / kBN;
   Entry ahead{-1, 0};  // threads 0..63: the entry of tile it+3, read during iteration it-1
@@ -709,7 +710,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
       fp8_store(st, sm.ktile(0), flavor, tid);
       if (ntiles > 1) fp8_load(st, sm.rows_of(1), sm.auxs_of(1), tid);
     } else {
-      bf16_issue<D, kThreads>(sm.ktile(0), sm.rows_of(0), tid);
+      bf16_issue<D, kThreads>(sm.ktile(0), sm.rows_of(0), tid, policy_evict_last());
     }
   }
   dev::async_wait_all();
@@ -742,7 +743,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
         fp8_store_refill<0, kFp8Half>(st, sm.ktile(buf ^ 1), flavor, tid, sm.rows_of(it + 2), sm.auxs_of(it + 2),
                                       it + 2 < ntiles);
       } else {
-        bf16_issue<D, kThreads>(sm.ktile(buf ^ 1), sm.rows_of(it + 1), tid);
+        bf16_issue<D, kThreads>(sm.ktile(buf ^ 1), sm.rows_of(it + 1), tid, policy_evict_last());
       }
     }
     wg_wait0();
@@ -804,7 +805,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) sparse_attention_sm90_ws_kernel
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProdRegs));
     const int pt = tid - 256;
     constexpr int flavor = Flavor;  // one FP8 decoder per instantiation (code size)
-    load_q<D, 128>(p, sm.qs, t, h0, pt);
+    load_q<D, 128>(p, sm.qs, t, h0, pt, policy_evict_first());
     Entry ahead{-1, 0};  // threads 0..63: the entry of tile i+1, read during iteration i-1
     if (pt < kBN) {
       tile_rows<D, Layout>(p, tile_entry(p, t, range, range.begin, pt), sm.rows_of(0), sm.auxs_of(0), pt);
@@ -827,7 +828,11 @@ __global__ void __launch_bounds__(kWsThreads, 1) sparse_attention_sm90_ws_kernel
         fp8_load(st, rows_i, aux_i, pt, 1);
         fp8_store(st, kt, flavor, pt, 1);
       } else {
-        bf16_issue<D, 128>(kt, rows_i, pt);
+        // Plain cp.async here: with the L2-policy copy, ptxas 13.0.88 compiled this loop of
+        // the BF16 instantiations with its shared base and memory descriptor in uniform
+        // registers it never writes (`LDGSTS [R+UR0], desc[UR1]`), and the kernel stopped with
+        // an illegal instruction on the H100 (session 10); tools/sass_check.py finds that form.
+        bf16_issue<D, 128, false>(kt, rows_i, pt, 0);
       }
       if (pt < kBN && i + 1 < ntiles) {
         tile_rows<D, Layout>(p, ahead, sm.rows_of(i + 1), sm.auxs_of(i + 1), pt);
