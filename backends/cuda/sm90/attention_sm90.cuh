@@ -207,7 +207,10 @@ __device__ __forceinline__ void entry_addresses(const kern::AttnParams &p, Entry
   row = aux = nullptr;
   const kern::CacheDesc &c = p.src[e.which];
   if (e.slot >= 0 && (int64_t)e.slot < c.num_slots()) {
-    const kern::SlotOffsets o = kern::slot_offsets<Layout == kV41>(c, e.slot);
+    // Only the V41 instantiation reads two layouts (V41_FP8 / V41_FP4, and V4_FP8 beside them);
+    // the others read their own layout from both sources (sm90_sources_unsupported).
+    const kern::SlotOffsets o =
+        Layout == kV41 ? kern::slot_offsets<true>(c, e.slot) : kern::slot_offsets_as<false>(c, e.slot, Layout);
     row = c.base + o.data;
     aux = c.base + o.aux;
     if (Layout == kV41 && c.layout == kern::kV41FP4) aux += 1;
