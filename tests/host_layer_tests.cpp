@@ -403,6 +403,51 @@ TEST_CASE("host layer: SPMLA_ATTENTION_VARIANT and SPMLA_ATTENTION_SPLITS", "[ho
   }
 }
 
+TEST_CASE("host layer: a variant runs by default only where it is preferred", "[host]") {
+  // hostsim has 16 SMs; "big" (first in the table) is preferred at D 576 from 8 x 16 CTAs of 64
+  // heads on, "wide" (next) everywhere it runs.
+  Handle h;
+  SECTION("a large D 576 grid: the preferred first variant") {
+    AttnCall c(128, 64, 576, 512);
+    Ran r = plan_and_run(h, c);
+    REQUIRE(r.run == SPMLA_STATUS_SUCCESS);
+    CHECK(std::string(launch(0).variant) == "big");
+  }
+  SECTION("one CTA short of 8 waves, or D 512: the next variant") {
+    AttnCall c(127, 64, 576, 512);
+    Ran r = plan_and_run(h, c);
+    REQUIRE(r.run == SPMLA_STATUS_SUCCESS);
+    CHECK(std::string(launch(0).variant) == "wide");
+    AttnCall c512(256, 64, 512, 512);
+    Ran r512 = plan_and_run(h, c512);
+    REQUIRE(r512.run == SPMLA_STATUS_SUCCESS);
+    CHECK(std::string(launch(0).variant) == "wide");
+  }
+  SECTION("SPMLA_ATTENTION_VARIANT forces a variant where it is not preferred") {
+    Env e("SPMLA_ATTENTION_VARIANT", "big");
+    Handle hf;
+    AttnCall c(2, 64, 576, 512);
+    Ran r = plan_and_run(hf, c);
+    REQUIRE(r.run == SPMLA_STATUS_SUCCESS);
+    CHECK(std::string(launch(0).variant) == "big");
+  }
+  SECTION("batch invariance sees T = 1, so the choice never follows the batch") {
+    Handle hb;
+    REQUIRE(spmla_handle_set_option(hb, SPMLA_OPTION_BATCH_INVARIANT, 1) == SPMLA_STATUS_SUCCESS);
+    AttnCall c(128, 64, 576, 512);
+    Ran r = plan_and_run(hb, c);
+    REQUIRE(r.run == SPMLA_STATUS_SUCCESS);
+    CHECK(std::string(launch(0).variant) == "wide");
+  }
+  SECTION("where no preferred variant runs, the first that runs does") {
+    // A BF16 main + V32_FP8 extra call: 'big' and 'wide' need one layout, 'mid' runs it.
+    AttnCall c(128, 64, 576, 256, 128, SPMLA_KV_LAYOUT_V32_FP8);
+    Ran r = plan_and_run(h, c);
+    REQUIRE(r.run == SPMLA_STATUS_SUCCESS);
+    CHECK(std::string(launch(0).variant) == "mid");
+  }
+}
+
 TEST_CASE("host layer: no variant for the device says why, for every variant", "[host]") {
   Env e("HOSTSIM_SMEM", "500");
   Handle h;
@@ -413,6 +458,7 @@ TEST_CASE("host layer: no variant for the device says why, for every variant", "
   CHECK(st == SPMLA_STATUS_UNSUPPORTED);
   INFO(msg);
   CHECK(has(msg, "hostsim backend: no attention kernel runs this call"));
+  CHECK(has(msg, "big: needs 80000 B of shared memory"));
   CHECK(has(msg, "wide: needs 80000 B of shared memory"));
   CHECK(has(msg, "mid: reads D 576 only"));
   CHECK(has(msg, "any: needs 1000 B of shared memory"));

@@ -265,15 +265,27 @@ int portable_variant_launch(const kern::AttnParams &p, int, gpu::Dim3 g, const g
   return (int)launch_portable(p, as_dim3(g), as_stream(s));
 }
 
-// Best first. sm90ws (experimental) and sm90pair (on trial) follow sm90, which runs every call
-// they can, so they run only when SPMLA_ATTENTION_VARIANT names them; portable runs on any device
-// whose shared memory holds its ~58 KiB.
+// sm90pair is preferred where it was measured faster than sm90: BF16 keys at D 576 on a grid of at
+// least 8 waves (V3.2 prefill, T 4096, H 128: 1.06x and 1.04x in two H100 runs, docs/BENCHMARKS.md,
+// sessions 9 and 10). At D 512 it measured 1.00x, and on every FP8 source it was slower; a
+// decode-sized grid was not measured.
+const char *sm90pair_not_preferred(const gpu::Device &d, const gpu::AttnShape &s) {
+  const bool bf16 = s.layout0 == kern::kBF16 && (s.layout1 == 0 || s.layout1 == kern::kBF16);
+  if (!bf16 || s.D != 576) return "measured faster than sm90 only for BF16 keys at D 576";
+  const long ctas = (long)s.T * ((s.H + kern::kAttnBM - 1) / kern::kAttnBM);
+  if (ctas < 8L * d.sm_count) return "measured faster than sm90 only on grids of 8 waves or more";
+  return nullptr;
+}
+
+// Best first. sm90pair runs where it is preferred (above), sm90 every other call the Hopper
+// kernels read; sm90ws (experimental) runs only when SPMLA_ATTENTION_VARIANT names it; portable
+// runs on any device whose shared memory holds its ~58 KiB.
 const gpu::AttnVariant kAttnVariants[] = {
+    {"sm90pair", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kPair>,
+     sm90_variant_launch<Sm90Kernel::kPair>, sm90pair_not_preferred},
     {"sm90", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kTwoWg>,
      sm90_variant_launch<Sm90Kernel::kTwoWg>},
     {"sm90ws", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kWs>, sm90_variant_launch<Sm90Kernel::kWs>},
-    {"sm90pair", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kPair>,
-     sm90_variant_launch<Sm90Kernel::kPair>},
     {"sm80", kern::kAttnBM, 8, false, sm80_variant_unsupported, sm80_variant_launch},
     {"portable", kern::kPortBM, 1, false, portable_variant_unsupported, portable_variant_launch},
 };

@@ -112,6 +112,8 @@ spmla::gpu::Runtime make_runtime() {
 }
 
 // ------------------------------------------------------------------ attention variants
+// "big": runs what "wide" runs, preferred only on D 576 grids of at least 8 waves (a variant that is
+// faster only on large grids, as sm90pair on CUDA);
 // "wide": 64 heads, needs Q aligned to 8 elements and one layout for both sources, 80000 B;
 // "mid": 64 heads, D 576 only, vector loads of 4 elements when aligned; "any": 16 heads, 1000 B.
 using spmla::gpu::AttnShape;
@@ -129,6 +131,10 @@ const char *mid_unsupported(const Device &, const VendorState *, const AttnShape
 const char *any_unsupported(const Device &d, const VendorState *, const AttnShape &) {
   return d.smem_optin < 1000 ? "needs 1000 B of shared memory" : nullptr;
 }
+const char *big_not_preferred(const Device &d, const AttnShape &s) {
+  if (s.D != 576) return "preferred at D 576 only";
+  return (long)s.T * ((s.H + 63) / 64) >= 8L * d.sm_count ? nullptr : "preferred on grids of 8 waves or more";
+}
 hostsim::Launch attn_record(const spmla::kern::AttnParams &p, int q_vec, spmla::gpu::Dim3 g) {
   hostsim::Launch l{};
   l.grid[0] = g.x;
@@ -137,6 +143,9 @@ hostsim::Launch attn_record(const spmla::kern::AttnParams &p, int q_vec, spmla::
   l.q_vec = q_vec;
   l.attn = p;
   return l;
+}
+int big_launch(const spmla::kern::AttnParams &p, int q_vec, spmla::gpu::Dim3 g, const VendorState *, void *) {
+  return record("attention", "big", attn_record(p, q_vec, g));
 }
 int wide_launch(const spmla::kern::AttnParams &p, int q_vec, spmla::gpu::Dim3 g, const VendorState *, void *) {
   return record("attention", "wide", attn_record(p, q_vec, g));
@@ -148,6 +157,7 @@ int any_launch(const spmla::kern::AttnParams &p, int q_vec, spmla::gpu::Dim3 g, 
   return record("attention", "any", attn_record(p, q_vec, g));
 }
 const spmla::gpu::AttnVariant kVariants[] = {
+    {"big", 64, 8, true, wide_unsupported, big_launch, big_not_preferred},
     {"wide", 64, 8, true, wide_unsupported, wide_launch},
     {"mid", 64, 4, false, mid_unsupported, mid_launch},
     {"any", 16, 1, false, any_unsupported, any_launch},

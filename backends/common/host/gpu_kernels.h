@@ -61,6 +61,11 @@ struct AttnVariant {
   const char *(*unsupported)(const Device &, const VendorState *, const AttnShape &);
   // Launches the tile kernel over grid (T, ceil(H / heads_per_cta), p.num_splits).
   int (*launch)(const kern::AttnParams &, int q_vec, Dim3 grid, const VendorState *, void *stream);
+  // Optional (null: preferred wherever it runs). Non-null result: this variant can run the call but
+  // was measured slower there than a later one, so the default choice passes it over (the reason,
+  // for SPMLA_LOG); SPMLA_ATTENTION_VARIANT still forces it. Seen with T = 1 under
+  // SPMLA_OPTION_BATCH_INVARIANT, like every shape test of the choice.
+  const char *(*not_preferred)(const Device &, const AttnShape &);
 };
 // The vendor's attention variants, best first; the last one runs on every device the vendor serves.
 const AttnVariant *attention_variants(int *count);

@@ -262,6 +262,10 @@ const AttnVariant *pick_attention(const Context *c, const AttnShape &shape, int 
   if (!c->forced_attn.empty())
     for (int i = 0; i < n; ++i)
       if (c->forced_attn == v[i].name && runs(v[i])) return &v[i];
+  // The first variant that runs and is preferred for the shape; if every one that runs declines,
+  // the first that runs.
+  for (int i = 0; i < n; ++i)
+    if (runs(v[i]) && !(v[i].not_preferred && v[i].not_preferred(c->dev, s))) return &v[i];
   for (int i = 0; i < n; ++i)
     if (runs(v[i])) return &v[i];
   return nullptr;
