@@ -12,6 +12,8 @@
 #    ncu 2025's layout (one column per stall reason; the old parser missed its header row).
 #  - sass_check_sample: tools/sass_check.py on SASS excerpts: the sm90ws copy that ptxas 13.0.88
 #    emitted with unwritten uniform registers is found, the well-formed ones are not.
+#  - sass_load_use_sample: tools/sass_check.py --load-use on the same excerpts: a load read a few
+#    instructions after issue is listed, loads read after a branch or overwritten are not.
 #  - sim_fp4_prmt: the Hopper kernels' E2M1 decode (prmt byte tables) on every code against SPEC's
 #    values (tools/sim/fp4_prmt.py).
 
@@ -52,6 +54,13 @@ if(SPMLA_PYTHON3)
   set_tests_properties(sass_check_sample PROPERTIES LABELS "scripts" TIMEOUT 60
     PASS_REGULAR_EXPRESSION "^bad_kernel @b3a0: LDGSTS[^\n]*<- UR0, UR1, UR2 never written"
     FAIL_REGULAR_EXPRESSION "good_kernel")
+  # --load-use: the FP4 scale byte read 4 instructions after its load is listed; a load read only
+  # after a branch, and one overwritten before any read, are not.
+  add_test(NAME sass_load_use_sample COMMAND ${SPMLA_PYTHON3} ${PROJECT_SOURCE_DIR}/tools/sass_check.py
+           --load-use 8 --function load_use ${PROJECT_SOURCE_DIR}/tests/tools/sass_sample.txt)
+  set_tests_properties(sass_load_use_sample PROPERTIES LABELS "scripts" TIMEOUT 60
+    PASS_REGULAR_EXPRESSION "  1  load_use_kernel\n.*@3ef0 \\+4: LDG.E.U8.CONSTANT R6[^\n]*->  VIADD R208, R6, 0x100"
+    FAIL_REGULAR_EXPRESSION "@3ee0|@3f10")
   add_test(NAME sim_fp4_prmt COMMAND ${SPMLA_PYTHON3} ${PROJECT_SOURCE_DIR}/tools/sim/fp4_prmt.py)
   set_tests_properties(sim_fp4_prmt PROPERTIES LABELS "scripts" TIMEOUT 60)
 endif()

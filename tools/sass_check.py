@@ -9,12 +9,20 @@ that for the sm90ws BF16 producer once it copied with an L2 policy
 kernel stopped with an illegal instruction on the H100 (session 10). Exit status 1 if any is
 found, so `scripts/kernel-resources --check` fails on it.
 
+With --load-use N it reports instead (exit status 0), per function, every global load whose
+result is read within N instructions of straight-line code: the warp then waits for the load
+there, which a profile shows as long-scoreboard stalls on the reader. Session 10 found two such
+waits in the Hopper kernels by ncu (a flag OR-ed into a loaded byte, an index tested right after
+its load); this listing shows them without a GPU. An epilogue's single load is harmless; one
+inside a loop over tiles is what to look for.
+
 A register counts as written when it is an instruction's first operand (every SASS instruction
 that writes puts its destination first; stores and barriers name no uniform register there),
 with `.64` writing the pair and `.128` four. This is a heuristic over the text, not a
 disassembler: it can miss a bad read, it should not invent one.
 """
 import argparse
+import collections
 import re
 import sys
 
@@ -71,11 +79,72 @@ def check(lines):
         yield from flush()
 
 
+def reg_set(token, width):
+    m = re.fullmatch(r"R(\d+)", token)
+    return set(range(int(m.group(1)), int(m.group(1)) + width)) if m else set()
+
+
+def load_uses(lines, window):
+    """Yields (function, load address, distance, load, first reader) for global loads read within
+    `window` instructions of straight-line code (a branch, barrier or exit ends the search)."""
+    func, insns = None, []
+
+    def scan():
+        for i, (addr, opcode, operands) in enumerate(insns):
+            if not opcode.startswith("LDG"):
+                continue
+            dst = reg_set(operands.split(",")[0].strip(), widths(opcode))
+            for j in range(i + 1, min(i + 1 + window, len(insns))):
+                _, op2, ops2 = insns[j]
+                if op2.startswith(("BRA", "EXIT", "BSYNC", "WARPSYNC", "BAR", "RET", "CALL")):
+                    break
+                parts = [x.strip() for x in ops2.split(",")]
+                sources = parts if op2.startswith(("ST", "RED", "ATOM")) else parts[1:]
+                read = set()
+                for x in sources:
+                    for m in re.finditer(r"\bR(\d+)(\.64)?\b", x):
+                        read.add(int(m.group(1)))
+                        if m.group(2):
+                            read.add(int(m.group(1)) + 1)
+                if read & dst:
+                    yield func, addr, j - i, f"{opcode} {operands}", f"{op2} {ops2}"
+                    break
+                if reg_set(parts[0], widths(op2)) & dst:
+                    break  # overwritten before any read
+
+    for line in lines:
+        m = FUNC.match(line)
+        if m:
+            if func is not None:
+                yield from scan()
+            func, insns = m.group(1), []
+            continue
+        m = INSN.match(line)
+        if m and func is not None:
+            insns.append((line.split("*/")[0].strip().strip("/*"), m.group(1), m.group(2)))
+    if func is not None:
+        yield from scan()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("sass", nargs="?", help="cuobjdump -sass output (default: stdin)")
+    ap.add_argument("--load-use", type=int, metavar="N", help="list global loads read within N instructions")
+    ap.add_argument("--function", default="", help="with --load-use: list the pairs of functions containing this")
     a = ap.parse_args()
     src = open(a.sass) if a.sass else sys.stdin
+    if a.load_use:
+        per = collections.Counter()
+        rows = []
+        for func, addr, dist, load, reader in load_uses(src, a.load_use):
+            per[func] += 1
+            if a.function and a.function in func:
+                rows.append(f"  {func[:60]} @{addr} +{dist}: {load[:60]}  ->  {reader[:70]}")
+        print(f"global loads read within {a.load_use} instructions, per function:")
+        for func, n in sorted(per.items()):
+            print(f"  {n:4d}  {func}")
+        print("\n".join(rows))
+        return 0
     found = 0
     for func, addr, text, missing in check(src):
         found += 1
