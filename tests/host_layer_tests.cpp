@@ -139,6 +139,13 @@ const hostsim::Launch &launch(int i) {
   return journal()->launches[i];
 }
 
+// The variant that ran call c (plan and run succeeded).
+std::string variant_run(spmla_handle_t h, AttnCall &c) {
+  const Ran r = plan_and_run(h, c);
+  REQUIRE(r.run == SPMLA_STATUS_SUCCESS);
+  return launch(0).variant;
+}
+
 // Reads what fd 2 receives while f runs.
 template <typename F>
 std::string capture_stderr(F f) {
@@ -409,42 +416,29 @@ TEST_CASE("host layer: a variant runs by default only where it is preferred", "[
   Handle h;
   SECTION("a large D 576 grid: the preferred first variant") {
     AttnCall c(128, 64, 576, 512);
-    Ran r = plan_and_run(h, c);
-    REQUIRE(r.run == SPMLA_STATUS_SUCCESS);
-    CHECK(std::string(launch(0).variant) == "big");
+    CHECK(variant_run(h, c) == "big");
   }
   SECTION("one CTA short of 8 waves, or D 512: the next variant") {
-    AttnCall c(127, 64, 576, 512);
-    Ran r = plan_and_run(h, c);
-    REQUIRE(r.run == SPMLA_STATUS_SUCCESS);
-    CHECK(std::string(launch(0).variant) == "wide");
-    AttnCall c512(256, 64, 512, 512);
-    Ran r512 = plan_and_run(h, c512);
-    REQUIRE(r512.run == SPMLA_STATUS_SUCCESS);
-    CHECK(std::string(launch(0).variant) == "wide");
+    AttnCall c(127, 64, 576, 512), c512(256, 64, 512, 512);
+    CHECK(variant_run(h, c) == "wide");
+    CHECK(variant_run(h, c512) == "wide");
   }
   SECTION("SPMLA_ATTENTION_VARIANT forces a variant where it is not preferred") {
     Env e("SPMLA_ATTENTION_VARIANT", "big");
     Handle hf;
     AttnCall c(2, 64, 576, 512);
-    Ran r = plan_and_run(hf, c);
-    REQUIRE(r.run == SPMLA_STATUS_SUCCESS);
-    CHECK(std::string(launch(0).variant) == "big");
+    CHECK(variant_run(hf, c) == "big");
   }
   SECTION("batch invariance sees T = 1, so the choice never follows the batch") {
     Handle hb;
     REQUIRE(spmla_handle_set_option(hb, SPMLA_OPTION_BATCH_INVARIANT, 1) == SPMLA_STATUS_SUCCESS);
     AttnCall c(128, 64, 576, 512);
-    Ran r = plan_and_run(hb, c);
-    REQUIRE(r.run == SPMLA_STATUS_SUCCESS);
-    CHECK(std::string(launch(0).variant) == "wide");
+    CHECK(variant_run(hb, c) == "wide");
   }
   SECTION("where no preferred variant runs, the first that runs does") {
     // A BF16 main + V32_FP8 extra call: 'big' and 'wide' need one layout, 'mid' runs it.
     AttnCall c(128, 64, 576, 256, 128, SPMLA_KV_LAYOUT_V32_FP8);
-    Ran r = plan_and_run(h, c);
-    REQUIRE(r.run == SPMLA_STATUS_SUCCESS);
-    CHECK(std::string(launch(0).variant) == "mid");
+    CHECK(variant_run(h, c) == "mid");
   }
 }
 

@@ -7,7 +7,7 @@ a uniform register that no instruction of the function writes. ptxas 13.0.88 emi
 that for the sm90ws BF16 producer once it copied with an L2 policy
 (`LDGSTS.E.BYPASS.LTC256B.128 [R33+UR0], desc[UR1][R10.64]`, UR0..UR2 never set), and the
 kernel stopped with an illegal instruction on the H100 (session 10). Exit status 1 if any is
-found, so `scripts/kernel-resources --check` fails on it.
+found; scripts/gpu-check runs it on the CUDA plugin before the GPU tests.
 
 With --load-use N it reports instead (exit status 0), per function, every global load whose
 result is read within N instructions of straight-line code: the warp then waits for the load
@@ -41,42 +41,43 @@ def widths(opcode):
     return 1
 
 
-def check(lines):
-    """Yields (function, address, instruction, registers never written)."""
-    func, writes, reads = None, set(), []
-
-    def flush():
-        for addr, text, regs in reads:
-            missing = sorted(r for r in regs if r not in writes)
-            if missing:
-                yield func, addr, text, missing
-
+def functions(lines):
+    """Yields (function name, [(address, opcode, operands), ...]) per function of the listing."""
+    func, insns = None, []
     for line in lines:
         m = FUNC.match(line)
         if m:
             if func is not None:
-                yield from flush()
-            func, writes, reads = m.group(1), set(), []
+                yield func, insns
+            func, insns = m.group(1), []
             continue
         m = INSN.match(line)
-        if not m or func is None:
-            continue
-        opcode, operands = m.group(1), m.group(2)
-        first = operands.split(",")[0].strip()
-        w = UR.fullmatch(first)
-        if w and not opcode.startswith(("ST", "RED", "ATOM")):
-            base = int(w.group(1))
-            writes.update(range(base, base + widths(opcode)))
-        regs = set()
-        for d in DESC.finditer(operands):
-            regs.update({int(d.group(1)), int(d.group(1)) + 1})
-        for o in OFFSET.finditer(operands):
-            regs.add(int(o.group(1)))
-        if regs:
-            addr = line.split("*/")[0].strip().strip("/*")
-            reads.append((addr, f"{opcode} {operands}", regs))
+        if m and func is not None:
+            insns.append((line.split("*/")[0].strip().strip("/*"), m.group(1), m.group(2)))
     if func is not None:
-        yield from flush()
+        yield func, insns
+
+
+def check(lines):
+    """Yields (function, address, instruction, registers never written)."""
+    for func, insns in functions(lines):
+        writes, reads = set(), []
+        for addr, opcode, operands in insns:
+            w = UR.fullmatch(operands.split(",")[0].strip())
+            if w and not opcode.startswith(("ST", "RED", "ATOM")):
+                base = int(w.group(1))
+                writes.update(range(base, base + widths(opcode)))
+            regs = set()
+            for d in DESC.finditer(operands):
+                regs.update({int(d.group(1)), int(d.group(1)) + 1})
+            for o in OFFSET.finditer(operands):
+                regs.add(int(o.group(1)))
+            if regs:
+                reads.append((addr, f"{opcode} {operands}", regs))
+        for addr, text, regs in reads:  # a register may be written after the read in program order
+            missing = sorted(r for r in regs if r not in writes)
+            if missing:
+                yield func, addr, text, missing
 
 
 def reg_set(token, width):
@@ -87,9 +88,7 @@ def reg_set(token, width):
 def load_uses(lines, window):
     """Yields (function, load address, distance, load, first reader) for global loads read within
     `window` instructions of straight-line code (a branch, barrier or exit ends the search)."""
-    func, insns = None, []
-
-    def scan():
+    for func, insns in functions(lines):
         for i, (addr, opcode, operands) in enumerate(insns):
             if not opcode.startswith("LDG"):
                 continue
@@ -111,19 +110,6 @@ def load_uses(lines, window):
                     break
                 if reg_set(parts[0], widths(op2)) & dst:
                     break  # overwritten before any read
-
-    for line in lines:
-        m = FUNC.match(line)
-        if m:
-            if func is not None:
-                yield from scan()
-            func, insns = m.group(1), []
-            continue
-        m = INSN.match(line)
-        if m and func is not None:
-            insns.append((line.split("*/")[0].strip().strip("/*"), m.group(1), m.group(2)))
-    if func is not None:
-        yield from scan()
 
 
 def main():
