@@ -211,6 +211,7 @@ struct PairParts {
 struct PartStage {
   uint4 raw[2];
   uint32_t scale[2];
+  uint32_t fp4 = 0u;  // bit i: unit i holds V41_FP4 codes (see Fp8Stage::fp4)
 };
 // Part g of a pair, in a runtime loop (an unrolled sequence let the compiler hoist every part's
 // arithmetic and loads, and spill them): its half h, tile, unit range [c0, c0 + nu) of each row,
@@ -244,7 +245,8 @@ __device__ __forceinline__ void part_load(PartStage &st, const PartAt<Layout> &a
     int r, c;
     a.unit(pt, i, r, c);
     const int e = a.tile * 64 + r;
-    fp8_load_unit<Layout>(rows[e], Layout == kern::kV32 ? nullptr : aux[e], c, st.raw[i], st.scale[i]);
+    const bool fp4 = fp8_load_unit<Layout>(rows[e], Layout == kern::kV32 ? nullptr : aux[e], c, st.raw[i], st.scale[i]);
+    if (Layout == kV41) set_fp4_bit(st.fp4, i, fp4);
   }
 }
 template <int Layout>
@@ -254,7 +256,7 @@ __device__ __forceinline__ void part_store(const PartStage &st, const PartAt<Lay
   for (int i = 0; i < 2; ++i) {
     int r, c;
     a.unit(pt, i, r, c);
-    fp8_store_unit<Layout>(st.raw[i], st.scale[i], kt, r, c, flavor);
+    fp8_store_unit<Layout>(st.raw[i], st.scale[i], (st.fp4 >> i) & 1u, kt, r, c, flavor);
   }
 }
 // One pair's parts: the loads of parts g + 1 .. g + kAhead are in flight while part g is stored
@@ -325,13 +327,21 @@ __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, c
   // lane8 * 16 + c * 128 of the row: constant offsets, so no address stays live across rounds.
   const uint32_t my = (uint32_t)(group * 128 + ((lane8 ^ (group & 7)) << 4));
   const uint32_t k_u32[2] = {smem_u32(ks[0]) + my, smem_u32(ks[1]) + my};
+  // The pair's rows come from its entries, loaded one pair earlier (eight index loads in flight at
+  // once, a pair's time to land), so a producer that runs ahead never waits on the index list.
   const uint8_t *rows[2][4], *unused;
-  auto load_rows = [&](int pi) {
+  Entry ent[2][4];
+  auto load_entries = [&](int pi) {
 #pragma unroll
     for (int k = 0; k < 2; ++k)
 #pragma unroll
-      for (int lr = 0; lr < 4; ++lr)
-        entry_at<kern::kBF16>(p, t, range, range.begin + (2 * pi + k) * kBN + lr * 16 + group, rows[k][lr], unused);
+      for (int lr = 0; lr < 4; ++lr) ent[k][lr] = tile_entry(p, t, range, range.begin + (2 * pi + k) * kBN, lr * 16 + group);
+  };
+  auto rows_from_entries = [&]() {
+#pragma unroll
+    for (int k = 0; k < 2; ++k)
+#pragma unroll
+      for (int lr = 0; lr < 4; ++lr) entry_addresses<kern::kBF16>(p, ent[k][lr], rows[k][lr], unused);
   };
   auto copy_half = [&](int k, int c0, int c1) {
 #pragma unroll
@@ -343,7 +353,11 @@ __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, c
         cp16(k_u32[k] + lr * 2048 + c * kChunk, src + (row ? c * 128 : 0), row != nullptr, policy);
     }
   };
-  if (npairs > 0) load_rows(0);
+  if (npairs > 0) {
+    load_entries(0);
+    rows_from_entries();
+    if (npairs > 1) load_entries(1);
+  }
   uint32_t ph = 1;  // the free barriers' first wait passes at once
   for (int pi = 0; pi < npairs; ++pi) {
     mbar_wait(bars.free + 0, ph);
@@ -368,7 +382,10 @@ __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, c
       mbar_arrive(bars.valid);
     }
     ph ^= 1u;
-    if (pi + 1 < npairs) load_rows(pi + 1);
+    if (pi + 1 < npairs) {
+      rows_from_entries();
+      if (pi + 2 < npairs) load_entries(pi + 2);
+    }
   }
 }
 
@@ -389,15 +406,15 @@ __device__ __forceinline__ void produce_fp8(const kern::AttnParams &p, int t, co
   uint32_t ph = 1;  // the free barriers' first wait passes at once
   for (int pi = 0; pi < npairs; ++pi) {
     const bool have_key = row != nullptr;
-    const uint8_t *next_row = nullptr, *next_aux = nullptr;
-    if (pi + 1 < npairs) entry_at<Layout>(p, t, range, range.begin + (pi + 1) * 2 * kBN + pt, next_row, next_aux);
+    // The next pair's entry is loaded now and turned into addresses after this pair's parts, so
+    // the index load has the whole pair to land (an -1 entry past the range: no row).
+    const Entry next = tile_entry(p, t, range, range.begin + (pi + 1) * 2 * kBN, pt);
     pair_parts<Layout>(rows, auxs, ks, bars.full, bars.free, ph, Flavor, pt);
     // Both compute warpgroups are past the previous pair's masks (see produce_bf16).
     valid[pt] = have_key;
     mbar_arrive(bars.valid);
     producer_sync();  // every load of this pair has read the table
-    row = next_row;
-    aux = next_aux;
+    entry_addresses<Layout>(p, next, row, aux);
     rows[pt] = row;
     if (D == 512) auxs[pt] = aux;
     producer_sync();
