@@ -160,8 +160,7 @@ __device__ __forceinline__ void softmax_to(float (&s)[32], MathAcc &acc, const f
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int i = e >> 1;
-      const float x = s[4 * j + e];
-      const float pv = x == dev::neg_inf() ? 0.f : exp2f(x - m[i]);
+      const float pv = ex2(s[4 * j + e] - exp_base(m[i]));
       s[4 * j + e] = pv;
       acc.l[i] += pv;
     }
@@ -330,19 +329,28 @@ __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, c
   // The pair's rows come from its entries, loaded one pair earlier (eight index loads in flight at
   // once, a pair's time to land), so a producer that runs ahead never waits on the index list.
   const uint8_t *rows[2][4], *unused;
-  Entry ent[2][4];
+  // Only the slots are kept between the two steps (8 registers); an entry's source (main or
+  // extra list) follows from its position and is recomputed with the addresses.
+  int32_t slot[2][4];
+  auto entry_of = [&](int pi, int k, int lr) {
+    return tile_entry(p, t, range, range.begin + (2 * pi + k) * kBN, lr * 16 + group);
+  };
   auto load_entries = [&](int pi) {
 #pragma unroll
     for (int k = 0; k < 2; ++k)
 #pragma unroll
-      for (int lr = 0; lr < 4; ++lr) ent[k][lr] = tile_entry(p, t, range, range.begin + (2 * pi + k) * kBN, lr * 16 + group);
+      for (int lr = 0; lr < 4; ++lr) slot[k][lr] = entry_of(pi, k, lr).slot;
   };
-  auto rows_from_entries = [&]() {
+  auto rows_from_entries = [&](int pi) {
 #pragma unroll
     for (int k = 0; k < 2; ++k)
 #pragma unroll
-      for (int lr = 0; lr < 4; ++lr) entry_addresses<kern::kBF16>(p, ent[k][lr], rows[k][lr], unused);
+      for (int lr = 0; lr < 4; ++lr) {
+        const int v = range.begin + (2 * pi + k) * kBN + lr * 16 + group;
+        entry_addresses<kern::kBF16>(p, Entry{slot[k][lr], v < range.end0 ? 0 : 1}, rows[k][lr], unused);
+      }
   };
+
   auto copy_half = [&](int k, int c0, int c1) {
 #pragma unroll
     for (int lr = 0; lr < 4; ++lr) {
@@ -355,7 +363,7 @@ __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, c
   };
   if (npairs > 0) {
     load_entries(0);
-    rows_from_entries();
+    rows_from_entries(0);
     if (npairs > 1) load_entries(1);
   }
   uint32_t ph = 1;  // the free barriers' first wait passes at once
@@ -383,7 +391,7 @@ __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, c
     }
     ph ^= 1u;
     if (pi + 1 < npairs) {
-      rows_from_entries();
+      rows_from_entries(pi + 1);
       if (pi + 2 < npairs) load_entries(pi + 2);
     }
   }
