@@ -316,7 +316,7 @@ __device__ __forceinline__ void produce_q(const kern::AttnParams &p, int t, int 
 // BF16 sources: per pair the four half tiles by cp.async, in the order the compute warpgroups
 // read them (K0 low, K1 high, K0 high, K1 low), each behind its free barrier and completed on its
 // full barrier by the copies themselves; then the pair's mask.
-template <int D>
+template <int D, bool kFlat>
 __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, const Range &range, int npairs, int pt,
                                              uint8_t *const *ks, uint8_t *valid, const Bars &bars, uint64_t policy) {
   constexpr int kC = D / 64, kHalf = 4;
@@ -341,24 +341,41 @@ __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, c
 #pragma unroll
       for (int lr = 0; lr < 4; ++lr) slot[k][lr] = entry_of(pi, k, lr).slot;
   };
+  // rows[k][lr]: this thread's first byte of the row (its 16 bytes lane8 of chunk 0), or of Q for
+  // a missing row, which copies nothing (src-size 0 fills zeros and reads no byte); bit k * 4 + lr
+  // of `have`: the row exists. The thread's offset is added here, a pair ahead, so each chunk is an
+  // immediate offset of one register pair (one LDGSTS per chunk, as in FlashMLA's producer; with
+  // the offset added at the copy, ptxas built a 64-bit address per chunk and spilled).
+  uint32_t have = 0u;
+  const uint8_t *const base[2] = {p.src[0].base, p.src[1].base};
+  const uint32_t lim[2] = {p.src[0].slot_limit, p.src[1].slot_limit};
+  const uint32_t flat[2] = {(uint32_t)p.src[0].flat_row, (uint32_t)p.src[1].flat_row};
   auto rows_from_entries = [&](int pi) {
+    have = 0u;
 #pragma unroll
     for (int k = 0; k < 2; ++k)
 #pragma unroll
       for (int lr = 0; lr < 4; ++lr) {
         const int v = range.begin + (2 * pi + k) * kBN + lr * 16 + group;
-        entry_addresses<kern::kBF16>(p, Entry{slot[k][lr], v < range.end0 ? 0 : 1}, rows[k][lr], unused);
+        const uint8_t *row = nullptr;
+        if constexpr (kFlat) {  // packed pages: one multiply (entry_addresses' fast path, unbranched)
+          const bool x = v >= range.end0;
+          const uint32_t s = (uint32_t)slot[k][lr];  // -1 (no key) wraps past any limit
+          if (s < (x ? lim[1] : lim[0])) row = (x ? base[1] : base[0]) + (uint64_t)s * (x ? flat[1] : flat[0]);
+        } else {
+          entry_addresses<kern::kBF16>(p, Entry{slot[k][lr], v < range.end0 ? 0 : 1}, row, unused);
+        }
+        have |= (uint32_t)(row != nullptr) << (k * 4 + lr);
+        rows[k][lr] = (row ? row : reinterpret_cast<const uint8_t *>(p.q)) + lane8 * 16;
       }
   };
 
   auto copy_half = [&](int k, int c0, int c1) {
 #pragma unroll
     for (int lr = 0; lr < 4; ++lr) {
-      const uint8_t *row = rows[k][lr];
-      const uint8_t *src = row ? row + lane8 * 16 : reinterpret_cast<const uint8_t *>(p.q);
+      const bool ok = (have >> (k * 4 + lr)) & 1u;
 #pragma unroll
-      for (int c = c0; c < c1; ++c)
-        cp16(k_u32[k] + lr * 2048 + c * kChunk, src + (row ? c * 128 : 0), row != nullptr, policy);
+      for (int c = c0; c < c1; ++c) cp16(k_u32[k] + lr * 2048 + c * kChunk, rows[k][lr] + c * 128, ok, policy);
     }
   };
   if (npairs > 0) {
@@ -386,7 +403,7 @@ __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, c
 #pragma unroll
       for (int k = 0; k < 2; ++k)
 #pragma unroll
-        for (int lr = 0; lr < 4; ++lr) valid[k * 64 + lr * 16 + group] = rows[k][lr] != nullptr;
+        for (int lr = 0; lr < 4; ++lr) valid[k * 64 + lr * 16 + group] = (have >> (k * 4 + lr)) & 1u;
       mbar_arrive(bars.valid);
     }
     ph ^= 1u;
@@ -474,8 +491,10 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
     produce_q<D>(p, t, h0, qs, pt, policy_evict_first(), bars.q);
     if constexpr (kFp8)
       produce_fp8<D, Layout, Flavor>(p, t, range, npairs, pt, base + S::kOffRows, base + S::kOffAux, ks, valid, bars);
+    else if (p.src[0].flat_row > 0 && (p.K[1] == 0 || p.src[1].flat_row > 0))  // packed pages
+      produce_bf16<D, true>(p, t, range, npairs, pt, ks, valid, bars, policy);
     else
-      produce_bf16<D>(p, t, range, npairs, pt, ks, valid, bars, policy);
+      produce_bf16<D, false>(p, t, range, npairs, pt, ks, valid, bars, policy);
     dev::async_wait_all();
   } else {
     // ---- compute warpgroups
