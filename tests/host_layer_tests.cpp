@@ -367,6 +367,50 @@ TEST_CASE("host layer: the sources' layouts narrow the choice", "[host]") {
   CHECK(p.num_splits == 6);
 }
 
+// CacheDesc.flat_row / slot_limit: the Hopper producers turn a slot into a row address by one
+// multiply when pages are packed rows; anything else must keep the page split (flat_row 0).
+TEST_CASE("host layer: packed row caches get flat row addressing, other caches the page split", "[host]") {
+  Handle h;
+  const auto src = [&](AttnCall &c, int i) {
+    const Ran r = plan_and_run(h, c);
+    INFO(spmla_last_error_message());
+    REQUIRE(r.run == SPMLA_STATUS_SUCCESS);
+    return launch(0).attn.src[i];
+  };
+  SECTION("BF16 main and V32_FP8 extra, both packed") {
+    AttnCall c(2, 64, 576, 256, 128, SPMLA_KV_LAYOUT_V32_FP8);
+    const spmla::kern::CacheDesc m = src(c, 0), x = src(c, 1);
+    CHECK(m.flat_row == 2 * 576);
+    CHECK(m.slot_limit == 4u * 64u);
+    CHECK(x.flat_row == 656);
+    CHECK(x.slot_limit == 4u * 64u);
+  }
+  SECTION("a padded page stride keeps the page split") {
+    AttnCall c(2, 64, 576, 256);
+    c.kv.page_stride_bytes = tst::page_bytes(SPMLA_KV_LAYOUT_BF16, 576, 64) + 16;
+    const spmla::kern::CacheDesc m = src(c, 0);
+    CHECK(m.flat_row == 0);
+    CHECK(m.page_stride == 64 * 1152 + 16);
+    CHECK(m.slot_limit == 4u * 64u);
+  }
+  SECTION("V4_FP8 (scale rows after the page's data rows) keeps the page split") {
+    AttnCall c(2, 64, 512, 256, 128, SPMLA_KV_LAYOUT_V4_FP8);
+    const spmla::kern::CacheDesc x = src(c, 1);
+    CHECK(x.layout == SPMLA_KV_LAYOUT_V4_FP8);
+    CHECK(x.flat_row == 0);
+  }
+  SECTION("slot ids are int32: the limit stops at 2^31 however many slots the cache has") {
+    AttnCall c(2, 64, 576, 256);
+    // 2^32 slots: a descriptor only (hostsim reads nothing), placed below the heap so that the
+    // call's overlap check sees disjoint memory.
+    c.kv.num_pages = int64_t(1) << 26;
+    c.kv.data = reinterpret_cast<void *>(uintptr_t(1) << 44);
+    const spmla::kern::CacheDesc m = src(c, 0);
+    CHECK(m.slot_limit == 0x80000000u);
+    CHECK(m.flat_row == 1152);
+  }
+}
+
 TEST_CASE("host layer: SPMLA_ATTENTION_VARIANT and SPMLA_ATTENTION_SPLITS", "[host]") {
   SECTION("a forced variant runs where it can, and sizes the schedule") {
     Env e("SPMLA_ATTENTION_VARIANT", "any");

@@ -377,14 +377,26 @@ __global__ void __launch_bounds__(kAttnThreads, 1) sparse_attention_kernel(const
 }
 
 // Merges the splits' partials: one block of 128 threads per (token, head).
+// Every load a thread makes is issued before any of them is used: the splits' (lse, max) pairs
+// by one thread each into shared memory (num_splits <= 64), then each thread's 4 values of O from
+// 4 splits at a time. Read in the loop that uses them, they cost one L2 round trip per split and
+// pass, one after the other (sass_check.py --load-use listed 35 such loads in the old kernel). The
+// arithmetic and its order are the old kernel's: sequential over the splits, in split order.
 static __global__ void __launch_bounds__(128) sparse_attention_combine_kernel(const AttnParams p) {
+  constexpr int kMaxSplits = 64;  // attn_schedule's bound
+  __shared__ float s_lse[kMaxSplits], s_max[kMaxSplits];
   const int t = blockIdx.x, h = blockIdx.y;
   const int ns = p.num_splits;
+  if ((int)threadIdx.x < ns) {
+    const int64_t pi = ((int64_t)threadIdx.x * p.T + t) * p.H + h;
+    s_lse[threadIdx.x] = p.part_lse[pi];
+    s_max[threadIdx.x] = p.part_max[pi];
+  }
+  dev::block_sync();
   float lmax = dev::neg_inf(), mxl = dev::neg_inf();
   for (int s = 0; s < ns; ++s) {
-    const int64_t pi = ((int64_t)s * p.T + t) * p.H + h;
-    lmax = fmaxf(lmax, p.part_lse[pi]);
-    mxl = fmaxf(mxl, p.part_max[pi]);
+    lmax = fmaxf(lmax, s_lse[s]);
+    mxl = fmaxf(mxl, s_max[s]);
   }
   float lse, sinkf = 1.f;
   const bool empty = lmax == dev::neg_inf();
@@ -392,22 +404,33 @@ static __global__ void __launch_bounds__(128) sparse_attention_combine_kernel(co
     lse = dev::pos_inf();
   } else {
     float tot = 0.f;
-    for (int s = 0; s < ns; ++s) tot += expf(p.part_lse[((int64_t)s * p.T + t) * p.H + h] - lmax);
+    for (int s = 0; s < ns; ++s) tot += expf(s_lse[s] - lmax);
     lse = lmax + logf(tot);
     if (p.sink) sinkf = 1.f / (1.f + expf(p.sink[(int64_t)h * p.sink_stride] - lse));
   }
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
   if (!empty) {
-    for (int s = 0; s < ns; ++s) {
-      const int64_t pi = ((int64_t)s * p.T + t) * p.H + h;
-      const float ls = p.part_lse[pi];
-      if (ls == dev::neg_inf()) continue;
-      const float w = expf(ls - lse);
-      const float4 v = reinterpret_cast<const float4 *>(p.part_o + pi * kDV)[threadIdx.x];
-      acc[0] += w * v.x;
-      acc[1] += w * v.y;
-      acc[2] += w * v.z;
-      acc[3] += w * v.w;
+    constexpr int kAhead = 4;
+    for (int s0 = 0; s0 < ns; s0 += kAhead) {
+      float4 v[kAhead];
+      bool has[kAhead];
+#pragma unroll
+      for (int k = 0; k < kAhead; ++k) {
+        const int s = s0 + k;
+        // A split without keys (lse -inf) may have left its O rows unwritten: not read.
+        has[k] = s < ns && s_lse[s < ns ? s : 0] != dev::neg_inf();
+        v[k] = has[k] ? reinterpret_cast<const float4 *>(p.part_o + (((int64_t)s * p.T + t) * p.H + h) * kDV)[threadIdx.x]
+                      : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+#pragma unroll
+      for (int k = 0; k < kAhead; ++k) {
+        if (!has[k]) continue;
+        const float w = expf(s_lse[s0 + k] - lse);
+        acc[0] += w * v[k].x;
+        acc[1] += w * v[k].y;
+        acc[2] += w * v[k].z;
+        acc[3] += w * v[k].w;
+      }
     }
   }
   uint16_t *dst = p.out + (int64_t)t * p.out_stride_t + (int64_t)h * p.out_stride_h + threadIdx.x * 4;

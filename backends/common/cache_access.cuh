@@ -85,14 +85,16 @@ SPMLA_DEVICE void split_slot(int64_t slot, int32_t bs, int64_t &page, int64_t &o
 // constants: calling those helpers here changed the generated PTX (block order), which could not
 // be tested on a GPU when the traits came in; the formulas are the same.
 // kV41 = false: a caller that never sees a V41 cache (the sm90 kernels) leaves their cases out.
+// slot_offsets_as: the same for a given layout (a constant where the caller's instantiation fixes
+// it, so the switch folds away: the Hopper producers compute eight row addresses per key pair).
 template <bool kV41 = true>
-SPMLA_DEVICE SlotOffsets slot_offsets(const CacheDesc &c, int64_t slot) {
+SPMLA_DEVICE SlotOffsets slot_offsets_as(const CacheDesc &c, int64_t slot, int layout) {
   int64_t page, off;
   split_slot(slot, c.block_size, page, off);
   const int64_t pbase = page * c.page_stride;
   SlotOffsets o;
   o.aux = 0;
-  switch (c.layout) {
+  switch (layout) {
     case kBF16: o.data = pbase + off * 2 * c.dim; break;
     case kFP8PerTensor: o.data = pbase + off * c.dim; break;
     case kV32: o.data = pbase + off * KvV32::kDataRowBytes; break;
@@ -120,6 +122,10 @@ SPMLA_DEVICE SlotOffsets slot_offsets(const CacheDesc &c, int64_t slot) {
       break;
   }
   return o;
+}
+template <bool kV41 = true>
+SPMLA_DEVICE SlotOffsets slot_offsets(const CacheDesc &c, int64_t slot) {
+  return slot_offsets_as<kV41>(c, slot, c.layout);
 }
 // slot_offsets' formulas are the entries' (page base 1000, offset 3, block size 64, D 128).
 static_assert(KvV32::data_addr(int64_t(1000), int64_t(3), 64, 576) == 1000 + 3 * KvV32::kDataRowBytes, "V32");

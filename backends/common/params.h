@@ -40,6 +40,12 @@ struct CacheDesc {
   int32_t dim = 0;     // head dim D
   float scale = 1.f;   // FP8_PER_TENSOR
   int32_t blocked = 0; // V41: 1 page-blocked (data rows, then scale rows), 0 per token
+  // Filled by the host (cache_desc) for kernels that turn many slots into row addresses:
+  // flat_row > 0 when pages hold only rows and lie back to back (page_stride = block_size *
+  // row bytes: BF16, FP8_PER_TENSOR, V32_FP8), so slot s's row is at base + s * flat_row without
+  // a page split; slot_limit = min(num_slots, 2^31) (slot ids are int32, so a 32-bit compare).
+  int32_t flat_row = 0;
+  uint32_t slot_limit = 0;
   SPMLA_PARAMS_HD int64_t num_slots() const { return num_pages * (int64_t)block_size; }
 };
 

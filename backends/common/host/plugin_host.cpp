@@ -88,6 +88,12 @@ kern::CacheDesc cache_desc(const spmla_kv_cache_t &c) {
   d.dim = g.dim;
   d.scale = g.scale;
   d.blocked = g.arrangement == SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED;
+  const int64_t row = d.layout == kern::kBF16           ? 2 * (int64_t)d.dim
+                      : d.layout == kern::kFP8PerTensor ? (int64_t)d.dim
+                      : d.layout == kern::kV32          ? (int64_t)KvV32::kDataRowBytes
+                                                        : 0;
+  if (row > 0 && row <= INT32_MAX && d.page_stride == row * d.block_size) d.flat_row = (int32_t)row;
+  d.slot_limit = (uint32_t)std::min<int64_t>(d.num_slots(), int64_t(1) << 31);
   return d;
 }
 

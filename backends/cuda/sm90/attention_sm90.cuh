@@ -173,14 +173,24 @@ using Range = kern::TokenRange;  // end0, end1: valid prefixes; [begin, stop): t
 struct Entry {
   int32_t slot, which;
 };
+// A 4-byte read-only load when `ok`, else -1, with no branch: a producer thread's several
+// entries then go out back to back. Behind an `if`, ptxas issued each load after the previous
+// one's use, and sm90pair's producer waited on them one after the other (ncu, session 10: its
+// index loads held 12 % of the kernel's stall samples, and the compute warpgroups waited for it).
+__device__ __forceinline__ int32_t ldg_or_minus1(const int32_t *src, bool ok) {
+  int32_t v;
+  asm("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\nmov.b32 %0, -1;\n@p ld.global.nc.b32 %0, [%1];\n}\n"
+      : "=r"(v)
+      : "l"(src), "r"((int)ok));
+  return v;
+}
 __device__ __forceinline__ Entry tile_entry(const kern::AttnParams &p, int t, const Range &r, int tile_begin, int j) {
-  Entry e{-1, 0};
   const int v = tile_begin + j;
-  if (v < r.stop) {
-    e.which = v < r.end0 ? 0 : 1;
-    const int pos = e.which == 0 ? v : v - r.end0;
-    e.slot = p.idx[e.which][(int64_t)t * p.idx_stride[e.which] + pos];
-  }
+  const bool ok = v < r.stop;
+  Entry e;
+  e.which = ok && v >= r.end0 ? 1 : 0;
+  const int pos = e.which == 0 ? v : v - r.end0;
+  e.slot = ldg_or_minus1(p.idx[e.which] + (int64_t)t * p.idx_stride[e.which] + pos, ok);
   return e;
 }
 
@@ -195,9 +205,25 @@ template <int Layout>
 __device__ __forceinline__ void entry_addresses(const kern::AttnParams &p, Entry e, const uint8_t *&row,
                                                 const uint8_t *&aux) {
   row = aux = nullptr;
+  if constexpr (Layout == kern::kBF16 || Layout == kern::kV32) {
+    // Packed pages (the host's flat_row): one multiply, no page split. The split below, with its
+    // bound and its division branches, cost about 45 instructions a row, more than half of the
+    // pair producer's instructions per key pair.
+    const kern::CacheDesc &c0 = p.src[0], &c1 = p.src[1];
+    const bool x = e.which != 0;
+    const int32_t flat = x ? c1.flat_row : c0.flat_row;
+    if (flat > 0) {
+      const uint32_t s = (uint32_t)e.slot;  // -1 (no key) wraps past any limit
+      if (s < (x ? c1.slot_limit : c0.slot_limit)) row = (x ? c1.base : c0.base) + (uint64_t)s * (uint32_t)flat;
+      return;
+    }
+  }
   const kern::CacheDesc &c = p.src[e.which];
   if (e.slot >= 0 && (int64_t)e.slot < c.num_slots()) {
-    const kern::SlotOffsets o = kern::slot_offsets<Layout == kV41>(c, e.slot);
+    // Only the V41 instantiation reads two layouts (V41_FP8 / V41_FP4, and V4_FP8 beside them);
+    // the others read their own layout from both sources (sm90_sources_unsupported).
+    const kern::SlotOffsets o =
+        Layout == kV41 ? kern::slot_offsets<true>(c, e.slot) : kern::slot_offsets_as<false>(c, e.slot, Layout);
     row = c.base + o.data;
     aux = c.base + o.aux;
     if (Layout == kV41 && c.layout == kern::kV41FP4) aux += 1;
@@ -252,16 +278,19 @@ struct Fp8Stage<Layout, NT, Parts, true> {
   static_assert(kBN * Fp8Rows<Layout>::kUnits % (NT * Parts) == 0, "units must divide evenly");
   uint4 raw[kPer];
   // The unit's scale as loaded (V32: fp32 bits, V4 / V41_FP8: the ue8m0 byte, V41_FP4: the E4M3
-  // byte | kFp4Unit), decoded only when the unit is dequantized: decoding at load time would
+  // byte), decoded only when the unit is dequantized: any instruction on it at load time would
   // wait for the load right there.
   uint32_t scale[kPer];
+  // Bit i: unit i holds V41_FP4 codes. Kept apart from the loaded words for the same reason: the
+  // flag OR-ed into the scale byte (session 9) made each FP4 unit's load wait for its scale at
+  // once (ncu, session 10: 22 % of the V4.1 decode's stall samples on those ORs).
+  uint32_t fp4 = 0u;
 };
 
-constexpr uint32_t kFp4Unit = 0x100u;  // scale word flag: the unit holds V41_FP4 codes
-
-// Unit c of a row (null: no key, zeros): its raw 16 bytes (V41_FP4: 8) and its scale word.
+// Unit c of a row (null: no key, zeros): its raw 16 bytes (V41_FP4: 8) and its scale word;
+// returns whether it holds V41_FP4 codes (from the row's scale address, not from memory).
 template <int Layout>
-__device__ __forceinline__ void fp8_load_unit(const uint8_t *row, const uint8_t *aux, int c, uint4 &v, uint32_t &s) {
+__device__ __forceinline__ bool fp8_load_unit(const uint8_t *row, const uint8_t *aux, int c, uint4 &v, uint32_t &s) {
   using G = Fp8Rows<Layout>;
   v = make_uint4(0u, 0u, 0u, 0u);
   s = 0u;
@@ -271,7 +300,8 @@ __device__ __forceinline__ void fp8_load_unit(const uint8_t *row, const uint8_t 
     if (at & 1u) {  // V41_FP4
       const uint2 w = ldg8_keep(row + c * 8);
       v = make_uint4(w.x, w.y, 0u, 0u);
-      s = __ldg(sc + c) | kFp4Unit;
+      s = __ldg(sc + c);
+      return true;
     } else {
       v = ldg16_keep(row + c * 16);
       s = __ldg(sc + (c >> G::kScaleShift));
@@ -287,6 +317,11 @@ __device__ __forceinline__ void fp8_load_unit(const uint8_t *row, const uint8_t 
       v = ldg16_keep(row + G::kRopeByte + (c - G::kNope) * 16);
     }
   }
+  return false;
+}
+// Records unit i's FP4 flag in a stage's bit set (i a compile-time index after unrolling).
+__device__ __forceinline__ void set_fp4_bit(uint32_t &bits, int i, bool fp4) {
+  bits = (bits & ~(1u << i)) | ((uint32_t)fp4 << i);
 }
 
 // fp8_load / fp8_store: the stage's units [I0, I1) (default: all of them).
@@ -299,7 +334,9 @@ __device__ __forceinline__ void fp8_load(Fp8Stage<Layout, NT, Parts> &st, const 
   for (int i = I0; i < (I1 < 0 ? kPer : I1); ++i) {
     const int u = ti + (part * kPer + i) * NT;
     const int r = u / G::kUnits, c = u - r * G::kUnits;
-    fp8_load_unit<Layout>(rows[r], Layout == kV41 || Layout == kern::kV4 ? aux[r] : nullptr, c, st.raw[i], st.scale[i]);
+    const bool fp4 =
+        fp8_load_unit<Layout>(rows[r], Layout == kV41 || Layout == kern::kV4 ? aux[r] : nullptr, c, st.raw[i], st.scale[i]);
+    if (Layout == kV41) set_fp4_bit(st.fp4, i, fp4);
   }
 }
 
@@ -354,12 +391,13 @@ __device__ __forceinline__ uint32_t e4m3_scale_bf16x2(uint32_t b) {
 
 // Unit c of row r dequantized into the swizzled bf16 tile kt (RoPE units copied as they are).
 template <int Layout>
-__device__ __forceinline__ void fp8_store_unit(uint4 v, uint32_t scale, uint8_t *kt, int r, int c, int flavor) {
+__device__ __forceinline__ void fp8_store_unit(uint4 v, uint32_t scale, bool fp4, uint8_t *kt, int r, int c,
+                                               int flavor) {
   using G = Fp8Rows<Layout>;
   if (c < G::kNope) {
     // A unit of a row without a key holds zeros (scale bits 0): it stays 0 either way.
     uint4 a, b;
-    if (Layout == kV41 && (scale & kFp4Unit)) {
+    if (Layout == kV41 && fp4) {
       const uint32_t s2 = e4m3_scale_bf16x2(scale);
       a = dequant_fp4x8_bf16(v.x, s2);
       b = dequant_fp4x8_bf16(v.y, s2);
@@ -387,7 +425,7 @@ __device__ __forceinline__ void fp8_store(const Fp8Stage<Layout, NT, Parts> &st,
   for (int i = I0; i < (I1 < 0 ? kPer : I1); ++i) {
     const int u = ti + (part * kPer + i) * NT;
     const int r = u / G::kUnits, c = u - r * G::kUnits;
-    fp8_store_unit<Layout>(st.raw[i], st.scale[i], kt, r, c, flavor);
+    fp8_store_unit<Layout>(st.raw[i], st.scale[i], (st.fp4 >> i) & 1u, kt, r, c, flavor);
   }
 }
 

@@ -160,8 +160,7 @@ __device__ __forceinline__ void softmax_to(float (&s)[32], MathAcc &acc, const f
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int i = e >> 1;
-      const float x = s[4 * j + e];
-      const float pv = x == dev::neg_inf() ? 0.f : exp2f(x - m[i]);
+      const float pv = ex2(s[4 * j + e] - exp_base(m[i]));
       s[4 * j + e] = pv;
       acc.l[i] += pv;
     }
@@ -211,6 +210,7 @@ struct PairParts {
 struct PartStage {
   uint4 raw[2];
   uint32_t scale[2];
+  uint32_t fp4 = 0u;  // bit i: unit i holds V41_FP4 codes (see Fp8Stage::fp4)
 };
 // Part g of a pair, in a runtime loop (an unrolled sequence let the compiler hoist every part's
 // arithmetic and loads, and spill them): its half h, tile, unit range [c0, c0 + nu) of each row,
@@ -244,7 +244,8 @@ __device__ __forceinline__ void part_load(PartStage &st, const PartAt<Layout> &a
     int r, c;
     a.unit(pt, i, r, c);
     const int e = a.tile * 64 + r;
-    fp8_load_unit<Layout>(rows[e], Layout == kern::kV32 ? nullptr : aux[e], c, st.raw[i], st.scale[i]);
+    const bool fp4 = fp8_load_unit<Layout>(rows[e], Layout == kern::kV32 ? nullptr : aux[e], c, st.raw[i], st.scale[i]);
+    if (Layout == kV41) set_fp4_bit(st.fp4, i, fp4);
   }
 }
 template <int Layout>
@@ -254,7 +255,7 @@ __device__ __forceinline__ void part_store(const PartStage &st, const PartAt<Lay
   for (int i = 0; i < 2; ++i) {
     int r, c;
     a.unit(pt, i, r, c);
-    fp8_store_unit<Layout>(st.raw[i], st.scale[i], kt, r, c, flavor);
+    fp8_store_unit<Layout>(st.raw[i], st.scale[i], (st.fp4 >> i) & 1u, kt, r, c, flavor);
   }
 }
 // One pair's parts: the loads of parts g + 1 .. g + kAhead are in flight while part g is stored
@@ -315,7 +316,7 @@ __device__ __forceinline__ void produce_q(const kern::AttnParams &p, int t, int 
 // BF16 sources: per pair the four half tiles by cp.async, in the order the compute warpgroups
 // read them (K0 low, K1 high, K0 high, K1 low), each behind its free barrier and completed on its
 // full barrier by the copies themselves; then the pair's mask.
-template <int D>
+template <int D, bool kFlat>
 __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, const Range &range, int npairs, int pt,
                                              uint8_t *const *ks, uint8_t *valid, const Bars &bars, uint64_t policy) {
   constexpr int kC = D / 64, kHalf = 4;
@@ -325,25 +326,63 @@ __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, c
   // lane8 * 16 + c * 128 of the row: constant offsets, so no address stays live across rounds.
   const uint32_t my = (uint32_t)(group * 128 + ((lane8 ^ (group & 7)) << 4));
   const uint32_t k_u32[2] = {smem_u32(ks[0]) + my, smem_u32(ks[1]) + my};
+  // The pair's rows come from its entries, loaded one pair earlier (eight index loads in flight at
+  // once, a pair's time to land), so a producer that runs ahead never waits on the index list.
   const uint8_t *rows[2][4], *unused;
-  auto load_rows = [&](int pi) {
+  // Only the slots are kept between the two steps (8 registers); an entry's source (main or
+  // extra list) follows from its position and is recomputed with the addresses.
+  int32_t slot[2][4];
+  auto entry_of = [&](int pi, int k, int lr) {
+    return tile_entry(p, t, range, range.begin + (2 * pi + k) * kBN, lr * 16 + group);
+  };
+  auto load_entries = [&](int pi) {
 #pragma unroll
     for (int k = 0; k < 2; ++k)
 #pragma unroll
-      for (int lr = 0; lr < 4; ++lr)
-        entry_at<kern::kBF16>(p, t, range, range.begin + (2 * pi + k) * kBN + lr * 16 + group, rows[k][lr], unused);
+      for (int lr = 0; lr < 4; ++lr) slot[k][lr] = entry_of(pi, k, lr).slot;
   };
+  // rows[k][lr]: this thread's first byte of the row (its 16 bytes lane8 of chunk 0), or of Q for
+  // a missing row, which copies nothing (src-size 0 fills zeros and reads no byte); bit k * 4 + lr
+  // of `have`: the row exists. The thread's offset is added here, a pair ahead, so each chunk is an
+  // immediate offset of one register pair (one LDGSTS per chunk, as in FlashMLA's producer; with
+  // the offset added at the copy, ptxas built a 64-bit address per chunk and spilled).
+  uint32_t have = 0u;
+  const uint8_t *const base[2] = {p.src[0].base, p.src[1].base};
+  const uint32_t lim[2] = {p.src[0].slot_limit, p.src[1].slot_limit};
+  const uint32_t flat[2] = {(uint32_t)p.src[0].flat_row, (uint32_t)p.src[1].flat_row};
+  auto rows_from_entries = [&](int pi) {
+    have = 0u;
+#pragma unroll
+    for (int k = 0; k < 2; ++k)
+#pragma unroll
+      for (int lr = 0; lr < 4; ++lr) {
+        const int v = range.begin + (2 * pi + k) * kBN + lr * 16 + group;
+        const uint8_t *row = nullptr;
+        if constexpr (kFlat) {  // packed pages: one multiply (entry_addresses' fast path, unbranched)
+          const bool x = v >= range.end0;
+          const uint32_t s = (uint32_t)slot[k][lr];  // -1 (no key) wraps past any limit
+          if (s < (x ? lim[1] : lim[0])) row = (x ? base[1] : base[0]) + (uint64_t)s * (x ? flat[1] : flat[0]);
+        } else {
+          entry_addresses<kern::kBF16>(p, Entry{slot[k][lr], v < range.end0 ? 0 : 1}, row, unused);
+        }
+        have |= (uint32_t)(row != nullptr) << (k * 4 + lr);
+        rows[k][lr] = (row ? row : reinterpret_cast<const uint8_t *>(p.q)) + lane8 * 16;
+      }
+  };
+
   auto copy_half = [&](int k, int c0, int c1) {
 #pragma unroll
     for (int lr = 0; lr < 4; ++lr) {
-      const uint8_t *row = rows[k][lr];
-      const uint8_t *src = row ? row + lane8 * 16 : reinterpret_cast<const uint8_t *>(p.q);
+      const bool ok = (have >> (k * 4 + lr)) & 1u;
 #pragma unroll
-      for (int c = c0; c < c1; ++c)
-        cp16(k_u32[k] + lr * 2048 + c * kChunk, src + (row ? c * 128 : 0), row != nullptr, policy);
+      for (int c = c0; c < c1; ++c) cp16(k_u32[k] + lr * 2048 + c * kChunk, rows[k][lr] + c * 128, ok, policy);
     }
   };
-  if (npairs > 0) load_rows(0);
+  if (npairs > 0) {
+    load_entries(0);
+    rows_from_entries(0);
+    if (npairs > 1) load_entries(1);
+  }
   uint32_t ph = 1;  // the free barriers' first wait passes at once
   for (int pi = 0; pi < npairs; ++pi) {
     mbar_wait(bars.free + 0, ph);
@@ -364,11 +403,14 @@ __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, c
 #pragma unroll
       for (int k = 0; k < 2; ++k)
 #pragma unroll
-        for (int lr = 0; lr < 4; ++lr) valid[k * 64 + lr * 16 + group] = rows[k][lr] != nullptr;
+        for (int lr = 0; lr < 4; ++lr) valid[k * 64 + lr * 16 + group] = (have >> (k * 4 + lr)) & 1u;
       mbar_arrive(bars.valid);
     }
     ph ^= 1u;
-    if (pi + 1 < npairs) load_rows(pi + 1);
+    if (pi + 1 < npairs) {
+      rows_from_entries(pi + 1);
+      if (pi + 2 < npairs) load_entries(pi + 2);
+    }
   }
 }
 
@@ -389,15 +431,15 @@ __device__ __forceinline__ void produce_fp8(const kern::AttnParams &p, int t, co
   uint32_t ph = 1;  // the free barriers' first wait passes at once
   for (int pi = 0; pi < npairs; ++pi) {
     const bool have_key = row != nullptr;
-    const uint8_t *next_row = nullptr, *next_aux = nullptr;
-    if (pi + 1 < npairs) entry_at<Layout>(p, t, range, range.begin + (pi + 1) * 2 * kBN + pt, next_row, next_aux);
+    // The next pair's entry is loaded now and turned into addresses after this pair's parts, so
+    // the index load has the whole pair to land (an -1 entry past the range: no row).
+    const Entry next = tile_entry(p, t, range, range.begin + (pi + 1) * 2 * kBN, pt);
     pair_parts<Layout>(rows, auxs, ks, bars.full, bars.free, ph, Flavor, pt);
     // Both compute warpgroups are past the previous pair's masks (see produce_bf16).
     valid[pt] = have_key;
     mbar_arrive(bars.valid);
     producer_sync();  // every load of this pair has read the table
-    row = next_row;
-    aux = next_aux;
+    entry_addresses<Layout>(p, next, row, aux);
     rows[pt] = row;
     if (D == 512) auxs[pt] = aux;
     producer_sync();
@@ -449,8 +491,10 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
     produce_q<D>(p, t, h0, qs, pt, policy_evict_first(), bars.q);
     if constexpr (kFp8)
       produce_fp8<D, Layout, Flavor>(p, t, range, npairs, pt, base + S::kOffRows, base + S::kOffAux, ks, valid, bars);
+    else if (p.src[0].flat_row > 0 && (p.K[1] == 0 || p.src[1].flat_row > 0))  // packed pages
+      produce_bf16<D, true>(p, t, range, npairs, pt, ks, valid, bars, policy);
     else
-      produce_bf16<D>(p, t, range, npairs, pt, ks, valid, bars, policy);
+      produce_bf16<D, false>(p, t, range, npairs, pt, ks, valid, bars, policy);
     dev::async_wait_all();
   } else {
     // ---- compute warpgroups
