@@ -242,6 +242,10 @@ const char *sm90_variant_unsupported(const gpu::Device &d, const gpu::VendorStat
   if (!vs->sm90[(int)K]) return "no sm_90a code for this device in the plugin";
   return sm90_sources_unsupported(s.D, s.layout0, s.flavor0, s.layout1, s.flavor1);
 }
+const char *sm90c2_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
+  if (const char *why = sm90_variant_unsupported<Sm90Kernel::kC2>(d, vs, s)) return why;
+  return sm90c2_unsupported(s.D, s.H, s.layout0, s.layout1);
+}
 const char *sm80_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
   if (d.cc < 80) return "needs sm_80 or newer (mma.sync bf16)";
   if (!vs->sm80[s.D == 576]) return shared_memory_short(sm80_smem_bytes(s.D), d.smem_optin);
@@ -277,12 +281,20 @@ const char *sm90pair_not_preferred(const gpu::Device &d, const gpu::AttnShape &s
   return nullptr;
 }
 
+// sm90c2 is new (session 11) and has not run on a GPU yet: it runs only when named
+// (SPMLA_ATTENTION_VARIANT=sm90c2) until a measurement says where it is faster than sm90.
+const char *sm90c2_not_preferred(const gpu::Device &, const gpu::AttnShape &) {
+  return "not yet measured against sm90 (SPMLA_ATTENTION_VARIANT=sm90c2 runs it)";
+}
+
 // Best first. sm90pair runs where it is preferred (above), sm90 every other call the Hopper
 // kernels read; sm90ws (experimental) runs only when SPMLA_ATTENTION_VARIANT names it; portable
 // runs on any device whose shared memory holds its ~58 KiB.
 const gpu::AttnVariant kAttnVariants[] = {
     {"sm90pair", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kPair>,
      sm90_variant_launch<Sm90Kernel::kPair>, sm90pair_not_preferred},
+    {"sm90c2", kern::kAttnBM, 8, true, sm90c2_variant_unsupported, sm90_variant_launch<Sm90Kernel::kC2>,
+     sm90c2_not_preferred},
     {"sm90", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kTwoWg>,
      sm90_variant_launch<Sm90Kernel::kTwoWg>},
     {"sm90ws", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kWs>, sm90_variant_launch<Sm90Kernel::kWs>},
@@ -313,7 +325,7 @@ int vendor_prepare(const Device &d, VendorState **out) {
     }
   }
   if (e == cudaSuccess && d.cc == 90 && d.smem_optin >= cuda::sm90_smem_bytes(576)) {
-    for (cuda::Sm90Kernel k : {cuda::Sm90Kernel::kTwoWg, cuda::Sm90Kernel::kWs, cuda::Sm90Kernel::kPair})
+    for (cuda::Sm90Kernel k : {cuda::Sm90Kernel::kTwoWg, cuda::Sm90Kernel::kWs, cuda::Sm90Kernel::kPair, cuda::Sm90Kernel::kC2})
       if (e == cudaSuccess && cuda::sm90_built(k)) e = cuda::sm90_prepare(k, &vs->sm90[(int)k]);
   }
   if (e == cudaSuccess) e = cuda::indexer_prepare();

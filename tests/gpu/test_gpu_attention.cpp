@@ -466,6 +466,49 @@ TEST_CASE("gpu sparse_attention V4.1 caches vs reference", "[gpu][attention]") {
   }
 }
 
+// Two head blocks (H 65-128) on the FP8 sources the Hopper cluster kernel reads (sm90c2: the
+// CTAs of a token's two head blocks share each tile's dequantization; forced by gpu-check's
+// variant stage): many tiles, a partial second head block, splits (T small) and one pass (T
+// large), both arrangements and flavors, an extra source, lengths that end mid-tile.
+TEST_CASE("gpu sparse_attention, two head blocks on V32 and V41 sources", "[gpu][attention]") {
+  Rng r;
+  const bool quick = std::getenv("SPMLA_GPU_TESTS_QUICK") != nullptr;
+  const Combo v32{SPMLA_KV_LAYOUT_V32_FP8, SPMLA_FP8_E4M3FN, 576}, v32z{SPMLA_KV_LAYOUT_V32_FP8, SPMLA_FP8_E4M3FNUZ, 576},
+      f8{SPMLA_KV_LAYOUT_V41_FP8, SPMLA_FP8_E4M3FN, 512}, f8z{SPMLA_KV_LAYOUT_V41_FP8, SPMLA_FP8_E4M3FNUZ, 512},
+      f4{SPMLA_KV_LAYOUT_V41_FP4, SPMLA_FP8_E4M3FN, 512};
+  struct Shape {
+    Combo main, extra;  // extra.D == 0: none
+    int T, H, K, bs;
+  };
+  const Shape shapes[] = {
+      {v32, {}, 2, 128, 2048, 64},  {v32z, v32z, 3, 100, 1000, 53}, {v32, {}, 200, 128, 192, 64},
+      {f8, f4, 2, 128, 2048, 64},   {f4, f8, 3, 72, 777, 256},     {f8z, {}, 200, 128, 256, 1},
+  };
+  int i = 0;
+  for (const Shape &sh : shapes) {
+    if (quick && sh.T > 3) continue;
+    AttnCase c;
+    c.T = sh.T;
+    c.H = sh.H;
+    c.K = quick ? std::min(sh.K, 300) : sh.K;
+    c.main = spec_for(r, sh.main, sh.bs, std::max(64, 2 * c.K), i % 2 == 1);
+    if (sh.main.layout != SPMLA_KV_LAYOUT_V32_FP8)
+      c.main.arrangement = i % 2 ? SPMLA_KV_ARRANGEMENT_PAGE_BLOCKED : SPMLA_KV_ARRANGEMENT_PER_TOKEN;
+    c.lengths = i % 2 == 0;
+    c.extra = sh.extra.D != 0;
+    c.K2 = c.extra ? 128 : 0;
+    c.extra_lengths = c.extra;
+    if (c.extra) {
+      c.xspec = spec_for(r, sh.extra, 64, 256, false);
+      if (sh.extra.layout != SPMLA_KV_LAYOUT_V32_FP8) c.xspec.arrangement = SPMLA_KV_ARRANGEMENT_PER_TOKEN;
+    }
+    c.sink = i % 3 != 2;
+    c.max_logits = i % 2 == 0;
+    SECTION("case " + std::to_string(i)) { run_case(r, c); }
+    ++i;
+  }
+}
+
 TEST_CASE("gpu sparse_attention without split-K and with many tokens", "[gpu][attention]") {
   Rng r;
   if (std::getenv("SPMLA_GPU_TESTS_QUICK")) return;

@@ -1,8 +1,9 @@
 // Explicit instantiations and the host side of the Hopper attention fast paths: variant "sm90"
 // (two consumer warpgroups), "sm90pair" (two consumer warpgroups on pairs of key tiles and a
 // producer warpgroup that gathers, and for FP8 sources dequantizes) and, built only with
-// SPMLA_CUDA_SM90_WS (off by default), the experimental warp-specialized "sm90ws". All read the
-// same sources (sm90_sources_unsupported).
+// SPMLA_CUDA_SM90_WS (off by default), the experimental warp-specialized "sm90ws", and "sm90c2"
+// (the two-warpgroup kernel in clusters of two CTAs that share the FP8 dequantization; V32 and
+// V41 sources only, sm90c2_unsupported). The others read the same sources (sm90_sources_unsupported).
 #include <cstdlib>
 #include <cstring>
 
@@ -21,6 +22,7 @@ auto kernel_of() {
   if constexpr (K == Sm90Kernel::kWs) return sm90::sparse_attention_sm90_ws_kernel<D, Layout, Flavor>;
 #endif
   if constexpr (K == Sm90Kernel::kPair) return sm90::pair::sparse_attention_sm90pair_kernel<D, Layout, Flavor>;
+  else if constexpr (K == Sm90Kernel::kC2) return sm90::sparse_attention_sm90_kernel<D, Layout, Flavor, 2>;
   else return sm90::sparse_attention_sm90_kernel<D, Layout, Flavor>;
 }
 template <int D, int Layout, Sm90Kernel K>
@@ -37,8 +39,25 @@ constexpr int threads_of() {
 // one made the kernel too large for the instruction cache). BF16 sources use flavor 0.
 template <int D, int Layout, int Flavor, Sm90Kernel K>
 cudaError_t launch_one(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
-  kernel_of<D, Layout, Flavor, K>()<<<grid, threads_of<K>(), smem_of<D, Layout, K>(), s>>>(p);
-  return cudaGetLastError();
+  if constexpr (K == Sm90Kernel::kC2) {
+    // Clusters of two along x: a token's two head blocks (sm90::cta_coord, head block fastest).
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = 2;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cudaLaunchConfig_t lc = {};
+    lc.gridDim = grid;
+    lc.blockDim = dim3(threads_of<K>());
+    lc.dynamicSmemBytes = smem_of<D, Layout, K>();
+    lc.stream = s;
+    lc.attrs = attr;
+    lc.numAttrs = 1;
+    return cudaLaunchKernelEx(&lc, kernel_of<D, Layout, Flavor, K>(), p);
+  } else {
+    kernel_of<D, Layout, Flavor, K>()<<<grid, threads_of<K>(), smem_of<D, Layout, K>(), s>>>(p);
+    return cudaGetLastError();
+  }
 }
 // The FP8 flavor the kernel decodes: the main source's, or for V41 sources the one of whichever
 // holds V41_FP8 rows (V41_FP4 has none; sm90_sources_ok allows one FP8 flavor per call).
@@ -53,13 +72,26 @@ cudaError_t launch_layout(const kern::AttnParams &p, dim3 grid, cudaStream_t s) 
   else
     return fp8_flavor(p) == 2 ? launch_one<D, Layout, 2, K>(p, grid, s) : launch_one<D, Layout, 1, K>(p, grid, s);
 }
+// Every (D, layout) the two-warpgroup, pair and ws kernels read.
 template <Sm90Kernel K>
-cudaError_t launch_any(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
+cudaError_t launch_every(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
   const int layout = p.src[0].layout;
   if (p.D == 576)
     return layout == kern::kV32 ? launch_layout<576, kern::kV32, K>(p, grid, s) : launch_layout<576, kern::kBF16, K>(p, grid, s);
   if (layout == kern::kV41FP8 || layout == kern::kV41FP4) return launch_layout<512, sm90::kV41, K>(p, grid, s);
   return layout == kern::kV4 ? launch_layout<512, kern::kV4, K>(p, grid, s) : launch_layout<512, kern::kBF16, K>(p, grid, s);
+}
+template <Sm90Kernel K>
+cudaError_t launch_any(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
+  const int layout = p.src[0].layout;
+  if constexpr (K == Sm90Kernel::kC2) {  // V32 (D 576) and V41 (D 512) only (sm90c2_unsupported)
+    if (p.D == 576 && layout == kern::kV32) return launch_layout<576, kern::kV32, K>(p, grid, s);
+    if (p.D == 512 && (layout == kern::kV41FP8 || layout == kern::kV41FP4))
+      return launch_layout<512, sm90::kV41, K>(p, grid, s);
+    return cudaErrorInvalidValue;
+  } else {
+    return launch_every<K>(p, grid, s);
+  }
 }
 template <int D, int Layout, int Flavor, Sm90Kernel K>
 cudaError_t prepare_one(bool *usable) {
@@ -73,7 +105,7 @@ cudaError_t prepare_one(bool *usable) {
   return cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_of<D, Layout, K>());
 }
 template <Sm90Kernel K>
-cudaError_t prepare_all(bool *ok) {
+cudaError_t prepare_every(bool *ok) {
   cudaError_t e = prepare_one<576, kern::kBF16, 0, K>(ok);
   if (e == cudaSuccess) e = prepare_one<576, kern::kV32, 1, K>(ok);
   if (e == cudaSuccess) e = prepare_one<576, kern::kV32, 2, K>(ok);
@@ -83,6 +115,19 @@ cudaError_t prepare_all(bool *ok) {
   if (e == cudaSuccess) e = prepare_one<512, sm90::kV41, 1, K>(ok);
   if (e == cudaSuccess) e = prepare_one<512, sm90::kV41, 2, K>(ok);
   return e;
+}
+// The instantiations a kernel has (sm90c2: V32 and V41 only).
+template <Sm90Kernel K>
+cudaError_t prepare_all(bool *ok) {
+  if constexpr (K == Sm90Kernel::kC2) {
+    cudaError_t e = prepare_one<576, kern::kV32, 1, K>(ok);
+    if (e == cudaSuccess) e = prepare_one<576, kern::kV32, 2, K>(ok);
+    if (e == cudaSuccess) e = prepare_one<512, sm90::kV41, 1, K>(ok);
+    if (e == cudaSuccess) e = prepare_one<512, sm90::kV41, 2, K>(ok);
+    return e;
+  } else {
+    return prepare_every<K>(ok);
+  }
 }
 }  // namespace
 
@@ -102,6 +147,14 @@ const char *sm90_sources_unsupported(int D, int layout0, int flavor0, int layout
     return nullptr;
   }
   return "needs one layout and flavor for both sources (or V41 layouts for both)";
+}
+
+const char *sm90c2_unsupported(int D, int H, int layout0, int layout1) {
+  const bool v32 = D == KvV32::kFixedDim && layout0 == kern::kV32 && (layout1 == 0 || layout1 == kern::kV32);
+  const bool v41 = D == KvV4::kFixedDim && is_v41(layout0) && (layout1 == 0 || is_v41(layout1));
+  if (!v32 && !v41) return "shares the dequantization of V32_FP8 (D 576) and V41 (D 512) sources only";
+  if ((H + sm90::kBM - 1) / sm90::kBM % 2 != 0) return "pairs a token's head blocks: needs an even number (H 65-128)";
+  return nullptr;
 }
 
 bool sm90_built(Sm90Kernel k) {
@@ -126,6 +179,7 @@ cudaError_t sm90_prepare(Sm90Kernel k, bool *ready) {
     case Sm90Kernel::kWs: e = prepare_all<Sm90Kernel::kWs>(&ok); break;
 #endif
     case Sm90Kernel::kPair: e = prepare_all<Sm90Kernel::kPair>(&ok); break;
+    case Sm90Kernel::kC2: e = prepare_all<Sm90Kernel::kC2>(&ok); break;
     default: return cudaSuccess;  // not built: stays unready
   }
   if (e != cudaSuccess) return e;
@@ -146,6 +200,7 @@ cudaError_t launch_sm90(const kern::AttnParams &p, Sm90Kernel k, dim3 grid, cuda
     case Sm90Kernel::kWs: return launch_any<Sm90Kernel::kWs>(p, grid, s);
 #endif
     case Sm90Kernel::kPair: return launch_any<Sm90Kernel::kPair>(p, grid, s);
+    case Sm90Kernel::kC2: return launch_any<Sm90Kernel::kC2>(p, grid, s);
     default: return launch_any<Sm90Kernel::kTwoWg>(p, grid, s);
   }
 }

@@ -85,6 +85,64 @@ __device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync
 __device__ __forceinline__ void wg_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
 // Generic-proxy shared-memory writes (st.shared, cp.async) made visible to the async proxy (wgmma).
 __device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+// ---- mbarrier and cp.async primitives (PTX ISA: "Parallel Synchronization and Communication
+// Instructions: mbarrier", "cp.async.mbarrier.arrive").
+__device__ __forceinline__ void mbar_init(uint64_t *b, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t *b) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(smem_u32(b)) : "memory");
+}
+// Arrives once all of this thread's earlier cp.async have landed (the count was set for it).
+__device__ __forceinline__ void mbar_arrive_cp_async(uint64_t *b) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(b)) : "memory");
+}
+// Waits until the phase of parity `parity` has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT_%=;\n}\n" ::"r"(smem_u32(b)),
+      "r"(parity)
+      : "memory");
+}
+// Arrives and adds `bytes` to the phase's expected transactions (complete_tx of st.async).
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t *b, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
+}
+
+// Clusters of CTAs (sm_90; PTX ISA "barrier.cluster", "mapa", "Distributed shared memory"): the
+// cluster variant's two CTAs write each other's key tiles. A peer's generic stores become visible
+// to this CTA's wgmma (async proxy) through the writer's cluster-scope proxy fence, then the
+// cluster barrier's release / acquire.
+__device__ __forceinline__ uint32_t cluster_ctarank() {
+  uint32_t r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return r;
+}
+__device__ __forceinline__ uint32_t mapa_shared(uint32_t a, uint32_t rank) {
+  uint32_t d;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(d) : "r"(a), "r"(rank));
+  return d;
+}
+// 16 bytes into the peer's shared memory (cluster address a), completing 16 bytes of the peer's
+// mbarrier at cluster address bar: no fence and no barrier between the writer and the reader,
+// which waits on its mbarrier (FlashMLA's FP8 decode shares its dequantized tiles this way).
+// A generic st.shared::cluster needs fence.proxy.async.shared::cluster and a release, which
+// compile to MEMBAR.ALL.GPU: that waits for the raw loads in flight, which must stay in flight.
+__device__ __forceinline__ void st_async_v4(uint32_t a, uint4 v, uint32_t bar) {
+  asm volatile("st.async.weak.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(a),
+               "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w), "r"(bar)
+               : "memory");
+}
+// The cluster barrier without ordering (relaxed arrive): it only says "this CTA is past that point"
+// (its reads of a buffer are done), so it carries no MEMBAR.
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory"); }
 // 2^x on the SFU alone (ex2.approx.ftz: relative error about 2^-22; results below 2^-126 flush to
 // 0). exp2f without fast-math wraps the same MUFU.EX2 in 6 more instructions (a range check and two
 // FMULs for arguments below -126, whose results vanish in bf16 P and in a row sum >= 1): in the
@@ -163,7 +221,6 @@ __device__ __forceinline__ void st_stream_f32x2(void *dst, float a, float b, uin
   asm volatile("st.global.L2::cache_hint.v2.f32 [%0], {%1, %2}, %3;\n" ::"l"(dst), "f"(a), "f"(b), "l"(policy)
                : "memory");
 }
-__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
 using Range = kern::TokenRange;  // end0, end1: valid prefixes; [begin, stop): this split's share
 
@@ -390,9 +447,12 @@ __device__ __forceinline__ uint32_t e4m3_scale_bf16x2(uint32_t b) {
 }
 
 // Unit c of row r dequantized into the swizzled bf16 tile kt (RoPE units copied as they are).
-template <int Layout>
+// kRemote: the unit also goes to the peer CTA's copy of the tile, at cluster address rkt (the
+// tile's start there; both CTAs lay out their shared memory alike), completing on the peer's
+// mbarrier at cluster address rbar.
+template <int Layout, bool kRemote = false>
 __device__ __forceinline__ void fp8_store_unit(uint4 v, uint32_t scale, bool fp4, uint8_t *kt, int r, int c,
-                                               int flavor) {
+                                               int flavor, uint32_t rkt = 0, uint32_t rbar = 0) {
   using G = Fp8Rows<Layout>;
   if (c < G::kNope) {
     // A unit of a row without a key holds zeros (scale bits 0): it stays 0 either way.
@@ -409,34 +469,58 @@ __device__ __forceinline__ void fp8_store_unit(uint4 v, uint32_t scale, bool fp4
     // Units of odd 64-column chunks store their halves in the other order: the warp's first
     // store then covers all eight 16-byte bank groups (no 2-way conflict).
     const int e0 = c * 16, odd = (c >> 2) & 1;
-    *reinterpret_cast<uint4 *>(kt + swz(r, e0 + 8 * odd)) = odd ? b : a;
-    *reinterpret_cast<uint4 *>(kt + swz(r, e0 + 8 * (odd ^ 1))) = odd ? a : b;
+    if constexpr (kRemote) {
+      const int o0 = swz(r, e0 + 8 * odd), o1 = swz(r, e0 + 8 * (odd ^ 1));
+      *reinterpret_cast<uint4 *>(kt + o0) = odd ? b : a;
+      *reinterpret_cast<uint4 *>(kt + o1) = odd ? a : b;
+      st_async_v4(rkt + o0, odd ? b : a, rbar);
+      st_async_v4(rkt + o1, odd ? a : b, rbar);
+    } else {
+      *reinterpret_cast<uint4 *>(kt + swz(r, e0 + 8 * odd)) = odd ? b : a;
+      *reinterpret_cast<uint4 *>(kt + swz(r, e0 + 8 * (odd ^ 1))) = odd ? a : b;
+    }
   } else {
-    *reinterpret_cast<uint4 *>(kt + swz(r, G::kRopeElem + (c - G::kNope) * 8)) = v;
+    const int o = swz(r, G::kRopeElem + (c - G::kNope) * 8);
+    *reinterpret_cast<uint4 *>(kt + o) = v;
+    if constexpr (kRemote) st_async_v4(rkt + o, v, rbar);
   }
 }
 
-template <int I0 = 0, int I1 = -1, int Layout, int NT, int Parts>
+template <int I0 = 0, int I1 = -1, bool kRemote = false, int Layout, int NT, int Parts>
 __device__ __forceinline__ void fp8_store(const Fp8Stage<Layout, NT, Parts> &st, uint8_t *kt, int flavor, int ti,
-                                          int part = 0) {
+                                          int part = 0, uint32_t rkt = 0, uint32_t rbar = 0) {
   using G = Fp8Rows<Layout>;
   constexpr int kPer = Fp8Stage<Layout, NT, Parts>::kPer;
 #pragma unroll
   for (int i = I0; i < (I1 < 0 ? kPer : I1); ++i) {
     const int u = ti + (part * kPer + i) * NT;
     const int r = u / G::kUnits, c = u - r * G::kUnits;
-    fp8_store_unit<Layout>(st.raw[i], st.scale[i], (st.fp4 >> i) & 1u, kt, r, c, flavor);
+    fp8_store_unit<Layout, kRemote>(st.raw[i], st.scale[i], (st.fp4 >> i) & 1u, kt, r, c, flavor, rkt, rbar);
   }
 }
 
 // Units [I0, I1) of the staged tile dequantized into buffer kt and made visible to wgmma, then, if
 // `refill`, the stage's same units reloaded with the next tile's raw bytes (rows, aux).
-template <int I0, int I1, int Layout, int NT>
+// kRemote: the units go to the peer CTA's copy too (cluster address rkt, completing on its
+// mbarrier rbar).
+template <int I0, int I1, bool kRemote = false, int Layout, int NT>
 __device__ __forceinline__ void fp8_store_refill(Fp8Stage<Layout, NT> &st, uint8_t *kt, int flavor, int ti,
-                                                 const uint8_t *const *rows, const uint8_t *const *aux, bool refill) {
-  fp8_store<I0, I1>(st, kt, flavor, ti);
+                                                 const uint8_t *const *rows, const uint8_t *const *aux, bool refill,
+                                                 uint32_t rkt = 0, uint32_t rbar = 0) {
+  fp8_store<I0, I1, kRemote>(st, kt, flavor, ti, 0, rkt, rbar);
   fence_async_smem();
   if (refill) fp8_load<I0, I1>(st, rows, aux, ti);
+}
+// Bytes of bf16 the CTA of cluster rank `rank` writes into its peer's copy of each tile in the
+// sm90c2 kernel (its virtual threads' units: 32 B per NoPE unit, 16 per RoPE unit): the peer's
+// expected transactions for that tile.
+template <int Layout, int NT>
+constexpr int c2_unit_bytes(int rank) {
+  int bytes = 0;
+  for (int ti = rank * (NT / 2); ti < (rank + 1) * (NT / 2); ++ti)
+    for (int i = 0; i < Fp8Stage<Layout, NT>::kPer; ++i)
+      bytes += (ti + i * NT) % Fp8Rows<Layout>::kUnits < Fp8Rows<Layout>::kNope ? 32 : 16;
+  return bytes;
 }
 
 // BF16 rows: cp.async into the swizzled tile; rows without a key become zeros (P is 0 there,
@@ -459,16 +543,22 @@ __device__ __forceinline__ void bf16_issue(uint8_t *kt, const uint8_t *const *ro
 }
 
 // Q rows h0 .. h0+63 into the swizzled tile by NT threads (zero rows past H); one commit group.
-template <int D, int NT>
+// kPolicy false: plain cp.async (the cluster kernel: with the L2 policy, ptxas 13.0.88 compiled
+// this copy as `LDGSTS [R+UR0], desc[UR1]` with uniform registers it never writes, the form that
+// stopped sm90ws with an illegal instruction in session 10; tools/sass_check.py flags it).
+template <int D, int NT, bool kPolicy = true>
 __device__ __forceinline__ void load_q(const kern::AttnParams &p, uint8_t *qs, int t, int h0, int ti, uint64_t once) {
   const uint16_t *qt = p.q + (int64_t)t * p.q_stride_t;
   constexpr int kUnits = D / 8;
   for (int u = ti; u < kBM * kUnits; u += NT) {
     const int r = u / kUnits, c = u - r * kUnits;
     uint8_t *dst = qs + swz(r, c * 8);
-    if (h0 + r < p.H)
-      cp16(smem_u32(dst), qt + (int64_t)(h0 + r) * p.q_stride_h + c * 8, true, once);
-    else
+    if (h0 + r < p.H) {
+      if constexpr (kPolicy)
+        cp16(smem_u32(dst), qt + (int64_t)(h0 + r) * p.q_stride_h + c * 8, true, once);
+      else
+        dev::async_copy16(dst, qt + (int64_t)(h0 + r) * p.q_stride_h + c * 8);
+    } else
       *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
   }
   dev::async_commit();
@@ -705,18 +795,33 @@ struct SmemView {
 };
 
 // The two-warpgroup kernel's split of a tile's FP8 units between the QK^T and the P V phase.
-template <int Layout>
+template <int Layout, int NT = kThreads>
 constexpr int fp8_half() {
   if constexpr (Layout == kern::kBF16)
     return 0;
   else
-    return Fp8Stage<Layout, kThreads>::kPer / 2;
+    return Fp8Stage<Layout, NT>::kPer / 2;
 }
 
-template <int D, int Layout, int Flavor>
+// kCluster 2 (variant "sm90c2", FP8 sources): the CTAs of a token's two head blocks form a cluster
+// and share each key tile's dequantization (FlashMLA's sm90 FP8 decode shares it the same way;
+// written anew here). Rank k of the pair loads and dequantizes the units of "virtual threads"
+// k * 256 + tid of 512 (half the tile) and stores them into its own tile and, by st.async, into
+// the peer's, so each CTA does half of the loads and of the FP8 decoding, which bound the FP8
+// decode. Synchronisation, per key buffer b:
+//   - the peer's half of the tile in b: mbarrier kfull[b] (this CTA's thread 0 arrives with the
+//     bytes expected, the peer's st.async complete them); read before each QK^T;
+//   - this CTA's half: generic stores, the proxy fence and __syncthreads, as in the plain kernel;
+//   - the buffer free again: a relaxed cluster barrier, arrived at the end of an iteration (both
+//     products done) and waited on before the next iteration's stores into the other CTA.
+// Both CTAs have the same token and split, so the same tiles and the same barrier counts.
+template <int D, int Layout, int Flavor, int kCluster = 1>
 __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(const kern::AttnParams p) {
 #if defined(SPMLA_SM90A_DEVICE)
   constexpr bool kFp8 = Layout != kern::kBF16;
+  constexpr bool kC2 = kCluster == 2;
+  static_assert(kCluster == 1 || (kC2 && kFp8), "clusters share FP8 dequantization only");
+  constexpr int kNT = kThreads * kCluster;  // threads that share one tile's FP8 units
   extern __shared__ uint8_t smem_raw[];
   const SmemView<D> sm(smem_raw);
   const int tid = threadIdx.x;
@@ -725,7 +830,38 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
   const int t = cta.t, h0 = cta.h0, split = cta.split;
   constexpr int flavor = Flavor;  // one FP8 decoder per instantiation (code size)
 
-  load_q<D, kThreads>(p, sm.qs, t, h0, tid, policy_evict_first());
+  // kC2: the two mbarriers sit in the alignment slack (D 576 fills the rest of the 227 KiB):
+  // before the aligned base if the slack there holds them, else after the used bytes. Both CTAs
+  // have the same shared addresses, so the peer's are at the same offsets.
+  uint64_t *kfull = nullptr;
+  uint32_t rank = 0u, rk0 = 0u, rk1 = 0u, rb0 = 0u, rb1 = 0u;
+  if constexpr (kC2) {
+    const bool before = sm.base - smem_raw >= 16;
+    kfull = reinterpret_cast<uint64_t *>(before ? smem_raw : sm.base + Smem<D>::kUsed);
+    if (tid == 0) {
+      mbar_init(kfull, 1);
+      mbar_init(kfull + 1, 1);
+      asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    // The peer may write this CTA's tiles only once it runs and its mbarriers exist: arrive now,
+    // wait before the first store.
+    cluster_arrive_relaxed();
+    rank = cluster_ctarank();
+    rk0 = mapa_shared(smem_u32(sm.ktile(0)), rank ^ 1u);  // (scalars: an indexed array went to local memory)
+    rk1 = mapa_shared(smem_u32(sm.ktile(1)), rank ^ 1u);
+    rb0 = mapa_shared(smem_u32(kfull), rank ^ 1u);
+    rb1 = mapa_shared(smem_u32(kfull + 1), rank ^ 1u);
+  }
+  const int vt = (int)rank * kThreads + tid;  // this thread's share of the tile's units
+  // Bytes the peer writes into this CTA's copy of each tile.
+  uint32_t peer_bytes = 0u;
+  if constexpr (kC2) {
+    constexpr uint32_t kB0 = c2_unit_bytes<Layout, kNT>(0), kB1 = c2_unit_bytes<Layout, kNT>(1);
+    static_assert(kB0 + kB1 == kBN * D * 2, "the two halves make one bf16 tile");
+    peer_bytes = rank ? kB0 : kB1;
+  }
+
+  load_q<D, kThreads, !kC2>(p, sm.qs, t, h0, tid, kC2 ? 0ull : policy_evict_first());
   const Range range = kern::token_range<kBN>(p, t, split);
   const int ntiles = (range.stop - range.begin + kBN - 1) / kBN;
   Entry ahead{-1, 0};  // threads 0..63: the entry of tile it+3, read during iteration it-1
@@ -740,13 +876,15 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
   }
   __syncthreads();
   // Tile 0 into buffer 0 now; FP8: tile 1's raw bytes into registers (stored during iteration 0).
-  Fp8Stage<Layout, kThreads> st;
-  constexpr int kFp8Half = fp8_half<Layout>();
+  Fp8Stage<Layout, kNT> st;
+  constexpr int kFp8Half = fp8_half<Layout, kNT>();
+  if constexpr (kC2) cluster_wait();
   if (ntiles > 0) {
     if constexpr (kFp8) {
-      fp8_load(st, sm.rows_of(0), sm.auxs_of(0), tid);
-      fp8_store(st, sm.ktile(0), flavor, tid);
-      if (ntiles > 1) fp8_load(st, sm.rows_of(1), sm.auxs_of(1), tid);
+      fp8_load(st, sm.rows_of(0), sm.auxs_of(0), vt);
+      if (kC2 && tid == 0) mbar_arrive_expect_tx(kfull, peer_bytes);
+      fp8_store<0, -1, kC2>(st, sm.ktile(0), flavor, vt, 0, rk0, rb0);
+      if (ntiles > 1) fp8_load(st, sm.rows_of(1), sm.auxs_of(1), vt);
     } else {
       bf16_issue<D, kThreads>(sm.ktile(0), sm.rows_of(0), tid, policy_evict_last());
     }
@@ -771,15 +909,19 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
     const uint8_t *kt = sm.ktile(buf);
     const bool more = it + 1 < ntiles;
 
+    if constexpr (kC2) mbar_wait(kfull + buf, (uint32_t)(it >> 1) & 1u);  // the peer's half of tile it
     float s[16];
     qk_issue<D>(s, sm.qs, kt, th.wg);
+    // kC2: the peer is done with its copy of the other buffer (its iteration it-1).
+    if (kC2 && it > 0) cluster_wait();
     if (more) {
       if constexpr (kFp8) {
         // The first half of tile it+1's units now (under QK^T), the second under P V: the other
         // buffer is free during both, and the dequantization is hidden under both products
         // instead of overrunning the first. Each half's registers are refilled with tile it+2's.
-        fp8_store_refill<0, kFp8Half>(st, sm.ktile(buf ^ 1), flavor, tid, sm.rows_of(it + 2), sm.auxs_of(it + 2),
-                                      it + 2 < ntiles);
+        if (kC2 && tid == 0) mbar_arrive_expect_tx(kfull + (buf ^ 1), peer_bytes);
+        fp8_store_refill<0, kFp8Half, kC2>(st, sm.ktile(buf ^ 1), flavor, vt, sm.rows_of(it + 2), sm.auxs_of(it + 2),
+                                           it + 2 < ntiles, buf ? rk0 : rk1, buf ? rb0 : rb1);
       } else {
         bf16_issue<D, kThreads>(sm.ktile(buf ^ 1), sm.rows_of(it + 1), tid, policy_evict_last());
       }
@@ -792,8 +934,8 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
     pv_issue(acc.o, sm.ps, kt, th.wg);
     if constexpr (kFp8) {
       if (more)
-        fp8_store_refill<kFp8Half, -1>(st, sm.ktile(buf ^ 1), flavor, tid, sm.rows_of(it + 2), sm.auxs_of(it + 2),
-                                       it + 2 < ntiles);
+        fp8_store_refill<kFp8Half, -1, kC2>(st, sm.ktile(buf ^ 1), flavor, vt, sm.rows_of(it + 2),
+                                            sm.auxs_of(it + 2), it + 2 < ntiles, buf ? rk0 : rk1, buf ? rb0 : rb1);
     }
     if (tid < kBN && it + 3 < ntiles) {
       tile_rows<D, Layout>(p, ahead, sm.rows_of(it), sm.auxs_of(it), tid);  // tile it+3 takes tile it's slot
@@ -804,7 +946,10 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90_kernel(cons
     if (!kFp8 && more) dev::async_wait_all();
     if (!kFp8) fence_async_smem();
     __syncthreads();
+    if constexpr (kC2) cluster_arrive_relaxed();  // done with buffer buf (both products waited)
   }
+  // kC2: the last arrive's wait, so that neither CTA leaves while the other may still write to it.
+  if (kC2 && ntiles > 0) cluster_wait();
 
   attn_epilogue<false>(p, acc, th, sm.xrow, t, h0, split);
 #endif

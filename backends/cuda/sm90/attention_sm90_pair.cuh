@@ -69,28 +69,7 @@ struct Smem {
   static_assert(kBytes <= 227 * 1024, "fits Hopper's 227 KiB per block");
 };
 
-// ---- mbarrier and cp.async primitives (PTX ISA: "Parallel Synchronization and Communication
-// Instructions: mbarrier", "cp.async.mbarrier.arrive").
-__device__ __forceinline__ void mbar_init(uint64_t *b, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t *b) {
-  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(smem_u32(b)) : "memory");
-}
-// Arrives once all of this thread's earlier cp.async have landed (the count was set for it).
-__device__ __forceinline__ void mbar_arrive_cp_async(uint64_t *b) {
-  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(b)) : "memory");
-}
-// Waits until the phase of parity `parity` has completed.
-__device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity) {
-  asm volatile(
-      "{\n.reg .pred done;\n"
-      "WAIT_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra WAIT_%=;\n}\n" ::"r"(smem_u32(b)),
-      "r"(parity)
-      : "memory");
-}
+// mbarrier primitives: attention_sm90.cuh.
 // S = Q K^T over chunks [c0, c1) of a 64-key tile (m64n64, accumulate unless `clear`); issued only.
 // Each batch starts with its own wgmma.fence: a wait loop between two batches on the same
 // accumulators otherwise makes ptxas insert one and serialize every wgmma of the kernel.
