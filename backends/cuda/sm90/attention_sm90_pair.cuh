@@ -314,11 +314,26 @@ __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, c
   auto entry_of = [&](int pi, int k, int lr) {
     return tile_entry(p, t, range, range.begin + (2 * pi + k) * kBN, lr * 16 + group);
   };
+  // This thread's first entry of pair 0 in the main list: a pair wholly inside the main list (the
+  // prefill case, and every pair before a decode's window) takes its eight entries at immediate
+  // offsets of one pointer, predicated on the split's end only (about 8 instructions a pair
+  // instead of a source select and a 64-bit address per entry).
+  const int32_t *const idx_main = p.idx[0] + (int64_t)t * p.idx_stride[0] + range.begin + group;
   auto load_entries = [&](int pi) {
+    const int first = range.begin + 2 * pi * kBN;  // the pair's first entry
+    if (first + 2 * kBN <= range.end0) {
+      const int32_t *ip = idx_main + 2 * pi * kBN;
+      const int left = range.stop - first - group;  // entries [0, left) of this thread's offsets exist
 #pragma unroll
-    for (int k = 0; k < 2; ++k)
+      for (int k = 0; k < 2; ++k)
 #pragma unroll
-      for (int lr = 0; lr < 4; ++lr) slot[k][lr] = entry_of(pi, k, lr).slot;
+        for (int lr = 0; lr < 4; ++lr) slot[k][lr] = ldg_or_minus1(ip + k * kBN + lr * 16, k * kBN + lr * 16 < left);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 2; ++k)
+#pragma unroll
+        for (int lr = 0; lr < 4; ++lr) slot[k][lr] = entry_of(pi, k, lr).slot;
+    }
   };
   // rows[k][lr]: this thread's first byte of the row (its 16 bytes lane8 of chunk 0), or of Q for
   // a missing row, which copies nothing (src-size 0 fills zeros and reads no byte); bit k * 4 + lr
