@@ -387,6 +387,9 @@ static __global__ void __launch_bounds__(128) sparse_attention_combine_kernel(co
   __shared__ float s_lse[kMaxSplits], s_max[kMaxSplits];
   const int t = blockIdx.x, h = blockIdx.y;
   const int ns = p.num_splits;
+  // Launched as the attention kernel's programmatic dependent (CUDA sm_90), it may start before
+  // that grid ends: the partials are read only after it has (a no-op elsewhere).
+  dev::grid_dependency_wait();
   if ((int)threadIdx.x < ns) {
     const int64_t pi = ((int64_t)threadIdx.x * p.T + t) * p.H + h;
     s_lse[threadIdx.x] = p.part_lse[pi];

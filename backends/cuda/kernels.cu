@@ -330,6 +330,13 @@ int vendor_prepare(const Device &d, VendorState **out) {
   }
   if (e == cudaSuccess) e = cuda::indexer_prepare();
   if (e == cudaSuccess) e = cuda::topk_prepare(d.id, &vs->topk);
+  // The combine as a dependent launch needs sm_90 and loaded code that has the wait (sm_80 SASS
+  // compiles dev::grid_dependency_wait() to nothing; such a combine must start after the attention).
+  if (e == cudaSuccess && d.cc >= 90) {
+    cudaFuncAttributes fa = {};
+    e = cudaFuncGetAttributes(&fa, kern::sparse_attention_combine_kernel);
+    vs->combine_dependent = e == cudaSuccess && fa.ptxVersion >= 90 && fa.binaryVersion >= 90;
+  }
   return (int)e;
 }
 
@@ -340,7 +347,23 @@ const AttnVariant *attention_variants(int *count) {
   return cuda::kAttnVariants;
 }
 
-int launch_attention_combine(const kern::AttnParams &p, void *s) {
+int launch_attention_combine(const kern::AttnParams &p, const VendorState *vs, void *s) {
+  if (vs->combine_dependent) {
+    // A programmatic dependent of the attention kernel: scheduled once every attention CTA has
+    // reached its epilogue (dev::grid_launch_dependents), it waits in the kernel
+    // (dev::grid_dependency_wait) for that grid to finish, instead of the launch gap after it
+    // (the batch-2 decode, 1.39x FlashMLA's time in session 10, is a few microseconds long).
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t lc = {};
+    lc.gridDim = dim3(p.T, p.H);
+    lc.blockDim = dim3(128);
+    lc.stream = cuda::as_stream(s);
+    lc.attrs = attr;
+    lc.numAttrs = 1;
+    return (int)cudaLaunchKernelEx(&lc, kern::sparse_attention_combine_kernel, p);
+  }
   kern::sparse_attention_combine_kernel<<<dim3(p.T, p.H), 128, 0, cuda::as_stream(s)>>>(p);
   return (int)cudaGetLastError();
 }

@@ -53,6 +53,7 @@ struct VendorState {
   bool sm80[2] = {};      // [D == 576]: the shared-memory limit is raised
   bool portable[2] = {};  // [D == 576]
   cuda::TopkLaunchState topk;
+  bool combine_dependent = false;  // the combine launches as the attention kernel's programmatic dependent
 };
 }  // namespace gpu
 }  // namespace spmla

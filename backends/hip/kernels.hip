@@ -111,7 +111,7 @@ const AttnVariant *attention_variants(int *count) {
   return hip::kAttnVariants;
 }
 
-int launch_attention_combine(const kern::AttnParams &p, void *s) {
+int launch_attention_combine(const kern::AttnParams &p, const VendorState *, void *s) {
   kern::sparse_attention_combine_kernel<<<dim3(p.T, p.H), 128, 0, hip::as_stream(s)>>>(p);
   return hip::launch_status();
 }

@@ -191,7 +191,7 @@ const AttnVariant *attention_variants(int *count) {
   *count = (int)(sizeof kVariants / sizeof kVariants[0]);
   return kVariants;
 }
-int launch_attention_combine(const kern::AttnParams &p, void *) {
+int launch_attention_combine(const kern::AttnParams &p, const VendorState *, void *) {
   hostsim::Launch l{};
   l.attn = p;
   return record("combine", nullptr, l);

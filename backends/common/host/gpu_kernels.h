@@ -69,8 +69,9 @@ struct AttnVariant {
 };
 // The vendor's attention variants, best first; the last one runs on every device the vendor serves.
 const AttnVariant *attention_variants(int *count);
-// Merges split-K partials (p.num_splits > 1) into out / lse / max_logits.
-int launch_attention_combine(const kern::AttnParams &p, void *stream);
+// Merges split-K partials (p.num_splits > 1) into out / lse / max_logits, right after the
+// attention kernel in the same stream (CUDA sm_90: as its programmatic dependent, vs says whether).
+int launch_attention_combine(const kern::AttnParams &p, const VendorState *vs, void *stream);
 
 // ------------------------------------------------------------------ the other operations
 // One kernel family each; the launcher picks among its own configurations and names the one it

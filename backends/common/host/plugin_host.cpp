@@ -498,7 +498,7 @@ spmla_status_t attn_run(void *ctx, const spmla_sparse_attention_args_t *a, void 
             s.shape.layout1 ? layout_name(s.shape.layout1) : "", s.Ktot, v->name, s.splits, s.splits == 1 ? "" : "s",
             q_vec ? "vector loads" : "scalar loads", c->batch_invariant ? ", batch-invariant" : "");
   SPMLA_RT(v->launch(p, q_vec, grid, c->vs, stream), std::string("sparse_attention (") + v->name + ") launch");
-  if (s.splits > 1) SPMLA_RT(launch_attention_combine(p, stream), "sparse_attention combine launch");
+  if (s.splits > 1) SPMLA_RT(launch_attention_combine(p, c->vs, stream), "sparse_attention combine launch");
   return SPMLA_STATUS_SUCCESS;
 }
 

@@ -730,6 +730,9 @@ __device__ __forceinline__ void pv_issue(float (&o)[128], const uint8_t *ps, con
 template <bool kNamed>
 __device__ __forceinline__ void attn_epilogue(const kern::AttnParams &p, const MathAcc &acc, const MathThread &th,
                                               float *xrow, int t, int h0, int split) {
+  // The combine (a programmatic dependent launch) may be scheduled once every CTA is here; it
+  // waits for the whole grid before it reads a partial.
+  dev::grid_launch_dependents();
   const int wg = th.wg, quad = th.quad, r0 = th.r0;
   if (quad == 0) {
     xrow[wg * kBM + r0] = acc.l[0];
