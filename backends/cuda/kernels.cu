@@ -281,20 +281,17 @@ const char *sm90pair_not_preferred(const gpu::Device &d, const gpu::AttnShape &s
   return nullptr;
 }
 
-// sm90c2 is new (session 11) and has not run on a GPU yet: it runs only when named
-// (SPMLA_ATTENTION_VARIANT=sm90c2) until a measurement says where it is faster than sm90.
-const char *sm90c2_not_preferred(const gpu::Device &, const gpu::AttnShape &) {
-  return "not yet measured against sm90 (SPMLA_ATTENTION_VARIANT=sm90c2 runs it)";
-}
 
-// Best first. sm90pair runs where it is preferred (above), sm90 every other call the Hopper
-// kernels read; sm90ws (experimental) runs only when SPMLA_ATTENTION_VARIANT names it; portable
+// Best first. sm90pair runs where it is preferred (above), sm90c2 wherever it reads the sources,
+// sm90 every other call the Hopper kernels read; sm90ws (experimental) runs only when SPMLA_ATTENTION_VARIANT names it; portable
 // runs on any device whose shared memory holds its ~58 KiB.
 const gpu::AttnVariant kAttnVariants[] = {
     {"sm90pair", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kPair>,
      sm90_variant_launch<Sm90Kernel::kPair>, sm90pair_not_preferred},
-    {"sm90c2", kern::kAttnBM, 8, true, sm90c2_variant_unsupported, sm90_variant_launch<Sm90Kernel::kC2>,
-     sm90c2_not_preferred},
+    // sm90c2 runs wherever it can (V32_FP8 / V41 sources, H 65-128): on the H100 (session 11, one
+    // run, docs/BENCHMARKS.md) it timed 0.966x sm90 on the V3.2 FP8 decode (T 128, H 128), 0.981x
+    // on the V3.2 FP8 prefill and 0.984x on the V4.1 prefill (T 4096, H 128, K 2048).
+    {"sm90c2", kern::kAttnBM, 8, true, sm90c2_variant_unsupported, sm90_variant_launch<Sm90Kernel::kC2>},
     {"sm90", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kTwoWg>,
      sm90_variant_launch<Sm90Kernel::kTwoWg>},
     {"sm90ws", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kWs>, sm90_variant_launch<Sm90Kernel::kWs>},
