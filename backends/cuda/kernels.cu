@@ -283,8 +283,9 @@ const char *sm90pair_not_preferred(const gpu::Device &d, const gpu::AttnShape &s
 
 
 // Best first. sm90pair runs where it is preferred (above), sm90c2 wherever it reads the sources,
-// sm90 every other call the Hopper kernels read; sm90ws (experimental) runs only when SPMLA_ATTENTION_VARIANT names it; portable
-// runs on any device whose shared memory holds its ~58 KiB.
+// sm90 every other call the Hopper kernels read; sm90ws (experimental) runs only when
+// SPMLA_ATTENTION_VARIANT names it; portable runs on any device whose shared memory holds its
+// ~58 KiB.
 const gpu::AttnVariant kAttnVariants[] = {
     {"sm90pair", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kPair>,
      sm90_variant_launch<Sm90Kernel::kPair>, sm90pair_not_preferred},
