@@ -132,6 +132,24 @@ cudaError_t topk_prepare(int device, TopkLaunchState *st) {
   return e;
 }
 
+// Launches `kernel` as the programmatic dependent of the kernel before it in stream s (sm_90): it
+// may start before that one ends, and calls dev::grid_dependency_wait() before reading its output.
+template <typename... Params, typename... Args>
+cudaError_t launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                             Args... args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t lc = {};
+  lc.gridDim = grid;
+  lc.blockDim = block;
+  lc.dynamicSmemBytes = smem;
+  lc.stream = s;
+  lc.attrs = attr;
+  lc.numAttrs = 1;
+  return cudaLaunchKernelEx(&lc, kernel, args...);
+}
+
 // Names of the launches below, for SPMLA_LOG.
 const char *const kTopkFastNames[kTopkFastConfigs] = {"fast (320 threads, split sample)", "fast (512 threads)"};
 
@@ -154,19 +172,9 @@ cudaError_t topk(const kern::TopkParams &p, const TopkLaunchState &st, cudaStrea
         f.sampler<<<(p.R + kern::kTopkSampleWarps - 1) / kern::kTopkSampleWarps,
                     kern::kTopkSampleWarps * SPMLA_WARP_SIZE, 0, s>>>(p, cap);
         if (cudaError_t e = cudaGetLastError()) return e;
-        if (st.dependent_launch) {  // may start while the sampler runs; waits before reading lo
-          cudaLaunchAttribute attr[1];
-          attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-          attr[0].val.programmaticStreamSerializationAllowed = 1;
-          cudaLaunchConfig_t lc = {};
-          lc.gridDim = dim3((unsigned)p.R);
-          lc.blockDim = dim3((unsigned)f.threads);
-          lc.dynamicSmemBytes = kern::topk_fast_smem_bytes(words, cap);
-          lc.stream = s;
-          lc.attrs = attr;
-          lc.numAttrs = 1;
-          return cudaLaunchKernelEx(&lc, f.kernel, p, words, cap);
-        }
+        if (st.dependent_launch)  // may start while the sampler runs; waits before reading lo
+          return launch_dependent(f.kernel, dim3((unsigned)p.R), dim3((unsigned)f.threads),
+                                  kern::topk_fast_smem_bytes(words, cap), s, p, words, cap);
       }
     }
     *chosen = kTopkFastNames[i];
@@ -281,7 +289,6 @@ const char *sm90pair_not_preferred(const gpu::Device &d, const gpu::AttnShape &s
   return nullptr;
 }
 
-
 // Best first. sm90pair runs where it is preferred (above), sm90c2 wherever it reads the sources,
 // sm90 every other call the Hopper kernels read; sm90ws (experimental) runs only when
 // SPMLA_ATTENTION_VARIANT names it; portable runs on any device whose shared memory holds its
@@ -346,22 +353,12 @@ const AttnVariant *attention_variants(int *count) {
 }
 
 int launch_attention_combine(const kern::AttnParams &p, const VendorState *vs, void *s) {
-  if (vs->combine_dependent) {
-    // A programmatic dependent of the attention kernel: scheduled once every attention CTA has
-    // reached its epilogue (dev::grid_launch_dependents), it waits in the kernel
-    // (dev::grid_dependency_wait) for that grid to finish, instead of the launch gap after it
-    // (the batch-2 decode, 1.39x FlashMLA's time in session 10, is a few microseconds long).
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t lc = {};
-    lc.gridDim = dim3(p.T, p.H);
-    lc.blockDim = dim3(128);
-    lc.stream = cuda::as_stream(s);
-    lc.attrs = attr;
-    lc.numAttrs = 1;
-    return (int)cudaLaunchKernelEx(&lc, kern::sparse_attention_combine_kernel, p);
-  }
+  // A programmatic dependent of the attention kernel: scheduled once every attention CTA has
+  // reached its epilogue (dev::grid_launch_dependents), it waits in the kernel for that grid to
+  // finish, instead of the launch gap after it (the batch-2 decode is a few microseconds long).
+  if (vs->combine_dependent)
+    return (int)cuda::launch_dependent(kern::sparse_attention_combine_kernel, dim3(p.T, p.H), dim3(128), 0,
+                                       cuda::as_stream(s), p);
   kern::sparse_attention_combine_kernel<<<dim3(p.T, p.H), 128, 0, cuda::as_stream(s)>>>(p);
   return (int)cudaGetLastError();
 }

@@ -113,10 +113,9 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t *b, uint32_t byte
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
 }
 
-// Clusters of CTAs (sm_90; PTX ISA "barrier.cluster", "mapa", "Distributed shared memory"): the
-// cluster variant's two CTAs write each other's key tiles. A peer's generic stores become visible
-// to this CTA's wgmma (async proxy) through the writer's cluster-scope proxy fence, then the
-// cluster barrier's release / acquire.
+// Clusters of CTAs (sm_90; PTX ISA "barrier.cluster", "mapa", "st.async", "Distributed shared
+// memory"): the cluster variant's two CTAs write each other's key tiles by st.async, each
+// completing the reader's mbarrier, and say with a relaxed cluster barrier that a buffer is free.
 __device__ __forceinline__ uint32_t cluster_ctarank() {
   uint32_t r;
   asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
@@ -256,6 +255,14 @@ __device__ __forceinline__ Entry tile_entry(const kern::AttnParams &p, int t, co
 // row by setting bit 0 of its scale address (scale rows are at least 16-byte aligned).
 constexpr int kV41 = kern::kV41FP8;
 
+// Slot s's row in a source with packed pages (the host's CacheDesc.flat_row > 0): one multiply,
+// no page split; null past the source (-1, no key, wraps past any limit).
+__device__ __forceinline__ const uint8_t *flat_row_at(const uint8_t *base, uint32_t limit, uint32_t flat_row,
+                                                      int32_t slot) {
+  const uint32_t s = (uint32_t)slot;
+  return s < limit ? base + (uint64_t)s * flat_row : nullptr;
+}
+
 // The entry's row address and scale-row address (V4 / V41 scales, D 512 only); row null: no key
 // (masked, a zero row).
 template <int Layout>
@@ -270,8 +277,7 @@ __device__ __forceinline__ void entry_addresses(const kern::AttnParams &p, Entry
     const bool x = e.which != 0;
     const int32_t flat = x ? c1.flat_row : c0.flat_row;
     if (flat > 0) {
-      const uint32_t s = (uint32_t)e.slot;  // -1 (no key) wraps past any limit
-      if (s < (x ? c1.slot_limit : c0.slot_limit)) row = (x ? c1.base : c0.base) + (uint64_t)s * (uint32_t)flat;
+      row = flat_row_at(x ? c1.base : c0.base, x ? c1.slot_limit : c0.slot_limit, (uint32_t)flat, e.slot);
       return;
     }
   }
