@@ -277,13 +277,13 @@ int portable_variant_launch(const kern::AttnParams &p, int, gpu::Dim3 g, const g
   return (int)launch_portable(p, as_dim3(g), as_stream(s));
 }
 
-// sm90pair is preferred where it was measured faster than sm90: BF16 keys at D 576 on a grid of at
-// least 8 waves (V3.2 prefill, T 4096, H 128: 1.06x and 1.04x in two H100 runs, docs/BENCHMARKS.md,
-// sessions 9 and 10). At D 512 it measured 1.00x, and on every FP8 source it was slower; a
-// decode-sized grid was not measured.
+// sm90pair is preferred where it was measured faster than sm90: BF16 keys on a grid of at least 8
+// waves. At D 576 (V3.2 prefill, T 4096, H 128) 1.06x and 1.04x in sessions 9 and 10, 1.99x since
+// session 11's producer; at D 512 1.90x (V4 prefill from BF16 KV, T 4096, H 128, K 2048: 3.94 ms
+// against sm90's 7.49, H100, session 12; docs/BENCHMARKS.md). A decode-sized grid was not measured.
 const char *sm90pair_not_preferred(const gpu::Device &d, const gpu::AttnShape &s) {
   const bool bf16 = s.layout0 == kern::kBF16 && (s.layout1 == 0 || s.layout1 == kern::kBF16);
-  if (!bf16 || s.D != 576) return "measured faster than sm90 only for BF16 keys at D 576";
+  if (!bf16) return "measured faster than sm90 only for BF16 keys";
   const long ctas = (long)s.T * ((s.H + kern::kAttnBM - 1) / kern::kAttnBM);
   if (ctas < 8L * d.sm_count) return "measured faster than sm90 only on grids of 8 waves or more";
   return nullptr;

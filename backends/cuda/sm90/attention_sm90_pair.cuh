@@ -22,6 +22,8 @@
 // For D 576 the published P of WG0 (S0) lives in K0's RoPE chunk, which no P V reads: the three
 // 64 x D tiles (Q, K0, K1) and S1 fill Hopper's 227 KiB.
 #pragma once
+#include <type_traits>
+
 #include "attention_sm90.cuh"
 
 namespace spmla {
@@ -163,103 +165,127 @@ __device__ __forceinline__ void store_p(const uint32_t (&pa)[16], uint8_t *ps, i
   }
 }
 
-// ---- FP8 sources: the producer dequantizes. A pair's four half tiles are cut into parts of 256
-// 16-byte units (2 per producer thread): a half's units are numbered row by row over its unit
-// range of each row (low half: units [0, 16) = value dims [0, 256); high half: the rest, RoPE
-// included), so part j of a half holds units [256 j, 256 j + 256). The parts of a pair run in the
-// producer's order (K0 low, K1 high, K0 high, K1 low); kAhead register stages keep the loads of
-// the next kAhead parts in flight while a part is dequantized and stored.
+// ---- FP8 sources: the producer dequantizes. Thread pt = (group = pt >> 3, lane8 = pt & 7) owns,
+// as in the BF16 producer, rows lr * 16 + group (lr < 4) of each tile, and in each half of such a
+// row the 16-byte units c0 + 8 j + lane8 (c0 = 0 in the low half, units [0, 16) = value dims
+// [0, 256); c0 = 16 in the high half, RoPE included). A warp's load reads 4 rows x 128 contiguous
+// bytes, and its first store covers all eight 16-byte bank groups of a row. A pair is a fixed
+// sequence of kSteps unit steps: the halves in the order the compute warpgroups read them (K0 low,
+// K1 high, K0 high, K1 low), row by row, unit by unit. The sequence is unrolled at compile time
+// (static_for), so the kAhead loads in flight sit in registers named at compile time (no copies
+// between stages, no per-unit index arithmetic), and they run on across the pair boundary into
+// the next pair. Before (session 11: parts of 256 units in a runtime loop, each thread's units
+// spread over the half) the loop cost about 250-485 SASS instructions per two units, and the
+// loads drained at every pair boundary: V4.1 prefill ran at 200 TFLOP/s against the BF16 pair's
+// 558 (H100, session 12).
 template <int Layout>
-struct PairParts {
+struct PairSteps {
+  static constexpr int kUnits = Fp8Rows<Layout>::kUnits;
+  static constexpr int kLoN = 2, kHiN = (kUnits - 16 + 7) / 8;  // units per row and thread in a half
+  static constexpr int kSteps = 8 * kLoN + 8 * kHiN;            // 4 halves x 4 rows
+  // Loads in flight: 7 of 16 bytes (V32, D 576: 4; at 5 or more its producer spills at 88 registers).
+  static constexpr int kStages = Layout == kern::kV32 ? 4 : 8, kAhead = kStages - 1;
+  static_assert(kSteps % kStages == 0, "the stages rotate a whole number of times per pair");
+  __host__ __device__ static constexpr bool low(int h) { return h == 0 || h == 3; }
+  __host__ __device__ static constexpr int per_row(int h) { return low(h) ? kLoN : kHiN; }
+  __host__ __device__ static constexpr int first_of(int h) {
+    return h == 0 ? 0 : h == 1 ? 4 * kLoN : h == 2 ? 4 * (kLoN + kHiN) : 4 * (kLoN + 2 * kHiN);
+  }
+  __host__ __device__ static constexpr int half_of(int s) { return s < first_of(1) ? 0 : s < first_of(2) ? 1 : s < first_of(3) ? 2 : 3; }
+  __host__ __device__ static constexpr int tile_of(int h) { return h == 0 || h == 2 ? 0 : 1; }
+  __host__ __device__ static constexpr int bar_of(int h) { return 2 * tile_of(h) + (low(h) ? 0 : 1); }
+  // Step s: row lr_of(s) * 16 + group of its half's tile, unit unit0_of(s) + lane8.
+  __host__ __device__ static constexpr int lr_of(int s) { return (s - first_of(half_of(s))) / per_row(half_of(s)); }
+  __host__ __device__ static constexpr int unit0_of(int s) {
+    return (low(half_of(s)) ? 0 : 16) + 8 * ((s - first_of(half_of(s))) % per_row(half_of(s)));
+  }
+  // Whether some lanes' unit lies past the row (V4: units 36..39).
+  __host__ __device__ static constexpr bool ragged(int s) { return unit0_of(s) + 8 > kUnits; }
+  __host__ __device__ static constexpr bool first(int s) { return s == first_of(half_of(s)); }
+  __host__ __device__ static constexpr bool last(int s) { return s + 1 == kSteps || half_of(s + 1) != half_of(s); }
+};
+// f(std::integral_constant<int, I>) for I in [I0, N), unrolled by the compiler front end.
+template <int I, int N, class F>
+__device__ __forceinline__ void static_for(F &&f) {
+  if constexpr (I < N) {
+    f(std::integral_constant<int, I>{});
+    static_for<I + 1, N>(f);
+  }
+}
+struct UnitStage {
+  uint4 v;
+  uint32_t scale;
+  bool fp4;  // V41_FP4 codes (from the row's scale address, not from memory: see Fp8Stage::fp4)
+};
+// The raw bytes of step S of the pair whose row table is rows / auxs (each already offset by the
+// thread's group, so the entry is an immediate offset).
+template <int Layout, int S>
+__device__ __forceinline__ void step_load(UnitStage &st, const uint8_t *const *rows, const uint8_t *const *auxs,
+                                          uint32_t lane8) {
+  using P = PairSteps<Layout>;
+  constexpr int e = P::tile_of(P::half_of(S)) * 64 + P::lr_of(S) * 16;
+  const int c = P::unit0_of(S) + (int)lane8;
+  const uint8_t *row = rows[e];
+  if (P::ragged(S) && c >= P::kUnits) row = nullptr;
+  st.fp4 = fp8_load_unit<Layout>(row, Layout == kern::kV32 ? nullptr : auxs[e], c, st.v, st.scale);
+}
+// Where a thread's steps store, as offsets from the tile: a NoPE unit c of row lr * 16 + group
+// holds value dims [16 c, 16 c + 16), two 16-byte pieces of chunk c >> 2. The thread's unit is
+// c = unit0 + lane8 with unit0 a multiple of 8, so both pieces sit at (c0 / 4) * kChunk +
+// lr * 2048 (the step's immediate) plus a per-thread offset. Lanes 4..7 (units of odd chunks)
+// store their second piece first: a warp's first store then covers all eight 16-byte bank groups
+// of a row (fp8_store_unit does the same). A RoPE unit (8 bf16) is one piece of chunk kRopeElem / 64.
+struct StepOffsets {
+  uint32_t first, second, rope;
+  bool odd;
+  template <int Layout>
+  __device__ __forceinline__ static StepOffsets of(int group, uint32_t lane8) {
+    using G = Fp8Rows<Layout>;
+    const uint32_t g7 = (uint32_t)group & 7u, q = lane8 & 3u, odd = lane8 >> 2;
+    const uint32_t row = (uint32_t)group * 128u + odd * (uint32_t)kChunk;
+    StepOffsets o;
+    o.odd = odd != 0u;
+    o.first = row + ((((2u * q) | odd) ^ g7) << 4);
+    o.second = row + ((((2u * q) | (odd ^ 1u)) ^ g7) << 4);
+    const uint32_t rp = ((uint32_t)(G::kRopeElem / 8 - G::kNope) + lane8) & 7u;
+    o.rope = (uint32_t)group * 128u + ((rp ^ g7) << 4);
+    return o;
+  }
+};
+__device__ __forceinline__ void sts128(uint32_t a, uint4 v) {
+  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
+               : "memory");
+}
+// Step S's unit dequantized into its tile (kt: the tile's shared address), RoPE units copied.
+template <int Layout, int S>
+__device__ __forceinline__ void step_store(const UnitStage &st, uint32_t kt, const StepOffsets &o, int flavor,
+                                           uint32_t lane8) {
+  using P = PairSteps<Layout>;
   using G = Fp8Rows<Layout>;
-  static constexpr int kLoU = 16, kHiU = G::kUnits - 16;  // units per row of each half
-  static constexpr int kLo = 64 * kLoU / 256, kHi = 64 * kHiU / 256;
-  static_assert(64 * kHiU % 256 == 0, "whole parts per half");
-  static constexpr int kParts = 2 * kLo + 2 * kHi;
-  static constexpr int kAhead = 4;  // parts whose loads are in flight while one is stored
-  // Half h (producer order) of part g, the half's first part and number of parts, its tile,
-  // whether it is the low half, and its barrier index 2 * tile + high (bar_full / bar_free).
-  __device__ static constexpr int half_of(int g) { return g < kLo ? 0 : g < kLo + kHi ? 1 : g < kLo + 2 * kHi ? 2 : 3; }
-  __device__ static constexpr int first_of(int h) { return h == 0 ? 0 : h == 1 ? kLo : h == 2 ? kLo + kHi : kLo + 2 * kHi; }
-  __device__ static constexpr int count_of(int h) { return h == 0 || h == 3 ? kLo : kHi; }
-  __device__ static constexpr int tile_of(int h) { return h == 0 || h == 2 ? 0 : 1; }
-  __device__ static constexpr bool low(int h) { return h == 0 || h == 3; }
-  __device__ static constexpr int bar_of(int h) { return 2 * tile_of(h) + (low(h) ? 0 : 1); }
-};
-struct PartStage {
-  uint4 raw[2];
-  uint32_t scale[2];
-  uint32_t fp4 = 0u;  // bit i: unit i holds V41_FP4 codes (see Fp8Stage::fp4)
-};
-// Part g of a pair, in a runtime loop (an unrolled sequence let the compiler hoist every part's
-// arithmetic and loads, and spill them): its half h, tile, unit range [c0, c0 + nu) of each row,
-// and index j within the half.
-template <int Layout>
-struct PartAt {
-  using P = PairParts<Layout>;
-  int h, j, tile, c0, nu;
-  __device__ __forceinline__ explicit PartAt(int g) {
-    h = P::half_of(g);
-    j = g - P::first_of(h);
-    tile = P::tile_of(h);
-    c0 = P::low(h) ? 0 : P::kLoU;
-    nu = P::low(h) ? P::kLoU : P::kHiU;
-  }
-  __device__ __forceinline__ bool first() const { return j == 0; }
-  __device__ __forceinline__ bool last() const { return j == P::count_of(h) - 1; }
-  __device__ __forceinline__ int bar() const { return P::bar_of(h); }
-  // Unit i (0, 1) of thread pt: its row in the tile and its unit in the row.
-  __device__ __forceinline__ void unit(int pt, int i, int &r, int &c) const {
-    const int u = j * 256 + i * 128 + pt;
-    r = nu == 16 ? u >> 4 : u / P::kHiU;
-    c = c0 + (u - r * nu);
-  }
-};
-template <int Layout>
-__device__ __forceinline__ void part_load(PartStage &st, const PartAt<Layout> &a, const uint8_t *const *rows,
-                                          const uint8_t *const *aux, int pt) {
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    int r, c;
-    a.unit(pt, i, r, c);
-    const int e = a.tile * 64 + r;
-    const bool fp4 = fp8_load_unit<Layout>(rows[e], Layout == kern::kV32 ? nullptr : aux[e], c, st.raw[i], st.scale[i]);
-    if (Layout == kV41) set_fp4_bit(st.fp4, i, fp4);
-  }
-}
-template <int Layout>
-__device__ __forceinline__ void part_store(const PartStage &st, const PartAt<Layout> &a, uint8_t *kt, int flavor,
-                                           int pt) {
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    int r, c;
-    a.unit(pt, i, r, c);
-    fp8_store_unit<Layout>(st.raw[i], st.scale[i], (st.fp4 >> i) & 1u, kt, r, c, flavor);
-  }
-}
-// One pair's parts: the loads of parts g + 1 .. g + kAhead are in flight while part g is stored
-// (into its half tile, after the half's free barrier; the half is published after its last part).
-// The stages rotate through registers (static indices), the loop over parts stays a loop.
-template <int Layout>
-__device__ __forceinline__ void pair_parts(const uint8_t *const *rows, const uint8_t *const *aux, uint8_t *const *ks,
-                                           uint64_t *bar_full, uint64_t *bar_free, uint32_t ph, int flavor, int pt) {
-  using P = PairParts<Layout>;
-  constexpr int kAhead = P::kAhead;
-  PartStage st[kAhead + 1];
-#pragma unroll
-  for (int k = 0; k < kAhead; ++k) part_load<Layout>(st[k], PartAt<Layout>(k), rows, aux, pt);
-#pragma unroll 1
-  for (int g = 0; g < P::kParts; ++g) {
-    const PartAt<Layout> a(g);
-    if (g + kAhead < P::kParts) part_load<Layout>(st[kAhead], PartAt<Layout>(g + kAhead), rows, aux, pt);
-    if (a.first()) mbar_wait(bar_free + a.bar(), ph);
-    part_store<Layout>(st[0], a, a.tile ? ks[1] : ks[0], flavor, pt);
-    if (a.last()) {
-      fence_async_smem();  // generic-proxy stores, read next by wgmma
-      mbar_arrive(bar_full + a.bar());
+  constexpr int u0 = P::unit0_of(S);
+  constexpr uint32_t lr = (uint32_t)P::lr_of(S) * 2048u;
+  const int c = u0 + (int)lane8;
+  if (P::ragged(S) && c >= P::kUnits) return;
+  // Which of a step's lanes hold NoPE units: all (V41; V32 below unit 32), none, or (V4) some.
+  constexpr bool kAllNope = u0 + 8 <= G::kNope, kNoNope = u0 >= G::kNope;
+  if (kAllNope || (!kNoNope && c < G::kNope)) {
+    uint4 first, second;
+    const uint4 v = st.v;
+    if (Layout == kV41 && st.fp4) {
+      const uint32_t s2 = e4m3_scale_bf16x2(st.scale);
+      first = dequant_fp4x8_bf16(o.odd ? v.y : v.x, s2);
+      second = dequant_fp4x8_bf16(o.odd ? v.x : v.y, s2);
+    } else {
+      const float sc = Layout == kern::kV32 ? __uint_as_float(st.scale) : dev::ue8m0_to_f32(st.scale);
+      first = dequant8_bf16(o.odd ? v.z : v.x, o.odd ? v.w : v.y, sc, flavor);
+      second = dequant8_bf16(o.odd ? v.x : v.z, o.odd ? v.y : v.w, sc, flavor);
     }
-#pragma unroll
-    for (int k = 0; k < kAhead; ++k) st[k] = st[k + 1];
+    constexpr uint32_t imm = (uint32_t)(u0 / 4) * (uint32_t)kChunk + lr;
+    sts128(kt + imm + o.first, first);
+    sts128(kt + imm + o.second, second);
+  } else {
+    constexpr uint32_t imm = (uint32_t)(G::kRopeElem / 64) * (uint32_t)kChunk + lr;
+    sts128(kt + imm + o.rope, st.v);
   }
 }
 __device__ __forceinline__ void producer_sync() { bar_sync_n(kBarProducer, 128); }
@@ -407,35 +433,64 @@ __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, c
   }
 }
 
-// FP8 sources: the pair's row table (thread pt owns entry pt: tile pt >> 6, row pt & 63; the next
-// pair's entry is read from the index list at the start of this pair and written after it), the
-// pair's parts dequantized into the half tiles (pair_parts), then the pair's mask.
+// FP8 sources: the pair's row table (thread pt writes entry pt: tile pt >> 6, row pt & 63), read
+// by every thread's steps (PairSteps), then the pair's mask. The next pair's entry is loaded at the
+// start of a pair and turned into addresses kAhead steps before its end, between two producer
+// barriers (every load of this pair has read the table; the next pair's rows are in it), so the
+// loads of the next pair's first steps go out while this pair's last units are stored.
 template <int D, int Layout, int Flavor>
 __device__ __forceinline__ void produce_fp8(const kern::AttnParams &p, int t, const Range &range, int npairs, int pt,
                                             uint8_t *row_table, uint8_t *aux_table, uint8_t *const *ks,
                                             uint8_t *valid, const Bars &bars) {
+  using P = PairSteps<Layout>;
+  constexpr int kStages = P::kStages, kAhead = P::kAhead, kSteps = P::kSteps;
   const uint8_t **rows = reinterpret_cast<const uint8_t **>(row_table);
   const uint8_t **auxs = reinterpret_cast<const uint8_t **>(aux_table);  // D 512 only
+  const int group = pt >> 3;
+  const uint32_t lane8 = (uint32_t)pt & 7u;
+  const StepOffsets off = StepOffsets::of<Layout>(group, lane8);
+  const uint32_t kt[2] = {smem_u32(ks[0]), smem_u32(ks[1])};
+  const uint8_t *const *rows_g = rows + group, *const *auxs_g = auxs + group;
   const uint8_t *row = nullptr, *aux = nullptr;
   if (npairs > 0) entry_at<Layout>(p, t, range, range.begin + pt, row, aux);
   rows[pt] = row;
   if (D == 512) auxs[pt] = aux;
+  bool have = row != nullptr;
   producer_sync();
+  UnitStage st[kStages];
+  if (npairs > 0)
+    static_for<0, kAhead>([&](auto si) { step_load<Layout, decltype(si)::value>(st[decltype(si)::value], rows_g, auxs_g, lane8); });
   uint32_t ph = 1;  // the free barriers' first wait passes at once
   for (int pi = 0; pi < npairs; ++pi) {
-    const bool have_key = row != nullptr;
-    // The next pair's entry is loaded now and turned into addresses after this pair's parts, so
-    // the index load has the whole pair to land (an -1 entry past the range: no row).
     const Entry next = tile_entry(p, t, range, range.begin + (pi + 1) * 2 * kBN, pt);
-    pair_parts<Layout>(rows, auxs, ks, bars.full, bars.free, ph, Flavor, pt);
+    const bool more = pi + 1 < npairs;
+    bool have_next = false;
+    static_for<0, kSteps>([&](auto si) {
+      constexpr int s = decltype(si)::value, h = P::half_of(s), sl = s + kAhead;
+      if constexpr (s == kSteps - kAhead) {
+        producer_sync();  // every load of this pair has read the table
+        entry_addresses<Layout>(p, next, row, aux);
+        rows[pt] = row;
+        if (D == 512) auxs[pt] = aux;
+        have_next = row != nullptr;
+        producer_sync();
+      }
+      // The load of step sl (this pair's, or the next pair's step sl - kSteps: same stage).
+      if constexpr (sl < kSteps)
+        step_load<Layout, sl>(st[sl % kStages], rows_g, auxs_g, lane8);
+      else if (more)
+        step_load<Layout, sl - kSteps>(st[sl % kStages], rows_g, auxs_g, lane8);
+      if constexpr (P::first(s)) mbar_wait(bars.free + P::bar_of(h), ph);
+      step_store<Layout, s>(st[s % kStages], kt[P::tile_of(h)], off, Flavor, lane8);
+      if constexpr (P::last(s)) {
+        fence_async_smem();  // generic-proxy stores, read next by wgmma
+        mbar_arrive(bars.full + P::bar_of(h));
+      }
+    });
     // Both compute warpgroups are past the previous pair's masks (see produce_bf16).
-    valid[pt] = have_key;
+    valid[pt] = have;
     mbar_arrive(bars.valid);
-    producer_sync();  // every load of this pair has read the table
-    entry_addresses<Layout>(p, next, row, aux);
-    rows[pt] = row;
-    if (D == 512) auxs[pt] = aux;
-    producer_sync();
+    have = have_next;
     ph ^= 1u;
   }
 }
