@@ -250,8 +250,9 @@ const char *sm90_variant_unsupported(const gpu::Device &d, const gpu::VendorStat
   if (!vs->sm90[(int)K]) return "no sm_90a code for this device in the plugin";
   return sm90_sources_unsupported(s.D, s.layout0, s.flavor0, s.layout1, s.flavor1);
 }
+template <Sm90Kernel K>
 const char *sm90c2_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
-  if (const char *why = sm90_variant_unsupported<Sm90Kernel::kC2>(d, vs, s)) return why;
+  if (const char *why = sm90_variant_unsupported<K>(d, vs, s)) return why;
   return sm90c2_unsupported(s.D, s.H, s.layout0, s.layout1);
 }
 const char *sm80_variant_unsupported(const gpu::Device &d, const gpu::VendorState *vs, const gpu::AttnShape &s) {
@@ -299,10 +300,15 @@ const gpu::AttnVariant kAttnVariants[] = {
     // sm90c2 runs wherever it can (V32_FP8 / V41 sources, H 65-128): on the H100 (session 11, one
     // run, docs/BENCHMARKS.md) it timed 0.966x sm90 on the V3.2 FP8 decode (T 128, H 128), 0.981x
     // on the V3.2 FP8 prefill and 0.984x on the V4.1 prefill (T 4096, H 128, K 2048).
-    {"sm90c2", kern::kAttnBM, 8, true, sm90c2_variant_unsupported, sm90_variant_launch<Sm90Kernel::kC2>},
+    {"sm90c2", kern::kAttnBM, 8, true, sm90c2_variant_unsupported<Sm90Kernel::kC2>,
+     sm90_variant_launch<Sm90Kernel::kC2>},
     {"sm90", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kTwoWg>,
      sm90_variant_launch<Sm90Kernel::kTwoWg>},
     {"sm90ws", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kWs>, sm90_variant_launch<Sm90Kernel::kWs>},
+    // On trial (after sm90, which reads every source it reads, so it runs only when forced):
+    // sm90pair in clusters of a token's two head blocks that share the FP8 dequantization.
+    {"sm90pairc2", kern::kAttnBM, 8, true, sm90c2_variant_unsupported<Sm90Kernel::kPairC2>,
+     sm90_variant_launch<Sm90Kernel::kPairC2>},
     {"sm80", kern::kAttnBM, 8, false, sm80_variant_unsupported, sm80_variant_launch},
     {"portable", kern::kPortBM, 1, false, portable_variant_unsupported, portable_variant_launch},
 };
@@ -330,7 +336,8 @@ int vendor_prepare(const Device &d, VendorState **out) {
     }
   }
   if (e == cudaSuccess && d.cc == 90 && d.smem_optin >= cuda::sm90_smem_bytes(576)) {
-    for (cuda::Sm90Kernel k : {cuda::Sm90Kernel::kTwoWg, cuda::Sm90Kernel::kWs, cuda::Sm90Kernel::kPair, cuda::Sm90Kernel::kC2})
+    for (cuda::Sm90Kernel k : {cuda::Sm90Kernel::kTwoWg, cuda::Sm90Kernel::kWs, cuda::Sm90Kernel::kPair,
+                               cuda::Sm90Kernel::kC2, cuda::Sm90Kernel::kPairC2})
       if (e == cudaSuccess && cuda::sm90_built(k)) e = cuda::sm90_prepare(k, &vs->sm90[(int)k]);
   }
   if (e == cudaSuccess) e = cuda::indexer_prepare();

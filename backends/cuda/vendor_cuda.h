@@ -34,7 +34,7 @@ cudaError_t launch_portable(const kern::AttnParams &p, dim3 grid, cudaStream_t s
 // ("sm90ws", built only with SPMLA_CUDA_SM90_WS), the pair schedule ("sm90pair") and the
 // two-warpgroup kernel in clusters of a token's two head blocks sharing the FP8 dequantization
 // ("sm90c2": V32 and V41 sources, an even number of head blocks).
-enum class Sm90Kernel { kTwoWg = 0, kWs = 1, kPair = 2, kC2 = 3 };
+enum class Sm90Kernel { kTwoWg = 0, kWs = 1, kPair = 2, kC2 = 3, kPairC2 = 4 };
 // null when sm90c2 reads these sources and heads, else the reason (after sm90_sources_unsupported).
 const char *sm90c2_unsupported(int D, int H, int layout0, int layout1);
 // null when the sm90 kernels read these sources (layout1 = 0: no extra source), else the reason.
@@ -49,7 +49,7 @@ cudaError_t launch_sm90(const kern::AttnParams &p, Sm90Kernel k, dim3 grid, cuda
 
 namespace gpu {
 struct VendorState {
-  bool sm90[4] = {};      // [Sm90Kernel]: prepared, sm_90a code loaded
+  bool sm90[5] = {};      // [Sm90Kernel]: prepared, sm_90a code loaded
   bool sm80[2] = {};      // [D == 576]: the shared-memory limit is raised
   bool portable[2] = {};  // [D == 576]
   cuda::TopkLaunchState topk;

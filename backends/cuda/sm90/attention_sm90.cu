@@ -22,24 +22,25 @@ auto kernel_of() {
   if constexpr (K == Sm90Kernel::kWs) return sm90::sparse_attention_sm90_ws_kernel<D, Layout, Flavor>;
 #endif
   if constexpr (K == Sm90Kernel::kPair) return sm90::pair::sparse_attention_sm90pair_kernel<D, Layout, Flavor>;
+  else if constexpr (K == Sm90Kernel::kPairC2) return sm90::pair::sparse_attention_sm90pair_kernel<D, Layout, Flavor, 2>;
   else if constexpr (K == Sm90Kernel::kC2) return sm90::sparse_attention_sm90_kernel<D, Layout, Flavor, 2>;
   else return sm90::sparse_attention_sm90_kernel<D, Layout, Flavor>;
 }
 template <int D, int Layout, Sm90Kernel K>
 constexpr size_t smem_of() {
-  if constexpr (K == Sm90Kernel::kPair) return sm90::pair::Smem<D, Layout != kern::kBF16>::kBytes;
+  if constexpr (K == Sm90Kernel::kPair || K == Sm90Kernel::kPairC2) return sm90::pair::Smem<D, Layout != kern::kBF16>::kBytes;
   else return sm90::Smem<D>::kBytes;
 }
 template <Sm90Kernel K>
 constexpr int threads_of() {
-  return K == Sm90Kernel::kPair ? sm90::pair::kThreads : K == Sm90Kernel::kWs ? sm90::kWsThreads : sm90::kThreads;
+  return K == Sm90Kernel::kPair || K == Sm90Kernel::kPairC2 ? sm90::pair::kThreads : K == Sm90Kernel::kWs ? sm90::kWsThreads : sm90::kThreads;
 }
 // One instantiation per (D, layout, FP8 flavor): the flavor is a template argument so that each
 // kernel holds one FP8 decoder (the E4M3FNUZ software decoder inlined beside the hardware E4M3FN
 // one made the kernel too large for the instruction cache). BF16 sources use flavor 0.
 template <int D, int Layout, int Flavor, Sm90Kernel K>
 cudaError_t launch_one(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
-  if constexpr (K == Sm90Kernel::kC2) {
+  if constexpr (K == Sm90Kernel::kC2 || K == Sm90Kernel::kPairC2) {
     // Clusters of two along x: a token's two head blocks (sm90::cta_coord, head block fastest).
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeClusterDimension;
@@ -84,7 +85,7 @@ cudaError_t launch_every(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
 template <Sm90Kernel K>
 cudaError_t launch_any(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
   const int layout = p.src[0].layout;
-  if constexpr (K == Sm90Kernel::kC2) {  // V32 (D 576) and V41 (D 512) only (sm90c2_unsupported)
+  if constexpr (K == Sm90Kernel::kC2 || K == Sm90Kernel::kPairC2) {  // V32 (D 576), V41 (D 512) only (sm90c2_unsupported)
     if (p.D == 576 && layout == kern::kV32) return launch_layout<576, kern::kV32, K>(p, grid, s);
     if (p.D == 512 && (layout == kern::kV41FP8 || layout == kern::kV41FP4))
       return launch_layout<512, sm90::kV41, K>(p, grid, s);
@@ -119,7 +120,7 @@ cudaError_t prepare_every(bool *ok) {
 // The instantiations a kernel has (sm90c2: V32 and V41 only).
 template <Sm90Kernel K>
 cudaError_t prepare_all(bool *ok) {
-  if constexpr (K == Sm90Kernel::kC2) {
+  if constexpr (K == Sm90Kernel::kC2 || K == Sm90Kernel::kPairC2) {
     cudaError_t e = prepare_one<576, kern::kV32, 1, K>(ok);
     if (e == cudaSuccess) e = prepare_one<576, kern::kV32, 2, K>(ok);
     if (e == cudaSuccess) e = prepare_one<512, sm90::kV41, 1, K>(ok);
@@ -180,6 +181,7 @@ cudaError_t sm90_prepare(Sm90Kernel k, bool *ready) {
 #endif
     case Sm90Kernel::kPair: e = prepare_all<Sm90Kernel::kPair>(&ok); break;
     case Sm90Kernel::kC2: e = prepare_all<Sm90Kernel::kC2>(&ok); break;
+    case Sm90Kernel::kPairC2: e = prepare_all<Sm90Kernel::kPairC2>(&ok); break;
     default: return cudaSuccess;  // not built: stays unready
   }
   if (e != cudaSuccess) return e;
@@ -201,6 +203,7 @@ cudaError_t launch_sm90(const kern::AttnParams &p, Sm90Kernel k, dim3 grid, cuda
 #endif
     case Sm90Kernel::kPair: return launch_any<Sm90Kernel::kPair>(p, grid, s);
     case Sm90Kernel::kC2: return launch_any<Sm90Kernel::kC2>(p, grid, s);
+    case Sm90Kernel::kPairC2: return launch_any<Sm90Kernel::kPairC2>(p, grid, s);
     default: return launch_any<Sm90Kernel::kTwoWg>(p, grid, s);
   }
 }

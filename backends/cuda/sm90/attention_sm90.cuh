@@ -136,6 +136,12 @@ __device__ __forceinline__ void st_async_v4(uint32_t a, uint4 v, uint32_t bar) {
                "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w), "r"(bar)
                : "memory");
 }
+// Arrives on the peer CTA's mbarrier at cluster address a (this CTA's reads of the buffer it
+// guards are done: relaxed, as sm90c2's cluster barrier that frees a buffer; a release at cluster
+// scope compiles to MEMBAR.ALL.GPU, which waits for every memory operation of the thread).
+__device__ __forceinline__ void mbar_arrive_remote(uint32_t a) {
+  asm volatile("mbarrier.arrive.relaxed.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(a) : "memory");
+}
 // The cluster barrier without ordering (relaxed arrive): it only says "this CTA is past that point"
 // (its reads of a buffer are done), so it carries no MEMBAR.
 __device__ __forceinline__ void cluster_arrive_relaxed() {

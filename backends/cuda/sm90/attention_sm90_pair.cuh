@@ -178,18 +178,19 @@ __device__ __forceinline__ void store_p(const uint32_t (&pa)[16], uint8_t *ps, i
 // spread over the half) the loop cost about 250-485 SASS instructions per two units, and the
 // loads drained at every pair boundary: V4.1 prefill ran at 200 TFLOP/s against the BF16 pair's
 // 558 (H100, session 12).
-template <int Layout>
+template <int Layout, int kRows = 4>
 struct PairSteps {
   static constexpr int kUnits = Fp8Rows<Layout>::kUnits;
   static constexpr int kLoN = 2, kHiN = (kUnits - 16 + 7) / 8;  // units per row and thread in a half
-  static constexpr int kSteps = 8 * kLoN + 8 * kHiN;            // 4 halves x 4 rows
+  // 4 halves x kRows rows (4; 2 in a cluster of two, each CTA taking half of every half tile)
+  static constexpr int kSteps = 2 * kRows * (kLoN + kHiN);
   // Loads in flight: 7 of 16 bytes (V32, D 576: 4; at 5 or more its producer spills at 88 registers).
   static constexpr int kStages = Layout == kern::kV32 ? 4 : 8, kAhead = kStages - 1;
   static_assert(kSteps % kStages == 0, "the stages rotate a whole number of times per pair");
   __host__ __device__ static constexpr bool low(int h) { return h == 0 || h == 3; }
   __host__ __device__ static constexpr int per_row(int h) { return low(h) ? kLoN : kHiN; }
   __host__ __device__ static constexpr int first_of(int h) {
-    return h == 0 ? 0 : h == 1 ? 4 * kLoN : h == 2 ? 4 * (kLoN + kHiN) : 4 * (kLoN + 2 * kHiN);
+    return h == 0 ? 0 : h == 1 ? kRows * kLoN : h == 2 ? kRows * (kLoN + kHiN) : kRows * (kLoN + 2 * kHiN);
   }
   __host__ __device__ static constexpr int half_of(int s) { return s < first_of(1) ? 0 : s < first_of(2) ? 1 : s < first_of(3) ? 2 : 3; }
   __host__ __device__ static constexpr int tile_of(int h) { return h == 0 || h == 2 ? 0 : 1; }
@@ -219,10 +220,9 @@ struct UnitStage {
 };
 // The raw bytes of step S of the pair whose row table is rows / auxs (each already offset by the
 // thread's group, so the entry is an immediate offset).
-template <int Layout, int S>
+template <int Layout, class P, int S>
 __device__ __forceinline__ void step_load(UnitStage &st, const uint8_t *const *rows, const uint8_t *const *auxs,
                                           uint32_t lane8) {
-  using P = PairSteps<Layout>;
   constexpr int e = P::tile_of(P::half_of(S)) * 64 + P::lr_of(S) * 16;
   const int c = P::unit0_of(S) + (int)lane8;
   const uint8_t *row = rows[e];
@@ -257,10 +257,9 @@ __device__ __forceinline__ void sts128(uint32_t a, uint4 v) {
                : "memory");
 }
 // Step S's unit dequantized into its tile (kt: the tile's shared address), RoPE units copied.
-template <int Layout, int S>
+template <int Layout, class P, int S, bool kRemote = false>
 __device__ __forceinline__ void step_store(const UnitStage &st, uint32_t kt, const StepOffsets &o, int flavor,
-                                           uint32_t lane8) {
-  using P = PairSteps<Layout>;
+                                           uint32_t lane8, uint32_t rkt = 0, uint32_t rbar = 0) {
   using G = Fp8Rows<Layout>;
   constexpr int u0 = P::unit0_of(S);
   constexpr uint32_t lr = (uint32_t)P::lr_of(S) * 2048u;
@@ -283,9 +282,14 @@ __device__ __forceinline__ void step_store(const UnitStage &st, uint32_t kt, con
     constexpr uint32_t imm = (uint32_t)(u0 / 4) * (uint32_t)kChunk + lr;
     sts128(kt + imm + o.first, first);
     sts128(kt + imm + o.second, second);
+    if constexpr (kRemote) {
+      st_async_v4(rkt + imm + o.first, first, rbar);
+      st_async_v4(rkt + imm + o.second, second, rbar);
+    }
   } else {
     constexpr uint32_t imm = (uint32_t)(G::kRopeElem / 64) * (uint32_t)kChunk + lr;
     sts128(kt + imm + o.rope, st.v);
+    if constexpr (kRemote) st_async_v4(rkt + imm + o.rope, st.v, rbar);
   }
 }
 __device__ __forceinline__ void producer_sync() { bar_sync_n(kBarProducer, 128); }
@@ -438,19 +442,50 @@ __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, c
 // start of a pair and turned into addresses kAhead steps before its end, between two producer
 // barriers (every load of this pair has read the table; the next pair's rows are in it), so the
 // loads of the next pair's first steps go out while this pair's last units are stored.
-template <int D, int Layout, int Flavor>
+// kC2 (variant "sm90pairc2"): the CTAs of a token's two head blocks form a cluster and each
+// dequantizes rows lr * 16 + group with lr in {2 rank, 2 rank + 1} of every half tile, storing each
+// unit into both CTAs' tiles (the peer's by st.async, completing the peer's full barrier of the
+// half, whose expected bytes this CTA's thread 0 adds: pair_c2_bytes). Both CTAs read the same
+// rows (the same token), so each still builds the whole row table and mask itself.
+template <int Layout, int kRank>
+constexpr uint32_t pair_c2_bytes_of(int h) {
+  using P = PairSteps<Layout, 2>;
+  using G = Fp8Rows<Layout>;
+  uint32_t bytes = 0;
+  for (int s = 0; s < P::kSteps; ++s)
+    if (P::half_of(s) == h)
+      for (int lane8 = 0; lane8 < 8; ++lane8) {
+        const int c = P::unit0_of(s) + lane8;
+        if (c < P::kUnits) bytes += 16u * (c < G::kNope ? 32u : 16u);  // 16 groups
+      }
+  return bytes;
+}
+// Bytes the peer writes into half h (producer order) of this CTA's tiles per pair.
+template <int Layout>
+__device__ __forceinline__ uint32_t pair_c2_bytes(int h) {
+  return h == 0 ? pair_c2_bytes_of<Layout, 0>(0) : h == 1 ? pair_c2_bytes_of<Layout, 0>(1)
+       : h == 2 ? pair_c2_bytes_of<Layout, 0>(2) : pair_c2_bytes_of<Layout, 0>(3);
+}
+template <int D, int Layout, int Flavor, bool kC2 = false>
 __device__ __forceinline__ void produce_fp8(const kern::AttnParams &p, int t, const Range &range, int npairs, int pt,
                                             uint8_t *row_table, uint8_t *aux_table, uint8_t *const *ks,
                                             uint8_t *valid, const Bars &bars) {
-  using P = PairSteps<Layout>;
+  using P = PairSteps<Layout, kC2 ? 2 : 4>;
   constexpr int kStages = P::kStages, kAhead = P::kAhead, kSteps = P::kSteps;
   const uint8_t **rows = reinterpret_cast<const uint8_t **>(row_table);
   const uint8_t **auxs = reinterpret_cast<const uint8_t **>(aux_table);  // D 512 only
   const int group = pt >> 3;
   const uint32_t lane8 = (uint32_t)pt & 7u;
-  const StepOffsets off = StepOffsets::of<Layout>(group, lane8);
+  const uint32_t rank = kC2 ? cluster_ctarank() : 0u;
+  StepOffsets off = StepOffsets::of<Layout>(group, lane8);
+  off.first += rank * 4096u;  // rows 2 rank * 16 + ...: 2 rank x 2048 bytes further
+  off.second += rank * 4096u;
+  off.rope += rank * 4096u;
   const uint32_t kt[2] = {smem_u32(ks[0]), smem_u32(ks[1])};
-  const uint8_t *const *rows_g = rows + group, *const *auxs_g = auxs + group;
+  // kC2: the peer's K0 tile; its K1 tile and full barriers at the same offsets as here.
+  const uint32_t rk0 = kC2 ? mapa_shared(kt[0], rank ^ 1u) : 0u;
+  const uint32_t rfull_off = smem_u32(bars.full) - kt[0];
+  const uint8_t *const *rows_g = rows + group + rank * 32u, *const *auxs_g = auxs + group + rank * 32u;
   const uint8_t *row = nullptr, *aux = nullptr;
   if (npairs > 0) entry_at<Layout>(p, t, range, range.begin + pt, row, aux);
   rows[pt] = row;
@@ -459,7 +494,8 @@ __device__ __forceinline__ void produce_fp8(const kern::AttnParams &p, int t, co
   producer_sync();
   UnitStage st[kStages];
   if (npairs > 0)
-    static_for<0, kAhead>([&](auto si) { step_load<Layout, decltype(si)::value>(st[decltype(si)::value], rows_g, auxs_g, lane8); });
+    static_for<0, kAhead>(
+        [&](auto si) { step_load<Layout, P, decltype(si)::value>(st[decltype(si)::value], rows_g, auxs_g, lane8); });
   uint32_t ph = 1;  // the free barriers' first wait passes at once
   for (int pi = 0; pi < npairs; ++pi) {
     const Entry next = tile_entry(p, t, range, range.begin + (pi + 1) * 2 * kBN, pt);
@@ -477,11 +513,18 @@ __device__ __forceinline__ void produce_fp8(const kern::AttnParams &p, int t, co
       }
       // The load of step sl (this pair's, or the next pair's step sl - kSteps: same stage).
       if constexpr (sl < kSteps)
-        step_load<Layout, sl>(st[sl % kStages], rows_g, auxs_g, lane8);
+        step_load<Layout, P, sl>(st[sl % kStages], rows_g, auxs_g, lane8);
       else if (more)
-        step_load<Layout, sl - kSteps>(st[sl % kStages], rows_g, auxs_g, lane8);
-      if constexpr (P::first(s)) mbar_wait(bars.free + P::bar_of(h), ph);
-      step_store<Layout, s>(st[s % kStages], kt[P::tile_of(h)], off, Flavor, lane8);
+        step_load<Layout, P, sl - kSteps>(st[sl % kStages], rows_g, auxs_g, lane8);
+      if constexpr (P::first(s)) {
+        // kC2: the free barrier also counts the peer's readers (its compute warpgroup arrives on
+        // it remotely), so the peer's copy of the half is free too.
+        mbar_wait(bars.free + P::bar_of(h), ph);
+        if constexpr (kC2)
+          if (pt == 0) mbar_arrive_expect_tx(bars.full + P::bar_of(h), pair_c2_bytes<Layout>(h));
+      }
+      step_store<Layout, P, s, kC2>(st[s % kStages], kt[P::tile_of(h)], off, Flavor, lane8,
+                                    rk0 + (kt[P::tile_of(h)] - kt[0]), rk0 + rfull_off + 8u * (uint32_t)P::bar_of(h));
       if constexpr (P::last(s)) {
         fence_async_smem();  // generic-proxy stores, read next by wgmma
         mbar_arrive(bars.full + P::bar_of(h));
@@ -497,10 +540,14 @@ __device__ __forceinline__ void produce_fp8(const kern::AttnParams &p, int t, co
 
 // Layout kBF16 (Flavor 0): rows gathered by cp.async; V32 (D 576), V4 and V41 (D 512): rows
 // dequantized by the producer (Flavor: the FP8 decoder, as in the sm90 kernel).
-template <int D, int Layout, int Flavor>
+// kCluster 2 (variant "sm90pairc2", V32 / V41 sources): see produce_fp8.
+template <int D, int Layout, int Flavor, int kCluster = 1>
 __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(const kern::AttnParams p) {
 #if defined(SPMLA_SM90A_DEVICE)
   constexpr bool kFp8 = Layout != kern::kBF16;
+  constexpr bool kC2 = kCluster == 2;
+  static_assert(kCluster == 1 || (kC2 && (Layout == kern::kV32 || Layout == kV41)),
+                "clusters share the V32 / V41 dequantization only");
   using S = Smem<D, kFp8>;
   constexpr int kC = S::kChunks, kHalf = 4;  // chunks [0, 4): V dims [0, 256); [4, kC): the rest
   extern __shared__ uint8_t smem_raw[];
@@ -522,13 +569,27 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
   if (tid == 0) {
     mbar_init(bars.q, 128);
     for (int i = 0; i < 4; ++i) {
-      mbar_init(bars.full + i, 128);  // the producer's 128 threads (BF16: as their cp.async land)
-      mbar_init(bars.free + i, 128);  // the last reader: one compute warpgroup
+      // the producer's 128 threads (BF16: as their cp.async land); kC2: + thread 0's expect_tx
+      mbar_init(bars.full + i, kC2 ? 129 : 128);
+      // the last reader: one compute warpgroup (kC2: and the peer's, arriving remotely)
+      mbar_init(bars.free + i, kC2 ? 256 : 128);
     }
     mbar_init(bars.valid, kFp8 ? 128 : 16);  // the producer threads that write the mask
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
+  // kC2: both CTAs' barriers are initialised before either touches the other's.
+  uint32_t rfree = 0u;
+  if constexpr (kC2) {
+    cluster_arrive_relaxed();
+    cluster_wait();
+    rfree = mapa_shared(smem_u32(bars.free), cluster_ctarank() ^ 1u);
+  }
+  // Frees half i of the pair's tiles: this CTA's barrier, and (kC2) the peer's.
+  auto release = [&](int i) {
+    mbar_arrive(bars.free + i);
+    if constexpr (kC2) mbar_arrive_remote(rfree + 8u * (uint32_t)i);
+  };
 
   if (tid >= 256) {
     // ---- producer: Q, then per pair the four tile halves in the order the compute warpgroups
@@ -538,7 +599,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
     const uint64_t policy = policy_evict_last();
     produce_q<D>(p, t, h0, qs, pt, policy_evict_first(), bars.q);
     if constexpr (kFp8)
-      produce_fp8<D, Layout, Flavor>(p, t, range, npairs, pt, base + S::kOffRows, base + S::kOffAux, ks, valid, bars);
+      produce_fp8<D, Layout, Flavor, kC2>(p, t, range, npairs, pt, base + S::kOffRows, base + S::kOffAux, ks, valid, bars);
     else if (p.src[0].flat_row > 0 && (p.K[1] == 0 || p.src[1].flat_row > 0))  // packed pages
       produce_bf16<D, true>(p, t, range, npairs, pt, ks, valid, bars, policy);
     else
@@ -587,7 +648,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
         wg_commit();
         wg_wait0();
         fence_regs(acc.o);
-        mbar_arrive(bars.free + 0);  // K0 low half read (QK^T, P0 V0)
+        release(0);  // K0 low half read (QK^T, P0 V0)
 
         // The combined maximum from WG1: P0 rescaled to it goes to S0 for WG1's half of O.
         bar_sync_n(kBarMax1, 256);
@@ -617,7 +678,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
           wg_commit();
           wg_wait1();
           fence_regs(acc.o);
-          mbar_arrive(bars.free + 2);  // K1 low half read (QK^T by WG1, P1 V1)
+          release(2);  // K1 low half read (QK^T by WG1, P1 V1)
           mbar_wait(bars.full + 1, ph);
           qk_chunks(s, qs, ks[0], kHalf, kC, false);
           wg_commit();
@@ -626,7 +687,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
         } else {
           wg_wait0();
           fence_regs(acc.o);
-          mbar_arrive(bars.free + 2);
+          release(2);
         }
       }
     } else {
@@ -664,10 +725,10 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
         fence_async_smem();
         bar_arrive_n(kBarP1, 256);
         wg_wait1();
-        mbar_arrive(bars.free + 3);  // K1 high half read (QK^T, P1 V1)
+        release(3);  // K1 high half read (QK^T, P1 V1)
         wg_wait0();
         fence_regs(acc.o);
-        mbar_arrive(bars.free + 1);  // K0 high half (and S0) read (P0 V0)
+        release(1);  // K0 high half (and S0) read (P0 V0)
         ph ^= 1u;
       }
     }
@@ -675,6 +736,11 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_attention_sm90pair_kernel(
     // warpgroups' (both hold the same final maxima).
     quad_sum(acc.l);
     attn_epilogue<true>(p, acc, th, xrow, t, h0, split);
+  }
+  // kC2: neither CTA leaves while the other may still write to it or arrive on its barriers.
+  if constexpr (kC2) {
+    asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+    cluster_wait();
   }
 #endif
 }
