@@ -290,11 +290,26 @@ const char *sm90pair_not_preferred(const gpu::Device &d, const gpu::AttnShape &s
   return nullptr;
 }
 
-// Best first. sm90pair runs where it is preferred (above), sm90c2 wherever it reads the sources,
+// sm90pairc2 is preferred where it was measured faster than sm90c2 (H100, session 12, one run,
+// docs/BENCHMARKS.md): V3.2 FP8 decode T 256 H 128 1.18x, V3.2 FP8 prefill 1.28x, V4.1 prefill
+// (V41_FP8) 1.22x. Not measured faster: the decode at batch 2 (a grid of 8 CTAs, 1.01x slower),
+// and nothing with V41_FP4 rows was measured (sm90pair without clusters reads them 1.5x slower
+// than sm90 on the V4.1 decode at H 64).
+const char *sm90pairc2_not_preferred(const gpu::Device &d, const gpu::AttnShape &s) {
+  if (s.layout0 == kern::kV41FP4 || s.layout1 == kern::kV41FP4) return "not measured on V41_FP4 sources";
+  const long ctas = (long)s.T * ((s.H + kern::kAttnBM - 1) / kern::kAttnBM);
+  if (ctas < d.sm_count) return "measured faster than sm90c2 only on grids of a wave or more";
+  return nullptr;
+}
+
+// Best first. sm90pairc2 and sm90pair run where they are preferred (above), sm90c2 wherever it reads the sources,
 // sm90 every other call the Hopper kernels read; sm90ws (experimental) runs only when
 // SPMLA_ATTENTION_VARIANT names it; portable runs on any device whose shared memory holds its
 // ~58 KiB.
 const gpu::AttnVariant kAttnVariants[] = {
+    // sm90pair in clusters of a token's two head blocks that share the FP8 dequantization.
+    {"sm90pairc2", kern::kAttnBM, 8, true, sm90c2_variant_unsupported<Sm90Kernel::kPairC2>,
+     sm90_variant_launch<Sm90Kernel::kPairC2>, sm90pairc2_not_preferred},
     {"sm90pair", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kPair>,
      sm90_variant_launch<Sm90Kernel::kPair>, sm90pair_not_preferred},
     // sm90c2 runs wherever it can (V32_FP8 / V41 sources, H 65-128): on the H100 (session 11, one
@@ -305,10 +320,6 @@ const gpu::AttnVariant kAttnVariants[] = {
     {"sm90", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kTwoWg>,
      sm90_variant_launch<Sm90Kernel::kTwoWg>},
     {"sm90ws", kern::kAttnBM, 8, true, sm90_variant_unsupported<Sm90Kernel::kWs>, sm90_variant_launch<Sm90Kernel::kWs>},
-    // On trial (after sm90, which reads every source it reads, so it runs only when forced):
-    // sm90pair in clusters of a token's two head blocks that share the FP8 dequantization.
-    {"sm90pairc2", kern::kAttnBM, 8, true, sm90c2_variant_unsupported<Sm90Kernel::kPairC2>,
-     sm90_variant_launch<Sm90Kernel::kPairC2>},
     {"sm80", kern::kAttnBM, 8, false, sm80_variant_unsupported, sm80_variant_launch},
     {"portable", kern::kPortBM, 1, false, portable_variant_unsupported, portable_variant_launch},
 };

@@ -481,10 +481,11 @@ __device__ __forceinline__ void produce_fp8(const kern::AttnParams &p, int t, co
   off.first += rank * 4096u;  // rows 2 rank * 16 + ...: 2 rank x 2048 bytes further
   off.second += rank * 4096u;
   off.rope += rank * 4096u;
-  const uint32_t kt[2] = {smem_u32(ks[0]), smem_u32(ks[1])};
-  // kC2: the peer's K0 tile; its K1 tile and full barriers at the same offsets as here.
-  const uint32_t rk0 = kC2 ? mapa_shared(kt[0], rank ^ 1u) : 0u;
-  const uint32_t rfull_off = smem_u32(bars.full) - kt[0];
+  // K1 and the full barriers sit at fixed offsets from K0 (Smem), here and in the peer (kC2).
+  using S = Smem<D, true>;
+  constexpr uint32_t kK1 = (uint32_t)S::kTile, kFull = (uint32_t)(S::kOffBar + 8 - S::kOffK);
+  const uint32_t k0 = smem_u32(ks[0]);
+  const uint32_t rk0 = kC2 ? mapa_shared(k0, rank ^ 1u) : 0u;
   const uint8_t *const *rows_g = rows + group + rank * 32u, *const *auxs_g = auxs + group + rank * 32u;
   const uint8_t *row = nullptr, *aux = nullptr;
   if (npairs > 0) entry_at<Layout>(p, t, range, range.begin + pt, row, aux);
@@ -523,8 +524,8 @@ __device__ __forceinline__ void produce_fp8(const kern::AttnParams &p, int t, co
         if constexpr (kC2)
           if (pt == 0) mbar_arrive_expect_tx(bars.full + P::bar_of(h), pair_c2_bytes<Layout>(h));
       }
-      step_store<Layout, P, s, kC2>(st[s % kStages], kt[P::tile_of(h)], off, Flavor, lane8,
-                                    rk0 + (kt[P::tile_of(h)] - kt[0]), rk0 + rfull_off + 8u * (uint32_t)P::bar_of(h));
+      constexpr uint32_t kt = P::tile_of(h) * kK1, bar = kFull + 8u * (uint32_t)P::bar_of(h);
+      step_store<Layout, P, s, kC2>(st[s % kStages], k0 + kt, off, Flavor, lane8, rk0 + kt, rk0 + bar);
       if constexpr (P::last(s)) {
         fence_async_smem();  // generic-proxy stores, read next by wgmma
         mbar_arrive(bars.full + P::bar_of(h));
