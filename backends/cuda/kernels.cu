@@ -278,15 +278,16 @@ int portable_variant_launch(const kern::AttnParams &p, int, gpu::Dim3 g, const g
   return (int)launch_portable(p, as_dim3(g), as_stream(s));
 }
 
-// sm90pair is preferred where it was measured faster than sm90: BF16 keys on a grid of at least 8
-// waves. At D 576 (V3.2 prefill, T 4096, H 128) 1.06x and 1.04x in sessions 9 and 10, 1.99x since
-// session 11's producer; at D 512 1.90x (V4 prefill from BF16 KV, T 4096, H 128, K 2048: 3.94 ms
-// against sm90's 7.49, H100, session 12; docs/BENCHMARKS.md). A decode-sized grid was not measured.
+// sm90pair is preferred where it was measured faster than sm90: BF16 keys on a grid of at least a
+// wave. The prefill (T 4096, H 128): at D 576 1.06x and 1.04x in sessions 9 and 10, 1.99x since
+// session 11's producer; at D 512 1.90x (3.94 ms against sm90's 7.49, H100, session 12). The
+// V3.2 BF16-KV decode at batch 64 (T 128, H 128: 256 CTAs): 169.9 us against sm90's 278.7 (H100,
+// the peer script, two runs of session 12: 1.64x). Smaller grids were not measured.
 const char *sm90pair_not_preferred(const gpu::Device &d, const gpu::AttnShape &s) {
   const bool bf16 = s.layout0 == kern::kBF16 && (s.layout1 == 0 || s.layout1 == kern::kBF16);
   if (!bf16) return "measured faster than sm90 only for BF16 keys";
   const long ctas = (long)s.T * ((s.H + kern::kAttnBM - 1) / kern::kAttnBM);
-  if (ctas < 8L * d.sm_count) return "measured faster than sm90 only on grids of 8 waves or more";
+  if (ctas < d.sm_count) return "measured faster than sm90 only on grids of a wave or more";
   return nullptr;
 }
 
