@@ -437,6 +437,22 @@ __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, c
   }
 }
 
+// Bytes the peer writes into half h (producer order) of this CTA's tiles per pair: its unit steps
+// of that half, 16 groups x 8 lanes, 32 bytes a NoPE unit and 16 a RoPE unit (both ranks alike).
+template <int Layout>
+constexpr uint32_t pair_c2_bytes(int h) {
+  using P = PairSteps<Layout, 2>;
+  using G = Fp8Rows<Layout>;
+  uint32_t bytes = 0;
+  for (int s = 0; s < P::kSteps; ++s)
+    if (P::half_of(s) == h)
+      for (int lane8 = 0; lane8 < 8; ++lane8) {
+        const int c = P::unit0_of(s) + lane8;
+        if (c < P::kUnits) bytes += 16u * (c < G::kNope ? 32u : 16u);
+      }
+  return bytes;
+}
+
 // FP8 sources: the pair's row table (thread pt writes entry pt: tile pt >> 6, row pt & 63), read
 // by every thread's steps (PairSteps), then the pair's mask. The next pair's entry is loaded at the
 // start of a pair and turned into addresses kAhead steps before its end, between two producer
@@ -447,25 +463,6 @@ __device__ __forceinline__ void produce_bf16(const kern::AttnParams &p, int t, c
 // unit into both CTAs' tiles (the peer's by st.async, completing the peer's full barrier of the
 // half, whose expected bytes this CTA's thread 0 adds: pair_c2_bytes). Both CTAs read the same
 // rows (the same token), so each still builds the whole row table and mask itself.
-template <int Layout, int kRank>
-constexpr uint32_t pair_c2_bytes_of(int h) {
-  using P = PairSteps<Layout, 2>;
-  using G = Fp8Rows<Layout>;
-  uint32_t bytes = 0;
-  for (int s = 0; s < P::kSteps; ++s)
-    if (P::half_of(s) == h)
-      for (int lane8 = 0; lane8 < 8; ++lane8) {
-        const int c = P::unit0_of(s) + lane8;
-        if (c < P::kUnits) bytes += 16u * (c < G::kNope ? 32u : 16u);  // 16 groups
-      }
-  return bytes;
-}
-// Bytes the peer writes into half h (producer order) of this CTA's tiles per pair.
-template <int Layout>
-__device__ __forceinline__ uint32_t pair_c2_bytes(int h) {
-  return h == 0 ? pair_c2_bytes_of<Layout, 0>(0) : h == 1 ? pair_c2_bytes_of<Layout, 0>(1)
-       : h == 2 ? pair_c2_bytes_of<Layout, 0>(2) : pair_c2_bytes_of<Layout, 0>(3);
-}
 template <int D, int Layout, int Flavor, bool kC2 = false>
 __device__ __forceinline__ void produce_fp8(const kern::AttnParams &p, int t, const Range &range, int npairs, int pt,
                                             uint8_t *row_table, uint8_t *aux_table, uint8_t *const *ks,
@@ -521,8 +518,10 @@ __device__ __forceinline__ void produce_fp8(const kern::AttnParams &p, int t, co
         // kC2: the free barrier also counts the peer's readers (its compute warpgroup arrives on
         // it remotely), so the peer's copy of the half is free too.
         mbar_wait(bars.free + P::bar_of(h), ph);
-        if constexpr (kC2)
-          if (pt == 0) mbar_arrive_expect_tx(bars.full + P::bar_of(h), pair_c2_bytes<Layout>(h));
+        if constexpr (kC2) {
+          constexpr uint32_t kPeerBytes = pair_c2_bytes<Layout>(h);
+          if (pt == 0) mbar_arrive_expect_tx(bars.full + P::bar_of(h), kPeerBytes);
+        }
       }
       constexpr uint32_t kt = P::tile_of(h) * kK1, bar = kFull + 8u * (uint32_t)P::bar_of(h);
       step_store<Layout, P, s, kC2>(st[s % kStages], k0 + kt, off, Flavor, lane8, rk0 + kt, rk0 + bar);
