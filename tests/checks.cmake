@@ -3,7 +3,7 @@
 #  - header_c99_* / header_cxx17_*: each public header compiles alone, with every *_INIT macro
 #    used, as C99 and as C++17 with -Wall -Wextra -pedantic -Werror.
 #  - check_install_deps: scripts/install-deps against a fake apt (offline machine, working apt).
-#  - sim_pair_schedule: the sm90pair kernel's barrier protocol over random interleavings
+#  - sim_pair_schedule: the sm90pair and sm90pairc2 kernels' barrier protocol over random interleavings
 #    (tools/sim/pair_schedule.py: no deadlock, no buffer read while it is rewritten).
 #  - sim_pair_softmax: the sm90pair kernel's chained-maximum softmax against an exact softmax
 #    (tools/sim/pair_softmax.py).
