@@ -33,9 +33,11 @@ cudaError_t launch_portable(const kern::AttnParams &p, dim3 grid, cudaStream_t s
 // V4 / V41 at D 512): two consumer warpgroups ("sm90"), the experimental warp-specialized kernel
 // ("sm90ws", built only with SPMLA_CUDA_SM90_WS), the pair schedule ("sm90pair") and the
 // two-warpgroup kernel in clusters of a token's two head blocks sharing the FP8 dequantization
-// ("sm90c2": V32 and V41 sources, an even number of head blocks).
+// ("sm90c2": V32 and V41 sources, an even number of head blocks), and the pair schedule in the
+// same clusters ("sm90pairc2", the same sources and heads).
 enum class Sm90Kernel { kTwoWg = 0, kWs = 1, kPair = 2, kC2 = 3, kPairC2 = 4 };
-// null when sm90c2 reads these sources and heads, else the reason (after sm90_sources_unsupported).
+// null when sm90c2 and sm90pairc2 read these sources and heads, else the reason (after
+// sm90_sources_unsupported).
 const char *sm90c2_unsupported(int D, int H, int layout0, int layout1);
 // null when the sm90 kernels read these sources (layout1 = 0: no extra source), else the reason.
 const char *sm90_sources_unsupported(int D, int layout0, int flavor0, int layout1, int flavor1);
