@@ -137,17 +137,10 @@ cudaError_t topk_prepare(int device, TopkLaunchState *st) {
 template <typename... Params, typename... Args>
 cudaError_t launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
                              Args... args) {
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t lc = {};
-  lc.gridDim = grid;
-  lc.blockDim = block;
-  lc.dynamicSmemBytes = smem;
-  lc.stream = s;
-  lc.attrs = attr;
-  lc.numAttrs = 1;
-  return cudaLaunchKernelEx(&lc, kernel, args...);
+  cudaLaunchAttribute attr = {};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  return launch_with(attr, kernel, grid, block, smem, s, args...);
 }
 
 // Names of the launches below, for SPMLA_LOG.
@@ -283,11 +276,14 @@ int portable_variant_launch(const kern::AttnParams &p, int, gpu::Dim3 g, const g
 // session 11's producer; at D 512 1.90x (3.94 ms against sm90's 7.49, H100, session 12). The
 // V3.2 BF16-KV decode at batch 64 (T 128, H 128: 256 CTAs): 169.9 us against sm90's 278.7 (H100,
 // the peer script, two runs of session 12: 1.64x). Smaller grids were not measured.
+// Whether the call's (token, head block) CTAs fill the device once (splits not counted).
+bool grid_fills_a_wave(const gpu::Device &d, const gpu::AttnShape &s) {
+  return (long)s.T * ((s.H + kern::kAttnBM - 1) / kern::kAttnBM) >= d.sm_count;
+}
 const char *sm90pair_not_preferred(const gpu::Device &d, const gpu::AttnShape &s) {
   const bool bf16 = s.layout0 == kern::kBF16 && (s.layout1 == 0 || s.layout1 == kern::kBF16);
   if (!bf16) return "measured faster than sm90 only for BF16 keys";
-  const long ctas = (long)s.T * ((s.H + kern::kAttnBM - 1) / kern::kAttnBM);
-  if (ctas < d.sm_count) return "measured faster than sm90 only on grids of a wave or more";
+  if (!grid_fills_a_wave(d, s)) return "measured faster than sm90 only on grids of a wave or more";
   return nullptr;
 }
 
@@ -298,14 +294,13 @@ const char *sm90pair_not_preferred(const gpu::Device &d, const gpu::AttnShape &s
 // than sm90 on the V4.1 decode at H 64).
 const char *sm90pairc2_not_preferred(const gpu::Device &d, const gpu::AttnShape &s) {
   if (s.layout0 == kern::kV41FP4 || s.layout1 == kern::kV41FP4) return "not measured on V41_FP4 sources";
-  const long ctas = (long)s.T * ((s.H + kern::kAttnBM - 1) / kern::kAttnBM);
-  if (ctas < d.sm_count) return "measured faster than sm90c2 only on grids of a wave or more";
+  if (!grid_fills_a_wave(d, s)) return "measured faster than sm90c2 only on grids of a wave or more";
   return nullptr;
 }
 
-// Best first. sm90pairc2 and sm90pair run where they are preferred (above), sm90c2 wherever it reads the sources,
-// sm90 every other call the Hopper kernels read; sm90ws (experimental) runs only when
-// SPMLA_ATTENTION_VARIANT names it; portable runs on any device whose shared memory holds its
+// Best first. sm90pairc2 and sm90pair run where they are preferred (above), sm90c2 wherever it
+// reads the sources, sm90 every other call the Hopper kernels read; sm90ws (experimental) runs only
+// when SPMLA_ATTENTION_VARIANT names it; portable runs on any device whose shared memory holds its
 // ~58 KiB.
 const gpu::AttnVariant kAttnVariants[] = {
     // sm90pair in clusters of a token's two head blocks that share the FP8 dequantization.

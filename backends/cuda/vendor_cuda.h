@@ -10,6 +10,21 @@
 namespace spmla {
 namespace cuda {
 
+// Launches `kernel` with one launch attribute (cluster dimensions, programmatic dependence).
+template <typename... Params, typename... Args>
+cudaError_t launch_with(const cudaLaunchAttribute &attr, void (*kernel)(Params...), dim3 grid, dim3 block,
+                        size_t smem, cudaStream_t s, Args... args) {
+  cudaLaunchAttribute attrs[1] = {attr};
+  cudaLaunchConfig_t lc = {};
+  lc.gridDim = grid;
+  lc.blockDim = block;
+  lc.dynamicSmemBytes = smem;
+  lc.stream = s;
+  lc.attrs = attrs;
+  lc.numAttrs = 1;
+  return cudaLaunchKernelEx(&lc, kernel, args...);
+}
+
 // topk: the fast kernel configurations' shared memory per block (0: that configuration is not
 // used here), and whether a fast kernel may start as the programmatic dependent of its sample
 // kernel (sm_90+ code).

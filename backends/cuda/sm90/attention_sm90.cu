@@ -15,6 +15,10 @@ namespace spmla {
 namespace cuda {
 
 namespace {
+// The kernels launched in clusters of a token's two head blocks (V32 and V41 sources only), and
+// the pair schedule's two.
+constexpr bool clustered(Sm90Kernel k) { return k == Sm90Kernel::kC2 || k == Sm90Kernel::kPairC2; }
+constexpr bool paired(Sm90Kernel k) { return k == Sm90Kernel::kPair || k == Sm90Kernel::kPairC2; }
 // The kernel, its shared memory and its block size, per Sm90Kernel.
 template <int D, int Layout, int Flavor, Sm90Kernel K>
 auto kernel_of() {
@@ -28,33 +32,27 @@ auto kernel_of() {
 }
 template <int D, int Layout, Sm90Kernel K>
 constexpr size_t smem_of() {
-  if constexpr (K == Sm90Kernel::kPair || K == Sm90Kernel::kPairC2) return sm90::pair::Smem<D, Layout != kern::kBF16>::kBytes;
+  if constexpr (paired(K)) return sm90::pair::Smem<D, Layout != kern::kBF16>::kBytes;
   else return sm90::Smem<D>::kBytes;
 }
 template <Sm90Kernel K>
 constexpr int threads_of() {
-  return K == Sm90Kernel::kPair || K == Sm90Kernel::kPairC2 ? sm90::pair::kThreads : K == Sm90Kernel::kWs ? sm90::kWsThreads : sm90::kThreads;
+  return paired(K) ? sm90::pair::kThreads : K == Sm90Kernel::kWs ? sm90::kWsThreads : sm90::kThreads;
 }
 // One instantiation per (D, layout, FP8 flavor): the flavor is a template argument so that each
 // kernel holds one FP8 decoder (the E4M3FNUZ software decoder inlined beside the hardware E4M3FN
 // one made the kernel too large for the instruction cache). BF16 sources use flavor 0.
 template <int D, int Layout, int Flavor, Sm90Kernel K>
 cudaError_t launch_one(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
-  if constexpr (K == Sm90Kernel::kC2 || K == Sm90Kernel::kPairC2) {
+  if constexpr (clustered(K)) {
     // Clusters of two along x: a token's two head blocks (sm90::cta_coord, head block fastest).
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = 2;
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cudaLaunchConfig_t lc = {};
-    lc.gridDim = grid;
-    lc.blockDim = dim3(threads_of<K>());
-    lc.dynamicSmemBytes = smem_of<D, Layout, K>();
-    lc.stream = s;
-    lc.attrs = attr;
-    lc.numAttrs = 1;
-    return cudaLaunchKernelEx(&lc, kernel_of<D, Layout, Flavor, K>(), p);
+    cudaLaunchAttribute attr = {};
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = 2;
+    attr.val.clusterDim.y = 1;
+    attr.val.clusterDim.z = 1;
+    return launch_with(attr, kernel_of<D, Layout, Flavor, K>(), grid, dim3(threads_of<K>()), smem_of<D, Layout, K>(),
+                       s, p);
   } else {
     kernel_of<D, Layout, Flavor, K>()<<<grid, threads_of<K>(), smem_of<D, Layout, K>(), s>>>(p);
     return cudaGetLastError();
@@ -85,7 +83,7 @@ cudaError_t launch_every(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
 template <Sm90Kernel K>
 cudaError_t launch_any(const kern::AttnParams &p, dim3 grid, cudaStream_t s) {
   const int layout = p.src[0].layout;
-  if constexpr (K == Sm90Kernel::kC2 || K == Sm90Kernel::kPairC2) {  // V32 (D 576), V41 (D 512) only (sm90c2_unsupported)
+  if constexpr (clustered(K)) {  // V32 (D 576), V41 (D 512) only (sm90c2_unsupported)
     if (p.D == 576 && layout == kern::kV32) return launch_layout<576, kern::kV32, K>(p, grid, s);
     if (p.D == 512 && (layout == kern::kV41FP8 || layout == kern::kV41FP4))
       return launch_layout<512, sm90::kV41, K>(p, grid, s);
@@ -117,10 +115,10 @@ cudaError_t prepare_every(bool *ok) {
   if (e == cudaSuccess) e = prepare_one<512, sm90::kV41, 2, K>(ok);
   return e;
 }
-// The instantiations a kernel has (sm90c2: V32 and V41 only).
+// The instantiations a kernel has (the clustered ones: V32 and V41 only).
 template <Sm90Kernel K>
 cudaError_t prepare_all(bool *ok) {
-  if constexpr (K == Sm90Kernel::kC2 || K == Sm90Kernel::kPairC2) {
+  if constexpr (clustered(K)) {
     cudaError_t e = prepare_one<576, kern::kV32, 1, K>(ok);
     if (e == cudaSuccess) e = prepare_one<576, kern::kV32, 2, K>(ok);
     if (e == cudaSuccess) e = prepare_one<512, sm90::kV41, 1, K>(ok);

@@ -184,7 +184,8 @@ struct PairSteps {
   static constexpr int kLoN = 2, kHiN = (kUnits - 16 + 7) / 8;  // units per row and thread in a half
   // 4 halves x kRows rows (4; 2 in a cluster of two, each CTA taking half of every half tile)
   static constexpr int kSteps = 2 * kRows * (kLoN + kHiN);
-  // Loads in flight: 7 of 16 bytes (V32, D 576: 4; at 5 or more its producer spills at 88 registers).
+  // Loads in flight: 7 of 16 bytes (V32, D 576: 3; with 5 stages the E4M3FNUZ producer spills at 88
+  // registers).
   static constexpr int kStages = Layout == kern::kV32 ? 4 : 8, kAhead = kStages - 1;
   static_assert(kSteps % kStages == 0, "the stages rotate a whole number of times per pair");
   __host__ __device__ static constexpr bool low(int h) { return h == 0 || h == 3; }
@@ -268,6 +269,8 @@ __device__ __forceinline__ void step_store(const UnitStage &st, uint32_t kt, con
   // Which of a step's lanes hold NoPE units: all (V41; V32 below unit 32), none, or (V4) some.
   constexpr bool kAllNope = u0 + 8 <= G::kNope, kNoNope = u0 >= G::kNope;
   if (kAllNope || (!kNoNope && c < G::kNope)) {
+    // fp8_store_unit's decoding, with the raw words swapped for lanes 4..7 instead of the decoded
+    // halves (4 selects instead of 8).
     uint4 first, second;
     const uint4 v = st.v;
     if (Layout == kV41 && st.fp4) {
